@@ -1,0 +1,31 @@
+"""dataknobs-pd: save pandas DataFrames to real stores, load them back exactly, update them by key.
+
+    import dataknobs_pd as dk      # registers the DataFrame accessor `dk`
+    res = df.dk.save("sqlite:///flights.db", "flights")
+    out = pd.DataFrame.dk.load("sqlite:///flights.db", "flights")
+"""
+
+from . import accessor as _accessor  # noqa: F401  (registers df.dk)
+from .api import delete, load, save, update_batch
+from .errors import (
+    BackendUnavailableError,
+    BatchError,
+    DataKnobsError,
+    KeyRequiredError,
+    SchemaMismatchError,
+    TableExistsError,
+    TableNotFoundError,
+    UnsupportedDtypeError,
+)
+from .result import BatchResult
+from .schema import TableSchema
+from .store import Store, connect
+from .types import TypeMapper
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError", "BatchError", "BatchResult", "DataKnobsError", "KeyRequiredError",
+    "SchemaMismatchError", "Store", "TableExistsError", "TableNotFoundError", "TableSchema", "TypeMapper",
+    "UnsupportedDtypeError", "connect", "delete", "load", "save", "update_batch",
+]

@@ -1,0 +1,250 @@
+"""The public operations: save, update_batch, delete, load. Orchestration only, no backend details."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pandas as pd
+import pyarrow as pa
+
+from . import keys as keys_mod
+from .batch import BatchWriter, Job
+from .errors import (
+    DataKnobsError,
+    KeyRequiredError,
+    SchemaMismatchError,
+    TableExistsError,
+    TableNotFoundError,
+)
+from .filters import normalize, order_terms
+from .result import BatchResult
+from .schema import Column, TableSchema
+from .store import Store, as_store
+from .types import TypeMapper
+
+IF_EXISTS = ("fail", "replace", "append", "upsert")
+ERRORS = ("collect", "raise")
+
+_mapper = TypeMapper()
+
+
+def save(
+    df: pd.DataFrame, store: Store | str, table: str, key: str | Sequence[str] | None = None,
+    if_exists: str = "fail", errors: str = "collect", chunksize: int | None = None,
+    progress: bool | None = None,
+) -> BatchResult:
+    """Write `df` to `table`: create it, replace it, append to it or upsert into it by key."""
+    _check_option("if_exists", if_exists, IF_EXISTS)
+    _check_common(df, table, errors, chunksize)
+    st = as_store(store)
+    key_cols = keys_mod.resolve(df, key)
+    existing = st.backend.schema(table)
+    if if_exists == "upsert":
+        keys_mod.require(key_cols, "save(if_exists='upsert')", table)
+    if existing is not None and if_exists == "fail":
+        raise TableExistsError(
+            f"table {table!r} already exists in {st.url}; pass if_exists='replace', 'append' or 'upsert'"
+        )
+    if existing is None or if_exists == "replace":
+        schema = _mapper.schema(df, key_cols)
+        job = Job("save", st.backend, st.url, table, df, schema, "insert", create=True)
+    else:
+        schema, changed = _fit(df, existing, key_cols, table, st)
+        mode = "upsert" if if_exists == "upsert" else "insert"
+        job = Job("save", st.backend, st.url, table, df, schema, mode, schema_changed=changed)
+    return _run(job, errors, chunksize, progress)
+
+
+def update_batch(
+    df: pd.DataFrame, store: Store | str, table: str, key: str | Sequence[str] | None = None,
+    insert_missing: bool = False, errors: str = "collect", chunksize: int | None = None,
+    progress: bool | None = None,
+) -> BatchResult:
+    """Change the columns present in `df` on the rows whose key is in the table.
+
+    A key not in the table fails with stage "missing", unless insert_missing=True inserts it.
+    """
+    _check_common(df, table, errors, chunksize)
+    st = as_store(store)
+    key_cols = keys_mod.require(keys_mod.resolve(df, key), "update_batch", table)
+    existing = _existing(st, table)
+    schema, changed = _fit(df, existing, key_cols, table, st)
+    job = Job("update_batch", st.backend, st.url, table, df, schema,
+              "upsert" if insert_missing else "update", schema_changed=changed)
+    return _run(job, errors, chunksize, progress)
+
+
+def delete(
+    df: pd.DataFrame, store: Store | str, table: str, key: str | Sequence[str] | None = None,
+    errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
+) -> BatchResult:
+    """Delete the rows whose key appears in `df`; keys not in the table fail with stage "missing"."""
+    _check_common(df, table, errors, chunksize)
+    st = as_store(store)
+    key_cols = keys_mod.require(keys_mod.resolve(df, key), "delete", table)
+    existing = _existing(st, table)
+    _same_key(existing, key_cols, table)
+    job = Job("delete", st.backend, st.url, table, df, existing, "delete")
+    return _run(job, errors, chunksize, progress)
+
+
+def load(
+    store: Store | str, table: str, columns: Sequence | None = None, where=None, order_by=None,
+    limit: int | None = None, chunksize: int | None = None,
+) -> pd.DataFrame | Iterator[pd.DataFrame]:
+    """Read a table back with the dtypes, column order and index it was saved with."""
+    st = as_store(store)
+    schema = _existing(st, table)
+    names = schema.names
+    if columns is None:
+        selected = names
+    else:
+        if isinstance(columns, (str, int)):
+            raise DataKnobsError(f"columns= takes a list of column names, got {columns!r}")
+        by_label = {c.pandas_label: c.name for c in schema.data_columns}
+        unknown = [c for c in columns if c not in by_label and c not in names]
+        if unknown:
+            raise DataKnobsError(
+                f"columns {unknown} are not in table {table!r}; columns: {[c.pandas_label for c in schema.data_columns]}"
+            )
+        asked = [by_label.get(c, c) for c in columns]  # data columns in the caller's order
+        selected = [n for n in asked if not schema.column(n).index] + [c.name for c in schema.index_columns]
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise DataKnobsError(f"limit= must be a non-negative int, got {limit!r}")
+    if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
+        raise DataKnobsError(f"chunksize= must be a positive int, got {chunksize!r}")
+    label_to_name = {c.pandas_label: c.name for c in schema.columns}
+    where = _relabel_where(where, label_to_name)
+    filters = normalize(where, names)
+    order = order_terms(_relabel_order(order_by, label_to_name), names)
+    view = TableSchema(
+        columns=[schema.column(n) for n in selected], key=schema.key, index_names=schema.index_names
+    )
+    batch_rows = chunksize or 1_000_000
+    batches = st.backend.read(table, schema, selected, filters, order, limit, batch_rows)
+    if chunksize:
+        return _frames(batches, view)
+    tables = list(batches)
+    data = pa.concat_tables(tables) if tables else view.arrow_schema.empty_table()
+    return _mapper.to_pandas(data, view)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _run(job: Job, errors: str, chunksize, progress) -> BatchResult:
+    job.errors, job.chunksize, job.progress = errors, chunksize, progress
+    return BatchWriter(_mapper).run(job)
+
+
+def _frames(batches, view: TableSchema) -> Iterator[pd.DataFrame]:
+    start = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        frame = _mapper.to_pandas(batch, view)
+        if not view.index_columns:
+            frame.index = pd.RangeIndex(start, start + len(frame))
+        start += len(frame)
+        yield frame
+
+
+def _existing(st: Store, table: str) -> TableSchema:
+    schema = st.backend.schema(table)
+    if schema is None:
+        raise TableNotFoundError(f"no table {table!r} in {st.url}; tables: {st.tables()}")
+    return schema
+
+
+def _same_key(existing: TableSchema, key_cols: list[str] | None, table: str) -> None:
+    if existing.key is None:
+        if key_cols:
+            raise KeyRequiredError(
+                f"table {table!r} was saved without a key, so rows cannot be matched by {key_cols}; "
+                f"save it again with key=... (if_exists='replace')"
+            )
+        return
+    if key_cols and list(key_cols) != list(existing.key):
+        raise SchemaMismatchError(
+            f"the frame's key {key_cols} differs from the key {existing.key} of table {table!r}; "
+            f"pass key={existing.key!r}"
+        )
+
+
+def _fit(df: pd.DataFrame, existing: TableSchema, key_cols, table: str, st: Store) -> tuple[TableSchema, bool]:
+    """Check `df` against the stored schema; return the schema (categories grown) and if it changed."""
+    if existing.key and key_cols is None:
+        key_cols = existing.key if all(_has(df, k) for k in existing.key) else None
+    _same_key(existing, key_cols, table)
+    if existing.key:
+        missing = [k for k in existing.key if not _has(df, k)]
+        if missing:
+            raise SchemaMismatchError(f"the frame lacks key column(s) {missing} of table {table!r}")
+    stored = {c.name for c in existing.columns}
+    extra = [label for label in df.columns if str(label) not in stored]
+    if extra:
+        raise SchemaMismatchError(
+            f"column(s) {extra} are not in table {table!r} (columns: {[c.pandas_label for c in existing.data_columns]}); "
+            f"drop them, or save with if_exists='replace'"
+        )
+    schema, changed = existing, False
+    for col in existing.columns:
+        if col.kind == "category" and not col.dtype["ordered"] and str(col.name) in map(str, df.columns):
+            grown = _grow_categories(df[_label(df, col.name)], col)
+            if grown is not None:
+                schema, changed = schema.with_column(grown), True
+    return schema, changed
+
+
+def _grow_categories(s: pd.Series, col: Column) -> Column | None:
+    values = s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else pd.Index(s.dropna().unique())
+    known = pd.Index(col.dtype["categories"])
+    try:
+        new = values[~values.astype(object).isin(known.astype(object))]
+    except (TypeError, ValueError):
+        return None
+    if len(new) == 0:
+        return None
+    spec = dict(col.dtype, categories=col.dtype["categories"] + [v.item() if hasattr(v, "item") else v for v in new])
+    return Column(col.name, col.kind, col.arrow, col.nullable, spec, col.label, col.index)
+
+
+def _has(df: pd.DataFrame, name: str) -> bool:
+    return name in map(str, df.columns) or name in [str(n) for n in df.index.names if n is not None]
+
+
+def _label(df: pd.DataFrame, name: str):
+    return next(label for label in df.columns if str(label) == name)
+
+
+def _relabel_where(where, mapping):
+    if not where:
+        return where
+
+    def term(t):
+        return (mapping.get(t[0], t[0]), *t[1:]) if isinstance(t, (tuple, list)) and len(t) == 3 else t
+
+    if isinstance(where, tuple):
+        return term(where)
+    return [[term(t) for t in g] if isinstance(g, list) else term(g) for g in where]
+
+
+def _relabel_order(order_by, mapping):
+    if order_by is None or isinstance(order_by, str):
+        return mapping.get(order_by, order_by) if order_by is not None else None
+    return [mapping.get(o, o) if not isinstance(o, tuple) else (mapping.get(o[0], o[0]), o[1]) for o in order_by]
+
+
+def _check_option(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise DataKnobsError(f"{name}={value!r} is not valid; use one of {', '.join(map(repr, allowed))}")
+
+
+def _check_common(df, table, errors, chunksize) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise DataKnobsError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    if not isinstance(table, str) or not table:
+        raise DataKnobsError(f"table must be a non-empty string, got {table!r}")
+    _check_option("errors", errors, ERRORS)
+    if chunksize is not None and (not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1):
+        raise DataKnobsError(f"chunksize= must be a positive int, got {chunksize!r}")

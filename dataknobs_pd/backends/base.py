@@ -1,0 +1,106 @@
+"""The Backend interface: small, Arrow in and Arrow out.
+
+A backend stores tables of Arrow data with their dk schema. `write` is all or nothing
+for the chunk it is given, except for the rows it can name itself (key conflicts, missing
+keys, required columns left empty), which it leaves out and returns. Anything else makes
+it raise `WriteError`, classified; the batch engine then narrows the chunk down.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pyarrow as pa
+
+from ..errors import RowFailure
+from ..schema import TableSchema
+
+Failures = dict[int, RowFailure]  # position in the chunk -> why that row was not written
+MODES = ("insert", "upsert", "update")
+
+
+class Backend(ABC):
+    """One store. Instances are pooled per URL by `Store`; they must be safe to share."""
+
+    #: rows per chunk are chosen so that a chunk holds about this many cells
+    chunk_cells = 1_000_000
+
+    def __init__(self, url: str, **options):
+        self.url = url
+        self.options = options
+
+    # -- catalogue -------------------------------------------------------------------
+    @abstractmethod
+    def tables(self) -> list[str]:
+        """User tables, sorted."""
+
+    @abstractmethod
+    def schema(self, table: str) -> TableSchema | None:
+        """The stored dk schema, or None when the table does not exist."""
+
+    @abstractmethod
+    def create(self, table: str, schema: TableSchema) -> None:
+        """Create an empty table (replacing nothing) and store its schema."""
+
+    @abstractmethod
+    def set_schema(self, table: str, schema: TableSchema) -> None:
+        """Replace the stored dk schema of an existing table (same columns and types)."""
+
+    @abstractmethod
+    def drop(self, table: str) -> None:
+        """Remove the table and its schema; a missing table is not an error."""
+
+    # -- data ------------------------------------------------------------------------
+    def prepare(self, data: pa.Table, schema: TableSchema) -> tuple[pa.Table, Failures]:
+        """Leave out the rows holding values this store cannot keep exactly (stage `convert`)."""
+        return data, {}
+
+    @abstractmethod
+    def write(self, table: str, data: pa.Table, schema: TableSchema, mode: str) -> Failures:
+        """Write a chunk; insert rejects existing keys, update rejects missing keys, upsert does both."""
+
+    @abstractmethod
+    def delete(self, table: str, keys: pa.Table, schema: TableSchema) -> Failures:
+        """Delete the rows whose key is in `keys`; keys not in the table are returned as missing."""
+
+    @abstractmethod
+    def read(
+        self, table: str, schema: TableSchema, columns: list[str], where: list, order: list,
+        limit: int | None, batch_rows: int,
+    ) -> Iterator[pa.Table]:
+        """Yield the selected rows in batches of at most `batch_rows`, in the logical Arrow types.
+
+        `where` is normalized (see filters.normalize); `order` is [(column, ascending)],
+        and when it is empty rows come in key order, or in insertion order without a key.
+        """
+
+    def chunk_rows(self, ncols: int) -> int:
+        return max(1, self.chunk_cells // max(1, ncols))
+
+    # -- transactions ----------------------------------------------------------------
+    @contextmanager
+    def transaction(self):
+        """One call's unit of work: committed when the block ends, rolled back if it raises."""
+        yield
+
+    @contextmanager
+    def savepoint(self):
+        """A nested unit inside a transaction, undone alone when the block raises."""
+        yield
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def _key_text(key: list[str], data: pa.Table, i: int) -> str:
+    return ", ".join(f"{k}={data.column(k)[i].as_py()!r}" for k in key)
+
+
+def conflict_message(key: list[str], data: pa.Table, i: int) -> str:
+    return f"key {_key_text(key, data, i)} already exists in the table"
+
+
+def missing_message(key: list[str], data: pa.Table, i: int) -> str:
+    return f"key {_key_text(key, data, i)} is not in the table"

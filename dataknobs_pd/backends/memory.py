@@ -1,0 +1,161 @@
+"""memory:// — tables held as Arrow in this process, shared by every connect of the same name."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ..errors import RowFailure
+from ..filters import to_expression
+from ..schema import TableSchema
+from .base import Backend, Failures, conflict_message, missing_message
+
+_SPACES: dict[str, _Space] = {}
+_SPACES_LOCK = threading.Lock()
+
+
+class _Space:
+    """The tables of one memory:// name: {table: (Arrow table, schema)}."""
+
+    def __init__(self):
+        self.tables: dict[str, tuple[pa.Table, TableSchema]] = {}
+        self.lock = threading.RLock()
+
+
+class MemoryBackend(Backend):
+    """In-process store; a write replaces immutable Arrow tables, so undoing it is cheap."""
+
+    def __init__(self, url: str, **options):
+        super().__init__(url, **options)
+        name = url.split("://", 1)[1]
+        with _SPACES_LOCK:
+            self.space = _SPACES.setdefault(name, _Space())
+
+    @property
+    def _t(self):
+        return self.space.tables
+
+    def tables(self):
+        return sorted(self._t)
+
+    def schema(self, table):
+        entry = self._t.get(table)
+        return entry[1] if entry else None
+
+    def create(self, table, schema):
+        self._t[table] = (schema.arrow_schema.empty_table(), schema)
+
+    def set_schema(self, table, schema):
+        self._t[table] = (self._t[table][0], schema)
+
+    def drop(self, table):
+        self._t.pop(table, None)
+
+    # -- data --------------------------------------------------------------------------
+    def write(self, table, data, schema, mode):
+        stored, _ = self._t[table]
+        failures: Failures = {}
+        n = data.num_rows
+        if schema.key:
+            at = _key_index(stored, schema.key).get_indexer(_key_index(data, schema.key))
+        else:
+            at = np.full(n, -1)
+        exists = at >= 0
+        if mode == "insert" and schema.key:
+            for i in np.flatnonzero(exists):
+                failures[int(i)] = RowFailure("write", "KeyConflict", conflict_message(schema.key, data, int(i)))
+        if mode == "update":
+            for i in np.flatnonzero(~exists):
+                failures[int(i)] = RowFailure("missing", "MissingKey", missing_message(schema.key, data, int(i)))
+        new_rows = np.flatnonzero(~exists) if mode != "update" else np.array([], dtype=np.int64)
+        absent = [c for c in schema.columns if c.name not in data.column_names and not c.nullable]
+        if absent and len(new_rows):
+            names = ", ".join(repr(c.name) for c in absent)
+            for i in new_rows:
+                failures[int(i)] = RowFailure(
+                    "write", "NotNull", f"a new row needs a value for column(s) {names}, which the frame lacks")
+            new_rows = new_rows[:0]
+        if mode != "insert" and exists.any():
+            stored = _update(stored, data.take(np.flatnonzero(exists)), at[exists])
+        if len(new_rows):
+            add = data.take(new_rows)
+            cols = [
+                add.column(f.name) if f.name in add.column_names else pa.nulls(len(add), f.type)
+                for f in stored.schema
+            ]
+            stored = pa.concat_tables([stored, pa.table(cols, schema=stored.schema)])
+        self._t[table] = (stored, self._t[table][1])
+        return failures
+
+    def delete(self, table, keys, schema):
+        stored, sch = self._t[table]
+        at = _key_index(stored, schema.key).get_indexer(_key_index(keys, schema.key))
+        failures = {
+            int(i): RowFailure("missing", "MissingKey", missing_message(schema.key, keys, int(i)))
+            for i in np.flatnonzero(at < 0)
+        }
+        keep = np.ones(stored.num_rows, dtype=bool)
+        keep[at[at >= 0]] = False
+        self._t[table] = (stored.filter(pa.array(keep)), sch)
+        return failures
+
+    def read(self, table, schema, columns, where, order, limit, batch_rows):
+        data, _ = self._t[table]
+        if where:
+            data = data.filter(to_expression(where, data.schema))
+        sort = [(c, "ascending" if asc else "descending") for c, asc in order]
+        if not sort and schema.key:
+            sort = [(k, "ascending") for k in schema.key]
+        if sort:
+            data = data.sort_by(sort)
+        if limit is not None:
+            data = data.slice(0, limit)
+        data = data.select(columns)
+        for start in range(0, max(data.num_rows, 1), batch_rows):
+            yield data.slice(start, batch_rows)
+
+    # -- transactions --------------------------------------------------------------------
+    @contextmanager
+    def transaction(self):
+        with self.space.lock:
+            with self.savepoint():
+                yield
+
+    @contextmanager
+    def savepoint(self):
+        snapshot = dict(self._t)
+        try:
+            yield
+        except BaseException:
+            self._t.clear()
+            self._t.update(snapshot)
+            raise
+
+
+def _key_index(table: pa.Table, key: list[str]) -> pd.Index:
+    frame = table.select(key).to_pandas()
+    if len(key) == 1:
+        return pd.Index(frame.iloc[:, 0])
+    return pd.MultiIndex.from_frame(frame)
+
+
+def _update(stored: pa.Table, changes: pa.Table, at: np.ndarray) -> pa.Table:
+    """Put the values of `changes` into rows `at` of `stored`: one take over both, any type."""
+    n = stored.num_rows
+    pick = np.arange(n)
+    pick[at] = n + np.arange(len(at))
+    pick = pa.array(pick)
+    cols = []
+    for f in stored.schema:
+        col = stored.column(f.name)
+        if f.name in changes.column_names:
+            both = pa.chunked_array(col.chunks + changes.column(f.name).cast(f.type).chunks, type=f.type)
+            col = both.take(pick)
+        cols.append(col)
+    return pa.table(cols, schema=stored.schema)
+
+

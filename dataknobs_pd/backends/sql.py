@@ -1,0 +1,69 @@
+"""What every SQL backend shares: quoting, the metadata table, WHERE and ORDER BY with bound values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+META = "_dk_schema"  # holds the dk schema (JSON) of every table
+STAGE = "_dk_stage"  # per-connection temporary table that a chunk is loaded into
+ROW = "_dk_row"  # the chunk position of each staged row
+
+_SQL_OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def q(name: str) -> str:
+    """Quote an identifier (double quotes doubled inside)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def where_sql(
+    where: list, encode: Callable[[str, list], list], param: str = "?",
+    column_sql: Callable[[str, str], str] | None = None,
+) -> tuple[str, list]:
+    """Normalized filters as ' WHERE ...' with bound values; `encode(column, values)` stores values.
+
+    `column_sql(column, op)` may wrap a column for comparison (e.g. a CAST); it defaults to quoting.
+    """
+    if not where:
+        return "", []
+    column_sql = column_sql or (lambda c, op: q(c))
+    params: list = []
+    ors = []
+    for group in where:
+        ands = []
+        for col, op, value in group:
+            ref = column_sql(col, op)
+            if op in ("in", "not in"):
+                vals = [v for v in encode(col, list(value)) if v is not None]
+                has_null = len(vals) < len(value)
+                if not vals:
+                    term = "1=0" if op == "in" else "1=1"
+                else:
+                    term = f"{ref} {'NOT IN' if op == 'not in' else 'IN'} ({', '.join([param] * len(vals))})"
+                    params.extend(vals)
+                if has_null:
+                    term = f"({term} OR {q(col)} IS NULL)" if op == "in" else f"({term} AND {q(col)} IS NOT NULL)"
+                elif op == "not in":  # as in Arrow: a null is "not in" a list without null
+                    term = f"({term} OR {q(col)} IS NULL)"
+            elif value is None:
+                term = f"{q(col)} IS NULL" if op == "==" else f"{q(col)} IS NOT NULL"
+            else:
+                term = f"{ref} {_SQL_OPS[op]} {param}"
+                params.append(encode(col, [value])[0])
+            ands.append(term)
+        ors.append("(" + " AND ".join(ands) + ")")
+    return " WHERE " + " OR ".join(ors), params
+
+
+def order_sql(order: list[tuple[str, bool]], key: list[str] | None, fallback: str | None) -> str:
+    """' ORDER BY ...': the order asked for, else the key, else `fallback` (insertion order)."""
+    if order:
+        return " ORDER BY " + ", ".join(f"{q(c)} {'ASC' if asc else 'DESC'}" for c, asc in order)
+    if key:
+        return " ORDER BY " + ", ".join(q(k) for k in key)
+    return f" ORDER BY {fallback}" if fallback else ""
+
+
+def key_match(key: list[str], left: str, right: str) -> str:
+    """`left.k1 = right.k1 AND ...` for the key columns."""
+    return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in key)

@@ -1,0 +1,309 @@
+"""sqlite:/// — the embedded default, on the standard library's sqlite3.
+
+Values are stored in SQLite's own classes (INTEGER, REAL, TEXT, BLOB): timestamps and
+durations as integers in their unit, dates as ISO text, decimals as exact text, nested
+values as JSON. The dk schema in `_dk_schema` turns them back into their Arrow types.
+Writes are executemany() into the table, or into a temporary stage first when keys
+must be matched (conflicts, upserts, updates), then one INSERT/UPDATE ... SELECT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import DataKnobsError, RowFailure, WriteError
+from ..schema import Column, TableSchema
+from .base import Backend, Failures, conflict_message, missing_message
+from .sql import META, ROW, STAGE, key_match, order_sql, q, where_sql
+
+INT64_MAX = 2**63 - 1
+
+_ERRORS = {  # SQLite extended result name -> row error class
+    "SQLITE_CONSTRAINT_PRIMARYKEY": "KeyConflict",
+    "SQLITE_CONSTRAINT_UNIQUE": "Constraint",
+    "SQLITE_CONSTRAINT_NOTNULL": "NotNull",
+    "SQLITE_CONSTRAINT_CHECK": "CheckConstraint",
+    "SQLITE_CONSTRAINT_FOREIGNKEY": "ForeignKey",
+    "SQLITE_TOOBIG": "OutOfRange",
+    "SQLITE_MISMATCH": "TypeConversion",
+}
+
+
+def _storage(t: pa.DataType) -> tuple[str, pa.DataType | None]:
+    """(declared SQL type, Arrow type of the stored values); None means JSON text."""
+    if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_timestamp(t) or pa.types.is_duration(t):
+        return "INTEGER", pa.int64()
+    if pa.types.is_floating(t):
+        return "REAL", pa.float64()
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "BLOB", pa.binary()
+    if pa.types.is_nested(t):
+        return "TEXT", None
+    return "TEXT", pa.string()
+
+
+def encode(arr: pa.Array | pa.ChunkedArray, t: pa.DataType) -> list:
+    """Logical Arrow values -> Python values SQLite stores."""
+    _, st = _storage(t)
+    if st is None:
+        return [None if v is None else json.dumps(v, default=str) for v in arr.to_pylist()]
+    stored = arr.cast(st) if arr.type != st else arr
+    if pa.types.is_integer(st) or pa.types.is_floating(st):
+        if stored.null_count == 0 or pa.types.is_floating(st):
+            return stored.to_numpy(zero_copy_only=False).tolist()  # NaN stands for NULL in REAL
+    return stored.to_pylist()
+
+
+def decode(values: list | tuple, t: pa.DataType) -> pa.Array:
+    """Python values read from SQLite -> an Arrow array of the logical type."""
+    _, st = _storage(t)
+    if st is None:
+        return pa.array([None if v is None else json.loads(v) for v in values], type=t)
+    return pa.array(values, type=st).cast(t)
+
+
+class SQLiteBackend(Backend):
+    """One connection per store (SQLite serializes writers anyway), guarded by a lock."""
+
+    def __init__(self, url: str, timeout: float = 30.0, **options):
+        super().__init__(url, **options)
+        path = url.split("://", 1)[1]
+        path = path[1:] if path.startswith("/") else path  # sqlite:///rel.db, sqlite:////abs.db
+        self.path = path or ":memory:"
+        if self.path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(parent):
+                raise DataKnobsError(f"cannot open {url}: folder {parent!r} does not exist")
+        self.conn = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False, isolation_level=None)
+        self.lock = threading.RLock()
+        self._depth = 0
+        with self.lock:
+            if self.path != ":memory:":
+                self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA temp_store=MEMORY")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {q(META)} (name TEXT PRIMARY KEY, schema TEXT NOT NULL)")
+        self.max_params = self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+    # -- catalogue -------------------------------------------------------------------------
+    def tables(self):
+        rows = self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name <> ?"
+            " ORDER BY name", (META,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def schema(self, table):
+        row = self.conn.execute(f"SELECT schema FROM {q(META)} WHERE name = ?", (table,)).fetchone()
+        if row:
+            return TableSchema.from_json(row[0])
+        return self._foreign_schema(table)
+
+    def create(self, table, schema):
+        defs = [f"{q(c.name)} {_storage(c.arrow)[0]}{'' if c.nullable else ' NOT NULL'}" for c in schema.columns]
+        if schema.key:
+            defs.append(f"PRIMARY KEY ({', '.join(q(k) for k in schema.key)})")
+        with self.transaction():
+            self.conn.execute(f"CREATE TABLE {q(table)} ({', '.join(defs)})")
+            self.set_schema(table, schema)
+
+    def set_schema(self, table, schema):
+        self.conn.execute(f"INSERT OR REPLACE INTO {q(META)} (name, schema) VALUES (?, ?)", (table, schema.to_json()))
+
+    def drop(self, table):
+        with self.transaction():
+            self.conn.execute(f"DROP TABLE IF EXISTS {q(table)}")
+            self.conn.execute(f"DELETE FROM {q(META)} WHERE name = ?", (table,))
+
+    # -- data ------------------------------------------------------------------------------
+    def prepare(self, data, schema):
+        failures: Failures = {}
+        for name in data.column_names:
+            col, arr = schema.column(name), data.column(name)
+            if pa.types.is_uint64(arr.type):
+                bad = pc.fill_null(pc.greater(arr, INT64_MAX), False)
+                for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
+                    failures.setdefault(int(i), RowFailure(
+                        "convert", "OutOfRange",
+                        f"column {col.name!r}: {arr[int(i)].as_py()} is beyond SQLite's 64-bit signed integers"))
+            if pa.types.is_floating(arr.type) and col.dtype.get("arrow"):
+                nan = pc.fill_null(pc.is_nan(arr), False)
+                for i in np.flatnonzero(nan.to_numpy(zero_copy_only=False)):
+                    failures.setdefault(int(i), RowFailure(
+                        "convert", "OutOfRange",
+                        f"column {col.name!r}: SQLite keeps no NaN apart from NULL in a {col.dtype['name']} column"))
+        if failures:
+            keep = np.ones(data.num_rows, dtype=bool)
+            keep[list(failures)] = False
+            data = data.filter(pa.array(keep))
+        return data, failures
+
+    def write(self, table, data, schema, mode):
+        names = data.column_names
+        absent = [c.name for c in schema.columns if c.name not in names and not c.nullable]
+        if mode == "insert" and not absent:
+            try:
+                with self.savepoint():
+                    self._insert_rows(table, names, data, schema)
+                return {}
+            except sqlite3.IntegrityError as e:
+                if not (schema.key and e.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY"):
+                    raise _write_error(e) from e
+        return self._write_staged(table, data, schema, mode, absent)
+
+    def _write_staged(self, table, data, schema, mode, absent) -> Failures:
+        """Load the chunk into a stage, find conflicts or missing keys there, then apply it in SQL."""
+        names = data.column_names
+        self._stage(data, schema)
+        failures: Failures = {}
+        t, s = q(table), q(STAGE)
+        exists = f"EXISTS (SELECT 1 FROM {t} WHERE {key_match(schema.key, t, 's')})" if schema.key else "0"
+        found = {r[0] for r in self.conn.execute(f"SELECT {q(ROW)} FROM {s} s WHERE {exists}")} if schema.key else set()
+        rows = range(data.num_rows)
+        if mode == "insert":
+            failures.update({i: RowFailure("write", "KeyConflict", conflict_message(schema.key, data, i))
+                             for i in found})
+        elif mode == "update":
+            failures.update({i: RowFailure("missing", "MissingKey", missing_message(schema.key, data, i))
+                             for i in rows if i not in found})
+        if mode in ("insert", "upsert") and absent:
+            need = ", ".join(repr(a) for a in absent)
+            failures.update({i: RowFailure("write", "NotNull",
+                                           f"a new row needs a value for column(s) {need}, which the frame lacks")
+                             for i in rows if i not in found})
+        try:
+            values = [n for n in names if n not in (schema.key or [])]
+            if mode in ("upsert", "update") and found and values:
+                sets = ", ".join(f"{q(n)} = s.{q(n)}" for n in values)
+                self.conn.execute(
+                    f"UPDATE {t} SET {sets} FROM {s} s WHERE {key_match(schema.key, t, 's')}")
+            if mode in ("insert", "upsert") and not absent:
+                cols = ", ".join(q(n) for n in names)
+                self.conn.execute(
+                    f"INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} s WHERE NOT {exists} ORDER BY {q(ROW)}")
+        except sqlite3.DatabaseError as e:
+            raise _write_error(e) from e
+        return failures
+
+    def _stage(self, data: pa.Table, schema: TableSchema) -> None:
+        self.conn.execute(f"DROP TABLE IF EXISTS temp.{q(STAGE)}")
+        cols = ", ".join(q(n) for n in data.column_names)
+        self.conn.execute(f"CREATE TEMP TABLE {q(STAGE)} ({q(ROW)} INTEGER PRIMARY KEY, {cols})")
+        columns = [range(data.num_rows)] + [encode(data.column(n), schema.column(n).arrow) for n in data.column_names]
+        marks = ", ".join("?" * (data.num_columns + 1))
+        self.conn.executemany(f"INSERT INTO temp.{q(STAGE)} VALUES ({marks})", zip(*columns))
+
+    def _insert_rows(self, table, names, data, schema) -> None:
+        columns = [encode(data.column(n), schema.column(n).arrow) for n in names]
+        marks = ", ".join("?" * len(names))
+        self.conn.executemany(
+            f"INSERT INTO {q(table)} ({', '.join(q(n) for n in names)}) VALUES ({marks})", zip(*columns))
+
+    def delete(self, table, keys, schema):
+        self._stage(keys, schema)
+        t, s = q(table), q(STAGE)
+        found = {r[0] for r in self.conn.execute(
+            f"SELECT {q(ROW)} FROM {s} s WHERE EXISTS (SELECT 1 FROM {t} WHERE {key_match(schema.key, t, 's')})")}
+        self.conn.execute(f"DELETE FROM {t} WHERE EXISTS (SELECT 1 FROM {s} s WHERE {key_match(schema.key, t, 's')})")
+        return {i: RowFailure("missing", "MissingKey", missing_message(schema.key, keys, i))
+                for i in range(keys.num_rows) if i not in found}
+
+    def read(self, table, schema, columns, where, order, limit, batch_rows):
+        types = {c.name: c.arrow for c in schema.columns}
+
+        def enc(col, values):
+            return encode(pa.array(values, type=types[col], from_pandas=True), types[col])
+
+        def ref(col, op):  # decimals are exact text: compare their numeric value for < and >
+            return f"CAST({q(col)} AS REAL)" if pa.types.is_decimal(types[col]) and op not in ("==", "!=", "in", "not in") else q(col)
+
+        clause, params = where_sql(where, enc, column_sql=ref)
+        sql = f"SELECT {', '.join(q(c) for c in columns)} FROM {q(table)}{clause}"
+        sql += order_sql(order, schema.key, "rowid")
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self.lock:
+            cur = self.conn.execute(sql, params)
+            fields = [pa.field(c, types[c]) for c in columns]
+            empty = True
+            while rows := cur.fetchmany(batch_rows):
+                empty = False
+                cols = list(zip(*rows))
+                yield pa.table([decode(cols[i], f.type) for i, f in enumerate(fields)], schema=pa.schema(fields))
+            if empty:
+                yield pa.schema(fields).empty_table()
+
+    def _foreign_schema(self, table) -> TableSchema | None:
+        """A schema for a table this package did not create, from its declared column types."""
+        info = self.conn.execute(f"PRAGMA table_info({q(table)})").fetchall()
+        if not info:
+            return None
+        cols, key = [], [r[1] for r in sorted(info, key=lambda r: r[5]) if r[5]]
+        for _, name, decl, notnull, _, pk in info:
+            d = (decl or "").upper()
+            if "INT" in d:
+                col = Column(name, "int64", pa.int64(), not (notnull or pk), {"name": "Int64"})
+            elif any(x in d for x in ("REAL", "FLOA", "DOUB")):
+                col = Column(name, "float64", pa.float64(), True, {"name": "float64"})
+            elif "BLOB" in d:
+                col = Column(name, "bytes", pa.binary(), True, {"name": "object", "na": "none"})
+            else:
+                col = Column(name, "string", pa.large_string(), True, {"name": "object", "na": "none"})
+            cols.append(col)
+        return TableSchema(columns=cols, key=key or None)
+
+    # -- transactions ----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self):
+        with self.lock:
+            if self._depth:
+                with self.savepoint():
+                    yield
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    @contextmanager
+    def savepoint(self):
+        with self.lock:
+            name = f"dk_{self._depth}"
+            self._depth += 1
+            self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                self.conn.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+
+    def close(self):
+        with self.lock:
+            self.conn.close()
+
+
+def _write_error(e: sqlite3.DatabaseError) -> WriteError:
+    name = getattr(e, "sqlite_errorname", None)
+    return WriteError(str(e), _ERRORS.get(name, "WriteError"), name)

@@ -1,0 +1,81 @@
+"""The exception hierarchy: everything the package raises derives from DataKnobsError."""
+
+from __future__ import annotations
+
+
+class DataKnobsError(Exception):
+    """Base class of every error raised by dataknobs_pd."""
+
+
+class TableExistsError(DataKnobsError):
+    """save(if_exists="fail") found the table already there."""
+
+
+class TableNotFoundError(DataKnobsError):
+    """The table named does not exist in the store."""
+
+
+class KeyRequiredError(DataKnobsError):
+    """The operation matches rows by key, and no key could be resolved."""
+
+
+class SchemaMismatchError(DataKnobsError):
+    """The frame does not fit the stored table (unknown columns, a different key, ...)."""
+
+
+class UnsupportedDtypeError(DataKnobsError, TypeError):
+    """A column's dtype (or its values) cannot be stored by this package or this backend."""
+
+
+class BackendUnavailableError(DataKnobsError, ImportError):
+    """The URL scheme is unknown, or the backend's optional dependency is not installed."""
+
+
+class BatchError(DataKnobsError):
+    """errors="raise" and at least one row failed: nothing was written. `.result` holds the report."""
+
+    def __init__(self, message: str, result):
+        super().__init__(message)
+        self.result = result
+
+
+class WriteError(DataKnobsError):
+    """A backend could not write a chunk; nothing of that chunk was written.
+
+    Backends raise it already classified: `error` is one of the row error classes
+    (see ROW_ERRORS), `code` the backend's own code (SQLite extended result name,
+    SQLSTATE, ...). The batch engine narrows the chunk down to the rows at fault.
+    """
+
+    def __init__(self, message: str, error: str = "WriteError", code: str | None = None):
+        super().__init__(message)
+        self.error = error
+        self.code = code
+
+
+# The classes a failed row can be reported under (the `error` column of BatchResult.failures).
+ROW_ERRORS = {
+    "NullKey": "the key is missing (validate)",
+    "DuplicateKey": "the key repeats one seen earlier in the same frame (validate)",
+    "TypeConversion": "the value cannot become the column's type (convert)",
+    "OutOfRange": "the value is outside what the column or the store can hold (convert)",
+    "KeyConflict": "the key already exists in the table (write)",
+    "NotNull": "a required column has no value (write)",
+    "CheckConstraint": "a CHECK constraint rejected the row (write)",
+    "ForeignKey": "a FOREIGN KEY constraint rejected the row (write)",
+    "Constraint": "another constraint rejected the row (write)",
+    "WriteError": "the store rejected the row for another reason (write)",
+    "MissingKey": "update_batch/delete: the key is not in the table (missing)",
+}
+
+
+class RowFailure:
+    """Why one input row was not written: stage, error class, message and the backend's code."""
+
+    __slots__ = ("stage", "error", "message", "code")
+
+    def __init__(self, stage: str, error: str, message: str, code: str | None = None):
+        self.stage, self.error, self.message, self.code = stage, error, message, code
+
+    def __repr__(self):
+        return f"RowFailure({self.stage!r}, {self.error!r}, {self.message!r}, {self.code!r})"

@@ -1,0 +1,114 @@
+"""Store: a URL resolved to a backend instance, pooled per URL, with the password masked."""
+
+from __future__ import annotations
+
+import atexit
+import re
+import threading
+
+from .backends import backend_class
+from .backends.base import Backend
+from .errors import BackendUnavailableError, TableNotFoundError
+
+_PASSWORD = re.compile(r"(?P<head>://[^/@:]*:)(?P<pw>[^@/]*)(?P<at>@)")
+_POOL: dict[tuple, Store] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def mask(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", url)
+
+
+def scheme_of(url: str) -> str:
+    if not isinstance(url, str) or "://" not in url:
+        raise BackendUnavailableError(
+            f"{mask(str(url))!r} is not a store URL; use e.g. 'sqlite:///path/to/file.db' or 'memory://'"
+        )
+    return url.split("://", 1)[0].lower()
+
+
+class Store:
+    """A connected store. Use `dk.connect(url)`; `close()` or a with-block releases it."""
+
+    def __init__(self, url: str, backend: Backend, pool_key: tuple):
+        self._url = url
+        self.backend = backend
+        self._pool_key = pool_key
+        self.closed = False
+
+    @property
+    def url(self) -> str:
+        return mask(self._url)
+
+    @property
+    def scheme(self) -> str:
+        return scheme_of(self._url)
+
+    def tables(self) -> list[str]:
+        """The tables in this store."""
+        return self.backend.tables()
+
+    def drop(self, table: str) -> None:
+        """Remove a table; TableNotFoundError if there is none of that name."""
+        if self.backend.schema(table) is None:
+            raise TableNotFoundError(f"no table {table!r} in {self.url}; tables: {self.tables()}")
+        with self.backend.transaction():
+            self.backend.drop(table)
+
+    def schema(self, table: str):
+        """The stored dk schema of a table (TableNotFoundError when absent)."""
+        s = self.backend.schema(table)
+        if s is None:
+            raise TableNotFoundError(f"no table {table!r} in {self.url}; tables: {self.tables()}")
+        return s
+
+    def close(self) -> None:
+        """Release the connections and forget this store in the pool."""
+        with _POOL_LOCK:
+            if _POOL.get(self._pool_key) is self:
+                del _POOL[self._pool_key]
+        if not self.closed:
+            self.backend.close()
+            self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<Store {self.url}>"
+
+
+def connect(url: str, **options) -> Store:
+    """Return the Store for `url` (the same pooled instance for the same URL and options)."""
+    if isinstance(url, Store):
+        return url
+    scheme = scheme_of(url)
+    key = (url, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    with _POOL_LOCK:
+        store = _POOL.get(key)
+        if store is None or store.closed:
+            cls = backend_class(scheme)
+            store = _POOL[key] = Store(url, cls(url, **options), key)
+        return store
+
+
+def as_store(store) -> Store:
+    """A Store from a Store or a URL string."""
+    if isinstance(store, Store):
+        if store.closed:
+            return connect(store._url)
+        return store
+    return connect(store)
+
+
+@atexit.register
+def _close_all() -> None:
+    for store in list(_POOL.values()):
+        try:
+            store.close()
+        except Exception:  # noqa: BLE001 - closing at exit must not raise
+            pass

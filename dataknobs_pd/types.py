@@ -1,0 +1,513 @@
+"""TypeMapper: pandas dtypes <-> portable field types <-> Arrow, exactly and both ways.
+
+Only this module knows pandas dtypes. A frame is described once (`schema`), turned into
+Arrow chunk by chunk (`to_arrow`, which isolates the values that cannot become their
+column's type), and rebuilt from Arrow with the saved schema (`to_pandas`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import RowFailure, SchemaMismatchError, UnsupportedDtypeError
+from .schema import INDEX_PREFIX, Column, TableSchema
+
+_NUMPY_KINDS = {
+    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64", "bool",
+}
+_MASKED = {  # nullable extension dtype name -> field kind
+    "Int8": "int8", "Int16": "int16", "Int32": "int32", "Int64": "int64", "UInt8": "uint8",
+    "UInt16": "uint16", "UInt32": "uint32", "UInt64": "uint64", "Float32": "float32",
+    "Float64": "float64", "boolean": "bool",
+}
+_OBJECT_KINDS = {"string", "decimal", "bytes", "date", "json", "null"}
+
+
+def _arrow_kind(t: pa.DataType) -> str:
+    """The portable field type of an Arrow type."""
+    if pa.types.is_integer(t):
+        return str(t)
+    if pa.types.is_floating(t):
+        return {16: "float16", 32: "float32", 64: "float64"}[t.bit_width]
+    checks = [
+        (pa.types.is_boolean, "bool"), (pa.types.is_string, "string"), (pa.types.is_large_string, "string"),
+        (pa.types.is_timestamp, "datetime"), (pa.types.is_duration, "timedelta"), (pa.types.is_date, "date"),
+        (pa.types.is_decimal, "decimal"), (pa.types.is_binary, "bytes"), (pa.types.is_large_binary, "bytes"),
+    ]
+    for check, kind in checks:
+        if check(t):
+            return kind
+    return "json" if pa.types.is_nested(t) else str(t)
+
+
+def is_default_index(index: pd.Index) -> bool:
+    return (
+        isinstance(index, pd.RangeIndex) and index.name is None and index.start == 0 and index.step == 1
+    )
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+
+class TypeMapper:
+    """Maps pandas dtypes to field types and Arrow types, and back, without changing a value."""
+
+    # -- describing a frame --------------------------------------------------------
+    def schema(self, df: pd.DataFrame, key: list[str] | None = None) -> TableSchema:
+        """Describe `df` (columns, then index levels unless the index is the default range)."""
+        labels = list(df.columns)
+        if len(set(map(str, labels))) != len(labels):
+            dup = sorted({str(x) for x in labels if list(map(str, labels)).count(str(x)) > 1})
+            raise SchemaMismatchError(f"column names must be unique; repeated: {dup}")
+        cols = []
+        for label in labels:
+            if not isinstance(label, (str, int)) or isinstance(label, bool):
+                raise UnsupportedDtypeError(
+                    f"column label {label!r} ({type(label).__name__}): only str and int labels can be stored"
+                )
+            cols.append(self.describe(df[label], str(label), label=None if isinstance(label, str) else label))
+        index_names = []
+        if not is_default_index(df.index):
+            index_names = list(df.index.names)
+            for i, name in enumerate(index_names):
+                sname = str(name) if name is not None else f"{INDEX_PREFIX}{i}__"
+                if sname in {c.name for c in cols}:
+                    if key and sname in key and name in df.columns:
+                        raise SchemaMismatchError(f"{sname!r} is both a column and an index level")
+                    raise SchemaMismatchError(
+                        f"index level {sname!r} has the same name as a column; rename one of them"
+                    )
+                level = pd.Series(df.index.get_level_values(i), index=pd.RangeIndex(len(df)))
+                label = None if name is None or isinstance(name, str) else name
+                cols.append(self.describe(level, sname, label=label, index=True))
+        if key:
+            cols = [
+                Column(c.name, c.kind, c.arrow, False, c.dtype, c.label, c.index) if c.name in key else c
+                for c in cols
+            ]
+        return TableSchema(columns=cols, key=list(key) if key else None, index_names=index_names)
+
+    def describe(self, s: pd.Series, name: str, label=None, index: bool = False) -> Column:
+        """The stored Column for one Series."""
+        d = s.dtype
+        if isinstance(d, pd.CategoricalDtype):
+            cats = d.categories
+            inner = self.describe(pd.Series(cats), name)
+            if inner.kind not in ("string", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                                  "uint64", "float32", "float64", "bool", "datetime", "timedelta"):
+                raise UnsupportedDtypeError(f"column {name!r}: categories of {cats.dtype} are not supported")
+            spec = {"name": "category", "ordered": bool(d.ordered), "categories": _jsonable(cats),
+                    "categories_dtype": inner.dtype}
+            return Column(name, "category", inner.arrow, True, spec, label, index)
+        if isinstance(d, pd.ArrowDtype):
+            t = d.pyarrow_dtype
+            return Column(name, _arrow_kind(t), t, True, {"name": str(d), "arrow": True}, label, index)
+        if isinstance(d, pd.StringDtype):
+            na = "nan" if _is_nan(d.na_value) else "NA"
+            spec = {"name": "string", "storage": d.storage, "na": na}
+            return Column(name, "string", pa.large_string(), True, spec, label, index)
+        if isinstance(d, pd.DatetimeTZDtype) or d.kind == "M":
+            unit = np.datetime_data(d.base if hasattr(d, "base") else d)[0] if d.kind == "M" else d.unit
+            tz = str(d.tz) if isinstance(d, pd.DatetimeTZDtype) else None
+            return Column(name, "datetime", pa.timestamp(unit, tz=tz), True, {"name": str(d)}, label, index)
+        if d.kind == "m":
+            unit = np.datetime_data(d)[0]
+            return Column(name, "timedelta", pa.duration(unit), True, {"name": str(d)}, label, index)
+        if str(d) in _MASKED:
+            kind = _MASKED[str(d)]
+            return Column(name, kind, pa.from_numpy_dtype(d.numpy_dtype), True, {"name": str(d)}, label, index)
+        if d.kind in "biuf":
+            nullable = d.kind == "f"
+            return Column(name, str(d), pa.from_numpy_dtype(d), nullable, {"name": str(d)}, label, index)
+        if d == object:
+            kind = self._object_kind(s, name)
+            arrow = {
+                "string": pa.large_string(), "json": pa.large_string(), "null": pa.large_string(),
+                "bytes": pa.binary(), "date": pa.date32(),
+            }.get(kind)
+            if kind == "decimal":
+                arrow = _decimal_type(s, name)
+            na = "nan" if any(isinstance(v, float) and math.isnan(v) for v in s[s.isna()].head(1000)) else "none"
+            return Column(name, kind, arrow, True, {"name": "object", "na": na}, label, index)
+        raise UnsupportedDtypeError(
+            f"column {name!r} has dtype {d}, which cannot be stored; convert it first "
+            f"(for example with .astype(str) or .astype('float64'))"
+        )
+
+    def _object_kind(self, s: pd.Series, name: str) -> str:
+        inferred = pd.api.types.infer_dtype(s, skipna=True)
+        if inferred == "empty":
+            return "null"
+        if inferred in ("string", "decimal", "bytes", "date"):
+            return inferred
+        values = s[s.notna()]
+        ok = (list, dict, str, int, float, bool, np.integer, np.floating, np.bool_)
+        if all(isinstance(v, ok) for v in values):
+            return "json"
+        bad = next(v for v in values if not isinstance(v, ok))
+        raise UnsupportedDtypeError(
+            f"column {name!r} is an object column holding {type(bad).__name__} values ({bad!r}); "
+            f"object columns can hold str, Decimal, bytes, datetime.date or JSON-like list/dict values"
+            + ("; use pd.to_datetime for datetimes" if isinstance(bad, dt.datetime) else "")
+        )
+
+    # -- pandas -> Arrow ---------------------------------------------------------------
+    def to_arrow(
+        self, df: pd.DataFrame, schema: TableSchema, with_index: bool = True
+    ) -> tuple[pa.Table, dict[int, RowFailure]]:
+        """Convert the columns of `df` that `schema` holds; rows that cannot convert are left out.
+
+        with_index=False leaves out unnamed index levels (the frame's index is a default
+        range that says nothing). Returns the Arrow table of the good rows (schema order, only the columns present in
+        `df`) and {position in df: RowFailure} for the others.
+        """
+        series = self._series_for(df, schema, with_index)
+        failures: dict[int, RowFailure] = {}
+        arrays = {}
+        for col, s in series:
+            try:
+                arrays[col.name] = self._convert(s, col)
+            except (pa.ArrowException, ValueError, TypeError, OverflowError, decimal.InvalidOperation):
+                for pos, f in self._isolate(s.reset_index(drop=True), col).items():
+                    failures.setdefault(pos, f)
+        for col, s in series:  # values a required column lacks
+            arr = arrays.get(col.name)
+            if not col.nullable and arr is not None and arr.null_count:
+                for pos in np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False)):
+                    failures.setdefault(int(pos), RowFailure(
+                        "convert", "NotNull", f"column {col.name!r} requires a value and this row has none"))
+        if failures:
+            good = np.setdiff1d(np.arange(len(df)), np.fromiter(failures, dtype=np.int64))
+            table, more = self.to_arrow(df.iloc[good], schema, with_index)
+            assert not more, more
+            return table, failures
+        cols = [c for c, _ in series]
+        return pa.table([arrays[c.name] for c in cols], schema=pa.schema([c.field for c in cols])), {}
+
+    def _series_for(self, df: pd.DataFrame, schema: TableSchema, with_index: bool) -> list[tuple[Column, pd.Series]]:
+        by_name = {str(label): label for label in df.columns}
+        out = []
+        index_levels = {}
+        if schema.index_columns:
+            for i, name in enumerate(df.index.names):
+                if name is not None or with_index:
+                    index_levels[str(name) if name is not None else f"{INDEX_PREFIX}{i}__"] = i
+        for col in schema.columns:
+            if col.name in by_name and not (col.index and col.name in index_levels):
+                s = df[by_name[col.name]]
+            elif col.name in index_levels:
+                s = pd.Series(df.index.get_level_values(index_levels[col.name]), index=df.index)
+            else:
+                continue
+            out.append((col, s))
+        return out
+
+    def _convert(self, s: pd.Series, col: Column) -> pa.Array:
+        """One Series to an Arrow array of the column's logical type; raises when a value does not fit."""
+        t = col.arrow
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            if col.kind == "category" and col.dtype["ordered"]:
+                self._check_ordered(s, col)
+            s = s.astype(s.dtype.categories.dtype) if not s.isna().any() else s.astype(object)
+        elif col.kind == "category" and col.dtype["ordered"]:
+            self._check_ordered(s, col)
+        if col.kind == "json":
+            na = s.isna().to_numpy()
+            vals = [None if m else json.dumps(v, default=_json_default) for v, m in zip(s.tolist(), na)]
+            return pa.array(vals, type=t)
+        if s.dtype == object and col.kind in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                                               "uint64", "float32", "float64", "bool", "datetime", "timedelta"):
+            return _cast(pa.array(s, from_pandas=True), t)
+        if isinstance(s.dtype, pd.ArrowDtype):
+            arr = pa.chunked_array(s.array.__arrow_array__()).combine_chunks()
+            return arr if arr.type == t else _cast(arr, t)
+        if s.dtype.kind == "M" and pa.types.is_timestamp(t) and (t.tz is None) != (getattr(s.dtype, "tz", None) is None):
+            raise TypeError(f"column {col.name!r}: cannot store {'naive' if t.tz else 'tz-aware'} timestamps in a "
+                            f"{'tz-aware' if t.tz else 'naive'} column")
+        try:
+            arr = pa.array(s, type=t, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            arr = _cast(pa.array(s, from_pandas=True), t)
+        return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+    def _check_ordered(self, s: pd.Series, col: Column):
+        cats = pd.Index(col.dtype["categories"])
+        vals = s.dropna()
+        bad = ~pd.Index(vals.astype(object)).isin(cats.astype(object))
+        if bad.any():
+            raise ValueError(f"{vals[bad].iloc[0]!r} is not one of the categories of ordered column {col.name!r}")
+
+    def _isolate(self, s: pd.Series, col: Column) -> dict[int, RowFailure]:
+        """Find the values of `s` that do not convert, by halving: O(k log n) conversions."""
+        out: dict[int, RowFailure] = {}
+        stack = [(0, len(s))]
+        while stack:
+            lo, hi = stack.pop()
+            try:
+                self._convert(s.iloc[lo:hi], col)
+                continue
+            except (pa.ArrowException, ValueError, TypeError, OverflowError, decimal.InvalidOperation) as e:
+                if hi - lo == 1:
+                    v = s.iloc[lo]
+                    v = v.item() if isinstance(v, np.generic) else v
+                    text = str(e).split("\n")[0]
+                    error = "OutOfRange" if _is_range_error(text) else "TypeConversion"
+                    out[lo] = RowFailure(
+                        "convert", error, f"column {col.name!r}: cannot store {v!r} as {col.kind}"
+                        f" ({col.arrow}): {text}")
+                    continue
+            mid = (lo + hi) // 2
+            stack += [(mid, hi), (lo, mid)]
+        return out
+
+    # -- Arrow -> pandas ---------------------------------------------------------------
+    def to_pandas(self, table: pa.Table, schema: TableSchema) -> pd.DataFrame:
+        """Rebuild the frame: dtypes, column order, labels and index exactly as saved."""
+        data, index = {}, []
+        present = set(table.column_names)
+        for col in schema.columns:
+            if col.name not in present:
+                continue
+            values = self.array_to_pandas(table.column(col.name), col)
+            if col.index:
+                index.append((col, values))
+            else:
+                data[col.pandas_label] = values
+        n = table.num_rows
+        if index:
+            names = [
+                schema.index_names[int(c.name[len(INDEX_PREFIX):-2])] if c.name.startswith(INDEX_PREFIX)
+                else c.pandas_label for c, _ in index
+            ]
+            if len(index) == 1:
+                idx = pd.Index(index[0][1], name=names[0])
+            else:
+                idx = pd.MultiIndex.from_arrays([v for _, v in index], names=names)
+        else:
+            idx = pd.RangeIndex(n)
+        out = pd.DataFrame(data, index=idx)
+        if not data:
+            out = pd.DataFrame(index=idx)
+        return out
+
+    def array_to_pandas(self, arr: pa.ChunkedArray | pa.Array, col: Column):
+        """One Arrow column to a pandas array of the saved dtype."""
+        if isinstance(arr, pa.Array):
+            arr = pa.chunked_array([arr], type=arr.type)
+        if arr.type != col.arrow:
+            arr = arr.cast(col.arrow)
+        spec = col.dtype
+        name = spec["name"]
+        if spec.get("arrow"):
+            return pd.arrays.ArrowExtensionArray(arr)
+        if name == "category":
+            cats = pd.Index(spec["categories"]).astype(_pandas_dtype(spec["categories_dtype"]))
+            value_set = pa.array(cats, from_pandas=True).cast(arr.type)
+            codes = pc.index_in(arr, value_set=value_set).fill_null(-1).to_numpy()
+            dtype = pd.CategoricalDtype(cats, ordered=spec["ordered"])
+            return pd.Categorical.from_codes(codes.astype(np.int32, copy=False), dtype=dtype)
+        if name == "string":
+            return _string_dtype(spec).__from_arrow__(arr)
+        if name == "object":
+            return self._object_values(arr, col)
+        dtype = _pandas_dtype(spec)
+        if name in _MASKED:
+            return dtype.__from_arrow__(arr)
+        if col.kind in _NUMPY_KINDS:
+            return arr.to_numpy().astype(dtype, copy=False)
+        return pd.array(arr.to_pandas(), dtype=dtype) if len(arr) else pd.array([], dtype=dtype)
+
+    def _object_values(self, arr: pa.ChunkedArray, col: Column) -> np.ndarray:
+        na = np.nan if col.dtype.get("na") == "nan" else None
+        if col.kind == "json":
+            vals = [na if v is None else json.loads(v) for v in arr.to_pylist()]
+        elif col.kind == "null":
+            vals = [na] * len(arr)
+        elif col.kind == "date":
+            vals = arr.to_pandas(date_as_object=True).tolist()
+        else:
+            vals = arr.to_pandas().tolist()
+        out = np.empty(len(vals), dtype=object)
+        out[:] = vals
+        if na is not None:
+            out[pd.isna(out)] = na
+        return out
+
+    # -- utilities ---------------------------------------------------------------------
+    def infer_field_type(self, obj) -> str:
+        """The portable field type of a Series, a dtype or a single value."""
+        if isinstance(obj, pd.Series):
+            return self.describe(obj, str(obj.name)).kind
+        if isinstance(obj, (np.dtype, pd.api.extensions.ExtensionDtype)) or (
+            isinstance(obj, str) and not isinstance(obj, np.str_) and _looks_like_dtype(obj)
+        ):
+            d = pd.api.types.pandas_dtype(obj)
+            if d == object:
+                return "object"
+            return self.describe(pd.Series([], dtype=d), "value").kind
+        return self.describe(pd.Series([obj], dtype=object), "value").kind if not isinstance(
+            obj, (bool, int, float, np.generic, pd.Timestamp, pd.Timedelta)) else self.describe(
+            pd.Series([obj]), "value").kind
+
+    def get_pandas_dtype(self, field_type: str, nullable: bool = True):
+        """The pandas dtype that holds a field type (a nullable one unless nullable=False)."""
+        if field_type in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"):
+            return pd.api.types.pandas_dtype(field_type.capitalize().replace("Uint", "UInt") if nullable else field_type)
+        if field_type in ("float32", "float64"):
+            return np.dtype(field_type)
+        if field_type == "bool":
+            return pd.BooleanDtype() if nullable else np.dtype(bool)
+        if field_type == "string":
+            return pd.StringDtype()
+        if field_type == "category":
+            return pd.CategoricalDtype()
+        if field_type == "datetime":
+            return np.dtype("datetime64[ns]")
+        if field_type == "timedelta":
+            return np.dtype("timedelta64[ns]")
+        if field_type in _OBJECT_KINDS:
+            return np.dtype(object)
+        raise UnsupportedDtypeError(f"unknown field type {field_type!r}")
+
+    def convert_value(self, value, field_type: str):
+        """Convert one value to a field type, or raise UnsupportedDtypeError saying why not."""
+        if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)):
+            return None
+        try:
+            if field_type == "decimal":
+                return decimal.Decimal(str(value))
+            if field_type == "bytes":
+                return value if isinstance(value, bytes) else str(value).encode()
+            if field_type == "date":
+                return pd.Timestamp(value).date()
+            if field_type == "json":
+                return json.loads(value) if isinstance(value, str) else value
+            if field_type == "string":
+                return str(value)
+            dtype = self.get_pandas_dtype(field_type, nullable=False)
+            out = pd.Series([value]).astype(dtype).iloc[0]
+            if field_type in _NUMPY_KINDS and field_type != "bool" and not field_type.startswith("float"):
+                if out != value and not (isinstance(value, str) and str(out) == value.strip()):
+                    raise ValueError(f"{value!r} changes when converted")
+            return out.item() if isinstance(out, np.generic) else out
+        except (ValueError, TypeError, OverflowError, decimal.InvalidOperation) as e:
+            raise UnsupportedDtypeError(f"cannot convert {value!r} to {field_type}: {e}") from e
+
+    def optimize_dtypes(self, df: pd.DataFrame, category_ratio: float = 0.5) -> pd.DataFrame:
+        """The same frame in the most memory-efficient dtypes that change no value."""
+        out = {}
+        for label in df.columns:
+            s = df[label]
+            d = s.dtype
+            if d.kind in "iu" and not isinstance(d, pd.api.extensions.ExtensionDtype):
+                out[label] = _downcast_int(s, nullable=False)
+            elif str(d) in _MASKED and _MASKED[str(d)][0] in "iu":
+                out[label] = _downcast_int(s, nullable=True)
+            elif d == np.float64:
+                f32 = s.astype(np.float32)
+                same = (f32.astype(np.float64) == s) | (s.isna() & f32.isna())
+                out[label] = f32 if same.all() else s
+            elif (d == object and pd.api.types.infer_dtype(s, skipna=True) == "string") or (
+                isinstance(d, pd.StringDtype)
+            ):
+                n = len(s)
+                out[label] = s.astype("category") if n and s.nunique() <= category_ratio * n else s
+            else:
+                out[label] = s
+        return pd.DataFrame(out, index=df.index)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _cast(arr, t: pa.DataType):
+    if arr.type == t:
+        return arr
+    if pa.types.is_decimal(t) and pa.types.is_decimal(arr.type):
+        return pc.cast(arr, t, safe=True)
+    return pc.cast(arr, t, safe=True)
+
+
+def _is_range_error(text: str) -> bool:
+    words = ("range", "overflow", "out of bounds", "truncated", "would lose", "precision", "too large")
+    return any(w in text.lower() for w in words)
+
+
+def _is_nan(v) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _looks_like_dtype(s: str) -> bool:
+    try:
+        pd.api.types.pandas_dtype(s)
+        return True
+    except TypeError:
+        return False
+
+
+def _jsonable(index: pd.Index) -> list:
+    if index.dtype.kind in "Mm":
+        return [str(v) for v in index.astype(str)]
+    return [v.item() if isinstance(v, np.generic) else v for v in index.tolist()]
+
+
+def _decimal_type(s: pd.Series, name: str) -> pa.DataType:
+    try:
+        inferred = pa.array(s, from_pandas=True).type
+    except (pa.ArrowException, ValueError) as e:
+        raise UnsupportedDtypeError(f"column {name!r}: decimal values cannot be stored: {e}") from e
+    scale = inferred.scale
+    if inferred.precision - scale > 38 - scale or scale > 38:
+        return pa.decimal256(76, scale)
+    return pa.decimal128(38, scale)
+
+
+def _string_dtype(spec: dict) -> pd.StringDtype:
+    storage, na = spec.get("storage", "python"), spec.get("na", "NA")
+    try:
+        return pd.StringDtype(storage, na_value=np.nan if na == "nan" else pd.NA)
+    except TypeError:  # pandas 2.2: no na_value; NaN-semantics strings are "pyarrow_numpy"
+        if na == "nan":
+            return pd.StringDtype("pyarrow_numpy" if storage in ("pyarrow", "pyarrow_numpy") else "python")
+        return pd.StringDtype("pyarrow" if storage == "pyarrow_numpy" else storage)
+
+
+def _pandas_dtype(spec: dict):
+    name = spec["name"]
+    if name == "string":
+        return _string_dtype(spec)
+    if name == "object":
+        return np.dtype(object)
+    return pd.api.types.pandas_dtype(name)
+
+
+def _downcast_int(s: pd.Series, nullable: bool) -> pd.Series:
+    if s.isna().all():
+        return s
+    lo, hi = s.min(), s.max()
+    signed = str(s.dtype).lower().startswith("int")
+    for bits in (8, 16, 32, 64):
+        name = f"{'int' if signed else 'uint'}{bits}"
+        info = np.iinfo(name)
+        if info.min <= lo and hi <= info.max:
+            target = name.capitalize().replace("Uint", "UInt") if nullable else name
+            return s.astype(target)
+    return s
+
+
+def columns_of(schema: TableSchema, names: Iterable[str]) -> list[Column]:
+    """The schema's columns among `names`, in schema order."""
+    wanted = set(names)
+    return [c for c in schema.columns if c.name in wanted]
