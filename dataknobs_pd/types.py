@@ -297,10 +297,10 @@ class TypeMapper:
                 idx = pd.MultiIndex.from_arrays([v for _, v in index], names=names)
         else:
             idx = pd.RangeIndex(n)
-        out = pd.DataFrame(data, index=idx)
-        if not data:
-            out = pd.DataFrame(index=idx)
-        return out
+        # Series with explicit dtypes: the DataFrame constructor would infer str from object arrays.
+        columns = {label: pd.Series(v, index=idx, dtype=getattr(v, "dtype", None), copy=False)
+                   for label, v in data.items()}
+        return pd.DataFrame(columns, index=idx) if columns else pd.DataFrame(index=idx)
 
     def array_to_pandas(self, arr: pa.ChunkedArray | pa.Array, col: Column):
         """One Arrow column to a pandas array of the saved dtype."""
@@ -337,8 +337,8 @@ class TypeMapper:
             vals = [na] * len(arr)
         elif col.kind == "date":
             vals = arr.to_pandas(date_as_object=True).tolist()
-        else:
-            vals = arr.to_pandas().tolist()
+        else:  # to_pylist: pandas 3 would make str-dtype NaN of missing strings
+            vals = arr.to_pylist()
         out = np.empty(len(vals), dtype=object)
         out[:] = vals
         if na is not None:

@@ -38,6 +38,8 @@ def dtype_matrix(n: int = N, with_key: bool = True) -> pd.DataFrame:
         "bool": np.array(_pattern([True, False, False], n), dtype=bool),
         "str": pd.Series(strings, dtype="str"),
         "string": pd.Series(strings, dtype="string"),
+        "obj_str": pd.Series(strings, dtype=object),
+        "obj_str_nan": pd.Series([np.nan if v is None else v for v in strings], dtype=object),
         "cat_str": pd.Categorical(_pattern(["b", "a", None, "c"], n), categories=["c", "b", "a"]),
         "cat_ord": pd.Categorical(_pattern(["lo", "hi", "mid", None], n), categories=["lo", "mid", "hi"], ordered=True),
         "cat_num": pd.Categorical(_pattern([10, 20, None], n), categories=[20, 10, 30]),

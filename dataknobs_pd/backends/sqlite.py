@@ -130,7 +130,7 @@ class SQLiteBackend(Backend):
         for name in data.column_names:
             col, arr = schema.column(name), data.column(name)
             if pa.types.is_uint64(arr.type):
-                bad = pc.fill_null(pc.greater(arr, INT64_MAX), False)
+                bad = pc.fill_null(pc.greater(arr, pa.scalar(INT64_MAX, pa.uint64())), False)
                 for i in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
                     failures.setdefault(int(i), RowFailure(
                         "convert", "OutOfRange",

@@ -1,0 +1,102 @@
+"""What is particular to SQLite: native declarations, constraints of its own, quoting, foreign tables."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dataknobs_pd as dk
+
+
+def sql(store, query, *params):
+    return sqlite3.connect(store.backend.path).execute(query, params).fetchall()
+
+
+def test_declares_types_not_null_and_primary_key(sqlite_store):
+    df = pd.DataFrame({"id": [1], "f": [1.5], "s": ["x"], "b": [b"x"], "n": pd.array([None], dtype="Int64")})
+    df.dk.save(sqlite_store, "t")
+    info = {r[1]: (r[2], r[3], r[5]) for r in sql(sqlite_store, 'PRAGMA table_info("t")')}
+    assert info == {"id": ("INTEGER", 1, 1), "f": ("REAL", 0, 0), "s": ("TEXT", 0, 0), "b": ("BLOB", 0, 0),
+                    "n": ("INTEGER", 0, 0)}
+    assert sql(sqlite_store, 'SELECT name FROM "_dk_schema"') == [("t",)]
+
+
+def test_values_are_natural_for_other_sqlite_tools(sqlite_store):
+    df = pd.DataFrame({"id": [1], "when": pd.to_datetime(["2020-01-01 00:00:01"]).as_unit("s"),
+                       "d": [pd.Timestamp("2021-05-06").date()]})
+    df.dk.save(sqlite_store, "t")
+    assert sql(sqlite_store, 'SELECT "when", "d" FROM "t"') == [(1577836801, "2021-05-06")]
+
+
+def test_check_constraint_failures_are_isolated_by_halving(sqlite_store):
+    pd.DataFrame({"id": [0], "v": [1]}).dk.save(sqlite_store, "t")
+    con = sqlite3.connect(sqlite_store.backend.path)
+    con.execute('CREATE TRIGGER no_neg BEFORE INSERT ON "t" WHEN NEW.v < 0 BEGIN SELECT RAISE(ABORT, \'v must be >= 0\'); END')
+    con.commit()
+    con.close()
+    n = 1000
+    v = np.arange(n)
+    bad = [3, 500, 501, 998]
+    v[bad] = -1
+    res = pd.DataFrame({"id": np.arange(1, n + 1), "v": v}).dk.save(sqlite_store, "t", if_exists="append",
+                                                                   chunksize=256)
+    assert res.failures["row"].tolist() == bad
+    assert set(res.failures["stage"]) == {"write"}
+    assert "v must be >= 0" in res.failures["message"].iloc[0]
+    assert res.failures["code"].iloc[0].startswith("SQLITE_CONSTRAINT")
+    ids = dk.load(sqlite_store, "t", columns=["id"])["id"]
+    assert len(ids) == 1 + n - len(bad) and not ids.isin([b + 1 for b in bad]).any()
+
+
+def test_uint64_beyond_int64_is_a_convert_failure(sqlite_store):
+    df = pd.DataFrame({"u": np.array([1, 2**63 + 5, 7], dtype="uint64")})
+    res = df.dk.save(sqlite_store, "t")
+    assert res.failures["row"].tolist() == [1] and res.failures["stage"].tolist() == ["convert"]
+    assert res.failures["error"].tolist() == ["OutOfRange"]
+    assert dk.load(sqlite_store, "t")["u"].tolist() == [1, 7]
+
+
+def test_awkward_identifiers_are_quoted(sqlite_store):
+    df = pd.DataFrame({'we"ird col': [1, 2], "select": ["a", "b"], "id": [1, 2]})
+    df.dk.save(sqlite_store, 'tab"le; DROP TABLE x')
+    out = dk.load(sqlite_store, 'tab"le; DROP TABLE x', where=[('we"ird col', "==", 2)])
+    assert out["select"].tolist() == ["b"]
+
+
+def test_filter_values_are_bound_not_spliced(sqlite_store):
+    pd.DataFrame({"s": ["a", "x' OR '1'='1"]}).dk.save(sqlite_store, "t")
+    assert dk.load(sqlite_store, "t", where=[("s", "==", "x' OR '1'='1")])["s"].tolist() == ["x' OR '1'='1"]
+    assert dk.load(sqlite_store, "t", where=[("s", "==", "' OR 1=1 --")]).empty
+
+
+def test_decimal_range_filters_compare_numbers(sqlite_store):
+    import decimal
+
+    df = pd.DataFrame({"d": pd.Series([decimal.Decimal(x) for x in ("9.5", "10.25", "-3")], dtype=object)})
+    df.dk.save(sqlite_store, "t")
+    out = dk.load(sqlite_store, "t", where=[("d", ">", decimal.Decimal("9.9"))])
+    assert out["d"].tolist() == [decimal.Decimal("10.25")]
+
+
+def test_foreign_table_loads(sqlite_store):
+    con = sqlite3.connect(sqlite_store.backend.path)
+    con.execute("CREATE TABLE plain (k INTEGER PRIMARY KEY, x REAL, s TEXT)")
+    con.execute("INSERT INTO plain VALUES (2, 1.5, 'b'), (1, NULL, NULL)")
+    con.commit()
+    out = dk.load(sqlite_store, "plain")
+    assert out["k"].tolist() == [1, 2] and out["s"].tolist() == [None, "b"]
+    assert "plain" in sqlite_store.tables()
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(dk.DataKnobsError, match="does not exist"):
+        dk.connect(f"sqlite:///{tmp_path}/no/such/dir/x.db")
+
+
+def test_in_memory_sqlite():
+    with dk.connect("sqlite:///:memory:") as s:
+        pd.DataFrame({"a": [1]}).dk.save(s, "t")
+        assert dk.load(s, "t")["a"].tolist() == [1]
