@@ -99,7 +99,9 @@ class BatchWriter:
         if job.mode == "delete":
             data, bad = self.mapper.to_arrow(keys_mod.key_frame(part, job.schema.key), _key_schema(job.schema))
         else:
-            data, bad = self.mapper.to_arrow(part, job.schema, not is_default_index(job.frame.index))
+            # A default range index says nothing when updating rows, but labels the rows it inserts.
+            with_index = job.mode == "insert" or not is_default_index(job.frame.index)
+            data, bad = self.mapper.to_arrow(part, job.schema, with_index)
         rows = _drop(rows, bad, failures)
         data, bad = job.backend.prepare(data, job.schema)
         rows = _drop(rows, bad, failures)

@@ -104,3 +104,11 @@ def conflict_message(key: list[str], data: pa.Table, i: int) -> str:
 
 def missing_message(key: list[str], data: pa.Table, i: int) -> str:
     return f"key {_key_text(key, data, i)} is not in the table"
+
+
+def absent_message(absent: list[str]) -> str:
+    """Why a new row fails when the frame lacks required columns."""
+    names = ", ".join(repr(a) for a in absent)
+    why = " (the table keeps the index it was saved with: give the frame that index)" if any(
+        a.startswith("__index_level_") for a in absent) else ""
+    return f"a new row needs a value for column(s) {names}, which the frame lacks{why}"

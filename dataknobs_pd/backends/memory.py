@@ -12,7 +12,7 @@ import pyarrow as pa
 from ..errors import RowFailure
 from ..filters import to_expression
 from ..schema import TableSchema
-from .base import Backend, Failures, conflict_message, missing_message
+from .base import Backend, Failures, absent_message, conflict_message, missing_message
 
 _SPACES: dict[str, _Space] = {}
 _SPACES_LOCK = threading.Lock()
@@ -74,10 +74,9 @@ class MemoryBackend(Backend):
         new_rows = np.flatnonzero(~exists) if mode != "update" else np.array([], dtype=np.int64)
         absent = [c for c in schema.columns if c.name not in data.column_names and not c.nullable]
         if absent and len(new_rows):
-            names = ", ".join(repr(c.name) for c in absent)
+            message = absent_message([c.name for c in absent])
             for i in new_rows:
-                failures[int(i)] = RowFailure(
-                    "write", "NotNull", f"a new row needs a value for column(s) {names}, which the frame lacks")
+                failures[int(i)] = RowFailure("write", "NotNull", message)
             new_rows = new_rows[:0]
         if mode != "insert" and exists.any():
             stored = _update(stored, data.take(np.flatnonzero(exists)), at[exists])

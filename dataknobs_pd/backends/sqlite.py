@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from ..errors import DataKnobsError, RowFailure, WriteError
 from ..schema import Column, TableSchema
-from .base import Backend, Failures, conflict_message, missing_message
+from .base import Backend, Failures, absent_message, conflict_message, missing_message
 from .sql import META, ROW, STAGE, key_match, order_sql, q, where_sql
 
 INT64_MAX = 2**63 - 1
@@ -62,12 +62,17 @@ def encode(arr: pa.Array | pa.ChunkedArray, t: pa.DataType) -> list:
     return stored.to_pylist()
 
 
-def decode(values: list | tuple, t: pa.DataType) -> pa.Array:
-    """Python values read from SQLite -> an Arrow array of the logical type."""
+def decode(values, t: pa.DataType) -> pa.Array:
+    """Values read from SQLite (a Python list, or an Arrow array from ADBC) -> the logical type."""
     _, st = _storage(t)
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        if values.null_count == len(values):  # ADBC types an all-NULL column as int64
+            return pa.nulls(len(values), t)
+        values = values if st is not None else values.to_pylist()
     if st is None:
         return pa.array([None if v is None else json.loads(v) for v in values], type=t)
-    return pa.array(values, type=st).cast(t)
+    arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, type=st)
+    return arr.cast(t)
 
 
 class SQLiteBackend(Backend):
@@ -93,6 +98,15 @@ class SQLiteBackend(Backend):
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {q(META)} (name TEXT PRIMARY KEY, schema TEXT NOT NULL)")
         self.max_params = self.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        self._adbc, self._adbc_errors, self._adbc_lock = None, (), threading.Lock()
+        if self.path != ":memory:":
+            try:
+                import adbc_driver_sqlite.dbapi as adbc
+
+                self._adbc = adbc.connect(os.path.abspath(self.path), autocommit=True)
+                self._adbc_errors = (adbc.Error, OSError)  # the Arrow stream raises OSError
+            except ImportError:  # reads go through sqlite3, slower
+                pass
 
     # -- catalogue -------------------------------------------------------------------------
     def tables(self):
@@ -150,24 +164,39 @@ class SQLiteBackend(Backend):
     def write(self, table, data, schema, mode):
         names = data.column_names
         absent = [c.name for c in schema.columns if c.name not in names and not c.nullable]
-        if mode == "insert" and not absent:
-            try:
-                with self.savepoint():
-                    self._insert_rows(table, names, data, schema)
-                return {}
-            except sqlite3.IntegrityError as e:
-                if not (schema.key and e.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY"):
-                    raise _write_error(e) from e
-        return self._write_staged(table, data, schema, mode, absent)
+        if mode != "insert" or absent:
+            return self._write_staged(table, data, schema, mode, absent)
+        try:  # the clean case: one executemany, nothing else
+            with self.savepoint():
+                self._insert_rows(table, data, schema)
+            return {}
+        except sqlite3.IntegrityError as e:
+            if not (schema.key and e.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY"):
+                raise _write_error(e) from e
+        # Some keys exist: find them all in one join against the staged keys, insert the rest.
+        found = self._found(table, data.select(schema.key), schema)
+        keep = np.ones(data.num_rows, dtype=bool)
+        keep[list(found)] = False
+        try:
+            self._insert_rows(table, data.filter(pa.array(keep)), schema)
+        except sqlite3.DatabaseError as e:
+            raise _write_error(e) from e
+        return {i: RowFailure("write", "KeyConflict", conflict_message(schema.key, data, i)) for i in sorted(found)}
+
+    def _found(self, table, keys: pa.Table, schema) -> set[int]:
+        """Positions of the rows of `keys` whose key is in the table (one join on a staged copy)."""
+        self._stage(keys, schema)
+        t = q(table)
+        match = key_match(schema.key, t, "s")
+        return {r[0] for r in self.conn.execute(
+            f"SELECT {q(ROW)} FROM {q(STAGE)} s WHERE EXISTS (SELECT 1 FROM {t} WHERE {match})")}
 
     def _write_staged(self, table, data, schema, mode, absent) -> Failures:
-        """Load the chunk into a stage, find conflicts or missing keys there, then apply it in SQL."""
+        """Stage the chunk, find existing keys there, then apply it with one UPDATE ... FROM and
+        one INSERT ... SELECT."""
         names = data.column_names
-        self._stage(data, schema)
+        found = self._found(table, data, schema) if schema.key else set()
         failures: Failures = {}
-        t, s = q(table), q(STAGE)
-        exists = f"EXISTS (SELECT 1 FROM {t} WHERE {key_match(schema.key, t, 's')})" if schema.key else "0"
-        found = {r[0] for r in self.conn.execute(f"SELECT {q(ROW)} FROM {s} s WHERE {exists}")} if schema.key else set()
         rows = range(data.num_rows)
         if mode == "insert":
             failures.update({i: RowFailure("write", "KeyConflict", conflict_message(schema.key, data, i))
@@ -176,18 +205,17 @@ class SQLiteBackend(Backend):
             failures.update({i: RowFailure("missing", "MissingKey", missing_message(schema.key, data, i))
                              for i in rows if i not in found})
         if mode in ("insert", "upsert") and absent:
-            need = ", ".join(repr(a) for a in absent)
-            failures.update({i: RowFailure("write", "NotNull",
-                                           f"a new row needs a value for column(s) {need}, which the frame lacks")
-                             for i in rows if i not in found})
+            message = absent_message(absent)
+            failures.update({i: RowFailure("write", "NotNull", message) for i in rows if i not in found})
+        t, s = q(table), q(STAGE)
         try:
             values = [n for n in names if n not in (schema.key or [])]
             if mode in ("upsert", "update") and found and values:
                 sets = ", ".join(f"{q(n)} = s.{q(n)}" for n in values)
-                self.conn.execute(
-                    f"UPDATE {t} SET {sets} FROM {s} s WHERE {key_match(schema.key, t, 's')}")
-            if mode in ("insert", "upsert") and not absent:
+                self.conn.execute(f"UPDATE {t} SET {sets} FROM {s} s WHERE {key_match(schema.key, t, 's')}")
+            if mode in ("insert", "upsert") and not absent and len(found) < data.num_rows:
                 cols = ", ".join(q(n) for n in names)
+                exists = f"EXISTS (SELECT 1 FROM {t} WHERE {key_match(schema.key, t, 's')})" if schema.key else "0"
                 self.conn.execute(
                     f"INSERT INTO {t} ({cols}) SELECT {cols} FROM {s} s WHERE NOT {exists} ORDER BY {q(ROW)}")
         except sqlite3.DatabaseError as e:
@@ -202,18 +230,18 @@ class SQLiteBackend(Backend):
         marks = ", ".join("?" * (data.num_columns + 1))
         self.conn.executemany(f"INSERT INTO temp.{q(STAGE)} VALUES ({marks})", zip(*columns))
 
-    def _insert_rows(self, table, names, data, schema) -> None:
+    def _insert_rows(self, table, data, schema) -> None:
+        names = data.column_names
         columns = [encode(data.column(n), schema.column(n).arrow) for n in names]
         marks = ", ".join("?" * len(names))
         self.conn.executemany(
             f"INSERT INTO {q(table)} ({', '.join(q(n) for n in names)}) VALUES ({marks})", zip(*columns))
 
     def delete(self, table, keys, schema):
-        self._stage(keys, schema)
-        t, s = q(table), q(STAGE)
-        found = {r[0] for r in self.conn.execute(
-            f"SELECT {q(ROW)} FROM {s} s WHERE EXISTS (SELECT 1 FROM {t} WHERE {key_match(schema.key, t, 's')})")}
-        self.conn.execute(f"DELETE FROM {t} WHERE EXISTS (SELECT 1 FROM {s} s WHERE {key_match(schema.key, t, 's')})")
+        found = self._found(table, keys, schema)
+        t = q(table)
+        self.conn.execute(
+            f"DELETE FROM {t} WHERE EXISTS (SELECT 1 FROM {q(STAGE)} s WHERE {key_match(schema.key, t, 's')})")
         return {i: RowFailure("missing", "MissingKey", missing_message(schema.key, keys, i))
                 for i in range(keys.num_rows) if i not in found}
 
@@ -224,24 +252,62 @@ class SQLiteBackend(Backend):
             return encode(pa.array(values, type=types[col], from_pandas=True), types[col])
 
         def ref(col, op):  # decimals are exact text: compare their numeric value for < and >
-            return f"CAST({q(col)} AS REAL)" if pa.types.is_decimal(types[col]) and op not in ("==", "!=", "in", "not in") else q(col)
+            ranged = op not in ("==", "!=", "in", "not in")
+            return f"CAST({q(col)} AS REAL)" if pa.types.is_decimal(types[col]) and ranged else q(col)
 
         clause, params = where_sql(where, enc, column_sql=ref)
         sql = f"SELECT {', '.join(q(c) for c in columns)} FROM {q(table)}{clause}"
         sql += order_sql(order, schema.key, "rowid")
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        out = pa.schema([pa.field(c, types[c]) for c in columns])
+        done = 0
+        for raw in self._rows(sql, params, limit, batch_rows):
+            done += raw.num_rows
+            yield pa.table([decode(raw.column(i), f.type) for i, f in enumerate(out)], schema=out)
+        if not done:
+            yield out.empty_table()
+
+    def _rows(self, sql, params, limit, batch_rows):
+        """Raw result batches: through ADBC (Arrow, no Python objects) when it can read this file,
+        else the sqlite3 module; ADBC guesses a column's type from its first rows, and if a later
+        value contradicts the guess the rest is read with sqlite3 from where ADBC stopped."""
+        done = 0
+        if self._adbc is not None:
+            try:
+                for batch in self._adbc_rows(sql, params, limit, batch_rows):
+                    done += batch.num_rows
+                    yield batch
+                return
+            except self._adbc_errors as e:
+                if "type mismatch" not in str(e).lower():
+                    raise DataKnobsError(f"reading {self.url}: {e}") from e
+        page = f"{sql} LIMIT ? OFFSET ?"
+        rest = -1 if limit is None else limit - done
         with self.lock:
-            cur = self.conn.execute(sql, params)
-            fields = [pa.field(c, types[c]) for c in columns]
-            empty = True
+            cur = self.conn.execute(page, [*params, rest, done])
             while rows := cur.fetchmany(batch_rows):
-                empty = False
-                cols = list(zip(*rows))
-                yield pa.table([decode(cols[i], f.type) for i, f in enumerate(fields)], schema=pa.schema(fields))
-            if empty:
-                yield pa.schema(fields).empty_table()
+                yield pa.table([list(c) for c in zip(*rows)], names=[d[0] for d in cur.description])
+
+    def _adbc_rows(self, sql, params, limit, batch_rows):
+        if limit is not None:
+            sql, params = f"{sql} LIMIT ?", [*params, limit]
+        with self._adbc_lock:
+            cur = self._adbc.cursor()
+            try:
+                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(min(batch_rows, 1 << 16))})
+                cur.execute(sql, params)
+                pending, rows = [], 0
+                for batch in cur.fetch_record_batch():
+                    pending.append(batch)
+                    rows += batch.num_rows
+                    while rows >= batch_rows:
+                        table = pa.Table.from_batches(pending)
+                        yield table.slice(0, batch_rows)
+                        rest = table.slice(batch_rows)
+                        pending, rows = rest.to_batches(), rest.num_rows
+                if rows:
+                    yield pa.Table.from_batches(pending)
+            finally:
+                cur.close()
 
     def _foreign_schema(self, table) -> TableSchema | None:
         """A schema for a table this package did not create, from its declared column types."""
@@ -302,6 +368,9 @@ class SQLiteBackend(Backend):
     def close(self):
         with self.lock:
             self.conn.close()
+        if self._adbc is not None:
+            with self._adbc_lock:
+                self._adbc.close()
 
 
 def _write_error(e: sqlite3.DatabaseError) -> WriteError:

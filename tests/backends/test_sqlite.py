@@ -96,6 +96,29 @@ def test_missing_folder_is_a_clear_error(tmp_path):
         dk.connect(f"sqlite:///{tmp_path}/no/such/dir/x.db")
 
 
+def test_reads_resume_when_adbc_guesses_a_type_wrong(sqlite_store):
+    """ADBC types a column from its first rows; a TEXT column that is NULL for longer than that
+    must still come back whole (the rest is read with sqlite3 from where ADBC stopped)."""
+    n = 70_000 + 10
+    s = pd.Series([None] * 70_000 + ["late"] * 10, dtype="str")
+    df = pd.DataFrame({"id": range(n), "s": s, "b": pd.Series([None] * 70_000 + [b"x"] * 10, dtype=object)})
+    df.dk.save(sqlite_store, "t")
+    pd.testing.assert_frame_equal(dk.load(sqlite_store, "t"), df)
+    parts = list(dk.load(sqlite_store, "t", chunksize=30_000))
+    pd.testing.assert_frame_equal(pd.concat(parts), df)
+    assert dk.load(sqlite_store, "t", limit=70_003)["s"].tail(3).tolist() == ["late"] * 3
+
+
+def test_dtype_matrix_through_the_sqlite3_read_path():
+    from tests.frames import dtype_matrix
+
+    df = dtype_matrix()
+    with dk.connect("sqlite:///:memory:") as s:  # ADBC cannot share an in-memory database
+        assert s.backend._adbc is None
+        df.dk.save(s, "m")
+        pd.testing.assert_frame_equal(dk.load(s, "m"), df, check_dtype=True)
+
+
 def test_in_memory_sqlite():
     with dk.connect("sqlite:///:memory:") as s:
         pd.DataFrame({"a": [1]}).dk.save(s, "t")

@@ -204,3 +204,16 @@ def test_result_string_and_failures_columns(store):
     text = str(res)
     assert "'t'" in text and "2 rows" in text and "1 failed" in text
     assert res.elapsed >= 0 and not res.ok
+
+
+def test_append_default_index_frame_to_a_table_that_keeps_an_index(store):
+    """A table saved from a filtered frame keeps its index labels; appending a fresh frame
+    stores that frame's labels too, and updating by key leaves existing labels alone."""
+    full = frame(range(6))
+    full[full["id"] % 2 == 0].dk.save(store, "t")  # index 0, 2, 4
+    res = frame([1, 3]).dk.save(store, "t", if_exists="append")  # default index 0, 1
+    assert res.ok
+    out = dk.load(store, "t")
+    assert out["id"].tolist() == [0, 1, 2, 3, 4] and out.index.tolist() == [0, 0, 2, 1, 4]
+    assert frame([4], v=[-4]).dk.update_batch(store, "t").ok
+    assert dk.load(store, "t").index.tolist() == [0, 0, 2, 1, 4]
