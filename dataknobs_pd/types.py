@@ -169,9 +169,9 @@ class TypeMapper:
     ) -> tuple[pa.Table, dict[int, RowFailure]]:
         """Convert the columns of `df` that `schema` holds; rows that cannot convert are left out.
 
-        with_index=False leaves out unnamed index levels (the frame's index is a default
-        range that says nothing). Returns the Arrow table of the good rows (schema order, only the columns present in
-        `df`) and {position in df: RowFailure} for the others.
+        with_index=False leaves out unnamed index levels (a default range index says nothing
+        about rows being updated). Returns the Arrow table of the good rows (schema order, only
+        the columns present in `df`) and {position in df: RowFailure} for the others.
         """
         series = self._series_for(df, schema, with_index)
         failures: dict[int, RowFailure] = {}
@@ -347,19 +347,16 @@ class TypeMapper:
 
     # -- utilities ---------------------------------------------------------------------
     def infer_field_type(self, obj) -> str:
-        """The portable field type of a Series, a dtype or a single value."""
+        """The portable field type of a Series, a dtype (or dtype name) or a single value."""
         if isinstance(obj, pd.Series):
             return self.describe(obj, str(obj.name)).kind
         if isinstance(obj, (np.dtype, pd.api.extensions.ExtensionDtype)) or (
-            isinstance(obj, str) and not isinstance(obj, np.str_) and _looks_like_dtype(obj)
+            isinstance(obj, str) and _looks_like_dtype(obj)
         ):
             d = pd.api.types.pandas_dtype(obj)
-            if d == object:
-                return "object"
-            return self.describe(pd.Series([], dtype=d), "value").kind
-        return self.describe(pd.Series([obj], dtype=object), "value").kind if not isinstance(
-            obj, (bool, int, float, np.generic, pd.Timestamp, pd.Timedelta)) else self.describe(
-            pd.Series([obj]), "value").kind
+            return "object" if d == object else self.describe(pd.Series([], dtype=d), "value").kind
+        scalar = isinstance(obj, (bool, int, float, np.generic, pd.Timestamp, pd.Timedelta))
+        return self.describe(pd.Series([obj]) if scalar else pd.Series([obj], dtype=object), "value").kind
 
     def get_pandas_dtype(self, field_type: str, nullable: bool = True):
         """The pandas dtype that holds a field type (a nullable one unless nullable=False)."""
@@ -433,11 +430,7 @@ class TypeMapper:
 
 
 def _cast(arr, t: pa.DataType):
-    if arr.type == t:
-        return arr
-    if pa.types.is_decimal(t) and pa.types.is_decimal(arr.type):
-        return pc.cast(arr, t, safe=True)
-    return pc.cast(arr, t, safe=True)
+    return arr if arr.type == t else pc.cast(arr, t, safe=True)
 
 
 def _is_range_error(text: str) -> bool:

@@ -136,6 +136,14 @@ def _column(draw, kind, n):
         vals = draw(st.lists(st.none() | st.decimals(allow_nan=False, allow_infinity=False, places=3,
                                                         min_value=-10**20, max_value=10**20), min_size=n, max_size=n))
         return pd.Series(vals, dtype=object)
+    if kind == "bytes":
+        return pd.Series(draw(st.lists(st.none() | st.binary(max_size=8), min_size=n, max_size=n)), dtype=object)
+    if kind == "date":
+        return pd.Series(draw(st.lists(st.none() | st.dates(), min_size=n, max_size=n)), dtype=object)
+    if kind.startswith("timedelta"):
+        vals = draw(st.lists(st.none() | st.integers(-(2**50), 2**50), min_size=n, max_size=n))
+        return pd.Series(pd.array([pd.NaT if v is None else pd.Timedelta(v, unit="us") for v in vals],
+                                  dtype="timedelta64[us]")).astype(kind)
     if kind == "json":
         leaf = st.none() | st.booleans() | st.integers(-1000, 1000) | _text
         js = st.recursive(leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(_text, c, max_size=3), max_leaves=5)
@@ -146,7 +154,7 @@ def _column(draw, kind, n):
 
 KINDS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "float32", "float64", "Int64", "boolean",
          "str", "string", "category", "datetime64[s]", "datetime64[ns]", "datetime64[us, America/New_York]",
-         "decimal", "json"]
+         "decimal", "json", "bytes", "date", "timedelta64[us]", "timedelta64[ns]"]
 
 
 @st.composite

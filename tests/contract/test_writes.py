@@ -217,3 +217,11 @@ def test_append_default_index_frame_to_a_table_that_keeps_an_index(store):
     assert out["id"].tolist() == [0, 1, 2, 3, 4] and out.index.tolist() == [0, 0, 2, 1, 4]
     assert frame([4], v=[-4]).dk.update_batch(store, "t").ok
     assert dk.load(store, "t").index.tolist() == [0, 0, 2, 1, 4]
+
+
+def test_unencodable_string_fails_its_row_only(store):
+    df = pd.DataFrame({"id": [1, 2, 3], "s": pd.Series(["ok", "bad \ud800 surrogate", "fine"], dtype=object)})
+    res = df.dk.save(store, "t")
+    assert res.failures["row"].tolist() == [1]
+    assert res.failures["stage"].tolist() == ["convert"] and "'s'" in res.failures["message"].iloc[0]
+    assert dk.load(store, "t")["s"].tolist() == ["ok", "fine"]
