@@ -115,7 +115,7 @@ def load(
         raise DataKnobsError(f"chunksize= must be a positive int, got {chunksize!r}")
     label_to_name = {c.pandas_label: c.name for c in schema.columns}
     where = _relabel_where(where, label_to_name)
-    filters = normalize(where, names)
+    filters = normalize(where, names, {c.name: c.arrow for c in schema.columns})
     order = order_terms(_relabel_order(order_by, label_to_name), names)
     view = TableSchema(
         columns=[schema.column(n) for n in selected], key=schema.key, index_names=schema.index_names

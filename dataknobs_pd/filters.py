@@ -7,10 +7,11 @@ from .errors import DataKnobsError
 OPS = ("==", "=", "!=", "<", "<=", ">", ">=", "in", "not in")
 
 
-def normalize(where, columns: list[str]) -> list[list[tuple[str, str, object]]]:
-    """Return `where` as OR-of-AND groups of (column, op, value), checking columns and ops.
+def normalize(where, columns: list[str], types: dict | None = None) -> list[list[tuple[str, str, object]]]:
+    """Return `where` as OR-of-AND groups of (column, op, value), checking columns, ops and values.
 
-    A flat list of tuples is one AND group; a list of lists is ORed groups.
+    A flat list of tuples is one AND group; a list of lists is ORed groups. With `types`
+    ({column: Arrow type}), each value must convert to its column's type.
     """
     if where is None:
         return []
@@ -36,9 +37,23 @@ def normalize(where, columns: list[str]) -> list[list[tuple[str, str, object]]]:
                 if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                     raise DataKnobsError(f"where= {op!r} needs a list of values, got {value!r} for {col!r}")
                 value = list(value)
+            if types is not None and value is not None:
+                _check_value(col, op, value, types[col])
             conj.append((col, op, value))
         out.append(conj)
     return out
+
+
+def _check_value(col: str, op: str, value, t) -> None:
+    import pyarrow as pa
+
+    values = value if op in ("in", "not in") else [value]
+    try:
+        pa.array(values, type=t, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+        raise DataKnobsError(
+            f"where= value {value!r} cannot be compared with column {col!r} ({t}): {str(e).splitlines()[0]}"
+        ) from e
 
 
 def order_terms(order_by, columns: list[str]) -> list[tuple[str, bool]]:

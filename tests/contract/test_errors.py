@@ -118,6 +118,7 @@ def test_bad_options_are_named(store, kwargs, name):
     ({"where": [("nope", "==", 1)]}, "nope"),
     ({"where": [("v", "~", 1)]}, "'~'"),
     ({"where": [("v", "in", 1)]}, "list"),
+    ({"where": [("v", ">", "abc")]}, r"'abc'.*'v'"),
     ({"order_by": "nope"}, "nope"),
     ({"limit": -1}, "limit"),
     ({"chunksize": 0}, "chunksize"),
