@@ -264,9 +264,8 @@ class TypeMapper:
                     v = v.item() if isinstance(v, np.generic) else v
                     text = str(e).split("\n")[0]
                     error = "OutOfRange" if _is_range_error(text) else "TypeConversion"
-                    out[lo] = RowFailure(
-                        "convert", error, f"column {col.name!r}: cannot store {v!r} as {col.kind}"
-                        f" ({col.arrow}): {text}")
+                    detail = "" if "parse" in text.lower() or "could not convert" in text.lower() else f": {text}"
+                    out[lo] = RowFailure("convert", error, f"column {col.name!r} ({col.kind}): cannot store {v!r}{detail}")
                     continue
             mid = (lo + hi) // 2
             stack += [(mid, hi), (lo, mid)]
