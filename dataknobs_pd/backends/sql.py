@@ -17,16 +17,18 @@ def q(name: str) -> str:
 
 
 def where_sql(
-    where: list, encode: Callable[[str, list], list], param: str = "?",
+    where: list, encode: Callable[[str, list], list], param: str | Callable[[], str] = "?",
     column_sql: Callable[[str, str], str] | None = None,
 ) -> tuple[str, list]:
     """Normalized filters as ' WHERE ...' with bound values; `encode(column, values)` stores values.
 
+    `param` is the placeholder, or a callable giving the next one (numbered styles such as $1, $2).
     `column_sql(column, op)` may wrap a column for comparison (e.g. a CAST); it defaults to quoting.
     """
     if not where:
         return "", []
     column_sql = column_sql or (lambda c, op: q(c))
+    mark = param if callable(param) else (lambda: param)
     params: list = []
     ors = []
     for group in where:
@@ -34,12 +36,13 @@ def where_sql(
         for col, op, value in group:
             ref = column_sql(col, op)
             if op in ("in", "not in"):
-                vals = [v for v in encode(col, list(value)) if v is not None]
-                has_null = len(vals) < len(value)
+                present = [v for v in value if v is not None]
+                vals = encode(col, present) if present else []
+                has_null = len(present) < len(value)
                 if not vals:
                     term = "1=0" if op == "in" else "1=1"
                 else:
-                    term = f"{ref} {'NOT IN' if op == 'not in' else 'IN'} ({', '.join([param] * len(vals))})"
+                    term = f"{ref} {'NOT IN' if op == 'not in' else 'IN'} ({', '.join(mark() for _ in vals)})"
                     params.extend(vals)
                 if has_null:
                     term = f"({term} OR {q(col)} IS NULL)" if op == "in" else f"({term} AND {q(col)} IS NOT NULL)"
@@ -48,7 +51,7 @@ def where_sql(
             elif value is None:
                 term = f"{q(col)} IS NULL" if op == "==" else f"{q(col)} IS NOT NULL"
             else:
-                term = f"{ref} {_SQL_OPS[op]} {param}"
+                term = f"{ref} {_SQL_OPS[op]} {mark()}"
                 params.append(encode(col, [value])[0])
             ands.append(term)
         ors.append("(" + " AND ".join(ands) + ")")

@@ -1,0 +1,203 @@
+"""PostgreSQL: dk save / update_batch / load against pandas (SQLAlchemy + psycopg), raw ADBC, raw psycopg COPY
+and pangres, the same mixed-dtype frame, the same server, one run.
+
+    python benchmarks/bench_postgres.py                  # 200k and 1M rows
+    python benchmarks/bench_postgres.py --rows 200000    # one size
+
+The server comes from DK_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres);
+the script works in a database of its own and drops it at the end. Its peers need
+`pip install pangres 'psycopg[binary]' sqlalchemy` beside dataknobs-pd[postgres].
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import adbc_driver_postgresql.dbapi as adbc
+import numpy as np
+import pandas as pd
+import pangres
+import psycopg
+import pyarrow as pa
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the package, when not installed
+
+from common import mixed_frame, report, save_results
+
+import dataknobs_pd as dk
+
+SERVER = os.environ.get("DK_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_TYPES = {"id": "bigint", "qty": "integer", "price": "double precision", "name": "text", "grade": "text",
+            "ts": "timestamp", "score": "bigint", "flag": "boolean"}
+
+
+def interleaved(ops: list[tuple], repeat: int) -> list[tuple[str, float, str]]:
+    """Best time of each (name, fn, setup, runs, note), the runs taken in turns so that load on the
+    machine falls on all of them alike; setup() is untimed."""
+    best = {op[0]: float("inf") for op in ops}
+    for r in range(repeat):
+        for name, fn, setup, runs, _ in ops:
+            if r >= runs:
+                continue
+            if setup:
+                setup()
+            gc.collect()
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return [(name, best[name], note) for name, _, _, _, note in ops]
+
+
+def on_database(url: str, name: str) -> str:
+    head, _, _ = url.partition("?")
+    return head.rsplit("/", 1)[0] + "/" + name
+
+
+def run(url: str, rows: int, repeat: int) -> dict:
+    df = mixed_frame(rows)
+    upd = df.sample(frac=0.1, random_state=1).sort_values("id")[["id", "qty", "price", "name"]]
+    upd = upd.assign(qty=upd["qty"] + 1, price=upd["price"] * 2, name=upd["name"] + "!")
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    conn = adbc.connect(url)  # not autocommit: commit() ends each raw write
+    store = dk.connect(url)
+
+    def sql(statement):
+        with conn.cursor() as cur:
+            cur.execute(statement)
+        conn.commit()
+
+    def drop(table):
+        def go():
+            if table == "dk_t":
+                if table in store.tables():
+                    store.drop(table)
+            else:
+                sql(f'DROP TABLE IF EXISTS "{table}"')
+        return go
+
+    def dk_save():
+        res = df.dk.save(store, "dk_t")
+        assert res.ok and res.succeeded == rows
+
+    def adbc_save(key=False):
+        def go():
+            with conn.cursor() as cur:
+                cur.adbc_ingest("raw_t", pa.Table.from_pandas(df, preserve_index=False), mode="create")
+                if key:
+                    cur.execute('ALTER TABLE "raw_t" ADD PRIMARY KEY ("id")')
+            conn.commit()
+        return go
+
+    def psycopg_save():
+        with psycopg.connect(url) as pc, pc.cursor() as cur:
+            cols = ", ".join(f'"{c}" {t}' for c, t in PG_TYPES.items())
+            cur.execute(f'CREATE TABLE "copy_t" ({cols})')
+            values = df.astype(object).where(df.notna(), None)
+            with cur.copy(f'COPY "copy_t" ({", ".join(PG_TYPES)}) FROM STDIN (FORMAT BINARY)') as copy:
+                copy.set_types(list(PG_TYPES.values()))
+                for row in values.itertuples(index=False, name=None):
+                    copy.write_row(row)
+
+    def pandas_save():
+        df.to_sql("pandas_t", engine, index=False, chunksize=100_000)
+
+    saves = interleaved([
+        ("dk save (exact dtypes, primary key)", dk_save, drop("dk_t"), repeat, ""),
+        ("ADBC adbc_ingest", adbc_save(), drop("raw_t"), repeat, "no key, dtypes not kept"),
+        ("ADBC adbc_ingest + ADD PRIMARY KEY", adbc_save(True), drop("raw_t"), repeat, "dtypes not kept"),
+        ("psycopg binary COPY (write_row)", psycopg_save, drop("copy_t"), 1, "no key"),
+        ("pandas to_sql (SQLAlchemy + psycopg)", pandas_save, drop("pandas_t"), 1, "no key"),
+    ], repeat)
+
+    def pangres_setup():  # the same rows under a primary key, written by ADBC (untimed)
+        drop("pangres_t")()
+        with conn.cursor() as cur:
+            cur.adbc_ingest("pangres_t", pa.Table.from_pandas(df, preserve_index=False), mode="create")
+            cur.execute('ALTER TABLE "pangres_t" ADD PRIMARY KEY ("id")')
+        conn.commit()
+
+    def dk_update():
+        res = upd.dk.update_batch(store, "dk_t")
+        assert res.ok and res.succeeded == len(upd)
+
+    def pangres_update():
+        pangres.upsert(con=engine, df=upd.set_index("id"), table_name="pangres_t", if_row_exists="update",
+                       create_table=False, chunksize=10_000)  # pangres' own default sends one statement: too many params
+
+    updates = interleaved([
+        ("dk update_batch (stage + one UPDATE per chunk)", dk_update, None, repeat, ""),
+        ("pangres upsert (if_row_exists='update')", pangres_update, pangres_setup, 1, ""),
+    ], repeat)
+    check = dk.load(store, "dk_t", where=[("id", "in", upd["id"].head(5).tolist())])
+    assert check["name"].tolist() == upd["name"].head(5).tolist()
+
+    def dk_load():
+        out = dk.load(store, "dk_t")
+        assert len(out) == rows and out.dtypes.equals(df.dtypes)
+
+    def adbc_load():
+        with conn.cursor() as cur:
+            cur.execute('SELECT * FROM "dk_t"')
+            cur.fetch_arrow_table().to_pandas()
+        conn.commit()
+
+    def pandas_load():
+        pd.read_sql('SELECT * FROM "dk_t"', engine)
+
+    loads = interleaved([
+        ("dk load (exact dtypes, key order)", dk_load, None, repeat, ""),
+        ("ADBC fetch_arrow_table + to_pandas", adbc_load, None, repeat, "dtypes not restored"),
+        ("pandas read_sql (SQLAlchemy + psycopg)", pandas_load, None, 1, "dtypes not restored"),
+    ], repeat)
+    store.close()
+    conn.close()
+    engine.dispose()
+    ncols = df.shape[1]
+    out = {
+        "save": report(f"PostgreSQL save, {rows:,} rows x {ncols} columns", saves, saves[1][0]),
+        "update": report(f"PostgreSQL update of {len(upd):,} rows by key (10%)", updates, updates[0][0]),
+        "load": report(f"PostgreSQL load, {rows:,} rows", loads, loads[1][0]),
+    }
+    t = {name: s for name, s, _ in saves + updates + loads}
+    goals = [
+        ("save / raw ADBC ingest", t[saves[0][0]] / t[saves[1][0]], "<= 1.25"),
+        ("save / raw ADBC ingest + primary key", t[saves[0][0]] / t[saves[2][0]], "(same work)"),
+        ("save speed-up over to_sql", t[saves[4][0]] / t[saves[0][0]], ""),
+        ("update speed-up over pangres", t[updates[1][0]] / t[updates[0][0]], ">= 15"),
+        ("load / raw ADBC fetch", t[loads[0][0]] / t[loads[1][0]], "<= 1.25"),
+    ]
+    print(f"\nRatios at {rows:,} rows")
+    for name, value, goal in goals:
+        print(f"  {name:<40} {value:>7.2f}x  {goal}")
+    out["ratios"] = [{"what": n, "ratio": round(v, 3), "goal": g} for n, v, g in goals]
+    return out
+
+
+def main(sizes: list[int], repeat: int) -> dict:
+    name = f"dk_bench_{uuid.uuid4().hex[:8]}"
+    admin = adbc.connect(SERVER, autocommit=True)
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = on_database(SERVER, name)
+        return {str(n): run(url, n, repeat) for n in sizes}
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, action="append", help="rows of the frame (repeatable); 200k and 1M if absent")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of each fast operation, in turns (best is kept)")
+    a = ap.parse_args()
+    np.random.seed(0)
+    print(save_results("postgres", main(a.rows or [200_000, 1_000_000], a.repeat)))

@@ -1,0 +1,419 @@
+"""postgresql:// (also postgres://) — a PostgreSQL server through ADBC's driver (libpq, binary COPY).
+
+Writes: each chunk goes in as Arrow through binary COPY, straight into the table when nothing
+can clash (a table created by this call gets its primary key after the load: one index build
+is faster than a million insertions), else into a temporary stage from which one statement
+inserts (ON CONFLICT DO NOTHING, returning the rows that clashed), upserts (ON CONFLICT DO
+UPDATE), updates (UPDATE ... FROM, returning the rows it found) or deletes. A call writing to
+a keyed table locks it against other writers (not readers): two calls locking rows in
+opposite orders would otherwise deadlock. Reads: Arrow record batches (COPY ... TO STDOUT, or
+the binary extended protocol when filter values are bound), with columns, filters, order and
+limit in the SQL.
+Columns get native types (postgres_types); the dk schema sits in `_dk_schema` of the
+connection's schema (the first of its search_path). Connections (postgres_conn) are pooled
+per backend, that is per URL; a transaction pins one to the calling thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from contextlib import contextmanager
+
+import adbc_driver_manager
+import numpy as np
+import pyarrow as pa
+
+from ..errors import DataKnobsError, RowFailure, WriteError
+from ..schema import TableSchema
+from ..store import mask
+from . import postgres_types as pgt
+from .base import Backend, Failures, conflict_message, missing_message
+from ..errors import ConcurrentWriteError, ConnectionLostError
+from .postgres_conn import TRANSIENT, Conn, Pool
+from .postgres_foreign import foreign_schema
+from .sql import META, ROW, STAGE, key_match, q, where_sql
+
+_RETRIES = 6
+
+
+class PostgresBackend(Backend):
+    """PostgreSQL store.
+
+    Options: pool_size (idle connections kept, default 4); fillfactor of keyed tables (default 90:
+    the room left in each page lets update_batch rewrite rows in place, HOT, without touching the index).
+    """
+
+    chunk_cells = 2_000_000
+
+    def __init__(self, url: str, pool_size: int = 4, fillfactor: int = 90, **options):
+        super().__init__(url, **options)
+        if not (isinstance(fillfactor, int) and 10 <= fillfactor <= 100):
+            raise DataKnobsError(f"fillfactor={fillfactor!r} is not valid; use an int from 10 to 100")
+        self.fillfactor = fillfactor
+        self.uri = "postgresql://" + url.split("://", 1)[1]  # libpq takes both schemes; ADBC wants this one
+        self._pool = Pool(self.uri, pool_size, mask(url))
+        self._local = threading.local()
+        with self._borrow() as c:
+            if c.query("SELECT current_schema()")[0][0] is None:
+                path = c.query("SELECT current_setting('search_path')")[0][0]
+                raise DataKnobsError(
+                    f"{mask(url)}: no schema of the search_path ({path}) exists to hold tables; create it first")
+            try:
+                c.run(f"CREATE TABLE IF NOT EXISTS {q(META)} (name text PRIMARY KEY, schema text NOT NULL)")
+            except DataKnobsError:  # another process created it at the same moment
+                if c.query(f"SELECT to_regclass('{META}') IS NULL")[0][0]:
+                    raise
+
+    # -- connections -------------------------------------------------------------------------
+    @contextmanager
+    def _borrow(self):
+        """The thread's pinned connection, else one from the pool (autocommit) for this block."""
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            yield c
+            return
+        c = self._pool.get()
+        try:
+            yield c
+        finally:
+            self._pool.put(c)
+
+    @contextmanager
+    def _use(self):
+        """A connection inside a transaction (the pinned one, or a transaction for this block)."""
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            yield c
+            return
+        with self.transaction():
+            yield self._local.conn
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self):
+        if getattr(self._local, "conn", None) is not None:
+            with self.savepoint():
+                yield
+            return
+        c = self._pool.get()
+        self._local.conn = c
+        try:
+            c.run("BEGIN", doing="starting a transaction")
+            try:
+                yield
+                for table in list(c.pending):
+                    self._add_key(c, table)
+            except BaseException:
+                if not c.broken:
+                    try:
+                        c.run("ROLLBACK", doing="rolling back")
+                    except DataKnobsError:
+                        c.broken = True
+                raise
+            try:
+                c.run("COMMIT", doing="committing")
+            except ConnectionLostError as e:
+                raise ConnectionLostError(
+                    f"lost the connection to {c.where} while committing: this call may or may not have been "
+                    f"written; check the table before running it again ({e.__cause__})") from e
+        finally:
+            self._local.conn = None
+            self._pool.put(c)
+
+    @contextmanager
+    def savepoint(self):
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            with self.transaction():
+                yield
+            return
+        name = f"dk_{c.depth}"
+        c.run(f"SAVEPOINT {name}", doing="opening a savepoint")
+        c.depth += 1
+        try:
+            yield
+        except BaseException:
+            c.depth -= 1
+            c.forget_above(c.depth)
+            if not c.broken:
+                c.run(f"ROLLBACK TO SAVEPOINT {name}", doing="rolling back a savepoint")
+                c.run(f"RELEASE SAVEPOINT {name}", doing="releasing a savepoint")
+            raise
+        c.depth -= 1
+        c.run(f"RELEASE SAVEPOINT {name}", doing="releasing a savepoint")
+
+    def _add_key(self, c: Conn, table: str) -> None:
+        """Add a primary key deferred by create(): one index build after the bulk load is faster."""
+        entry = c.pending.pop(table, None)
+        if entry:
+            try:
+                c.run(f"ALTER TABLE {q(table)} ADD PRIMARY KEY ({', '.join(q(k) for k in entry[0])})",
+                      doing=f"adding the primary key of {table!r}")
+            except WriteError as e:  # keys that pandas holds apart and PostgreSQL does not (never seen)
+                raise DataKnobsError(f"cannot add the primary key of {table!r}: {e}; nothing was written") from e
+
+    def close(self):
+        self._pool.close()
+
+    # -- catalogue ---------------------------------------------------------------------------
+    def tables(self):
+        with self._borrow() as c:
+            rows = c.query("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                           " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')")
+        return sorted(r[0] for r in rows if not r[0].startswith("_dk_"))
+
+    def schema(self, table):
+        with self._borrow() as c:
+            rows = c.query(f"SELECT schema FROM {q(META)} WHERE name = $1", (table,))
+            if rows:
+                return TableSchema.from_json(rows[0][0])
+            return foreign_schema(lambda sql, params: c.query(sql, params), table)
+
+    def create(self, table, schema):
+        pgt.check_names(table, schema)
+        defs = [d for col in schema.columns for d in pgt.plan(col).ddl(col.nullable)]
+        if not schema.key:
+            defs.append(f"{q(pgt.SEQ)} bigint GENERATED ALWAYS AS IDENTITY")
+        room = f" WITH (fillfactor = {self.fillfactor})" if schema.key and self.fillfactor < 100 else ""
+        with self._use() as c:
+            c.run(f"CREATE TABLE {q(table)} ({', '.join(defs)}){room}", doing=f"creating table {table!r}")
+            self.set_schema(table, schema)
+            if schema.key:
+                c.pending[table] = (pgt.physical_key(schema), c.depth)
+
+    def set_schema(self, table, schema):
+        with self._use() as c:
+            c.run(f"INSERT INTO {q(META)} (name, schema) VALUES ($1, $2)"
+                  f" ON CONFLICT (name) DO UPDATE SET schema = EXCLUDED.schema", (table, schema.to_json()),
+                  doing=f"storing the schema of {table!r}")
+
+    def drop(self, table):
+        with self._use() as c:
+            c.pending.pop(table, None)
+            c.run(f"DROP TABLE IF EXISTS {q(table)}", doing=f"dropping {table!r}")
+            c.run(f"DELETE FROM {q(META)} WHERE name = $1", (table,), doing=f"dropping {table!r}")
+
+    # -- data --------------------------------------------------------------------------------
+    def prepare(self, data, schema):
+        failures: Failures = {}
+        for name in data.column_names:
+            col = schema.column(name)
+            arr = data.column(name).combine_chunks()
+            for i, f in pgt.unstorable(arr, col, pgt.plan(col)).items():
+                failures.setdefault(i, f)
+        if failures:
+            keep = np.ones(data.num_rows, dtype=bool)
+            keep[list(failures)] = False
+            data = data.filter(pa.array(keep))
+        return data, failures
+
+    def _lock(self, c: Conn, table: str) -> None:
+        """One writer at a time per keyed table: two calls locking rows in different orders would deadlock.
+
+        SHARE ROW EXCLUSIVE conflicts with itself, not with readers; it is taken before any other
+        lock on the table in this transaction, so it never needs an upgrade.
+        """
+        if table not in c.locked and table not in c.pending:
+            c.run(f"LOCK TABLE {q(table)} IN SHARE ROW EXCLUSIVE MODE", doing=f"locking {table!r} for writing")
+            c.locked[table] = c.depth
+
+    def write(self, table, data, schema, mode):
+        absent = [c.name for c in schema.columns if c.name not in data.column_names and not c.nullable]
+        with self._use() as c:
+            if schema.key:
+                self._lock(c, table)
+            if mode == "insert" and not absent:
+                wire = pgt.wire_table(data, schema)
+                if not schema.key or table in c.pending:  # nothing in the table can clash
+                    c.copy(table, wire)
+                    return {}
+                try:
+                    with self.savepoint():
+                        c.copy(table, wire)
+                    return {}
+                except WriteError as e:
+                    if e.code != "23505":
+                        raise
+            self._add_key(c, table)
+            return self._retrying(lambda: self._write_staged(c, table, data, schema, mode, absent), table)
+
+    def _retrying(self, attempt, table: str):
+        """Run `attempt` in a savepoint, again after a deadlock or serialization failure.
+
+        When they persist the whole call is given up (halving a chunk would not help): the
+        other transaction holds rows this one needs until it ends.
+        """
+        for n in range(_RETRIES):
+            try:
+                with self.savepoint():
+                    return attempt()
+            except WriteError as e:
+                if e.code not in TRANSIENT:
+                    raise
+                if n == _RETRIES - 1:
+                    raise ConcurrentWriteError(
+                        f"writing to {table!r} kept conflicting with another transaction ({e}; SQLSTATE {e.code}); "
+                        f"this call was rolled back, nothing of it was written: run it again") from e
+                time.sleep(random.uniform(0.01, 0.05 * 2**n))
+
+    def _write_staged(self, c, table, data, schema, mode, absent) -> Failures:
+        """Stage the chunk, then apply it with one statement that also names the rows it could not."""
+        p = pgt.plans(schema)
+        key = schema.key or []
+        pk = pgt.physical_key(schema)
+        cols = [n for name in data.column_names for n in p[name].stored]
+        values = [n for name in data.column_names if name not in key for n in p[name].stored]
+        self._stage(c, data, schema)
+        t, s, row = q(table), q(STAGE), q(ROW)
+        listed = ", ".join(q(n) for n in cols)
+        exists = f"SELECT s.{row} FROM {s} s WHERE EXISTS (SELECT 1 FROM {t} d WHERE {key_match(pk, 'd', 's')})"
+        sets = ", ".join(f"{q(n)} = s.{q(n)}" for n in values)
+        rows = range(data.num_rows)
+        failures: Failures = {}
+        doing = f"writing to {table!r}"
+        if absent and mode in ("insert", "upsert"):
+            found = c.column(exists, doing=doing) if key else set()
+            if mode == "upsert" and found and values:
+                c.run(f"UPDATE {t} d SET {sets} FROM {s} s WHERE {key_match(pk, 'd', 's')}", doing=doing)
+            need = ", ".join(repr(a) for a in absent)
+            for i in rows:
+                if i in found and mode == "insert":
+                    failures[i] = RowFailure("write", "KeyConflict", conflict_message(key, data, i))
+                elif i not in found:
+                    failures[i] = RowFailure("write", "NotNull",
+                                             f"a new row needs a value for column(s) {need}, which the frame lacks")
+        elif mode == "insert":
+            inserted = (f"WITH ins AS (INSERT INTO {t} ({listed}) SELECT {listed} FROM {s} s ORDER BY {row}"
+                        f" ON CONFLICT ({', '.join(q(k) for k in pk)}) DO NOTHING RETURNING {', '.join(q(k) for k in pk)})"
+                        f" SELECT s.{row} FROM {s} s WHERE NOT EXISTS (SELECT 1 FROM ins WHERE {key_match(pk, 'ins', 's')})")
+            for i in c.column(inserted, doing=doing):
+                failures[i] = RowFailure("write", "KeyConflict", conflict_message(key, data, i))
+        elif mode == "upsert":
+            action = f"UPDATE SET {', '.join(f'{q(n)} = EXCLUDED.{q(n)}' for n in values)}" if values else "NOTHING"
+            c.run(f"INSERT INTO {t} ({listed}) SELECT {listed} FROM {s} s ORDER BY {', '.join(q(k) for k in pk)}"
+                  f" ON CONFLICT ({', '.join(q(k) for k in pk)}) DO {action}", doing=doing)
+        else:  # update
+            if values:
+                found = c.column(f"UPDATE {t} d SET {sets} FROM {s} s WHERE {key_match(pk, 'd', 's')}"
+                                 f" RETURNING s.{row}", doing=doing)
+            else:
+                found = c.column(exists, doing=doing)
+            for i in rows:
+                if i not in found:
+                    failures[i] = RowFailure("missing", "MissingKey", missing_message(key, data, i))
+        return failures
+
+    def _stage(self, c: Conn, data: pa.Table, schema: TableSchema) -> None:
+        """Load the chunk into the temporary stage, with the table's column types and each row's position."""
+        p = pgt.plans(schema)
+        defs = [d for name in data.column_names for d in p[name].ddl(True)] + [f"{q(ROW)} bigint"]
+        c.run(f"DROP TABLE IF EXISTS pg_temp.{q(STAGE)}", doing="staging")
+        c.run(f"CREATE TEMP TABLE {q(STAGE)} ({', '.join(defs)}) ON COMMIT DROP", doing="staging")
+        wire = pgt.wire_table(data, schema, {ROW: pa.array(np.arange(data.num_rows), type=pa.int64())})
+        c.copy(STAGE, wire, temporary=True)
+        c.run(f"ANALYZE pg_temp.{q(STAGE)}", doing="staging")  # else the planner may hash the big table
+
+    def delete(self, table, keys, schema):
+        pk = pgt.physical_key(schema)
+        with self._use() as c:
+            self._lock(c, table)
+            self._add_key(c, table)
+
+            def attempt():
+                self._stage(c, keys, schema)
+                return c.column(f"DELETE FROM {q(table)} d USING {q(STAGE)} s WHERE {key_match(pk, 'd', 's')}"
+                                f" RETURNING s.{q(ROW)}", doing=f"deleting from {table!r}")
+
+            found = self._retrying(attempt, table)
+        return {i: RowFailure("missing", "MissingKey", missing_message(schema.key, keys, i))
+                for i in range(keys.num_rows) if i not in found}
+
+    def read(self, table, schema, columns, where, order, limit, batch_rows):
+        p = pgt.plans(schema)
+        fields = [pa.field(n, schema.column(n).arrow) for n in columns]
+        numbers = itertools.count(1)
+
+        def ref(col, op):  # nanosecond columns compare as exact numbers: epoch nanoseconds
+            pc_ = p[col]
+            if pc_.ns:
+                return f"(EXTRACT(EPOCH FROM {q(col)}) * 1000000000 + {q(pc_.companion)})"
+            return q(col)
+
+        def enc(col, values):
+            return _params(col, values, schema.column(col).arrow, p[col])
+
+        clause, params = where_sql(where, enc, param=lambda: f"${next(numbers)}", column_sql=ref)
+        terms = [(n, asc) for c, asc in order for n in p[c].stored]
+        if not terms:
+            terms = [(k, True) for k in pgt.physical_key(schema)]
+        selected = [n for c in columns for n in p[c].stored]
+        sql = f"SELECT {', '.join(q(n) for n in selected) or 'NULL'} FROM {q(table)}{clause}"
+        # a missing value compared with < = ... (NaN, NaT, NA) matches no row, as SQL NULL does
+        params = [pa.nulls(1, pa.null()) if v is None else v for v in params]
+        bound = pa.record_batch(params, names=[f"p{i}" for i in range(len(params))]) if params else None
+        return self._fetch(table, sql, terms, limit, bound, fields, [(schema.column(f.name), p[f.name]) for f in fields],
+                           batch_rows)
+
+    def _fetch(self, table, sql, terms, limit, bound, fields, plans, batch_rows):
+        out_schema = pa.schema(fields)
+        with self._borrow() as c:
+            if not terms and c.query("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2",
+                                     (q(table), pgt.SEQ)):
+                terms = [(pgt.SEQ, True)]  # keyless: insertion order
+            if terms:
+                sql += " ORDER BY " + ", ".join(f"{q(n)} {'ASC' if asc else 'DESC'}" for n, asc in terms)
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"  # an int checked by the caller: COPY cannot take bound values
+            cur = c.raw.cursor()
+            try:
+                try:
+                    cur.execute(sql, bound)
+                    reader = cur.fetch_record_batch()
+                except adbc_driver_manager.Error as e:
+                    raise c.error(e, f"reading {table!r}") from e
+                held, count, empty = [], 0, True
+                for batch in _batches(reader, c, self, table):
+                    parts, i = [], 0
+                    for col, pc_ in plans:
+                        k = len(pc_.stored)
+                        parts.append(pgt.from_wire([batch.column(i + j) for j in range(k)], col, pc_))
+                        i += k
+                    held.append(pa.Table.from_arrays(parts, schema=out_schema))
+                    count += batch.num_rows
+                    while count >= batch_rows:
+                        whole = pa.concat_tables(held)
+                        yield whole.slice(0, batch_rows)
+                        empty = False
+                        rest = whole.slice(batch_rows)
+                        held, count = ([rest] if rest.num_rows else []), rest.num_rows
+                if count or empty:
+                    yield pa.concat_tables(held) if held else out_schema.empty_table()
+            finally:
+                cur.close()
+
+
+def _batches(reader, c: Conn, backend: PostgresBackend, table: str):
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (adbc_driver_manager.Error, pa.ArrowException) as e:
+            if isinstance(e, adbc_driver_manager.Error):
+                raise c.error(e, f"reading {table!r}") from e
+            c.broken = True
+            raise ConnectionLostError(f"reading {table!r} from {mask(backend.url)} failed: {e}") from e
+        yield batch
+
+
+def _params(col: str, values: list, t: pa.DataType, p: pgt.PgColumn) -> list:
+    """Filter values as one-value Arrow arrays of the type compared with (None for a null)."""
+    try:
+        arr = pa.array(values, type=t, from_pandas=True)
+        wire = arr.cast(pa.int64()) if p.ns else pgt.to_wire(arr, p)[0]
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+        raise DataKnobsError(f"where= value(s) {values!r} for column {col!r} do not fit its type {t}: {e}") from e
+    return [wire.slice(i, 1) if arr[i].is_valid else None for i in range(len(arr))]

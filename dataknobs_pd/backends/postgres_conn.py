@@ -1,0 +1,195 @@
+"""PostgreSQL connections: a small pool of ADBC connections, statements, and driver errors classified.
+
+Connections run in autocommit; transactions are explicit BEGIN/COMMIT so that nothing is left
+open between calls (an idle open transaction would hold locks). Errors become a WriteError
+(the data is at fault: the engine narrows the chunk down), ConnectionLostError (the server
+is gone: the call ends) or another DataKnobsError, with the SQLSTATE and the constraint name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from urllib.parse import unquote, urlsplit
+
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as pgdb
+import pyarrow as pa
+
+from ..errors import (
+    ConcurrentWriteError,
+    ConnectionLostError,
+    DataKnobsError,
+    TableExistsError,
+    TableNotFoundError,
+    WriteError,
+)
+
+_CLASSES = {  # SQLSTATE -> row error class (by exact code, then by class)
+    "23502": "NotNull", "23514": "CheckConstraint", "23503": "ForeignKey", "23505": "Constraint",
+    "22001": "OutOfRange", "22003": "OutOfRange", "22008": "OutOfRange", "22015": "OutOfRange",
+    "54000": "OutOfRange", "23": "Constraint", "22": "TypeConversion",
+}
+_ROW_CLASSES = ("22", "23", "40", "54", "P0", "XX")  # errors about the data: the engine narrows them down
+TRANSIENT = ("40P01", "40001")  # deadlock, serialization failure: worth another try
+
+
+
+
+
+
+class Conn:
+    """One pooled connection, with what the transaction pinned to it has done so far."""
+
+    __slots__ = ("broken", "depth", "locked", "pending", "raw", "secret", "where")
+
+    def __init__(self, raw, where: str, secret: str | None):
+        self.raw = raw
+        self.where, self.secret = where, secret  # the masked URL for messages; the password to scrub
+        self.broken = False
+        self.depth = 0  # savepoint nesting inside the pinned transaction
+        self.pending: dict[str, tuple[list[str], int]] = {}  # table -> (primary key, depth) to add at commit
+        self.locked: dict[str, int] = {}  # table -> depth at which this transaction locked it for writing
+
+    def forget_above(self, depth: int) -> None:
+        """A savepoint was rolled back: what was done inside it is undone, locks included."""
+        self.pending = {t: v for t, v in self.pending.items() if v[1] <= depth}
+        self.locked = {t: d for t, d in self.locked.items() if d <= depth}
+
+    def reset(self) -> None:
+        self.depth, self.pending, self.locked = 0, {}, {}
+
+    # -- statements --------------------------------------------------------------------------
+    def run(self, sql: str, params=None, doing: str = "running a statement") -> None:
+        self._call(lambda cur: cur.execute(sql, params), doing)
+
+    def query(self, sql: str, params=None, doing: str = "reading") -> list:
+        return self._call(lambda cur: (cur.execute(sql, params), cur.fetchall())[1], doing)
+
+    def column(self, sql: str, params=None, doing: str = "writing") -> set[int]:
+        """The values of a one-column result (the row positions a statement returns)."""
+        def go(cur):
+            cur.execute(sql, params)
+            return set(cur.fetch_arrow_table().column(0).to_numpy(zero_copy_only=False).tolist())
+        return self._call(go, doing)
+
+    def copy(self, table: str, data: pa.Table, temporary: bool = False) -> None:
+        """Binary COPY of Arrow data into an existing table (its columns named by the data)."""
+        self._call(lambda cur: cur.adbc_ingest(table, data, mode="append", temporary=temporary),
+                   f"writing to {table!r}")
+
+    def _call(self, fn, doing: str):
+        cur = self.raw.cursor()
+        try:
+            return fn(cur)
+        except adbc_driver_manager.Error as e:
+            raise self.error(e, doing) from e
+        finally:
+            cur.close()
+
+    def error(self, e: adbc_driver_manager.Error, doing: str) -> DataKnobsError:
+        """Classify a driver error: connection lost, a row error (WriteError) or a plain failure."""
+        state = getattr(e, "sqlstate", None) or ""
+        if connection_error(e):
+            self.broken = True
+            return ConnectionLostError(
+                f"lost the connection to {self.where} while {doing}: {self.scrub(text(e))}; the server rolled "
+                f"back the open transaction, so nothing of this call was written. Run it again "
+                f"(if_exists='upsert' is safe to repeat)")
+        details = {k.decode(): v.decode(errors="replace") for k, v in (getattr(e, "details", None) or [])}
+        message = self.scrub(details.get("PG_DIAG_MESSAGE_PRIMARY") or text(e))
+        constraint = details.get("PG_DIAG_CONSTRAINT_NAME")
+        if constraint and f'"{constraint}"' not in message:
+            message += f' (constraint "{constraint}")'
+        if details.get("PG_DIAG_MESSAGE_DETAIL"):
+            message += f": {details['PG_DIAG_MESSAGE_DETAIL']}"
+        if state == "42P07":
+            return TableExistsError(f"{doing}: {message}")
+        if state in ("42P01", "3F000"):
+            return TableNotFoundError(f"{doing}: {message} in {self.where}")
+        if state[:2] in _ROW_CLASSES:
+            error = _CLASSES.get(state) or _CLASSES.get(state[:2], "WriteError")
+            if state == "23505" and (constraint or "").endswith("_pkey"):
+                error = "KeyConflict"
+            return WriteError(message, error, state)
+        return DataKnobsError(f"PostgreSQL refused {doing} [{state or 'no SQLSTATE'}]: {message}")
+
+    def scrub(self, message: str) -> str:
+        return scrub(message, self.secret)
+
+    def alive(self) -> bool:
+        try:
+            self.query("SELECT 1")
+            return True
+        except DataKnobsError:
+            return False
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a broken connection may refuse a clean close
+            self.raw.close()
+
+
+class Pool:
+    """Idle connections of one backend (one per URL); at most `size` kept, more opened when needed."""
+
+    def __init__(self, uri: str, size: int, where: str):
+        self.uri, self.size, self.where = uri, size, where
+        self.secret = urlsplit(uri).password
+        self.idle: list[Conn] = []
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.closed = False
+
+    def get(self) -> Conn:
+        with self.lock:
+            if self.pid != os.getpid():  # a forked child must not touch the parent's sockets
+                self.idle, self.pid = [], os.getpid()
+            idle = self.idle.pop() if self.idle else None
+        while idle is not None:  # a pooled connection may have been closed by the server meanwhile
+            if idle.alive():
+                return idle
+            idle.close()
+            with self.lock:
+                idle = self.idle.pop() if self.idle else None
+        try:
+            return Conn(pgdb.connect(self.uri, autocommit=True), self.where, self.secret)
+        except adbc_driver_manager.Error as e:
+            raise DataKnobsError(f"cannot connect to {self.where}: {scrub(text(e), self.secret)}") from e
+
+    def put(self, c: Conn) -> None:
+        with self.lock:
+            if not (c.broken or self.closed or len(self.idle) >= self.size or self.pid != os.getpid()):
+                c.reset()
+                self.idle.append(c)
+                return
+        c.close()
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            idle, self.idle = self.idle, []
+            mine = self.pid == os.getpid()
+        for c in idle if mine else []:
+            c.close()
+
+
+def text(e: Exception) -> str:
+    """The server's words, without the driver's prefixes."""
+    out = str(e)
+    for head in ("[libpq] ", "PGRES_FATAL_ERROR ", "ERROR:  "):
+        out = out.split(head, 1)[-1] if head in out else out
+    return " ".join(out.split())
+
+
+def scrub(message: str, secret: str | None) -> str:
+    for s in {secret, unquote(secret or "")} - {None, ""}:
+        message = message.replace(s, "***")
+    return message
+
+
+def connection_error(e: adbc_driver_manager.Error) -> bool:
+    state = getattr(e, "sqlstate", None) or ""
+    if state:
+        return state[:2] == "08" or state in ("57P01", "57P02", "57P03")
+    return isinstance(e, adbc_driver_manager.OperationalError) and str(e).startswith("IO")

@@ -1,0 +1,279 @@
+"""PostgreSQL column types for the logical Arrow types, and the Arrow data sent and read for them.
+
+Each stored column gets a native type (smallint ... jsonb). Arrow data is cast to the
+"wire" type that ADBC's binary COPY sends for that native type, and cast back on read.
+PostgreSQL keeps timestamps and intervals in microseconds: a nanosecond column gets a
+hidden companion `_dk_ns_<name>` (smallint, 0..999) so that its values survive exactly,
+while the main column stays a real timestamp/interval that other SQL tools can query.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import DataKnobsError, RowFailure, UnsupportedDtypeError
+from ..schema import Column, TableSchema
+from .sql import q
+
+NS_PREFIX = "_dk_ns_"  # companion column with the nanoseconds below a microsecond
+SEQ = "_dk_seq"  # hidden identity column that keeps the insertion order of keyless tables
+MAX_IDENT = 63  # PostgreSQL cuts longer identifiers (NAMEDATALEN - 1 bytes)
+
+INT64_MAX = 2**63 - 1
+# PostgreSQL's timestamp range in microseconds since 1970 (4713-11-24 BC ..); the top is beyond int64
+TS_MIN_US = -211813488000000000 - 946684800000000
+# date range in days since 1970: julian day 0 .. 5874897-12-31
+DATE_MIN, DATE_MAX = -2440588, 2147483494 - 2440588 - 1
+_UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
+_INTERVAL = np.dtype([("months", "<i4"), ("days", "<i4"), ("ns", "<i8")])
+_JSON_SUSPECT = re.compile(r"NaN|Infinity|\\u0000")
+
+
+def json_type() -> pa.DataType:
+    """The Arrow type ADBC sends as jsonb (arrow.json over large strings)."""
+    return pa.json_(pa.large_string())
+
+
+@dataclass(frozen=True)
+class PgColumn:
+    """How one dk column is stored: native type, Arrow wire type, hidden nanosecond companion."""
+
+    name: str
+    sql: str  # the declared type
+    wire: pa.DataType  # what is sent by COPY and compared with bound filter values
+    family: str  # int, uint64, float, bool, text, json, nested, bytes, numeric, date, timestamp, interval, null
+    ns: bool = False  # has a `_dk_ns_` companion
+
+    @property
+    def companion(self) -> str:
+        return NS_PREFIX + self.name
+
+    @property
+    def stored(self) -> list[str]:
+        """The table's column names for this column."""
+        return [self.name, self.companion] if self.ns else [self.name]
+
+    def ddl(self, nullable: bool) -> list[str]:
+        out = [f"{q(self.name)} {self.sql}{'' if nullable else ' NOT NULL'}"]
+        if self.ns:
+            out.append(f"{q(self.companion)} smallint NOT NULL DEFAULT 0")
+        return out
+
+
+def plan(col: Column) -> PgColumn:
+    """The PostgreSQL storage of a dk column, or UnsupportedDtypeError naming it."""
+    t, name = col.arrow, col.name
+    ints = {pa.int8(): ("smallint", pa.int16()), pa.int16(): ("smallint", pa.int16()),
+            pa.int32(): ("integer", pa.int32()), pa.int64(): ("bigint", pa.int64()),
+            pa.uint8(): ("smallint", pa.int16()), pa.uint16(): ("integer", pa.int32()),
+            pa.uint32(): ("bigint", pa.int64())}
+    if t in ints:
+        return PgColumn(name, ints[t][0], ints[t][1], "int")
+    if pa.types.is_uint64(t):
+        return PgColumn(name, "numeric(20,0)", pa.decimal128(20, 0), "uint64")
+    if pa.types.is_floating(t):
+        return (PgColumn(name, "double precision", pa.float64(), "float") if t.bit_width == 64
+                else PgColumn(name, "real", pa.float32(), "float"))
+    if pa.types.is_boolean(t):
+        return PgColumn(name, "boolean", pa.bool_(), "bool")
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        if col.kind == "json":
+            return PgColumn(name, "jsonb", json_type(), "json")
+        return PgColumn(name, "text", t, "text")
+    if pa.types.is_null(t):
+        return PgColumn(name, "text", pa.large_string(), "null")
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return PgColumn(name, "bytea", pa.binary(), "bytes")
+    if pa.types.is_decimal(t):
+        if t.precision > 1000:
+            raise UnsupportedDtypeError(f"column {name!r}: {t} exceeds PostgreSQL's numeric precision (1000)")
+        return PgColumn(name, f"numeric({t.precision},{t.scale})", t, "numeric")
+    if pa.types.is_date(t):
+        return PgColumn(name, "date", pa.date32(), "date")
+    if pa.types.is_timestamp(t):
+        return PgColumn(name, "timestamptz" if t.tz else "timestamp", pa.timestamp("us", tz=t.tz), "timestamp",
+                        ns=t.unit == "ns")
+    if pa.types.is_duration(t):
+        return PgColumn(name, "interval", pa.duration("us"), "interval", ns=t.unit == "ns")
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t) or pa.types.is_map(t) \
+            or pa.types.is_fixed_size_list(t):
+        return PgColumn(name, "jsonb", json_type(), "nested")
+    raise UnsupportedDtypeError(
+        f"column {name!r} has Arrow type {t}, which has no PostgreSQL column type here; convert it first")
+
+
+def plans(schema: TableSchema) -> dict[str, PgColumn]:
+    return {c.name: plan(c) for c in schema.columns}
+
+
+def check_names(table: str, schema: TableSchema) -> None:
+    """Refuse names PostgreSQL would cut or cannot hold, and clashes with the hidden columns."""
+    names = [table] + [n for p in plans(schema).values() for n in p.stored]
+    for n in names:
+        if "\x00" in n:
+            raise DataKnobsError(f"name {n!r} in table {table!r}: PostgreSQL names cannot hold a NUL character")
+        if len(n.encode()) > MAX_IDENT:
+            raise DataKnobsError(
+                f"name {n!r} in table {table!r} is longer than PostgreSQL's {MAX_IDENT} bytes "
+                f"({len(n.encode())}); use a shorter name")
+    user = schema.names
+    hidden = [n for n in user if n == SEQ or n.startswith(NS_PREFIX)]
+    if hidden:
+        raise DataKnobsError(f"table {table!r}: column name(s) {hidden} are reserved for dataknobs' hidden columns")
+
+
+def physical_key(schema: TableSchema) -> list[str]:
+    """The table's primary key columns: the key with the companions of nanosecond key columns."""
+    p = plans(schema)
+    return [n for k in (schema.key or []) for n in p[k].stored]
+
+
+# -- values PostgreSQL cannot hold -----------------------------------------------------------------
+def unstorable(arr: pa.Array, col: Column, p: PgColumn) -> dict[int, RowFailure]:
+    """Rows of one column whose value PostgreSQL cannot keep exactly (stage `convert`)."""
+    out: dict[int, RowFailure] = {}
+
+    def flag(mask, error, why):
+        mask = pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(mask):
+            out.setdefault(int(i), RowFailure("convert", error, f"column {col.name!r}: {why(int(i))}"))
+
+    if p.family == "text" and col.kind == "category" and not any("\x00" in str(c) for c in col.dtype["categories"]):
+        pass  # the values are among the categories, which hold no NUL: no need to look at every row
+    elif p.family == "text" and arr.null_count < len(arr):
+        flag(pc.match_substring(arr, "\x00"), "TypeConversion",
+             lambda i: f"{arr[i].as_py()!r} holds a NUL character, which PostgreSQL text cannot store")
+    elif p.family == "json" and arr.null_count < len(arr):
+        suspects = pc.fill_null(pc.match_substring_regex(arr, _JSON_SUSPECT.pattern), False)
+        for i in np.flatnonzero(suspects.to_numpy(zero_copy_only=False)):
+            why = _json_problem(arr[int(i)].as_py())
+            if why:
+                out.setdefault(int(i), RowFailure("convert", "TypeConversion", f"column {col.name!r}: {why}"))
+    elif p.family == "timestamp" and not p.ns and len(arr):
+        f = _UNIT_US[arr.type.unit]
+        v = arr.cast(pa.int64())
+        lo, hi = -((-TS_MIN_US) // f), INT64_MAX // f
+        flag(pc.or_(pc.less(v, lo), pc.greater(v, hi)), "OutOfRange",
+             lambda i: f"{np.datetime64(v[i].as_py(), arr.type.unit)} is outside PostgreSQL's timestamp range "
+                       f"(4713 BC to 294276 AD)")
+    elif p.family == "interval" and not p.ns and len(arr) and _UNIT_US[arr.type.unit] > 1:
+        lim = INT64_MAX // _UNIT_US[arr.type.unit]
+        v = arr.cast(pa.int64())
+        flag(pc.greater(pc.abs(v), lim), "OutOfRange",
+             lambda i: f"{np.timedelta64(v[i].as_py(), arr.type.unit)} is beyond PostgreSQL's interval range")
+    elif p.family == "date" and len(arr):
+        v = arr.cast(pa.date32()).cast(pa.int32())
+        flag(pc.or_(pc.less(v, DATE_MIN), pc.greater(v, DATE_MAX)), "OutOfRange",
+             lambda i: f"{np.datetime64(v[i].as_py(), 'D')} is outside PostgreSQL's date range")
+    return out
+
+
+def _json_problem(text: str) -> str | None:
+    def refuse(name):
+        raise ValueError(f"{name} is not a JSON number and jsonb cannot store it")
+
+    try:
+        value = json.loads(text, parse_constant=refuse)
+    except ValueError as e:
+        return str(e)
+    if _has_nul(value):
+        return "a string holds a NUL character (\\u0000), which jsonb cannot store"
+    return None
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+# -- Arrow -> wire ---------------------------------------------------------------------------------
+def _split_ns(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """int64 nanoseconds -> (microseconds floored, remainder 0..999, null mask)."""
+    v = arr.cast(pa.int64())
+    mask = v.is_null().to_numpy(zero_copy_only=False) if v.null_count else None
+    n = v.fill_null(0).to_numpy(zero_copy_only=False)
+    us = n // 1000  # floor, so the remainder is never negative
+    return us, (n - us * 1000).astype(np.int16), mask
+
+
+def to_wire(arr: pa.Array | pa.ChunkedArray, p: PgColumn) -> list[pa.Array]:
+    """One logical column as the arrays COPY sends (the column, then its companion if any)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if p.ns:
+        us, rem, mask = _split_ns(arr)
+        main = pa.array(us, type=pa.int64(), mask=mask).cast(p.wire)
+        return [main, pa.array(rem, type=pa.int16())]
+    if p.family == "json":
+        storage = arr if arr.type == pa.large_string() else arr.cast(pa.large_string())
+        return [pa.ExtensionArray.from_storage(p.wire, storage)]
+    if p.family == "nested":
+        texts = [None if v is None else json.dumps(v, default=str) for v in arr.to_pylist()]
+        return [pa.ExtensionArray.from_storage(p.wire, pa.array(texts, type=pa.large_string()))]
+    if p.family == "null":
+        return [pa.nulls(len(arr), pa.large_string())]
+    if p.family == "timestamp" and arr.type.tz:
+        return [arr.cast(pa.timestamp("us", tz=arr.type.tz))]
+    return [arr if arr.type == p.wire else arr.cast(p.wire)]
+
+
+def wire_table(data: pa.Table, schema: TableSchema, extra: dict[str, pa.Array] | None = None) -> pa.Table:
+    """The chunk as COPY sends it: wire types, companions beside their columns, then `extra`."""
+    p = plans(schema)
+    names, arrays = [], []
+    for n in data.column_names:
+        names += p[n].stored
+        arrays += to_wire(data.column(n), p[n])
+    for n, a in (extra or {}).items():
+        names.append(n)
+        arrays.append(a)
+    return pa.table(arrays, names=names)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def from_wire(parts: list[pa.ChunkedArray | pa.Array], col: Column, p: PgColumn) -> pa.Array:
+    """The fetched array(s) of one column back in its logical Arrow type."""
+    arr = _one(parts[0])
+    if isinstance(arr.type, pa.ExtensionType):  # numeric and jsonb come as extension types over text
+        arr = arr.storage
+    t = col.arrow
+    try:
+        if p.family in ("timestamp", "interval"):
+            us = _interval_us(arr) if p.family == "interval" else arr.cast(pa.int64())
+            if not p.ns:
+                return us.cast(p.wire).cast(t)
+            ns = pc.add_checked(pc.multiply_checked(us, 1000), _one(parts[1]).cast(pa.int64()))
+            return ns.cast(pa.duration("ns") if p.family == "interval" else pa.timestamp("ns", tz=t.tz))
+        if p.family == "nested":
+            return pa.array([None if v is None else json.loads(v) for v in arr.to_pylist()], type=t)
+        if p.family == "null":
+            return pa.nulls(len(arr), t)
+        return arr if arr.type == t else arr.cast(t)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise DataKnobsError(f"column {col.name!r}: a stored value cannot be read back as {t}: {e}") from e
+
+
+def _one(arr):
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _interval_us(arr: pa.Array) -> pa.Array:
+    """month_day_nano intervals -> int64 microseconds (30-day months, as PostgreSQL's epoch counts)."""
+    if len(arr) == 0:
+        return pa.array([], type=pa.int64())
+    raw = np.frombuffer(arr.buffers()[1], dtype=_INTERVAL, count=len(arr) + arr.offset)[arr.offset:]
+    day = 86_400 * 10**6
+    total = raw["months"].astype(np.int64) * 30 * day + raw["days"].astype(np.int64) * day + raw["ns"] // 1000
+    mask = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    return pa.array(total, type=pa.int64(), mask=mask)
