@@ -1,0 +1,116 @@
+"""Parquet store vs raw pyarrow: save + load of a 1M-row mixed-dtype frame, same run, as ratios.
+
+    python benchmarks/bench_files.py [--rows 1000000] [--repeat 3]
+
+"raw" is what a pandas user does by hand, with the same pyarrow: `pq.write_table(pa.Table.from_pandas(df))`
+and `pq.read_table(path).to_pandas()`. "dk" is `df.dk.save(parquet://...)` and `dk.load(...)`, which also
+check keys, keep the dk schema, write atomically (fsync + manifest) and give back the exact dtypes.
+The best of `--repeat` interleaved runs of each is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import dataknobs_pd as dk
+from dataknobs_pd.types import TypeMapper
+
+
+def frame(n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    words = np.array(["alpha", "beta", "gamma", "delta", "epsilon", None], dtype=object)
+    return pd.DataFrame({
+        "id": np.arange(n, dtype="int64"),
+        "i32": rng.integers(-(2**31), 2**31 - 1, n, dtype="int32"),
+        "f64": rng.normal(size=n),
+        "f32": rng.normal(size=n).astype("float32"),
+        "flag": rng.integers(0, 2, n).astype(bool),
+        "n": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 1000, n)), dtype="Int64"),
+        "s": pd.Series(words[rng.integers(0, len(words), n)], dtype="string"),
+        "cat": pd.Categorical(rng.choice(["red", "green", "blue"], n)),
+        "ts": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 10**9, n), unit="s"),
+        "tz": (pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10**12, n), unit="ms")),
+    })
+
+
+def best_of(fns: dict, repeat: int) -> dict:
+    """The best time of each function, runs interleaved so that a busy moment hits both sides alike."""
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: min(ts) for name, ts in times.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    df = frame(args.rows)
+    work = tempfile.mkdtemp(prefix="dk-bench-")
+    try:
+        raw_path = os.path.join(work, "raw.parquet")
+        store = dk.connect(f"parquet://{work}/store")
+
+        def raw_save():
+            pq.write_table(pa.Table.from_pandas(df), raw_path)
+
+        def raw_load():
+            return pq.read_table(raw_path).to_pandas()
+
+        def dk_save():
+            df.dk.save(store, "t", if_exists="replace", progress=False)
+
+        def dk_load():
+            return dk.load(store, "t")
+
+        raw_save(), dk_save()  # warm up: imports, page cache
+        pd.testing.assert_frame_equal(dk_load(), df)  # the store gives back exactly the frame
+        # the part of dk's time that is TypeMapper's pandas <-> Arrow conversion (the core, not the store)
+        mapper = TypeMapper()
+        schema = mapper.schema(df, ["id"])
+        arrow = mapper.to_arrow(df, schema)[0]
+
+        def to_arrow():
+            mapper.to_arrow(df, mapper.schema(df, ["id"]))
+
+        def to_pandas():
+            mapper.to_pandas(arrow, schema)
+
+        t = best_of({"dk_save": dk_save, "raw_save": raw_save, "dk_load": dk_load, "raw_load": raw_load,
+                     "to_arrow": to_arrow, "to_pandas": to_pandas}, args.repeat)
+        rows = [("save", t["dk_save"], t["raw_save"]), ("load", t["dk_load"], t["raw_load"])]
+        rows.append(("save+load", rows[0][1] + rows[1][1], rows[0][2] + rows[1][2]))
+        size_dk = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(f"{work}/store") for f in fs)
+        print(f"{args.rows:,} rows x {df.shape[1]} columns ({', '.join(map(str, df.dtypes.unique()))})")
+        print(f"pandas {pd.__version__}, pyarrow {pa.__version__}; files: dk {size_dk / 2**20:.1f} MiB, "
+              f"raw {os.path.getsize(raw_path) / 2**20:.1f} MiB")
+        print(f"{'':10} {'dk (s)':>8} {'raw (s)':>8} {'dk / raw':>9}")
+        for name, d, r in rows:
+            print(f"{name:10} {d:8.3f} {r:8.3f} {d / r:8.2f}x")
+        conv = {"save": t["to_arrow"], "load": t["to_pandas"]}
+        conv["save+load"] = conv["save"] + conv["load"]
+        print("of dk's time, TypeMapper's pandas <-> Arrow conversion (core):")
+        for name, d, r in rows:
+            print(f"{name:10} {conv[name]:8.3f}  store alone {d - conv[name]:.3f} s")
+        store.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

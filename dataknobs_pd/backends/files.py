@@ -1,0 +1,838 @@
+"""parquet://, csv://, jsonl:// — a folder of tables on local disk or any fsspec file system.
+
+Layout: `ROOT/<table>/` is one dataset per table: immutable part files plus one small
+manifest, `_dk_<format>.json`, that lists the parts in order (with the first and last key
+of each part of a keyed table), the dk schema and a version number. The manifest *is* the
+table: a file it does not list is not part of it. Table names are percent-encoded into
+folder names, so no name can reach outside ROOT.
+
+Writes never change a file. A call writes new parts under fresh names: new rows go to a new
+part, sorted by key; an update or delete rewrites only the parts that hold the keys it
+touches (past 64 parts, small ones are merged). Parts are written on worker threads while
+the next chunk converts. The outermost transaction then publishes them at once: the next
+manifest is written to a temporary file and moved into place (os.replace, fsync'd, locally;
+on object stores, where an upload is itself atomic and a move is a copy, it is uploaded in
+place), and only then are the files the new version no longer lists removed. A crash before
+that leaves the previous manifest, and so the previous table, whole; the orphaned parts are
+swept when the table is next replaced (or every 16th version). Savepoints and rollbacks only
+restore the in-memory list of parts (and drop the files written since). A writer in another
+process is detected at commit (the manifest's version moved since this call read it) and
+refused, not merged; a reader (another thread or process) may find a part gone that a commit
+replaced meanwhile, and gets a StorageError (read again).
+
+Reading: parts whose key range cannot match `where` are skipped from the manifest alone;
+Parquet parts are scanned with pyarrow.dataset, so filters prune row groups by their
+statistics and only the needed columns are read; CSV and JSON-lines parts are streamed and
+filtered batch by batch. A keyed table comes back in key order by merging its sorted parts
+batch by batch (files_parts.py), so `chunksize` never needs the whole table in memory.
+
+The dk schema is in the manifest (the sidecar of CSV and JSON-lines parts) and also in the
+key-value metadata of every Parquet part (`dataknobs_pd.schema`), so the files describe
+themselves. Text forms of values for CSV and JSON lines: files_text.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.parse
+import uuid
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
+
+import fsspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from ..errors import BackendUnavailableError, DataKnobsError, RowFailure, StorageError, TableNotFoundError
+from ..filters import to_expression
+from ..schema import TableSchema
+from . import files_parts as parts_
+from . import files_text
+from .base import Backend, Failures, conflict_message, missing_message
+
+FORMATS = ("parquet", "csv", "jsonl")
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", "oss", "r2", "b2"}
+_MAX_FOLDER = 200  # bytes of an encoded table name; most file systems allow 255
+_SCHEMA_META = b"dataknobs_pd.schema"
+_REUSE_SECONDS = 5.0  # the manifest schema() read serves the same thread's next call (save, load) this long
+_BUCKETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # file system -> buckets known to exist
+_SWEEP_EVERY = 16
+_MAX_PARTS = 64  # past this, writes merge small parts  # every 16th version of a table lists its folder for leftovers of crashed writers
+
+
+
+
+@dataclass(frozen=True)
+class _Part:
+    file: str  # name inside the table's folder
+    rows: int
+    size: int | None = None  # bytes: read without asking the store for it
+    lo: tuple | None = None  # first key (keyed tables: every part is sorted by key)
+    hi: tuple | None = None  # last key
+
+
+@dataclass(frozen=True)
+class _State:
+    """One version of a table: what its manifest says. Immutable: changes make a new one."""
+
+    name: str
+    schema: TableSchema
+    parts: tuple[_Part, ...] = ()
+    version: int = 0  # of the manifest it was read from (0: never published)
+
+
+@dataclass
+class _Tx:
+    owner: int
+    states: dict = field(default_factory=dict)  # table -> _State | None (absent / dropped)
+    base: dict = field(default_factory=dict)  # table -> _State | None, as committed when first touched
+    created: list = field(default_factory=list)  # paths written by this transaction
+    pending: dict = field(default_factory=dict)  # path -> Future of its write, still running
+    sizes: dict = field(default_factory=dict)  # path -> bytes, once written
+    orphans: dict = field(default_factory=dict)  # table -> file names found in its folder when (re)created
+
+
+def folder_name(table: str) -> str:
+    """The folder a table lives in: its name percent-encoded, never '.', '..' or a path."""
+    if not isinstance(table, str) or not table:
+        raise DataKnobsError(f"table must be a non-empty string, got {table!r}")
+    enc = urllib.parse.quote(table, safe="-_.")
+    if enc.startswith("."):
+        enc = "%2E" + enc[1:]
+    if len(enc) > _MAX_FOLDER:
+        raise DataKnobsError(
+            f"table name {table[:40]!r}... is too long for a file store: {len(enc)} bytes once encoded "
+            f"for a folder name, at most {_MAX_FOLDER}")
+    return enc
+
+
+class FileBackend(Backend):
+    """A folder of tables in one file format; subclasses write and scan the parts."""
+
+    format = ""
+    suffix = ""
+    chunk_cells = 10_000_000  # cells per write call, so per new part (written while the next chunk converts)
+
+    def __init__(self, url: str, storage_options: dict | None = None, fsync: bool = True,
+                 row_group_rows: int | None = None, **options):
+        if options:
+            raise DataKnobsError(
+                f"unknown option(s) {sorted(options)} for {self.format}://; valid: storage_options, fsync, "
+                f"row_group_rows")
+        super().__init__(url, storage_options=storage_options, fsync=fsync)
+        path = url.split("://", 1)[1]
+        if not path:
+            raise DataKnobsError(f"{url!r} names no folder; use e.g. {self.format}:///path/to/folder "
+                                 f"or {self.format}://s3://bucket/prefix")
+        from ..store import mask
+
+        self.display = mask(url)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
+        except ImportError as e:
+            protocol = path.split("://", 1)[0]
+            hint = "pip install 'dataknobs-pd[s3]'" if protocol in ("s3", "s3a") else \
+                f"install the fsspec implementation of {protocol}:// (see fsspec's known implementations)"
+            raise BackendUnavailableError(f"{self.display} needs a package that is not installed ({e}); run: {hint}") \
+                from e
+        except (ValueError, TypeError) as e:
+            raise DataKnobsError(f"cannot open {self.display}: {e} (check storage_options)") from e
+        self.root = root.rstrip("/") or root
+        self.local = type(self.fs) is LocalFileSystem
+        self.object_store = bool(set(_protocols(self.fs)) & _OBJECT_STORES)
+        self.pafs = pafs.LocalFileSystem() if self.local else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+        self.fsync = fsync and self.local
+        self.row_group_rows = row_group_rows
+        self._lock = threading.RLock()
+        self._tx: _Tx | None = None
+        self._dirs: set[str] = set()
+        self._keys: OrderedDict[str, pa.Table] = OrderedDict()  # part path -> its key columns (parts never change)
+        self._workers = max(2, min(4, os.cpu_count() or 2))
+        self._pool: ThreadPoolExecutor | None = None
+        self._stash: dict[int, tuple] = {}  # thread -> (table, time, state) last read outside a transaction
+        self._probe()
+
+    # -- paths and I/O -----------------------------------------------------------------------
+    def _dir(self, table: str) -> str:
+        return f"{self.root}/{folder_name(table)}"
+
+    def _manifest(self, table: str) -> str:
+        return f"{self._dir(table)}/_dk_{self.format}.json"
+
+    @contextmanager
+    def _io(self, doing: str):
+        """Turn whatever the file system raises into a StorageError naming the store and the act."""
+        try:
+            yield
+        except DataKnobsError:
+            raise
+        except PermissionError as e:
+            raise StorageError(f"{doing} in {self.display}: access denied ({e}); check the credentials and "
+                               f"permissions given in storage_options") from e
+        except FileNotFoundError as e:
+            raise StorageError(f"{doing} in {self.display}: not found ({e})") from e
+        except Exception as e:  # every failure of the store becomes a dk error
+            raise StorageError(f"{doing} in {self.display} failed: {type(e).__name__}: {e}") from e
+
+    def _probe(self) -> None:
+        """Fail at connect on a missing bucket or refused credentials, not in the middle of a write."""
+        with self._io("opening the store"):
+            if self.local:
+                if os.path.exists(self.root) and not os.path.isdir(self.root):
+                    raise StorageError(f"{self.display}: {self.root!r} is a file, not a folder")
+                return
+            try:
+                self.fs.invalidate_cache(self.root)
+                self.fs.ls(self.root, detail=False)
+            except FileNotFoundError:
+                bucket = self.root.split("/", 1)[0]
+                seen = _BUCKETS.setdefault(self.fs, set())
+                if self.object_store and bucket not in seen:
+                    if not self.fs.exists(bucket):
+                        raise StorageError(f"{self.display}: bucket {bucket!r} does not exist "
+                                           f"(dataknobs-pd does not create buckets)") from None
+                    seen.add(bucket)
+
+    def _ensure_dir(self, path: str) -> None:
+        if path in self._dirs:
+            return
+        if self.local:
+            os.makedirs(path, exist_ok=True)
+        elif not self.object_store:  # object stores have no folders; makedirs could create a bucket
+            self.fs.makedirs(path, exist_ok=True)
+        self._dirs.add(path)
+
+    def _sync(self, path: str) -> None:
+        if self.fsync:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _ls(self, path: str) -> list[str]:
+        self.fs.invalidate_cache(path)
+        try:
+            return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False)]
+        except FileNotFoundError:
+            return []
+
+    # -- manifests ----------------------------------------------------------------------------
+    def _read_manifest(self, table: str) -> dict | None:
+        with self._io(f"reading table {table!r}"):
+            try:
+                raw = self.fs.cat_file(self._manifest(table), start=0)  # start=0: one GET on s3fs, no HEAD
+            except FileNotFoundError:
+                return None
+        try:
+            d = json.loads(raw)
+        except ValueError as e:
+            raise StorageError(f"table {table!r} in {self.display}: its manifest is not valid JSON ({e})") from e
+        if d.get("format") != self.format:
+            raise StorageError(f"table {table!r} in {self.display}: manifest of format {d.get('format')!r}")
+        return d
+
+    def _load(self, table: str, reuse: bool = False) -> _State | None:
+        """Read the table's manifest; `reuse` takes the one schema() just read in this thread, if any."""
+        stashed = self._stash.pop(threading.get_ident(), None)
+        if reuse and stashed and stashed[0] == table and time.monotonic() - stashed[1] < _REUSE_SECONDS:
+            return stashed[2]
+        st = self._parse(table, self._read_manifest(table))
+        if self._current() is None:
+            self._stash[threading.get_ident()] = (table, time.monotonic(), st)
+        return st
+
+    def _parse(self, table: str, d: dict | None) -> _State | None:
+        if d is None:
+            return None
+        schema = TableSchema.from_json(json.dumps(d["schema"]))
+        bounds = parts_.decode_bounds(d.get("bounds")) if schema.key else None
+        parts = tuple(
+            _Part(p["file"], p["rows"], p.get("bytes"), bounds[2 * i] if bounds else None,
+                  bounds[2 * i + 1] if bounds else None)
+            for i, p in enumerate(d["parts"]))
+        return _State(d.get("table", table), schema, parts, d["version"])
+
+    def _publish(self, st: _State, version: int) -> None:
+        """Write the manifest of `st` atomically.
+
+        Locally (and on other file systems) a temporary file is moved into place. On object
+        stores an upload is itself atomic (the object appears whole or not at all) and a move
+        is a copy and a delete, so the manifest is uploaded in place.
+        """
+        doc = {
+            "dataknobs_pd": 1, "format": self.format, "table": st.name, "version": version,
+            "schema": json.loads(st.schema.to_json()),
+            "parts": [{"file": p.file, "rows": p.rows, "bytes": p.size} for p in st.parts],
+        }
+        if st.schema.key and st.parts:
+            doc["bounds"] = parts_.encode_bounds([b for p in st.parts for b in (p.lo, p.hi)], st.schema)
+        data = json.dumps(doc, indent=1).encode()
+        folder = self._dir(st.name)
+        final, tmp = self._manifest(st.name), f"{folder}/_dk_{self.format}.json.tmp-{uuid.uuid4().hex}"
+        with self._io(f"publishing table {st.name!r}"):
+            self._ensure_dir(folder)
+            if self.local:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    if self.fsync:
+                        os.fsync(f.fileno())
+                os.replace(tmp, final)
+                with suppress(OSError):  # the rename's durability; not every OS can sync a folder
+                    self._sync(folder)
+            elif self.object_store:
+                self.fs.pipe_file(final, data)
+            else:
+                self.fs.pipe_file(tmp, data)
+                self.fs.mv(tmp, final)
+            self.fs.invalidate_cache(folder)
+
+    # -- transactions -------------------------------------------------------------------------
+    def _current(self) -> _Tx | None:
+        tx = self._tx
+        return tx if tx is not None and tx.owner == threading.get_ident() else None
+
+    def _get(self, table: str) -> _State | None:
+        """The table as this transaction sees it (loaded on first touch)."""
+        tx = self._current()
+        if tx is None:
+            return self._load(table)
+        if table not in tx.states:
+            tx.base[table] = tx.states[table] = self._load(table, reuse=True)
+        return tx.states[table]
+
+    def _put(self, table: str, st: _State | None) -> None:
+        self._current().states[table] = st
+
+    @contextmanager
+    def transaction(self):
+        with self._lock:
+            if self._current() is not None:
+                with self.savepoint():
+                    yield
+                return
+            tx = self._tx = _Tx(threading.get_ident())
+            try:
+                yield
+            except BaseException:
+                self._tx = None
+                self._settle(tx, cancel=True)
+                self._remove(tx.created)
+                raise
+            try:
+                self._commit(tx)
+            except BaseException:
+                self._settle(tx, cancel=True)
+                raise
+            finally:
+                self._tx = None
+
+    @contextmanager
+    def savepoint(self):
+        with self._lock:
+            tx = self._current()
+            if tx is None:
+                with self.transaction():
+                    yield
+                return
+            snapshot = dict(tx.states)
+            try:
+                yield
+            except BaseException:
+                tx.states = snapshot
+                raise
+
+    def _commit(self, tx: _Tx) -> None:
+        keep = {f"{self._dir(t)}/{p.file}" for t, s in tx.states.items() if s for p in s.parts}
+        try:
+            self._settle(tx, needed=keep)  # a part a savepoint undid may fail to write: no matter
+        except BaseException:
+            self._remove(tx.created)
+            raise
+        self._stash.clear()  # no thread may reuse a version this commit replaces
+        changed = {t: s for t, s in tx.states.items() if s is not tx.base[t]}
+        for table in changed:  # optimistic concurrency: refuse to overwrite someone else's version
+            base = tx.base[table]
+            now = self._read_manifest(table)
+            if (now or {}).get("version") != (base.version if base else None):
+                self._remove(tx.created)
+                raise StorageError(
+                    f"table {table!r} in {self.display} was changed by another writer during this call; "
+                    f"nothing was written, try again")
+        for table, st in changed.items():
+            base = tx.base[table]
+            if st is None:
+                with self._io(f"dropping table {table!r}"):
+                    self.fs.rm_file(self._manifest(table))
+            else:
+                folder = self._dir(table)
+                parts = tuple(replace(p, size=tx.sizes.get(f"{folder}/{p.file}", p.size)) for p in st.parts)
+                self._publish(replace(st, parts=parts), (base.version if base else 0) + 1)
+        stale = [p for p in tx.created if p not in keep]
+        for table, st in changed.items():
+            base, folder = tx.base[table], self._dir(table)
+            if st is None or ((base.version if base else 0) + 1) % _SWEEP_EVERY == 0:
+                self._sweep(table, st)  # also the leftovers of crashed writers
+            else:
+                listed = {p.file for p in st.parts}
+                stale += [f"{folder}/{p.file}" for p in (base.parts if base else ()) if p.file not in listed]
+                stale += [f"{folder}/{n}" for n in tx.orphans.get(table, ()) if n not in listed]
+        self._remove(stale)
+
+    def _sweep(self, table: str, st: _State | None) -> None:
+        """Remove the part files (and temporary manifests) that the published version does not list."""
+        folder = self._dir(table)
+        listed = {p.file for p in st.parts} if st else set()
+        stale = [f"{folder}/{n}" for n in self._ls(folder)
+                 if (n.startswith("part-") and n.endswith(self.suffix) and n not in listed)
+                 or n.startswith(f"_dk_{self.format}.json.tmp-")]
+        self._remove(stale)
+        if st is None and not self.object_store:
+            with suppress(Exception):  # an empty folder left behind is harmless
+                self.fs.rmdir(folder)  # only when empty: files this store does not know stay
+
+    def _remove(self, paths) -> None:
+        """Delete files, best effort: what is left is unreferenced and swept later."""
+        paths = list(paths)
+        for p in paths:
+            self._keys.pop(p, None)
+        if not paths:
+            return
+        try:
+            self.fs.rm(paths)
+        except Exception:  # noqa: BLE001
+            for p in paths:
+                with suppress(Exception):
+                    self.fs.rm_file(p)
+
+    # -- catalogue ----------------------------------------------------------------------------
+    def tables(self):
+        marker = f"_dk_{self.format}.json"
+        with self._io("listing tables"):
+            if self.local:
+                if not os.path.isdir(self.root):
+                    return []
+                found = [n for n in os.listdir(self.root) if os.path.exists(os.path.join(self.root, n, marker))]
+            elif self.object_store:
+                self.fs.invalidate_cache(self.root)
+                try:
+                    files = self.fs.find(self.root)
+                except FileNotFoundError:
+                    files = []
+                prefix = self.root + "/"
+                found = [p[len(prefix):].split("/")[0] for p in files
+                         if p.startswith(prefix) and p[len(prefix):].count("/") == 1 and p.endswith("/" + marker)]
+            else:
+                found = [n for n in self._ls(self.root) if self.fs.exists(f"{self.root}/{n}/{marker}")]
+        names = []
+        for n in found:
+            name = urllib.parse.unquote(n)
+            if folder_name(name) == n:
+                names.append(name)
+        return sorted(names)
+
+    def schema(self, table):
+        st = self._get(table)
+        return st.schema if st is not None else None
+
+    def create(self, table, schema):
+        folder_name(table)
+        with self.transaction():
+            self._get(table)
+            with self._io(f"creating table {table!r}"):
+                names = self._ls(self._dir(table))
+            others = [n[4:-5] for n in names if n.startswith("_dk_") and n.endswith(".json")
+                      and n != f"_dk_{self.format}.json"]
+            if others:
+                raise StorageError(
+                    f"table {table!r} in {self.display} is stored as {others[0]}; open it with "
+                    f"{others[0]}://{self.url.split('://', 1)[1]}, or use another table name")
+            # files a crashed writer left behind: removed when this table is published
+            self._current().orphans[table] = [
+                n for n in names
+                if (n.startswith("part-") and n.endswith(self.suffix)) or n.startswith(f"_dk_{self.format}.json.tmp-")]
+            self._put(table, _State(table, schema))
+
+    def set_schema(self, table, schema):
+        with self.transaction():
+            self._put(table, replace(self._existing(table), schema=schema))
+
+    def drop(self, table):
+        with self.transaction():
+            if self._get(table) is not None:
+                self._put(table, None)
+
+    def _existing(self, table: str) -> _State:
+        st = self._get(table)
+        if st is None:
+            raise TableNotFoundError(f"no table {table!r} in {self.display}")
+        return st
+
+    # -- writing ------------------------------------------------------------------------------
+    def write(self, table, data, schema, mode):
+        with self.transaction():
+            st = replace(self._existing(table), schema=schema)
+            failures: Failures = {}
+            n = data.num_rows
+            key = schema.key
+            if key:
+                order = parts_.sort_order(data, key)
+                part_of, row_of = self._locate(st, data, order)
+            else:
+                order, part_of, row_of = None, np.full(n, -1), np.full(n, -1)
+            exists = part_of >= 0
+            if mode == "insert" and key:
+                for i in np.flatnonzero(exists):
+                    failures[int(i)] = RowFailure("write", "KeyConflict", conflict_message(key, data, int(i)))
+            if mode == "update":
+                for i in np.flatnonzero(~exists):
+                    failures[int(i)] = RowFailure("missing", "MissingKey", missing_message(key, data, int(i)))
+            new_rows = np.flatnonzero(~exists) if mode != "update" else np.array([], dtype=np.int64)
+            absent = [c for c in schema.columns if c.name not in data.column_names and not c.nullable]
+            if absent and len(new_rows):
+                names = ", ".join(repr(c.name) for c in absent)
+                for i in new_rows:
+                    failures[int(i)] = RowFailure(
+                        "write", "NotNull", f"a new row needs a value for column(s) {names}, which the frame lacks")
+                new_rows = new_rows[:0]
+            parts = list(st.parts)
+            if mode != "insert" and exists.any():
+                for p in np.unique(part_of[exists]):
+                    sel = np.flatnonzero(part_of == p)
+                    old = self._read_whole(st, parts[p])
+                    parts[p] = self._write_part(st, parts_.put_rows(old, data.take(sel), row_of[sel]))
+            if len(new_rows):
+                if order is not None:
+                    new_rows = order[np.isin(order, new_rows)] if len(new_rows) < n else order
+                whole = len(new_rows) == n and bool((new_rows == np.arange(n)).all())
+                add = data if whole else data.take(pa.array(new_rows))
+                parts.append(self._write_part(st, parts_.complete(add, schema)))
+            self._put(table, replace(st, parts=tuple(self._compact(st, parts))))
+            return failures
+
+    def delete(self, table, keys, schema):
+        with self.transaction():
+            st = replace(self._existing(table), schema=schema)
+            part_of, row_of = self._locate(st, keys, parts_.sort_order(keys, schema.key))
+            failures = {int(i): RowFailure("missing", "MissingKey", missing_message(schema.key, keys, int(i)))
+                        for i in np.flatnonzero(part_of < 0)}
+            parts: list = list(st.parts)
+            for p in np.unique(part_of[part_of >= 0]):
+                keep = np.ones(parts[p].rows, dtype=bool)
+                keep[row_of[part_of == p]] = False
+                rest = self._read_whole(st, parts[p]).filter(pa.array(keep))
+                parts[p] = self._write_part(st, rest) if rest.num_rows else None
+            self._put(table, replace(st, parts=tuple(p for p in parts if p is not None)))
+            return failures
+
+    def _compact(self, st: _State, parts: list[_Part]) -> list[_Part]:
+        """Merge small parts once a table has many, so that reads open (and merge) few files.
+
+        Keyed tables merge any small parts (and sort them again); tables without a key only
+        neighbouring ones, to keep the insertion order. One merge never exceeds a full part.
+        """
+        if len(parts) <= _MAX_PARTS:
+            return parts
+        full = self.chunk_rows(len(st.schema.columns))
+        small = [i for i, p in enumerate(parts) if p.rows < full // 2]
+        if st.schema.key:
+            small.sort(key=lambda i: parts[i].rows)
+        groups, group, rows = [], [], 0
+        for i in small:
+            adjacent = st.schema.key or not group or i == group[-1] + 1
+            if group and (rows + parts[i].rows > full or not adjacent):
+                groups.append(group)
+                group, rows = [], 0
+            group.append(i)
+            rows += parts[i].rows
+        groups.append(group)
+        out: list = list(parts)
+        for group in (g for g in groups if len(g) > 1):
+            data = pa.concat_tables([self._read_whole(st, parts[i]) for i in sorted(group)])
+            if st.schema.key:
+                data = data.sort_by([(k, "ascending") for k in st.schema.key])
+            out[min(group)] = self._write_part(st, data)
+            for i in group:
+                if i != min(group):
+                    out[i] = None
+        return [p for p in out if p is not None]
+
+    def _write_part(self, st: _State, data: pa.Table) -> _Part:
+        """Write rows (all columns, sorted by key when keyed) as a new part file."""
+        name = f"part-{uuid.uuid4().hex[:20]}{self.suffix}"
+        folder = self._dir(st.name)
+        path = f"{folder}/{name}"
+        data = data.replace_schema_metadata(None)
+        tx = self._current()
+        with self._io(f"writing table {st.name!r}"):
+            self._ensure_dir(folder)
+        tx.created.append(path)
+        while sum(not f.done() for f in tx.pending.values()) >= 2 * self._workers:  # bounded memory
+            wait(list(tx.pending.values()), return_when=FIRST_COMPLETED)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="dk-files")
+        tx.pending[path] = self._pool.submit(self._write_now, path, data, st.schema)
+        lo = hi = None
+        if st.schema.key:
+            keys = data.select(st.schema.key)
+            self._remember(path, keys)
+            lo, hi = parts_.row(keys, 0), parts_.row(keys, data.num_rows - 1)
+        return _Part(name, data.num_rows, None, lo, hi)
+
+    def _write_now(self, path: str, data: pa.Table, schema: TableSchema) -> int:
+        """Write one part file (on a worker thread); returns its size in bytes."""
+        with self._open_write(path) as out:
+            self._write_file(out, data, schema)
+            size = out.tell()
+        self._sync(path)
+        return size
+
+    def _settle(self, tx: _Tx, path: str | None = None, cancel: bool = False, needed: set | None = None) -> None:
+        """Wait for the part writes still running (all, or the one of `path`); raise the first failure.
+
+        Parts are written in the background so that the next chunk is converted meanwhile; a
+        rollback (cancel=True) still waits, so that no file appears after its removal. With
+        `needed`, only the failures of those paths count.
+        """
+        paths = [path] if path is not None else list(tx.pending)
+        failure = None
+        for p in paths:
+            fut = tx.pending.pop(p, None)
+            if fut is None or (cancel and fut.cancel()):
+                continue
+            try:
+                tx.sizes[p] = fut.result()
+            except BaseException as e:  # noqa: BLE001 - reported below, after every write has ended
+                if needed is None or p in needed:
+                    failure = failure or e
+        if failure is not None and not cancel:
+            table = urllib.parse.unquote(paths[0].rsplit("/", 2)[-2]) if paths else "?"
+            with self._io(f"writing table {table!r}"):
+                raise failure
+
+    def _locate(self, st: _State, data: pa.Table, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each row of `data`: the part holding its key and the row there (-1, -1 when absent)."""
+        n = data.num_rows
+        part_of, row_of = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+        if not st.parts or n == 0:
+            return part_of, row_of
+        key = st.schema.key
+        keys = data.select(key)
+        kmin, kmax = parts_.row(keys, int(order[0])), parts_.row(keys, int(order[-1]))
+        for i, part in enumerate(st.parts):
+            if part.hi < kmin or part.lo > kmax:
+                continue
+            pos = parts_.match(self._part_keys(st, part), keys, key)
+            hit = pos >= 0
+            part_of[hit], row_of[hit] = i, pos[hit]
+        return part_of, row_of
+
+    def _part_keys(self, st: _State, part: _Part) -> pa.Table:
+        path = f"{self._dir(st.name)}/{part.file}"
+        keys = self._keys.get(path)
+        if keys is None:
+            keys = self._read_whole(st, part, st.schema.key)
+            self._remember(path, keys)
+        else:
+            self._keys.move_to_end(path)
+        return keys
+
+    def _remember(self, path: str, keys: pa.Table) -> None:
+        with self._lock:
+            self._keys[path] = keys
+            while sum(t.num_rows for t in self._keys.values()) > 20_000_000 and len(self._keys) > 1:
+                self._keys.popitem(last=False)
+
+    def _read_whole(self, st: _State, part: _Part, columns: list[str] | None = None) -> pa.Table:
+        columns = columns or st.schema.names
+        tables = list(self._scan(st, part, columns, None, 1 << 30))
+        fields = [st.schema.column(c).field for c in columns]
+        return pa.concat_tables([parts_.conform(t, fields) for t in tables]) if tables else pa.schema(fields).empty_table()
+
+    # -- reading ------------------------------------------------------------------------------
+    def read(self, table, schema, columns, where, order, limit, batch_rows):
+        st = self._get(table) if self._current() else self._load(table, reuse=True)
+        if st is None:
+            raise TableNotFoundError(f"no table {table!r} in {self.display}")
+        st = replace(st, schema=schema)
+        key = schema.key
+        parts = [p for p in st.parts if parts_.may_match(p.lo, p.hi, where, schema)]
+        need = list(columns)
+        for c in [c for c, _ in order] if order else (key or []):
+            if c not in need:
+                need.append(c)
+        target = [schema.column(c).field for c in columns]
+        if order:
+            tables = [t for p in parts for t in self._scan(st, p, need, where, batch_rows)]
+            fields = [schema.column(c).field for c in need]
+            data = pa.concat_tables([parts_.conform(t, fields) for t in tables]) if tables else \
+                pa.schema(fields).empty_table()
+            data = data.sort_by([(c, "ascending" if asc else "descending") for c, asc in order])
+            if limit is not None:
+                data = data.slice(0, limit)
+            stream = iter([data])
+        elif key:
+            parts.sort(key=lambda p: p.lo)
+            streams = [self._scan(st, p, need, where, batch_rows) for p in parts]
+            if all(a.hi < b.lo for a, b in pairwise(parts)):
+                stream = (t for s in streams for t in s)
+            else:
+                stream = parts_.merge(streams, key)
+        else:
+            stream = (t for p in parts for t in self._scan(st, p, need, where, batch_rows))
+        yield from parts_.rebatch(stream, target, limit, batch_rows)
+
+    def _scan(self, st: _State, part: _Part, columns: list[str], where: list | None, batch_rows: int
+              ) -> Iterator[pa.Table]:
+        """Yield the rows of one part matching `where`, only `columns`, in file order."""
+        path = f"{self._dir(st.name)}/{part.file}"
+        expr = to_expression(where, st.schema.arrow_schema) if where else None
+        tx = self._current()
+        size = part.size
+        if tx is not None and size is None:  # a part of this transaction: its write must have ended
+            self._settle(tx, path)
+            size = tx.sizes.get(path)
+        with self._io(f"reading table {st.name!r}"), self._open_read(path, size) as f:
+            yield from self._scan_file(f, st.schema, columns, expr, _columns_of(where), batch_rows)
+
+    def _open_read(self, path: str, size: int | None):
+        """A pyarrow file for a part: native locally; elsewhere through fsspec, told its size (no HEAD)."""
+        if self.local:
+            return self.pafs.open_input_file(path)
+        try:
+            f = self.fs.open(path, "rb", size=size) if size is not None else self.fs.open(path, "rb")
+        except TypeError:  # a file system whose open() takes no size
+            f = self.fs.open(path, "rb")
+        if size is not None and getattr(f, "_details", False) is None:
+            # buffered fsspec files ask for details (a HEAD on S3) on first read; parts never change
+            f._details = {"name": path, "size": size, "type": "file"}
+        return pa.PythonFile(f, mode="r")
+
+    def _open_write(self, path: str):
+        if self.local:
+            return self.pafs.open_output_stream(path)
+        return pa.PythonFile(self.fs.open(path, "wb"), mode="w")
+
+    # -- format hooks -------------------------------------------------------------------------
+    def _write_file(self, out, data: pa.Table, schema: TableSchema) -> None:
+        """Write one part to the open pyarrow file `out`."""
+        raise NotImplementedError
+
+    def _scan_file(self, f, schema, columns, expr, where_columns, batch_rows) -> Iterator[pa.Table]:
+        """Yield the rows of the open part `f` matching `expr` (on `where_columns`), only `columns`."""
+        raise NotImplementedError
+
+    def close(self):
+        self._keys.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class ParquetBackend(FileBackend):
+    """parquet://PATH: Parquet parts; `where` prunes parts by key range and row groups by statistics."""
+
+    format, suffix = "parquet", ".parquet"
+
+    def prepare(self, data, schema):
+        # Parquet has no seconds unit: timestamp[s] is written as milliseconds, which may overflow
+        failures: Failures = {}
+        limit = (2**63 - 1) // 1000
+        for name in data.column_names:
+            t = data.column(name).type
+            if pa.types.is_timestamp(t) and t.unit == "s":
+                ints = pc.abs(data.column(name).cast(pa.int64()))
+                bad = pc.fill_null(pc.greater(ints, limit), False).to_numpy(zero_copy_only=False)
+                for i in np.flatnonzero(bad):
+                    failures.setdefault(int(i), RowFailure(
+                        "convert", "OutOfRange", f"column {name!r}: {files_text.show(data.column(name), int(i))} "
+                        f"is beyond what Parquet can hold in a seconds column (it stores milliseconds)"))
+        return parts_.without(data, failures), failures
+
+    def _write_file(self, out, data, schema):
+        meta = {_SCHEMA_META: schema.to_json().encode()}
+        pq.write_table(data.replace_schema_metadata(meta), out, row_group_size=self.row_group_rows,
+                       use_dictionary=parts_.dictionary_columns(data))
+
+    def _scan_file(self, f, schema, columns, expr, where_columns, batch_rows):
+        fmt = ds.ParquetFileFormat()
+        fragment = fmt.make_fragment(f)
+        if batch_rows >= 1_000_000:  # a whole load: let pyarrow read the file at once, in parallel
+            pieces = [ds.FileSystemDataset([fragment], schema=schema.arrow_schema, format=fmt)]
+        else:  # streaming (chunksize): one row group at a time, those the statistics do not rule out
+            pieces = fragment.split_by_row_group(expr, schema=schema.arrow_schema)
+        for piece in pieces:
+            kw = {} if isinstance(piece, ds.Dataset) else {"schema": schema.arrow_schema}
+            for batch in piece.to_batches(columns=columns, filter=expr, batch_size=min(batch_rows, 1 << 20), **kw):
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch])
+
+
+class _TextBackend(FileBackend):
+    """What CSV and JSON lines share: values go as text forms; what has none fails at `convert`."""
+
+    def prepare(self, data, schema):
+        failures: Failures = {}
+        for name in data.column_names:
+            for i, why in files_text.unholdable(data.column(name), schema.column(name), self.format).items():
+                failures.setdefault(i, RowFailure("convert", "OutOfRange", why))
+        return parts_.without(data, failures), failures
+
+    def _write_file(self, out, data, schema):
+        self._write_text(out, data, schema)
+
+    def _scan_file(self, f, schema, columns, expr, where_columns, batch_rows):
+        wanted = list(columns) + [n for n in where_columns if n not in columns]  # decoded to filter, then dropped
+        for t in self._read_text(f, schema, wanted, batch_rows):
+            if expr is not None:
+                t = t.filter(expr)
+            if t.num_rows:
+                yield t.select(columns)
+
+
+class CSVBackend(_TextBackend):
+    """csv://PATH: CSV parts with a header; the dk schema in the manifest beside them."""
+
+    format, suffix = "csv", ".csv"
+
+    def _write_text(self, out, data, schema):
+        files_text.write_csv(out, data, schema)
+
+    def _read_text(self, f, schema, columns, batch_rows):
+        return files_text.read_csv(f, schema, columns)
+
+
+class JSONLBackend(_TextBackend):
+    """jsonl://PATH: JSON-lines parts, one object per row; the dk schema in the manifest beside them."""
+
+    format, suffix = "jsonl", ".jsonl"
+
+    def _write_text(self, out, data, schema):
+        files_text.write_jsonl(out, data, schema)
+
+    def _read_text(self, f, schema, columns, batch_rows):
+        return files_text.read_jsonl(f, schema, columns, batch_rows)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _protocols(fs) -> tuple:
+    p = fs.protocol
+    return (p,) if isinstance(p, str) else tuple(p)
+
+
+def _columns_of(where: list | None) -> list[str]:
+    return sorted({c for group in where for c, _, _ in group}) if where else []

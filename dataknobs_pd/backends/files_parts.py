@@ -1,0 +1,216 @@
+"""Arrow helpers of the file stores: keys of sorted parts, matching, merging and re-batching.
+
+Every part of a keyed table is sorted by key, and the manifest keeps its first and last key.
+These functions find which rows of a chunk a part holds, rule parts out for a `where`, merge
+parts whose key ranges overlap back into key order a batch at a time, and cut streams into
+batches of the size asked for. They know nothing of files.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..schema import TableSchema
+from .base import Failures
+
+
+def dictionary_columns(data: pa.Table, sample: int = 8192) -> list[str]:
+    """Columns worth dictionary-encoding: at most half of a spread sample of their values distinct.
+
+    Parquet writers try a dictionary on every column and fall back to plain values only after
+    it grows large; on floats, timestamps and unique ids that costs time and space in every part.
+    """
+    n = data.num_rows
+    at = pa.array(np.linspace(0, n - 1, min(n, sample)).astype(np.int64)) if n else None
+    out = []
+    for name in data.column_names:
+        col = data.column(name)
+        if n == 0 or pa.types.is_nested(col.type) or pa.types.is_boolean(col.type):
+            continue
+        try:
+            values = col.take(at)
+            distinct = pc.count_distinct(values).as_py()
+        except pa.ArrowException:
+            continue
+        if distinct <= 0.5 * max(1, len(values) - values.null_count):
+            out.append(name)
+    return out
+
+
+def without(data: pa.Table, failures: Failures) -> pa.Table:
+    if not failures:
+        return data
+    keep = np.ones(data.num_rows, dtype=bool)
+    keep[list(failures)] = False
+    return data.filter(pa.array(keep))
+
+
+def row(keys: pa.Table, i: int) -> tuple:
+    return tuple(keys.column(c)[i].as_py() for c in range(keys.num_columns))
+
+
+def sort_order(data: pa.Table, key: list[str]) -> np.ndarray:
+    """Positions of `data` in key order (no sort when a single numeric key already ascends)."""
+    n = data.num_rows
+    if len(key) == 1 and n > 1:
+        col = data.column(key[0])
+        if pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+            arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+            if pc.all(pc.greater(arr.slice(1), arr.slice(0, n - 1))).as_py():
+                return np.arange(n)
+    if n <= 1:
+        return np.arange(n)
+    return pc.sort_indices(data.select(key), sort_keys=[(k, "ascending") for k in key]).to_numpy()
+
+
+def match(have: pa.Table, want: pa.Table, key: list[str]) -> np.ndarray:
+    """For each row of `want`, its row in `have` (both key columns only), or -1."""
+    if len(key) == 1:
+        values = have.column(0).combine_chunks()
+        return pc.index_in(want.column(0), value_set=values).fill_null(-1).to_numpy(zero_copy_only=False)
+    left = want.append_column("__dk_want", pa.array(np.arange(want.num_rows)))
+    right = have.append_column("__dk_have", pa.array(np.arange(have.num_rows)))
+    joined = left.join(right, keys=key, join_type="inner", use_threads=False)
+    out = np.full(want.num_rows, -1, dtype=np.int64)
+    out[joined.column("__dk_want").to_numpy()] = joined.column("__dk_have").to_numpy()
+    return out
+
+
+def conform(t: pa.Table, fields: list[pa.Field]) -> pa.Table:
+    """Exactly these columns, types and nullability (parts may store e.g. seconds as milliseconds)."""
+    target = pa.schema(fields)
+    t = t.select([f.name for f in fields]).replace_schema_metadata(None)
+    if t.schema.equals(target):
+        return t
+    return pa.table([t.column(f.name).cast(f.type) for f in fields], schema=target)
+
+
+def complete(data: pa.Table, schema: TableSchema) -> pa.Table:
+    """All columns of the schema, in its order and types; the absent ones null."""
+    n = data.num_rows
+    cols = [data.column(c.name).cast(c.arrow) if c.name in data.column_names else pa.nulls(n, c.arrow)
+            for c in schema.columns]
+    return pa.table(cols, schema=schema.arrow_schema)
+
+
+def put_rows(stored: pa.Table, changes: pa.Table, at: np.ndarray) -> pa.Table:
+    """Put the values of `changes` into rows `at` of `stored`: one take over both, any type."""
+    n = stored.num_rows
+    pick = np.arange(n)
+    pick[at] = n + np.arange(len(at))
+    pick = pa.array(pick)
+    cols = []
+    for f in stored.schema:
+        col = stored.column(f.name)
+        if f.name in changes.column_names:
+            both = pa.chunked_array(col.chunks + changes.column(f.name).cast(f.type).chunks, type=f.type)
+            col = both.take(pick)
+        cols.append(col)
+    return pa.table(cols, schema=stored.schema)
+
+
+def encode_bounds(rows: list[tuple], schema: TableSchema) -> str:
+    """Key tuples (first and last key of every part) as base64 Arrow IPC: exact for any key type."""
+    cols = [pa.array([r[i] for r in rows], type=schema.column(k).arrow) for i, k in enumerate(schema.key)]
+    table = pa.table(cols, names=schema.key)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return base64.b64encode(sink.getvalue().to_pybytes()).decode()
+
+
+def decode_bounds(text: str | None) -> list[tuple] | None:
+    if not text:
+        return None
+    table = pa.ipc.open_stream(pa.py_buffer(base64.b64decode(text))).read_all()
+    return [row(table, i) for i in range(table.num_rows)]
+
+
+def may_match(first: tuple | None, last: tuple | None, where: list, schema: TableSchema) -> bool:
+    """False when a part's key range [first, last] rules out every OR group of `where` (first key column only)."""
+    if not where or first is None:
+        return True
+    k0, t = schema.key[0], schema.column(schema.key[0]).arrow
+    lo, hi = first[0], last[0]
+    return any(all(_term_may_match(lo, hi, op, value, t) for col, op, value in group if col == k0)
+               for group in where)
+
+
+def _term_may_match(lo, hi, op: str, value, t: pa.DataType) -> bool:
+    try:
+        if op == "in":
+            return any(lo <= v <= hi for v in (pa.scalar(x, type=t).as_py() for x in value if x is not None))
+        if op in ("!=", "not in") or value is None:
+            return True
+        v = pa.scalar(value, type=t).as_py()
+        return {"==": lo <= v <= hi, "<": lo < v, "<=": lo <= v, ">": hi > v, ">=": hi >= v}[op]
+    except Exception:  # noqa: BLE001 - when in doubt, read the part
+        return True
+
+
+def merge(streams: list, key: list[str]) -> Iterator[pa.Table]:
+    """Merge streams of key-sorted tables into key order, holding about one batch per stream."""
+    its = [iter(s) for s in streams]
+    bufs: list[pa.Table | None] = [None] * len(its)
+    done = [False] * len(its)
+    sort = [(k, "ascending") for k in key]
+    while True:
+        for i, it in enumerate(its):
+            while not done[i] and (bufs[i] is None or bufs[i].num_rows == 0):
+                try:
+                    bufs[i] = next(it)
+                except StopIteration:
+                    done[i], bufs[i] = True, None
+        live = [i for i in range(len(its)) if bufs[i] is not None and bufs[i].num_rows]
+        if not live:
+            return
+        pending = [i for i in live if not done[i]]  # streams that may hold more rows after their buffer
+        frontier = min(row(bufs[i].select(key), bufs[i].num_rows - 1) for i in pending) if pending else None
+        pieces = []
+        for i in live:
+            b = bufs[i]
+            take = b.num_rows if frontier is None else _count_le(b.select(key), frontier)
+            if take:
+                pieces.append(b.slice(0, take))
+                bufs[i] = b.slice(take)
+        yield pa.concat_tables(pieces).sort_by(sort)
+
+
+def _count_le(keys: pa.Table, frontier: tuple) -> int:
+    """How many leading rows of key-sorted `keys` are <= frontier (binary search)."""
+    lo, hi = 0, keys.num_rows
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if row(keys, mid) <= frontier:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def rebatch(stream: Iterator[pa.Table], fields: list[pa.Field], limit: int | None, rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly `rows` rows (the last may be shorter), only `fields`, at most `limit` rows in all."""
+    target = pa.schema(fields)
+    held: list[pa.Table] = []
+    have = sent = 0
+    for t in stream:
+        if limit is not None and sent + have >= limit:
+            break
+        t = conform(t, fields)
+        if limit is not None:
+            t = t.slice(0, limit - sent - have)
+        held.append(t)
+        have += t.num_rows
+        while have >= rows:
+            merged = pa.concat_tables(held)
+            yield merged.slice(0, rows)
+            sent += rows
+            rest = merged.slice(rows)
+            held, have = [rest], rest.num_rows
+    if have or not sent:
+        yield pa.concat_tables(held) if held else target.empty_table()
