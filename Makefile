@@ -6,7 +6,7 @@ PANDAS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dk-installed
 
-.PHONY: demo test bench lab clean
+.PHONY: demo test bench lab browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,16 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/run.py
+
+# JupyterLab on the notebooks (the report widget, the progress bars).
+lab: $(STAMP)
+	$(PY) -m jupyterlab --ServerApp.root_dir=notebooks
+
+# The browser check (tests/browser) drives Debian's Chromium; Playwright never downloads one.
+browser-deps:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache demo.db

@@ -10,9 +10,12 @@ from .api import delete, load, save, update_batch
 from .errors import (
     BackendUnavailableError,
     BatchError,
+    ConcurrentWriteError,
+    ConnectionLostError,
     DataKnobsError,
     KeyRequiredError,
     SchemaMismatchError,
+    StorageError,
     TableExistsError,
     TableNotFoundError,
     UnsupportedDtypeError,
@@ -25,7 +28,7 @@ from .types import TypeMapper
 __version__ = "0.1.0"
 
 __all__ = [
-    "BackendUnavailableError", "BatchError", "BatchResult", "DataKnobsError", "KeyRequiredError",
-    "SchemaMismatchError", "Store", "TableExistsError", "TableNotFoundError", "TableSchema", "TypeMapper",
+    "BackendUnavailableError", "BatchError", "BatchResult", "ConcurrentWriteError", "ConnectionLostError",
+    "DataKnobsError", "KeyRequiredError", "SchemaMismatchError", "StorageError", "Store", "TableExistsError", "TableNotFoundError", "TableSchema", "TypeMapper",
     "UnsupportedDtypeError", "connect", "delete", "load", "save", "update_batch",
 ]

@@ -95,7 +95,8 @@ class BatchWriter:
     def _chunk(self, job: Job, rows: np.ndarray, failures: Failures) -> None:
         if len(rows) == 0:
             return
-        part = job.frame.iloc[rows]
+        contiguous = rows[-1] - rows[0] + 1 == len(rows)
+        part = job.frame.iloc[rows[0]:rows[-1] + 1] if contiguous else job.frame.iloc[rows]
         if job.mode == "delete":
             data, bad = self.mapper.to_arrow(keys_mod.key_frame(part, job.schema.key), _key_schema(job.schema))
         else:

@@ -31,6 +31,19 @@ class BackendUnavailableError(DataKnobsError, ImportError):
     """The URL scheme is unknown, or the backend's optional dependency is not installed."""
 
 
+class StorageError(DataKnobsError, OSError):
+    """The store's storage refused or lost something: a missing bucket, refused credentials,
+    a file replaced by another writer."""
+
+
+class ConnectionLostError(DataKnobsError):
+    """The connection to the server broke mid-call; the server rolled the open transaction back."""
+
+
+class ConcurrentWriteError(DataKnobsError):
+    """Another writer kept conflicting with this call; the call was rolled back."""
+
+
 class BatchError(DataKnobsError):
     """errors="raise" and at least one row failed: nothing was written. `.result` holds the report."""
 

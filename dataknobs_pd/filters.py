@@ -36,12 +36,26 @@ def normalize(where, columns: list[str], types: dict | None = None) -> list[list
             if op in ("in", "not in"):
                 if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                     raise DataKnobsError(f"where= {op!r} needs a list of values, got {value!r} for {col!r}")
-                value = list(value)
+                value = [None if _missing(v) else v for v in value]
+            elif _missing(value):  # NaN, NaT and NA mean "missing", as None does
+                value = None
+            if value is None and op not in ("==", "!=", "in", "not in"):
+                raise DataKnobsError(f"where= ({col!r}, {op!r}, {value!r}): a missing value can only be "
+                                     f"compared with == or != (is null / is not null)")
             if types is not None and value is not None:
                 _check_value(col, op, value, types[col])
             conj.append((col, op, value))
         out.append(conj)
     return out
+
+
+def _missing(v) -> bool:
+    import pandas as pd
+
+    try:
+        return v is None or bool(pd.isna(v))
+    except (TypeError, ValueError):  # list-like values
+        return False
 
 
 def _check_value(col: str, op: str, value, t) -> None:

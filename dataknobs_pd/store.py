@@ -31,8 +31,9 @@ def scheme_of(url: str) -> str:
 class Store:
     """A connected store. Use `dk.connect(url)`; `close()` or a with-block releases it."""
 
-    def __init__(self, url: str, backend: Backend, pool_key: tuple):
+    def __init__(self, url: str, backend: Backend, pool_key: tuple, options: dict | None = None):
         self._url = url
+        self._options = options or {}
         self.backend = backend
         self._pool_key = pool_key
         self.closed = False
@@ -92,15 +93,15 @@ def connect(url: str, **options) -> Store:
         store = _POOL.get(key)
         if store is None or store.closed:
             cls = backend_class(scheme)
-            store = _POOL[key] = Store(url, cls(url, **options), key)
+            store = _POOL[key] = Store(url, cls(url, **options), key, options)
         return store
 
 
 def as_store(store) -> Store:
     """A Store from a Store or a URL string."""
     if isinstance(store, Store):
-        if store.closed:
-            return connect(store._url)
+        if store.closed:  # reopen with the same options (storage_options, pool_size, ...)
+            return connect(store._url, **store._options)
         return store
     return connect(store)
 

@@ -220,10 +220,13 @@ class TypeMapper:
         if isinstance(s.dtype, pd.CategoricalDtype):
             if col.kind == "category" and col.dtype["ordered"]:
                 self._check_ordered(s, col)
-            s = s.astype(s.dtype.categories.dtype) if not s.isna().any() else s.astype(object)
+            try:  # through Arrow's dictionary: no Python objects per value
+                return _cast(pa.array(s, from_pandas=True).dictionary_decode(), t)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                s = s.astype(object)
         elif col.kind == "category" and col.dtype["ordered"]:
             self._check_ordered(s, col)
-        if col.kind == "json":
+        if col.kind == "json" and pa.types.is_large_string(t):  # object values as JSON text
             na = s.isna().to_numpy()
             vals = [None if m else json.dumps(v, default=_json_default) for v, m in zip(s.tolist(), na)]
             return pa.array(vals, type=t)

@@ -149,3 +149,25 @@ def test_large_frame_round_trips_in_chunks(store):
     assert res.succeeded == n
     out = dk.load(store, "big")
     assert_frame_equal(out, df.sort_values("id").reset_index(drop=True), check_dtype=True)
+
+
+def test_missing_values_in_filters_mean_null(store):
+    df = pd.DataFrame({"f": [1.0, np.nan, 2.0], "t": pd.to_datetime(["2020-01-01", None, "2021-01-01"])})
+    df.dk.save(store, "t")
+    assert len(dk.load(store, "t", where=[("f", "in", [np.nan, 1.0])])) == 2
+    assert len(dk.load(store, "t", where=[("t", "==", pd.NaT)])) == 1
+    assert len(dk.load(store, "t", where=[("f", "!=", pd.NA)])) == 2
+    with pytest.raises(dk.DataKnobsError, match="missing value"):
+        dk.load(store, "t", where=[("t", "<", pd.NaT)])
+
+
+def test_nested_arrow_dtypes_round_trip(store):
+    import pyarrow as pa
+
+    df = pd.DataFrame({
+        "lst": pd.Series([[1, 2], None, []], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
+        "st": pd.Series([{"a": 1, "b": "x"}, None, {"a": None, "b": "y"}],
+                        dtype=pd.ArrowDtype(pa.struct([("a", pa.int64()), ("b", pa.string())]))),
+    })
+    df.dk.save(store, "t")
+    assert_frame_equal(dk.load(store, "t"), df, check_dtype=True)
