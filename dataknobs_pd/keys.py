@@ -54,7 +54,7 @@ def key_frame(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The key values of every row, as columns (index levels are lifted out)."""
     out = {}
     for k in keys:
-        out[k] = df[k].to_numpy() if k in df.columns else df.index.get_level_values(k).to_numpy()
+        out[k] = df[k].array if k in df.columns else df.index.get_level_values(k).array  # keeps Int64, tz
     return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
 
 

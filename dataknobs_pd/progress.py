@@ -25,10 +25,22 @@ class Progress:
         if enabled is None:
             enabled = total >= AUTO_MIN_ROWS and _interactive()
         self.bar = None
+        self._handle = None  # in Jupyter: the display holding the bar widget, emptied on close
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="rows", unit_scale=True, leave=False)
+            options = {"total": total, "desc": desc, "unit": "rows", "unit_scale": True, "leave": False}
+            notebook = sys.modules.get("tqdm.notebook")  # imported by tqdm.auto only inside Jupyter
+            if notebook is not None and issubclass(tqdm, notebook.tqdm_notebook):
+                # tqdm's own leave=False only hides the widget: the notebook would keep an output
+                # that reads "model not found" once the kernel is gone. Show it through a display
+                # handle instead, and replace it with nothing when the write is done.
+                from IPython.display import display
+
+                self.bar = tqdm(display=False, **options)
+                self._handle = display(self.bar.container, display_id=True)
+            else:
+                self.bar = tqdm(**options)
 
     def update(self, rows: int, failed: int) -> None:
         if self.bar is not None:
@@ -37,8 +49,11 @@ class Progress:
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+            done = self.bar.total is None or self.bar.n >= self.bar.total
+            self.bar.close()  # an unfinished bar (the write raised) stays, red, where tqdm left it
+            if self._handle is not None and done:
+                self._handle.update({"text/plain": ""}, raw=True)
+            self.bar = self._handle = None
 
     def __enter__(self):
         return self

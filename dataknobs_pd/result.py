@@ -69,6 +69,12 @@ class BatchResult:
 
         return render_html(self)
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """In Jupyter: the live report widget, with static HTML and text for viewers without a kernel."""
+        from .widgets.report import mimebundle
+
+        return mimebundle(self)
+
 
 def _failures_frame(frame: pd.DataFrame, key, failures: dict[int, RowFailure]) -> pd.DataFrame:
     rows = np.array(sorted(failures), dtype=np.int64)

@@ -180,7 +180,10 @@ class TypeMapper:
             try:
                 arrays[col.name] = self._convert(s, col)
             except (pa.ArrowException, ValueError, TypeError, OverflowError, decimal.InvalidOperation):
-                for pos, f in self._isolate(s.reset_index(drop=True), col).items():
+                parts, bad = self._isolate(s.reset_index(drop=True), col)
+                if not bad:  # every value converts alone (e.g. floats mixed with numeric strings)
+                    arrays[col.name] = pa.concat_arrays(parts)
+                for pos, f in bad.items():
                     failures.setdefault(pos, f)
         for col, s in series:  # values a required column lacks
             arr = arrays.get(col.name)
@@ -252,14 +255,17 @@ class TypeMapper:
         if bad.any():
             raise ValueError(f"{vals[bad].iloc[0]!r} is not one of the categories of ordered column {col.name!r}")
 
-    def _isolate(self, s: pd.Series, col: Column) -> dict[int, RowFailure]:
-        """Find the values of `s` that do not convert, by halving: O(k log n) conversions."""
+    def _isolate(self, s: pd.Series, col: Column) -> tuple[list[pa.Array], dict[int, RowFailure]]:
+        """Find the values of `s` that do not convert, by halving: O(k log n) conversions.
+
+        Returns the converted parts in order (the whole column when nothing failed) and the failures."""
         out: dict[int, RowFailure] = {}
+        parts: list[pa.Array] = []
         stack = [(0, len(s))]
         while stack:
             lo, hi = stack.pop()
             try:
-                self._convert(s.iloc[lo:hi], col)
+                parts.append(self._convert(s.iloc[lo:hi], col))
                 continue
             except (pa.ArrowException, ValueError, TypeError, OverflowError, decimal.InvalidOperation) as e:
                 if hi - lo == 1:
@@ -272,7 +278,7 @@ class TypeMapper:
                     continue
             mid = (lo + hi) // 2
             stack += [(mid, hi), (lo, mid)]
-        return out
+        return parts, out
 
     # -- Arrow -> pandas ---------------------------------------------------------------
     def to_pandas(self, table: pa.Table, schema: TableSchema) -> pd.DataFrame:

@@ -225,3 +225,13 @@ def test_unencodable_string_fails_its_row_only(store):
     assert res.failures["row"].tolist() == [1]
     assert res.failures["stage"].tolist() == ["convert"] and "'s'" in res.failures["message"].iloc[0]
     assert dk.load(store, "t")["s"].tolist() == ["ok", "fine"]
+
+
+def test_floats_mixed_with_numeric_strings_convert(store):
+    pd.DataFrame({"id": [1], "w": [1.5]}).dk.save(store, "t")
+    mixed = pd.DataFrame({"id": pd.array([2, 3, 4, None], dtype="Int64"),
+                          "w": pd.Series([3750.0, "4150", "heavy", 1.0], dtype=object)})
+    res = mixed.dk.save(store, "t", if_exists="append")
+    assert res.failures["row"].tolist() == [2, 3]
+    assert res.failures["key"].tolist()[0] == 4 and isinstance(res.failures["key"].iloc[0], (int, np.integer))
+    assert dk.load(store, "t")["w"].tolist() == [1.5, 3750.0, 4150.0]
