@@ -4,6 +4,7 @@ earlier design (a failing chunk retried row by row), measured side by side on SQ
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 
 import numpy as np
@@ -34,45 +35,57 @@ class RowByRowWriter(BatchWriter):
                 failures[int(rows[i])] = RowFailure("write", "KeyConflict", str(e))
 
 
-def main(rows: int, bad: int, repeat: int, folder: str) -> dict:
-    df = mixed_frame(rows)
-    rng = np.random.default_rng(1)
-    clash = np.sort(rng.choice(rows, bad, replace=False))
-    path = f"{folder}/bench_failures.db"
-    url = f"sqlite:///{path}"
+def measure(url: str, df, clash, repeat: int, table: str, earlier: bool) -> list:
+    """Clean save, dirty save (the clashing keys already in the table), and optionally the earlier design."""
+    rows, bad = len(df), len(clash)
 
     def seed(with_clashes: bool):
-        remove_db(path)
         with dk.connect(url) as s:
-            df.iloc[clash if with_clashes else []].dk.save(s, "t")
+            if table in s.tables():
+                s.drop(table)
+            df.iloc[clash if with_clashes else []].dk.save(s, table)
 
-    def save(writer=None):
+    def save(expected: int, writer=None):
         def run():
-            with dk.connect(url) as s:
-                if writer is None:
-                    res = df.dk.save(s, "t", if_exists="append")
-                else:
-                    from dataknobs_pd import api
+            from dataknobs_pd import api
 
-                    api_writer, api.BatchWriter = api.BatchWriter, writer
-                    try:
-                        res = df.dk.save(s, "t", if_exists="append")
-                    finally:
-                        api.BatchWriter = api_writer
-            expected = 0 if run.clean else bad
+            default, api.BatchWriter = api.BatchWriter, writer or api.BatchWriter
+            try:
+                with dk.connect(url) as s:
+                    res = df.dk.save(s, table, if_exists="append")
+            finally:
+                api.BatchWriter = default
             assert res.failed == expected and res.succeeded == rows - expected, res
+            if expected:
+                assert sorted(res.failures["row"]) == sorted(clash.tolist())
         return run
 
-    clean, dirty, old = save(), save(), save(RowByRowWriter)
-    clean.clean, dirty.clean, old.clean = True, False, False
     results = [
-        ("clean save (no bad rows)", timed(clean, lambda: seed(False), repeat), ""),
-        (f"dirty save ({bad:,} existing keys at random)", timed(dirty, lambda: seed(True), repeat),
+        ("clean save (no bad rows)", timed(save(0), lambda: seed(False), repeat), ""),
+        (f"dirty save ({bad:,} existing keys at random)", timed(save(bad), lambda: seed(True), repeat),
          "each conflict reported with its row"),
-        ("dirty save, earlier design (row-by-row retry)", timed(old, lambda: seed(True), 1), "1 run"),
     ]
+    if earlier:
+        results.append(("dirty save, earlier design (row-by-row retry)",
+                        timed(save(bad, RowByRowWriter), lambda: seed(True), 1), "1 run"))
+    with dk.connect(url) as s:
+        s.drop(table)
+    return results
+
+
+def main(rows: int, bad: int, repeat: int, folder: str, postgres: str | None) -> dict:
+    df = mixed_frame(rows)
+    clash = np.sort(np.random.default_rng(1).choice(rows, bad, replace=False))
+    path = f"{folder}/bench_failures.db"
     remove_db(path)
-    return {"failures": report(f"Failure cost on SQLite, {rows:,} rows, {bad:,} bad", results, results[0][0])}
+    out = {}
+    res = measure(f"sqlite:///{path}", df, clash, repeat, "t", earlier=True)
+    out["sqlite"] = report(f"Failure cost on SQLite, {rows:,} rows, {bad:,} bad", res, res[0][0])
+    remove_db(path)
+    if postgres:
+        res = measure(postgres, df, clash, repeat, "dk_bench_failures", earlier=False)
+        out["postgres"] = report(f"Failure cost on PostgreSQL, {rows:,} rows, {bad:,} bad", res, res[0][0])
+    return out
 
 
 if __name__ == "__main__":
@@ -81,5 +94,7 @@ if __name__ == "__main__":
     ap.add_argument("--bad", type=int, default=1_000)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--folder", default="/tmp")
+    ap.add_argument("--postgres", default=os.environ.get("DK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+                    help="PostgreSQL URL to measure too ('' to skip)")
     a = ap.parse_args()
-    print(save_results("failures", main(a.rows, a.bad, a.repeat, a.folder)))
+    print(save_results("failures", main(a.rows, a.bad, a.repeat, a.folder, a.postgres or None)))

@@ -237,6 +237,7 @@ class PostgresBackend(Backend):
                 except WriteError as e:
                     if e.code != "23505":
                         raise
+                return self._retrying(lambda: self._insert_around(c, table, data, schema), table)
             self._add_key(c, table)
             return self._retrying(lambda: self._write_staged(c, table, data, schema, mode, absent), table)
 
@@ -258,6 +259,19 @@ class PostgresBackend(Backend):
                         f"writing to {table!r} kept conflicting with another transaction ({e}; SQLSTATE {e.code}); "
                         f"this call was rolled back, nothing of it was written: run it again") from e
                 time.sleep(random.uniform(0.01, 0.05 * 2**n))
+
+    def _insert_around(self, c, table, data, schema) -> Failures:
+        """Some keys of the chunk exist: stage the keys alone, find those in the table in one
+        statement, and copy the other rows straight in (cheaper than staging whole rows)."""
+        pk = pgt.physical_key(schema)
+        self._stage(c, data.select(schema.key), schema)
+        found = set(c.column(f"SELECT s.{q(ROW)} FROM {q(STAGE)} s WHERE EXISTS (SELECT 1 FROM {q(table)} d"
+                             f" WHERE {key_match(pk, 'd', 's')})", doing=f"writing to {table!r}"))
+        keep = np.ones(data.num_rows, dtype=bool)
+        keep[list(found)] = False
+        if keep.any():
+            c.copy(table, pgt.wire_table(data.filter(pa.array(keep)), schema))
+        return {i: RowFailure("write", "KeyConflict", conflict_message(schema.key, data, i)) for i in sorted(found)}
 
     def _write_staged(self, c, table, data, schema, mode, absent) -> Failures:
         """Stage the chunk, then apply it with one statement that also names the rows it could not."""
