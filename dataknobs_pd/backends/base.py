@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import numpy as np
 import pyarrow as pa
 
 from ..errors import RowFailure
@@ -112,3 +113,28 @@ def absent_message(absent: list[str]) -> str:
     why = " (the table keeps the index it was saved with: give the frame that index)" if any(
         a.startswith("__index_level_") for a in absent) else ""
     return f"a new row needs a value for column(s) {names}, which the frame lacks{why}"
+
+
+def put_rows(stored: pa.Table, changes: pa.Table, at: np.ndarray) -> pa.Table:
+    """Put the values of `changes` into rows `at` of `stored`: one take over both, any type."""
+    n = stored.num_rows
+    pick = np.arange(n)
+    pick[at] = n + np.arange(len(at))
+    pick = pa.array(pick)
+    cols = []
+    for f in stored.schema:
+        col = stored.column(f.name)
+        if f.name in changes.column_names:
+            both = pa.chunked_array(col.chunks + changes.column(f.name).cast(f.type).chunks, type=f.type)
+            col = both.take(pick)
+        cols.append(col)
+    return pa.table(cols, schema=stored.schema)
+
+
+def without_rows(data: pa.Table, positions) -> pa.Table:
+    """`data` less the rows at `positions` (`data` itself when there are none)."""
+    if not len(positions):
+        return data
+    keep = np.ones(data.num_rows, dtype=bool)
+    keep[list(positions)] = False
+    return data.filter(pa.array(keep))

@@ -61,7 +61,7 @@ from ..filters import to_expression
 from ..schema import TableSchema
 from . import files_parts as parts_
 from . import files_text
-from .base import Backend, Failures, conflict_message, missing_message
+from .base import Backend, Failures, absent_message, conflict_message, missing_message, put_rows, without_rows
 
 FORMATS = ("parquet", "csv", "jsonl")
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", "oss", "r2", "b2"}
@@ -504,17 +504,16 @@ class FileBackend(Backend):
             new_rows = np.flatnonzero(~exists) if mode != "update" else np.array([], dtype=np.int64)
             absent = [c for c in schema.columns if c.name not in data.column_names and not c.nullable]
             if absent and len(new_rows):
-                names = ", ".join(repr(c.name) for c in absent)
+                message = absent_message([c.name for c in absent])
                 for i in new_rows:
-                    failures[int(i)] = RowFailure(
-                        "write", "NotNull", f"a new row needs a value for column(s) {names}, which the frame lacks")
+                    failures[int(i)] = RowFailure("write", "NotNull", message)
                 new_rows = new_rows[:0]
             parts = list(st.parts)
             if mode != "insert" and exists.any():
                 for p in np.unique(part_of[exists]):
                     sel = np.flatnonzero(part_of == p)
                     old = self._read_whole(st, parts[p])
-                    parts[p] = self._write_part(st, parts_.put_rows(old, data.take(sel), row_of[sel]))
+                    parts[p] = self._write_part(st, put_rows(old, data.take(sel), row_of[sel]))
             if len(new_rows):
                 if order is not None:
                     new_rows = order[np.isin(order, new_rows)] if len(new_rows) < n else order
@@ -761,7 +760,7 @@ class ParquetBackend(FileBackend):
                     failures.setdefault(int(i), RowFailure(
                         "convert", "OutOfRange", f"column {name!r}: {files_text.show(data.column(name), int(i))} "
                         f"is beyond what Parquet can hold in a seconds column (it stores milliseconds)"))
-        return parts_.without(data, failures), failures
+        return without_rows(data, failures), failures
 
     def _write_file(self, out, data, schema):
         meta = {_SCHEMA_META: schema.to_json().encode()}
@@ -790,7 +789,7 @@ class _TextBackend(FileBackend):
         for name in data.column_names:
             for i, why in files_text.unholdable(data.column(name), schema.column(name), self.format).items():
                 failures.setdefault(i, RowFailure("convert", "OutOfRange", why))
-        return parts_.without(data, failures), failures
+        return without_rows(data, failures), failures
 
     def _write_file(self, out, data, schema):
         self._write_text(out, data, schema)

@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..schema import TableSchema
-from .base import Failures
 
 
 def dictionary_columns(data: pa.Table, sample: int = 8192) -> list[str]:
@@ -40,14 +39,6 @@ def dictionary_columns(data: pa.Table, sample: int = 8192) -> list[str]:
         if distinct <= 0.5 * max(1, len(values) - values.null_count):
             out.append(name)
     return out
-
-
-def without(data: pa.Table, failures: Failures) -> pa.Table:
-    if not failures:
-        return data
-    keep = np.ones(data.num_rows, dtype=bool)
-    keep[list(failures)] = False
-    return data.filter(pa.array(keep))
 
 
 def row(keys: pa.Table, i: int) -> tuple:
@@ -96,22 +87,6 @@ def complete(data: pa.Table, schema: TableSchema) -> pa.Table:
     cols = [data.column(c.name).cast(c.arrow) if c.name in data.column_names else pa.nulls(n, c.arrow)
             for c in schema.columns]
     return pa.table(cols, schema=schema.arrow_schema)
-
-
-def put_rows(stored: pa.Table, changes: pa.Table, at: np.ndarray) -> pa.Table:
-    """Put the values of `changes` into rows `at` of `stored`: one take over both, any type."""
-    n = stored.num_rows
-    pick = np.arange(n)
-    pick[at] = n + np.arange(len(at))
-    pick = pa.array(pick)
-    cols = []
-    for f in stored.schema:
-        col = stored.column(f.name)
-        if f.name in changes.column_names:
-            both = pa.chunked_array(col.chunks + changes.column(f.name).cast(f.type).chunks, type=f.type)
-            col = both.take(pick)
-        cols.append(col)
-    return pa.table(cols, schema=stored.schema)
 
 
 def encode_bounds(rows: list[tuple], schema: TableSchema) -> str:

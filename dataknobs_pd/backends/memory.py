@@ -12,7 +12,7 @@ import pyarrow as pa
 from ..errors import RowFailure
 from ..filters import to_expression
 from ..schema import TableSchema
-from .base import Backend, Failures, absent_message, conflict_message, missing_message
+from .base import Backend, Failures, absent_message, conflict_message, missing_message, put_rows
 
 _SPACES: dict[str, _Space] = {}
 _SPACES_LOCK = threading.Lock()
@@ -79,7 +79,7 @@ class MemoryBackend(Backend):
                 failures[int(i)] = RowFailure("write", "NotNull", message)
             new_rows = new_rows[:0]
         if mode != "insert" and exists.any():
-            stored = _update(stored, data.take(np.flatnonzero(exists)), at[exists])
+            stored = put_rows(stored, data.take(np.flatnonzero(exists)), at[exists])
         if len(new_rows):
             add = data.take(new_rows)
             cols = [
@@ -141,20 +141,5 @@ def _key_index(table: pa.Table, key: list[str]) -> pd.Index:
         return pd.Index(frame.iloc[:, 0])
     return pd.MultiIndex.from_frame(frame)
 
-
-def _update(stored: pa.Table, changes: pa.Table, at: np.ndarray) -> pa.Table:
-    """Put the values of `changes` into rows `at` of `stored`: one take over both, any type."""
-    n = stored.num_rows
-    pick = np.arange(n)
-    pick[at] = n + np.arange(len(at))
-    pick = pa.array(pick)
-    cols = []
-    for f in stored.schema:
-        col = stored.column(f.name)
-        if f.name in changes.column_names:
-            both = pa.chunked_array(col.chunks + changes.column(f.name).cast(f.type).chunks, type=f.type)
-            col = both.take(pick)
-        cols.append(col)
-    return pa.table(cols, schema=stored.schema)
 
 

@@ -30,7 +30,7 @@ from ..errors import DataKnobsError, RowFailure, WriteError
 from ..schema import TableSchema
 from ..store import mask
 from . import postgres_types as pgt
-from .base import Backend, Failures, conflict_message, missing_message
+from .base import Backend, Failures, absent_message, conflict_message, missing_message, without_rows
 from ..errors import ConcurrentWriteError, ConnectionLostError
 from .postgres_conn import TRANSIENT, Conn, Pool
 from .postgres_foreign import foreign_schema
@@ -204,11 +204,7 @@ class PostgresBackend(Backend):
             arr = data.column(name).combine_chunks()
             for i, f in pgt.unstorable(arr, col, pgt.plan(col)).items():
                 failures.setdefault(i, f)
-        if failures:
-            keep = np.ones(data.num_rows, dtype=bool)
-            keep[list(failures)] = False
-            data = data.filter(pa.array(keep))
-        return data, failures
+        return without_rows(data, failures), failures
 
     def _lock(self, c: Conn, table: str) -> None:
         """One writer at a time per keyed table: two calls locking rows in different orders would deadlock.
@@ -267,10 +263,8 @@ class PostgresBackend(Backend):
         self._stage(c, data.select(schema.key), schema)
         found = set(c.column(f"SELECT s.{q(ROW)} FROM {q(STAGE)} s WHERE EXISTS (SELECT 1 FROM {q(table)} d"
                              f" WHERE {key_match(pk, 'd', 's')})", doing=f"writing to {table!r}"))
-        keep = np.ones(data.num_rows, dtype=bool)
-        keep[list(found)] = False
-        if keep.any():
-            c.copy(table, pgt.wire_table(data.filter(pa.array(keep)), schema))
+        if len(found) < data.num_rows:
+            c.copy(table, pgt.wire_table(without_rows(data, found), schema))
         return {i: RowFailure("write", "KeyConflict", conflict_message(schema.key, data, i)) for i in sorted(found)}
 
     def _write_staged(self, c, table, data, schema, mode, absent) -> Failures:
@@ -292,13 +286,12 @@ class PostgresBackend(Backend):
             found = c.column(exists, doing=doing) if key else set()
             if mode == "upsert" and found and values:
                 c.run(f"UPDATE {t} d SET {sets} FROM {s} s WHERE {key_match(pk, 'd', 's')}", doing=doing)
-            need = ", ".join(repr(a) for a in absent)
+            need = absent_message(absent)
             for i in rows:
                 if i in found and mode == "insert":
                     failures[i] = RowFailure("write", "KeyConflict", conflict_message(key, data, i))
                 elif i not in found:
-                    failures[i] = RowFailure("write", "NotNull",
-                                             f"a new row needs a value for column(s) {need}, which the frame lacks")
+                    failures[i] = RowFailure("write", "NotNull", need)
         elif mode == "insert":
             inserted = (f"WITH ins AS (INSERT INTO {t} ({listed}) SELECT {listed} FROM {s} s ORDER BY {row}"
                         f" ON CONFLICT ({', '.join(q(k) for k in pk)}) DO NOTHING RETURNING {', '.join(q(k) for k in pk)})"

@@ -18,7 +18,6 @@ import adbc_driver_postgresql.dbapi as pgdb
 import pyarrow as pa
 
 from ..errors import (
-    ConcurrentWriteError,
     ConnectionLostError,
     DataKnobsError,
     TableExistsError,

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from ..errors import DataKnobsError, RowFailure, WriteError
 from ..schema import Column, TableSchema
-from .base import Backend, Failures, absent_message, conflict_message, missing_message
+from .base import Backend, Failures, absent_message, conflict_message, missing_message, without_rows
 from .sql import META, ROW, STAGE, key_match, order_sql, q, where_sql
 
 INT64_MAX = 2**63 - 1
@@ -155,11 +155,7 @@ class SQLiteBackend(Backend):
                     failures.setdefault(int(i), RowFailure(
                         "convert", "OutOfRange",
                         f"column {col.name!r}: SQLite keeps no NaN apart from NULL in a {col.dtype['name']} column"))
-        if failures:
-            keep = np.ones(data.num_rows, dtype=bool)
-            keep[list(failures)] = False
-            data = data.filter(pa.array(keep))
-        return data, failures
+        return without_rows(data, failures), failures
 
     def write(self, table, data, schema, mode):
         names = data.column_names
@@ -175,10 +171,8 @@ class SQLiteBackend(Backend):
                 raise _write_error(e) from e
         # Some keys exist: find them all in one join against the staged keys, insert the rest.
         found = self._found(table, data.select(schema.key), schema)
-        keep = np.ones(data.num_rows, dtype=bool)
-        keep[list(found)] = False
         try:
-            self._insert_rows(table, data.filter(pa.array(keep)), schema)
+            self._insert_rows(table, without_rows(data, found), schema)
         except sqlite3.DatabaseError as e:
             raise _write_error(e) from e
         return {i: RowFailure("write", "KeyConflict", conflict_message(schema.key, data, i)) for i in sorted(found)}
