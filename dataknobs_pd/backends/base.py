@@ -138,3 +138,24 @@ def without_rows(data: pa.Table, positions) -> pa.Table:
     keep = np.ones(data.num_rows, dtype=bool)
     keep[list(positions)] = False
     return data.filter(pa.array(keep))
+
+
+def sort_by_key(data: pa.Table, schema: TableSchema, mode: str, exists: np.ndarray) -> tuple[Failures, np.ndarray]:
+    """For a store that knows which rows' keys exist: the rows refused by key (conflicts on insert,
+    missing keys on update, new rows lacking required columns), and the positions of rows to insert."""
+    key = schema.key
+    failures: Failures = {}
+    if mode == "insert" and key:
+        for i in np.flatnonzero(exists):
+            failures[int(i)] = RowFailure("write", "KeyConflict", conflict_message(key, data, int(i)))
+    if mode == "update":
+        for i in np.flatnonzero(~exists):
+            failures[int(i)] = RowFailure("missing", "MissingKey", missing_message(key, data, int(i)))
+    new_rows = np.flatnonzero(~exists) if mode != "update" else np.array([], dtype=np.int64)
+    absent = [c.name for c in schema.columns if c.name not in data.column_names and not c.nullable]
+    if absent and len(new_rows):
+        message = absent_message(absent)
+        for i in new_rows:
+            failures[int(i)] = RowFailure("write", "NotNull", message)
+        new_rows = new_rows[:0]
+    return failures, new_rows

@@ -61,7 +61,7 @@ from ..filters import to_expression
 from ..schema import TableSchema
 from . import files_parts as parts_
 from . import files_text
-from .base import Backend, Failures, absent_message, conflict_message, missing_message, put_rows, without_rows
+from .base import Backend, Failures, missing_message, put_rows, sort_by_key, without_rows
 
 FORMATS = ("parquet", "csv", "jsonl")
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", "oss", "r2", "b2"}
@@ -486,7 +486,6 @@ class FileBackend(Backend):
     def write(self, table, data, schema, mode):
         with self.transaction():
             st = replace(self._existing(table), schema=schema)
-            failures: Failures = {}
             n = data.num_rows
             key = schema.key
             if key:
@@ -495,19 +494,7 @@ class FileBackend(Backend):
             else:
                 order, part_of, row_of = None, np.full(n, -1), np.full(n, -1)
             exists = part_of >= 0
-            if mode == "insert" and key:
-                for i in np.flatnonzero(exists):
-                    failures[int(i)] = RowFailure("write", "KeyConflict", conflict_message(key, data, int(i)))
-            if mode == "update":
-                for i in np.flatnonzero(~exists):
-                    failures[int(i)] = RowFailure("missing", "MissingKey", missing_message(key, data, int(i)))
-            new_rows = np.flatnonzero(~exists) if mode != "update" else np.array([], dtype=np.int64)
-            absent = [c for c in schema.columns if c.name not in data.column_names and not c.nullable]
-            if absent and len(new_rows):
-                message = absent_message([c.name for c in absent])
-                for i in new_rows:
-                    failures[int(i)] = RowFailure("write", "NotNull", message)
-                new_rows = new_rows[:0]
+            failures, new_rows = sort_by_key(data, schema, mode, exists)
             parts = list(st.parts)
             if mode != "insert" and exists.any():
                 for p in np.unique(part_of[exists]):

@@ -12,7 +12,7 @@ import pyarrow as pa
 from ..errors import RowFailure
 from ..filters import to_expression
 from ..schema import TableSchema
-from .base import Backend, Failures, absent_message, conflict_message, missing_message, put_rows
+from .base import Backend, missing_message, put_rows, sort_by_key
 
 _SPACES: dict[str, _Space] = {}
 _SPACES_LOCK = threading.Lock()
@@ -58,26 +58,13 @@ class MemoryBackend(Backend):
     # -- data --------------------------------------------------------------------------
     def write(self, table, data, schema, mode):
         stored, _ = self._t[table]
-        failures: Failures = {}
         n = data.num_rows
         if schema.key:
             at = _key_index(stored, schema.key).get_indexer(_key_index(data, schema.key))
         else:
             at = np.full(n, -1)
         exists = at >= 0
-        if mode == "insert" and schema.key:
-            for i in np.flatnonzero(exists):
-                failures[int(i)] = RowFailure("write", "KeyConflict", conflict_message(schema.key, data, int(i)))
-        if mode == "update":
-            for i in np.flatnonzero(~exists):
-                failures[int(i)] = RowFailure("missing", "MissingKey", missing_message(schema.key, data, int(i)))
-        new_rows = np.flatnonzero(~exists) if mode != "update" else np.array([], dtype=np.int64)
-        absent = [c for c in schema.columns if c.name not in data.column_names and not c.nullable]
-        if absent and len(new_rows):
-            message = absent_message([c.name for c in absent])
-            for i in new_rows:
-                failures[int(i)] = RowFailure("write", "NotNull", message)
-            new_rows = new_rows[:0]
+        failures, new_rows = sort_by_key(data, schema, mode, exists)
         if mode != "insert" and exists.any():
             stored = put_rows(stored, data.take(np.flatnonzero(exists)), at[exists])
         if len(new_rows):
