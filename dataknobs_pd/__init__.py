@@ -13,6 +13,7 @@ from .errors import (
     ConcurrentWriteError,
     ConnectionLostError,
     DataKnobsError,
+    InvalidArgumentError,
     KeyRequiredError,
     SchemaMismatchError,
     StorageError,
@@ -29,6 +30,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailableError", "BatchError", "BatchResult", "ConcurrentWriteError", "ConnectionLostError",
-    "DataKnobsError", "KeyRequiredError", "SchemaMismatchError", "StorageError", "Store", "TableExistsError", "TableNotFoundError", "TableSchema", "TypeMapper",
+    "DataKnobsError", "InvalidArgumentError", "KeyRequiredError", "SchemaMismatchError", "StorageError", "Store", "TableExistsError", "TableNotFoundError", "TableSchema", "TypeMapper",
     "UnsupportedDtypeError", "connect", "delete", "load", "save", "update_batch",
 ]

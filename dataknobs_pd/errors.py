@@ -7,6 +7,10 @@ class DataKnobsError(Exception):
     """Base class of every error raised by dataknobs_pd."""
 
 
+class InvalidArgumentError(DataKnobsError, ValueError):
+    """A bad argument, option, table or column name, or URL: nothing was read or written."""
+
+
 class TableExistsError(DataKnobsError):
     """save(if_exists="fail") found the table already there."""
 
@@ -36,11 +40,11 @@ class StorageError(DataKnobsError, OSError):
     a file replaced by another writer."""
 
 
-class ConnectionLostError(DataKnobsError):
+class ConnectionLostError(StorageError):
     """The connection to the server broke mid-call; the server rolled the open transaction back."""
 
 
-class ConcurrentWriteError(DataKnobsError):
+class ConcurrentWriteError(StorageError):
     """Another writer kept conflicting with this call; the call was rolled back."""
 
 

@@ -92,7 +92,21 @@ class TableSchema:
         )
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> TableSchema:
+    def from_json(cls, text: str | bytes, table: str | None = None) -> TableSchema:
+        """Parse a stored schema; a damaged record is a StorageError naming `table`."""
+        try:
+            return cls._from_json(text)
+        except Exception as e:  # noqa: BLE001 - any parse failure means the record is damaged
+            from .errors import StorageError
+
+            where = f"table {table!r}" if table is not None else "a table"
+            raise StorageError(
+                f"the stored dk schema of {where} is damaged and cannot be read "
+                f"({type(e).__name__}: {str(e)[:200]}); drop the table or save it again with if_exists='replace'"
+            ) from e
+
+    @classmethod
+    def _from_json(cls, text: str | bytes) -> TableSchema:
         d = json.loads(text)
         arrow = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(d["arrow"])))
         cols = [

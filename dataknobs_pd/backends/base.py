@@ -81,6 +81,14 @@ class Backend(ABC):
         return max(1, self.chunk_cells // max(1, ncols))
 
     # -- transactions ----------------------------------------------------------------
+    def claim(self, table: str) -> None:
+        """Called first inside a writing transaction, before the engine reads whether `table` exists.
+
+        A store whose transactions do not already serialize writers makes concurrent writers
+        of `table` wait here (e.g. a lock held until the transaction ends), so that deciding
+        "create or write into" and acting on it cannot interleave with another writer.
+        """
+
     @contextmanager
     def transaction(self):
         """One call's unit of work: committed when the block ends, rolled back if it raises."""

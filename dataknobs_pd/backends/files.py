@@ -258,7 +258,7 @@ class FileBackend(Backend):
     def _parse(self, table: str, d: dict | None) -> _State | None:
         if d is None:
             return None
-        schema = TableSchema.from_json(json.dumps(d["schema"]))
+        schema = TableSchema.from_json(json.dumps(d["schema"]), table)
         bounds = parts_.decode_bounds(d.get("bounds")) if schema.key else None
         parts = tuple(
             _Part(p["file"], p["rows"], p.get("bytes"), bounds[2 * i] if bounds else None,

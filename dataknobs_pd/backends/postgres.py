@@ -169,7 +169,7 @@ class PostgresBackend(Backend):
         with self._borrow() as c:
             rows = c.query(f"SELECT schema FROM {q(META)} WHERE name = $1", (table,))
             if rows:
-                return TableSchema.from_json(rows[0][0])
+                return TableSchema.from_json(rows[0][0], table)
             return foreign_schema(lambda sql, params: c.query(sql, params), table)
 
     def create(self, table, schema):

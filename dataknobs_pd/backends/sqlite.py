@@ -119,7 +119,7 @@ class SQLiteBackend(Backend):
     def schema(self, table):
         row = self.conn.execute(f"SELECT schema FROM {q(META)} WHERE name = ?", (table,)).fetchone()
         if row:
-            return TableSchema.from_json(row[0])
+            return TableSchema.from_json(row[0], table)
         return self._foreign_schema(table)
 
     def create(self, table, schema):
