@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import pandas as pd
 import pyarrow as pa
 
 from . import keys as keys_mod
-from .batch import BatchWriter, Job
+from .batch import BatchWriter, Job, Plan
 from .errors import (
-    DataKnobsError,
+    InvalidArgumentError,
     KeyRequiredError,
     SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
 )
 from .filters import normalize, order_terms
+from .names import check_column_names, check_table_name
 from .result import BatchResult
 from .schema import Column, TableSchema
 from .store import Store, as_store
-from .types import TypeMapper
+from .types import TypeMapper, is_default_index
 
 IF_EXISTS = ("fail", "replace", "append", "upsert")
 ERRORS = ("collect", "raise")
@@ -38,21 +39,24 @@ def save(
     _check_common(df, table, errors, chunksize)
     st = as_store(store)
     key_cols = keys_mod.resolve(df, key)
-    existing = st.backend.schema(table)
     if if_exists == "upsert":
         keys_mod.require(key_cols, "save(if_exists='upsert')", table)
-    if existing is not None and if_exists == "fail":
-        raise TableExistsError(
-            f"table {table!r} already exists in {st.url}; pass if_exists='replace', 'append' or 'upsert'"
-        )
-    if existing is None or if_exists == "replace":
-        schema = _mapper.schema(df, key_cols)
-        job = Job("save", st.backend, st.url, table, df, schema, "insert", create=True)
-    else:
-        schema, changed = _fit(df, existing, key_cols, table, st)
-        mode = "upsert" if if_exists == "upsert" else "insert"
-        job = Job("save", st.backend, st.url, table, df, schema, mode, schema_changed=changed)
-    return _run(job, errors, chunksize, progress)
+    fresh: list[TableSchema] = []  # the frame's own schema, described once
+
+    def plan(existing: TableSchema | None) -> Plan:
+        if existing is not None and if_exists == "fail":
+            raise TableExistsError(
+                f"table {table!r} already exists in {st.url}; pass if_exists='replace', 'append' or 'upsert'")
+        if existing is None or if_exists == "replace":
+            if existing is None:
+                _check_case(st, table)
+            if not fresh:
+                fresh.append(_mapper.schema(df, key_cols))
+            return Plan(fresh[0], "insert", create=True)
+        schema, changed = _fit(df, existing, key_cols, table)
+        return Plan(schema, "upsert" if if_exists == "upsert" else "insert", schema_changed=changed)
+
+    return _run(Job("save", st.backend, st.url, table, df, plan), errors, chunksize, progress)
 
 
 def update_batch(
@@ -67,11 +71,12 @@ def update_batch(
     _check_common(df, table, errors, chunksize)
     st = as_store(store)
     key_cols = keys_mod.require(keys_mod.resolve(df, key), "update_batch", table)
-    existing = _existing(st, table)
-    schema, changed = _fit(df, existing, key_cols, table, st)
-    job = Job("update_batch", st.backend, st.url, table, df, schema,
-              "upsert" if insert_missing else "update", schema_changed=changed)
-    return _run(job, errors, chunksize, progress)
+
+    def plan(existing: TableSchema | None) -> Plan:
+        schema, changed = _fit(df, _found(st, table, existing), key_cols, table)
+        return Plan(schema, "upsert" if insert_missing else "update", schema_changed=changed)
+
+    return _run(Job("update_batch", st.backend, st.url, table, df, plan), errors, chunksize, progress)
 
 
 def delete(
@@ -82,10 +87,13 @@ def delete(
     _check_common(df, table, errors, chunksize)
     st = as_store(store)
     key_cols = keys_mod.require(keys_mod.resolve(df, key), "delete", table)
-    existing = _existing(st, table)
-    _same_key(existing, key_cols, table)
-    job = Job("delete", st.backend, st.url, table, df, existing, "delete")
-    return _run(job, errors, chunksize, progress)
+
+    def plan(existing: TableSchema | None) -> Plan:
+        existing = _found(st, table, existing)
+        _same_key(existing, key_cols, table)
+        return Plan(existing, "delete")
+
+    return _run(Job("delete", st.backend, st.url, table, df, plan), errors, chunksize, progress)
 
 
 def load(
@@ -93,30 +101,19 @@ def load(
     limit: int | None = None, chunksize: int | None = None,
 ) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Read a table back with the dtypes, column order and index it was saved with."""
+    check_table_name(table)
     st = as_store(store)
-    schema = _existing(st, table)
-    names = schema.names
+    schema = _found(st, table, st.backend.schema(table))
     if columns is None:
-        selected = names
+        selected = schema.names
     else:
-        if isinstance(columns, (str, int)):
-            raise DataKnobsError(f"columns= takes a list of column names, got {columns!r}")
-        by_label = {c.pandas_label: c.name for c in schema.data_columns}
-        unknown = [c for c in columns if c not in by_label and c not in names]
-        if unknown:
-            raise DataKnobsError(
-                f"columns {unknown} are not in table {table!r}; columns: {[c.pandas_label for c in schema.data_columns]}"
-            )
-        asked = [by_label.get(c, c) for c in columns]  # data columns in the caller's order
-        selected = [n for n in asked if not schema.column(n).index] + [c.name for c in schema.index_columns]
+        selected = _select(schema, columns, table)
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        raise DataKnobsError(f"limit= must be a non-negative int, got {limit!r}")
-    if chunksize is not None and (not isinstance(chunksize, int) or chunksize < 1):
-        raise DataKnobsError(f"chunksize= must be a positive int, got {chunksize!r}")
-    label_to_name = {c.pandas_label: c.name for c in schema.columns}
-    where = _relabel_where(where, label_to_name)
-    filters = normalize(where, names, {c.name: c.arrow for c in schema.columns})
-    order = order_terms(_relabel_order(order_by, label_to_name), names)
+        raise InvalidArgumentError(f"limit= must be a non-negative int, got {limit!r}")
+    if chunksize is not None and (not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1):
+        raise InvalidArgumentError(f"chunksize= must be a positive int, got {chunksize!r}")
+    filters = normalize(where, schema)
+    order = order_terms(order_by, schema)
     view = TableSchema(
         columns=[schema.column(n) for n in selected], key=schema.key, index_names=schema.index_names
     )
@@ -149,11 +146,37 @@ def _frames(batches, view: TableSchema) -> Iterator[pd.DataFrame]:
         yield frame
 
 
-def _existing(st: Store, table: str) -> TableSchema:
-    schema = st.backend.schema(table)
+def _found(st: Store, table: str, schema: TableSchema | None) -> TableSchema:
     if schema is None:
         raise TableNotFoundError(f"no table {table!r} in {st.url}; tables: {st.tables()}")
     return schema
+
+
+def _check_case(st: Store, table: str) -> None:
+    """Refuse a new table whose name differs only by case from one already there: SQLite and
+    case-insensitive file systems cannot keep such names apart, so no store takes them."""
+    folded = table.casefold()
+    other = next((t for t in st.backend.tables() if t.casefold() == folded and t != table), None)
+    if other is not None:
+        raise InvalidArgumentError(
+            f"table {table!r} differs only by case from table {other!r} in {st.url}; use {other!r} or another name")
+
+
+def _select(schema: TableSchema, columns, table: str) -> list[str]:
+    """The stored names of the data columns asked for, in the caller's order, then the index levels."""
+    if isinstance(columns, (str, int)) or not isinstance(columns, Iterable):
+        raise InvalidArgumentError(f"columns= takes a list of column names, got {columns!r}")
+    columns = list(columns)
+    labels = [c.pandas_label for c in schema.data_columns]
+    by_label = {c.pandas_label: c.name for c in schema.data_columns} | {c.name: c.name for c in schema.columns}
+    unknown = [c for c in columns if not isinstance(c, (str, int)) or c not in by_label]
+    if unknown:
+        raise InvalidArgumentError(f"columns {unknown} are not in table {table!r}; columns: {labels}")
+    asked = [by_label[c] for c in columns]
+    repeated = sorted({c for c in columns if asked.count(by_label[c]) > 1}, key=str)
+    if repeated:
+        raise InvalidArgumentError(f"columns= names {repeated} more than once; name each column once")
+    return [n for n in asked if not schema.column(n).index] + [c.name for c in schema.index_columns]
 
 
 def _same_key(existing: TableSchema, key_cols: list[str] | None, table: str) -> None:
@@ -171,7 +194,7 @@ def _same_key(existing: TableSchema, key_cols: list[str] | None, table: str) -> 
         )
 
 
-def _fit(df: pd.DataFrame, existing: TableSchema, key_cols, table: str, st: Store) -> tuple[TableSchema, bool]:
+def _fit(df: pd.DataFrame, existing: TableSchema, key_cols, table: str) -> tuple[TableSchema, bool]:
     """Check `df` against the stored schema; return the schema (categories grown) and if it changed."""
     if existing.key and key_cols is None:
         key_cols = existing.key if all(_has(df, k) for k in existing.key) else None
@@ -187,6 +210,16 @@ def _fit(df: pd.DataFrame, existing: TableSchema, key_cols, table: str, st: Stor
             f"column(s) {extra} are not in table {table!r} (columns: {[c.pandas_label for c in existing.data_columns]}); "
             f"drop them, or save with if_exists='replace'"
         )
+    for col in existing.data_columns:
+        if col.kind == "datetime" and col.name in map(str, df.columns):
+            have = df[_label(df, col.name)].dtype
+            aware = isinstance(have, pd.DatetimeTZDtype) or getattr(getattr(have, "pyarrow_dtype", None), "tz", None)
+            if have.kind == "M" and bool(aware) != (col.arrow.tz is not None):
+                raise SchemaMismatchError(
+                    f"column {col.pandas_label!r} of table {table!r} holds "
+                    f"{'tz-aware' if col.arrow.tz else 'naive'} timestamps ({col.dtype['name']}) and the frame's are "
+                    f"{'tz-aware' if aware else 'naive'} ({have}); convert them first "
+                    f"({'.dt.tz_localize' if col.arrow.tz else '.dt.tz_convert(None)'})")
     schema, changed = existing, False
     for col in existing.columns:
         if col.kind == "category" and not col.dtype["ordered"] and str(col.name) in map(str, df.columns):
@@ -217,34 +250,19 @@ def _label(df: pd.DataFrame, name: str):
     return next(label for label in df.columns if str(label) == name)
 
 
-def _relabel_where(where, mapping):
-    if not where:
-        return where
-
-    def term(t):
-        return (mapping.get(t[0], t[0]), *t[1:]) if isinstance(t, (tuple, list)) and len(t) == 3 else t
-
-    if isinstance(where, tuple):
-        return term(where)
-    return [[term(t) for t in g] if isinstance(g, list) else term(g) for g in where]
-
-
-def _relabel_order(order_by, mapping):
-    if order_by is None or isinstance(order_by, str):
-        return mapping.get(order_by, order_by) if order_by is not None else None
-    return [mapping.get(o, o) if not isinstance(o, tuple) else (mapping.get(o[0], o[0]), o[1]) for o in order_by]
-
-
 def _check_option(name: str, value, allowed) -> None:
     if value not in allowed:
-        raise DataKnobsError(f"{name}={value!r} is not valid; use one of {', '.join(map(repr, allowed))}")
+        raise InvalidArgumentError(f"{name}={value!r} is not valid; use one of {', '.join(map(repr, allowed))}")
 
 
 def _check_common(df, table, errors, chunksize) -> None:
     if not isinstance(df, pd.DataFrame):
-        raise DataKnobsError(f"expected a pandas DataFrame, got {type(df).__name__}")
-    if not isinstance(table, str) or not table:
-        raise DataKnobsError(f"table must be a non-empty string, got {table!r}")
+        raise InvalidArgumentError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    check_table_name(table)
     _check_option("errors", errors, ERRORS)
     if chunksize is not None and (not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1):
-        raise DataKnobsError(f"chunksize= must be a positive int, got {chunksize!r}")
+        raise InvalidArgumentError(f"chunksize= must be a positive int, got {chunksize!r}")
+    if len(df.columns) == 0 and is_default_index(df.index):
+        raise InvalidArgumentError(
+            f"the frame has {len(df):,} rows and no columns (and only a default index): nothing to store in {table!r}")
+    check_column_names(df)

@@ -9,7 +9,9 @@ rows at fault stand alone: k bad rows among n cost about k*log2(n) extra writes.
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,33 +20,43 @@ import pyarrow as pa
 
 from . import keys as keys_mod
 from .backends.base import Backend, Failures
-from .errors import BatchError, RowFailure, WriteError
+from .errors import BatchError, ConcurrentWriteError, RowFailure, WriteError
 from .progress import Progress
 from .result import BatchResult
 from .schema import TableSchema
 from .types import TypeMapper, is_default_index
 
 
+ATTEMPTS = 5  # a call that lost a race with another writer (ConcurrentWriteError) runs again, this often
+
+
 class _Abort(Exception):
     """Raised inside the transaction to roll it back (errors="raise")."""
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a call does to the table as it stands: decided inside the write transaction."""
+
+    schema: TableSchema  # the table's schema after this call
+    mode: str  # insert | upsert | update | delete
+    create: bool = False  # create the table (dropping any old one)
+    schema_changed: bool = False  # store `schema` (e.g. new categories)
+
+
 @dataclass
 class Job:
-    """One write call, resolved: what to write where, and how."""
+    """One write call: what to write where; `plan` decides how from the table's current schema (or None)."""
 
     operation: str  # save | update_batch | delete
     backend: Backend
     url: str
     table: str
     frame: pd.DataFrame
-    schema: TableSchema  # the table's schema after this call
-    mode: str  # insert | upsert | update | delete
+    plan: Callable[[TableSchema | None], Plan]
     errors: str = "collect"
     chunksize: int | None = None
     progress: bool | None = None
-    create: bool = False  # create the table (dropping any old one) inside the transaction
-    schema_changed: bool = False  # store `schema` (e.g. new categories) inside the transaction
 
 
 class BatchWriter:
@@ -55,31 +67,22 @@ class BatchWriter:
 
     def run(self, job: Job) -> BatchResult:
         start = time.perf_counter()
-        df, schema = job.frame, job.schema
-        failures: Failures = self._validate(df, schema.key) if schema.key else {}
-        per_chunk = job.chunksize or job.backend.chunk_rows(len(schema.columns))
-        committed = True
-        try:
-            with Progress(len(df), f"{job.operation} {job.table}", job.progress) as bar:
-                with job.backend.transaction():
-                    if job.create:
-                        job.backend.drop(job.table)
-                        job.backend.create(job.table, schema)
-                    elif job.schema_changed:
-                        job.backend.set_schema(job.table, schema)
-                    for lo in range(0, len(df), per_chunk):
-                        hi = min(len(df), lo + per_chunk)
-                        rows = np.arange(lo, hi)
-                        if failures:
-                            rows = rows[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
-                        self._chunk(job, rows, failures)
-                        bar.update(hi - lo, len(failures))
-                    if failures and job.errors == "raise":
-                        raise _Abort
-        except _Abort:
-            committed = False
+        # Decided once outside the transaction, so that bad input fails before any lock is taken,
+        # and again inside it: another writer may have created or changed the table meanwhile.
+        existing = job.backend.schema(job.table)
+        plan = job.plan(existing)
+        for attempt in range(ATTEMPTS):
+            try:
+                failures, committed, plan = self._attempt(job, plan, existing)
+                break
+            except ConcurrentWriteError:
+                if attempt == ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0.02, 0.1 * 2**attempt))
+                existing = job.backend.schema(job.table)
+                plan = job.plan(existing)
         result = BatchResult(
-            operation=job.operation, table=job.table, url=job.url, frame=df, key=schema.key,
+            operation=job.operation, table=job.table, url=job.url, frame=job.frame, key=plan.schema.key,
             failures=failures, elapsed=time.perf_counter() - start, committed=committed,
         )
         if not committed:
@@ -91,24 +94,55 @@ class BatchWriter:
             )
         return result
 
+    def _attempt(self, job: Job, plan: Plan, existing: TableSchema | None) -> tuple[Failures, bool, Plan]:
+        """One try of the whole call in one transaction; returns (failures, committed, the plan used)."""
+        df, backend = job.frame, job.backend
+        failures = self._validate(df, plan.schema.key) if plan.schema.key else {}
+        try:
+            with Progress(len(df), f"{job.operation} {job.table}", job.progress) as bar:
+                with backend.transaction():
+                    backend.claim(job.table)
+                    now = backend.schema(job.table)
+                    if now != existing:
+                        plan = job.plan(now)
+                        failures = self._validate(df, plan.schema.key) if plan.schema.key else {}
+                    if plan.create:
+                        backend.drop(job.table)
+                        backend.create(job.table, plan.schema)
+                    elif plan.schema_changed:
+                        backend.set_schema(job.table, plan.schema)
+                    per_chunk = job.chunksize or backend.chunk_rows(len(plan.schema.columns))
+                    for lo in range(0, len(df), per_chunk):
+                        hi = min(len(df), lo + per_chunk)
+                        rows = np.arange(lo, hi)
+                        if failures:
+                            rows = rows[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
+                        self._chunk(job, plan, rows, failures)
+                        bar.update(hi - lo, len(failures))
+                    if failures and job.errors == "raise":
+                        raise _Abort
+        except _Abort:
+            return failures, False, plan
+        return failures, True, plan
+
     # -- one chunk ---------------------------------------------------------------------
-    def _chunk(self, job: Job, rows: np.ndarray, failures: Failures) -> None:
+    def _chunk(self, job: Job, plan: Plan, rows: np.ndarray, failures: Failures) -> None:
         if len(rows) == 0:
             return
         contiguous = rows[-1] - rows[0] + 1 == len(rows)
         part = job.frame.iloc[rows[0]:rows[-1] + 1] if contiguous else job.frame.iloc[rows]
-        if job.mode == "delete":
-            data, bad = self.mapper.to_arrow(keys_mod.key_frame(part, job.schema.key), _key_schema(job.schema))
+        if plan.mode == "delete":
+            data, bad = self.mapper.to_arrow(keys_mod.key_frame(part, plan.schema.key), _key_schema(plan.schema))
         else:
             # A default range index says nothing when updating rows, but labels the rows it inserts.
-            with_index = job.mode == "insert" or not is_default_index(job.frame.index)
-            data, bad = self.mapper.to_arrow(part, job.schema, with_index)
+            with_index = plan.mode == "insert" or not is_default_index(job.frame.index)
+            data, bad = self.mapper.to_arrow(part, plan.schema, with_index)
         rows = _drop(rows, bad, failures)
-        data, bad = job.backend.prepare(data, job.schema)
+        data, bad = job.backend.prepare(data, plan.schema)
         rows = _drop(rows, bad, failures)
-        self._write(job, data, rows, failures)
+        self._write(job, plan, data, rows, failures)
 
-    def _write(self, job: Job, data: pa.Table, rows: np.ndarray, failures: Failures) -> None:
+    def _write(self, job: Job, plan: Plan, data: pa.Table, rows: np.ndarray, failures: Failures) -> None:
         """Write `data`, halving any part the store refuses until the rows at fault stand alone."""
         stack = [(0, data.num_rows)]
         while stack:
@@ -118,10 +152,10 @@ class BatchWriter:
             part = data.slice(lo, hi - lo)
             try:
                 with job.backend.savepoint():
-                    if job.mode == "delete":
-                        rejected = job.backend.delete(job.table, part, job.schema)
+                    if plan.mode == "delete":
+                        rejected = job.backend.delete(job.table, part, plan.schema)
                     else:
-                        rejected = job.backend.write(job.table, part, job.schema, job.mode)
+                        rejected = job.backend.write(job.table, part, plan.schema, plan.mode)
             except WriteError as e:
                 if hi - lo == 1:
                     failures[int(rows[lo])] = RowFailure("write", e.error, str(e), e.code)

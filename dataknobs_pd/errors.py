@@ -35,6 +35,10 @@ class BackendUnavailableError(DataKnobsError, ImportError):
     """The URL scheme is unknown, or the backend's optional dependency is not installed."""
 
 
+class UnknownSchemeError(BackendUnavailableError, InvalidArgumentError):
+    """The URL's scheme names no backend (the message lists the valid ones)."""
+
+
 class StorageError(DataKnobsError, OSError):
     """The store's storage refused or lost something: a missing bucket, refused credentials,
     a file replaced by another writer."""

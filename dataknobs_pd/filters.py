@@ -2,48 +2,58 @@
 
 from __future__ import annotations
 
-from .errors import DataKnobsError
+from .errors import InvalidArgumentError
 
 OPS = ("==", "=", "!=", "<", "<=", ">", ">=", "in", "not in")
 
 
-def normalize(where, columns: list[str], types: dict | None = None) -> list[list[tuple[str, str, object]]]:
-    """Return `where` as OR-of-AND groups of (column, op, value), checking columns, ops and values.
+def _names(schema) -> dict:
+    """{pandas label or stored name: stored name} of a TableSchema (int labels are stored as str)."""
+    out = {c.name: c.name for c in schema.columns}
+    out.update({c.pandas_label: c.name for c in schema.columns})
+    return out
 
-    A flat list of tuples is one AND group; a list of lists is ORed groups. With `types`
-    ({column: Arrow type}), each value must convert to its column's type.
+
+def normalize(where, schema) -> list[list[tuple[str, str, object]]]:
+    """Return `where` as OR-of-AND groups of (stored column, op, value), checking columns, ops and values.
+
+    A flat list of tuples is one AND group; a list of lists is ORed groups. Columns may be
+    named by their pandas label; each value must convert to its column's type.
     """
     if where is None:
         return []
+    names = _names(schema)
+    columns = [c.pandas_label for c in schema.columns]
     if isinstance(where, tuple):
         where = [where]
     if not isinstance(where, list) or not where:
-        raise DataKnobsError(f"where= must be a non-empty list of (column, op, value) tuples, got {where!r}")
+        raise InvalidArgumentError(f"where= must be a non-empty list of (column, op, value) tuples, got {where!r}")
     groups = where if all(isinstance(g, list) for g in where) else [where]
     out = []
     for group in groups:
         conj = []
         for term in group:
             if not (isinstance(term, (tuple, list)) and len(term) == 3):
-                raise DataKnobsError(f"where= term {term!r} is not a (column, op, value) tuple")
+                raise InvalidArgumentError(f"where= term {term!r} is not a (column, op, value) tuple")
             col, op, value = term
             op = op.lower().strip() if isinstance(op, str) else op
             if op not in OPS:
-                raise DataKnobsError(f"where= operator {op!r} in {tuple(term)!r}; use one of {', '.join(OPS)}")
+                raise InvalidArgumentError(f"where= operator {op!r} in {tuple(term)!r}; use one of {', '.join(OPS)}")
             op = "==" if op == "=" else op
-            if col not in columns:
-                raise DataKnobsError(f"where= column {col!r} is not in the table; columns: {columns}")
+            if not _hashable(col) or col not in names:
+                raise InvalidArgumentError(f"where= column {col!r} is not in the table; columns: {columns}")
+            col = names[col]
             if op in ("in", "not in"):
                 if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-                    raise DataKnobsError(f"where= {op!r} needs a list of values, got {value!r} for {col!r}")
+                    raise InvalidArgumentError(f"where= {op!r} needs a list of values, got {value!r} for {col!r}")
                 value = [None if _missing(v) else v for v in value]
             elif _missing(value):  # NaN, NaT and NA mean "missing", as None does
                 value = None
             if value is None and op not in ("==", "!=", "in", "not in"):
-                raise DataKnobsError(f"where= ({col!r}, {op!r}, {value!r}): a missing value can only be "
+                raise InvalidArgumentError(f"where= ({col!r}, {op!r}, {value!r}): a missing value can only be "
                                      f"compared with == or != (is null / is not null)")
-            if types is not None and value is not None:
-                _check_value(col, op, value, types[col])
+            if value is not None:
+                _check_value(col, op, value, schema.column(col).arrow)
             conj.append((col, op, value))
         out.append(conj)
     return out
@@ -65,25 +75,44 @@ def _check_value(col: str, op: str, value, t) -> None:
     try:
         pa.array(values, type=t, from_pandas=True)
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
-        raise DataKnobsError(
+        raise InvalidArgumentError(
             f"where= value {value!r} cannot be compared with column {col!r} ({t}): {str(e).splitlines()[0]}"
         ) from e
 
 
-def order_terms(order_by, columns: list[str]) -> list[tuple[str, bool]]:
-    """order_by (a name, or a list of names or (name, "asc"|"desc")) as [(column, ascending)]."""
+_DIRECTIONS = {"asc": True, "ascending": True, "desc": False, "descending": False}
+
+
+def order_terms(order_by, schema) -> list[tuple[str, bool]]:
+    """order_by as [(stored column, ascending)]: a column, a (column, "asc"|"desc") pair, or a list of those."""
     if order_by is None:
         return []
-    items = [order_by] if isinstance(order_by, (str, tuple)) else list(order_by)
+    names = _names(schema)
+    columns = [c.pandas_label for c in schema.columns]
+    items = [order_by] if isinstance(order_by, (str, tuple)) or not isinstance(order_by, list) else order_by
     out = []
     for item in items:
-        name, direction = (item, "asc") if isinstance(item, str) else item
-        if name not in columns:
-            raise DataKnobsError(f"order_by column {name!r} is not in the table; columns: {columns}")
-        if str(direction).lower() not in ("asc", "desc", "ascending", "descending"):
-            raise DataKnobsError(f"order_by direction {direction!r} for {name!r}; use 'asc' or 'desc'")
-        out.append((name, str(direction).lower().startswith("asc")))
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise InvalidArgumentError(f"order_by term {item!r}: use a column or a (column, 'asc'|'desc') pair")
+            name, direction = item
+        else:
+            name, direction = item, "asc"
+        if not _hashable(name) or name not in names:
+            raise InvalidArgumentError(f"order_by column {name!r} is not in the table; columns: {columns}")
+        ascending = _DIRECTIONS.get(str(direction).lower())
+        if ascending is None:
+            raise InvalidArgumentError(f"order_by direction {direction!r} for {name!r}; use 'asc' or 'desc'")
+        out.append((names[name], ascending))
     return out
+
+
+def _hashable(v) -> bool:
+    try:
+        hash(v)
+        return True
+    except TypeError:
+        return False
 
 
 def to_expression(where, schema):

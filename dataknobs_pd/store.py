@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import atexit
-import re
 import threading
 
 from .backends import backend_class
 from .backends.base import Backend
-from .errors import BackendUnavailableError, TableNotFoundError
+from .errors import TableNotFoundError
+from .names import check_table_name
+from .urls import mask, scheme_of
 
-_PASSWORD = re.compile(r"(?P<head>://[^/@:]*:)(?P<pw>[^@/]*)(?P<at>@)")
 _POOL: dict[tuple, Store] = {}
 _POOL_LOCK = threading.Lock()
-
-
-def mask(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", url)
-
-
-def scheme_of(url: str) -> str:
-    if not isinstance(url, str) or "://" not in url:
-        raise BackendUnavailableError(
-            f"{mask(str(url))!r} is not a store URL; use e.g. 'sqlite:///path/to/file.db' or 'memory://'"
-        )
-    return url.split("://", 1)[0].lower()
 
 
 class Store:
@@ -52,6 +39,7 @@ class Store:
 
     def drop(self, table: str) -> None:
         """Remove a table; TableNotFoundError if there is none of that name."""
+        check_table_name(table)
         if self.backend.schema(table) is None:
             raise TableNotFoundError(f"no table {table!r} in {self.url}; tables: {self.tables()}")
         with self.backend.transaction():
@@ -59,6 +47,7 @@ class Store:
 
     def schema(self, table: str):
         """The stored dk schema of a table (TableNotFoundError when absent)."""
+        check_table_name(table)
         s = self.backend.schema(table)
         if s is None:
             raise TableNotFoundError(f"no table {table!r} in {self.url}; tables: {self.tables()}")

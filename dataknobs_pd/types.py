@@ -182,7 +182,7 @@ class TypeMapper:
             except (pa.ArrowException, ValueError, TypeError, OverflowError, decimal.InvalidOperation):
                 parts, bad = self._isolate(s.reset_index(drop=True), col)
                 if not bad:  # every value converts alone (e.g. floats mixed with numeric strings)
-                    arrays[col.name] = pa.concat_arrays(parts)
+                    arrays[col.name] = pa.concat_arrays(parts) if parts else pa.array([], type=col.arrow)
                 for pos, f in bad.items():
                     failures.setdefault(pos, f)
         for col, s in series:  # values a required column lacks
@@ -193,6 +193,9 @@ class TypeMapper:
                         "convert", "NotNull", f"column {col.name!r} requires a value and this row has none"))
         if failures:
             good = np.setdiff1d(np.arange(len(df)), np.fromiter(failures, dtype=np.int64))
+            if len(good) == 0:
+                cols = [c for c, _ in series]
+                return pa.schema([c.field for c in cols]).empty_table(), failures
             table, more = self.to_arrow(df.iloc[good], schema, with_index)
             assert not more, more
             return table, failures
@@ -264,6 +267,8 @@ class TypeMapper:
         stack = [(0, len(s))]
         while stack:
             lo, hi = stack.pop()
+            if lo >= hi:  # an empty slice has nothing to convert; halving must always end
+                continue
             try:
                 parts.append(self._convert(s.iloc[lo:hi], col))
                 continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from ..errors import BackendUnavailableError
+from ..errors import BackendUnavailableError, UnknownSchemeError
 
 ENTRY_POINT_GROUP = "dataknobs_pd.backends"
 
@@ -38,7 +38,7 @@ def backend_class(scheme: str):
     known = registry()
     if scheme not in known:
         listing = ", ".join(f"{s}://" for s in sorted(known))
-        raise BackendUnavailableError(f"unknown store scheme {scheme!r}; valid schemes: {listing}")
+        raise UnknownSchemeError(f"unknown store scheme {scheme!r}; valid schemes: {listing}")
     target, extra, _ = known[scheme]
     module, _, cls = target.partition(":")
     try:

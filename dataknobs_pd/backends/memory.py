@@ -40,10 +40,12 @@ class MemoryBackend(Backend):
         return self.space.tables
 
     def tables(self):
-        return sorted(self._t)
+        with self.space.lock:
+            return sorted(self._t)
 
     def schema(self, table):
-        entry = self._t.get(table)
+        with self.space.lock:
+            entry = self._t.get(table)
         return entry[1] if entry else None
 
     def create(self, table, schema):

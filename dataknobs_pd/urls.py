@@ -1,0 +1,29 @@
+"""Store URLs: the scheme, and the password masked in everything shown."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import UnknownSchemeError
+
+# The password runs from "://user:" to the last "@": an unescaped password may hold "/" or "@" itself.
+_PASSWORD = re.compile(r"(?P<head>://[^/@:\s]*:)(?P<pw>.*)(?P<at>@)", re.DOTALL)
+
+
+def mask(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    return _PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", url)
+
+
+def password_of(url: str) -> str | None:
+    """The password of a URL, found the way `mask` finds it (None when there is none)."""
+    m = _PASSWORD.search(url)
+    return m["pw"] if m and m["pw"] else None
+
+
+def scheme_of(url: str) -> str:
+    if not isinstance(url, str) or "://" not in url:
+        raise UnknownSchemeError(
+            f"{mask(str(url))!r} is not a store URL; use e.g. 'sqlite:///path/to/file.db' or 'memory://'"
+        )
+    return url.split("://", 1)[0].lower()
