@@ -149,6 +149,14 @@ def test_password_is_masked():
 
     assert mask("postgresql://bob:s3cr%40t@host:5432/db") == "postgresql://bob:***@host:5432/db"
     assert mask("sqlite:///a.db") == "sqlite:///a.db"
+    # unescaped "/" and "@" in a password: everything up to the last "@" is the password
+    assert mask("postgresql://u:s3c/r3t@h/db") == "postgresql://u:***@h/db"
+    assert mask("postgresql://u:s3c@r3t@h:5/db") == "postgresql://u:***@h:5/db"
+    assert mask("postgresql://u:a/b@c@h/db?x=1") == "postgresql://u:***@h/db?x=1"
+    for url in ("nosuch://u:s3c/r3t@h/db", "nosuch://u:s3c@r3t@h/db"):
+        with pytest.raises(dk.BackendUnavailableError) as info:
+            dk.connect(url)
+        assert "r3t" not in str(info.value) and "s3c" not in str(info.value)
     with pytest.raises(dk.BackendUnavailableError) as info:
         dk.connect("nosuch://bob:hunter2@host/db")
     assert "hunter2" not in str(info.value)
