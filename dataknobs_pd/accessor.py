@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from . import api
+from .result import BatchResult
+from .store import Store
 
 
 @pd.api.extensions.register_dataframe_accessor("dk")
@@ -14,16 +18,40 @@ class DkAccessor:
     def __init__(self, df: pd.DataFrame):
         self._df = df
 
-    def save(self, store, table, **kwargs):
-        """See dataknobs_pd.save."""
-        return api.save(self._df, store, table, **kwargs)
+    def save(
+        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, if_exists: str = "fail",
+        errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
+    ) -> BatchResult:
+        """Write the frame to `table`: create it, replace it, append to it or upsert into it by key.
 
-    def update_batch(self, store, table, **kwargs):
-        """See dataknobs_pd.update_batch."""
-        return api.update_batch(self._df, store, table, **kwargs)
+        store: a Store or a URL ("sqlite:///file.db", "postgresql://...", "parquet:///folder", ...).
+        key: the key column(s); default: `id`, else `record_id`, else the named index, else none.
+        if_exists: "fail" (TableExistsError), "replace", "append" (existing keys fail) or "upsert".
+        errors: "collect" writes every row that can be written and reports the others;
+            "raise" writes nothing if any row fails (BatchError, its .result the report).
+        chunksize: rows per write (default: the store's own size).
+        progress: a progress bar; None shows one on long writes in a terminal or notebook.
+        """
+        return api.save(self._df, store, table, key=key, if_exists=if_exists, errors=errors,
+                        chunksize=chunksize, progress=progress)
 
-    def delete(self, store, table, **kwargs):
-        """See dataknobs_pd.delete."""
-        return api.delete(self._df, store, table, **kwargs)
+    def update_batch(
+        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, insert_missing: bool = False,
+        errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
+    ) -> BatchResult:
+        """Change the frame's columns on the rows of `table` with the same key; the other columns stay.
+
+        A key not in the table fails with stage "missing", unless insert_missing=True inserts the row.
+        The other arguments are those of `save`.
+        """
+        return api.update_batch(self._df, store, table, key=key, insert_missing=insert_missing, errors=errors,
+                                chunksize=chunksize, progress=progress)
+
+    def delete(
+        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, errors: str = "collect",
+        chunksize: int | None = None, progress: bool | None = None,
+    ) -> BatchResult:
+        """Delete the rows of `table` whose key is in the frame; keys not in the table fail as "missing"."""
+        return api.delete(self._df, store, table, key=key, errors=errors, chunksize=chunksize, progress=progress)
 
     load = staticmethod(api.load)  # usable as pd.DataFrame.dk.load(store, table, ...)

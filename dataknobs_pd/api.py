@@ -19,7 +19,7 @@ from .errors import (
 from .filters import normalize, order_terms
 from .names import check_column_names, check_table_name
 from .result import BatchResult
-from .schema import Column, TableSchema
+from .schema import TableSchema
 from .store import Store, as_store
 from .types import TypeMapper, is_default_index
 
@@ -195,7 +195,7 @@ def _same_key(existing: TableSchema, key_cols: list[str] | None, table: str) -> 
 
 
 def _fit(df: pd.DataFrame, existing: TableSchema, key_cols, table: str) -> tuple[TableSchema, bool]:
-    """Check `df` against the stored schema; return the schema (categories grown) and if it changed."""
+    """Check `df`'s key against the stored table, then its columns (TypeMapper.fit)."""
     if existing.key and key_cols is None:
         key_cols = existing.key if all(_has(df, k) for k in existing.key) else None
     _same_key(existing, key_cols, table)
@@ -203,51 +203,11 @@ def _fit(df: pd.DataFrame, existing: TableSchema, key_cols, table: str) -> tuple
         missing = [k for k in existing.key if not _has(df, k)]
         if missing:
             raise SchemaMismatchError(f"the frame lacks key column(s) {missing} of table {table!r}")
-    stored = {c.name for c in existing.columns}
-    extra = [label for label in df.columns if str(label) not in stored]
-    if extra:
-        raise SchemaMismatchError(
-            f"column(s) {extra} are not in table {table!r} (columns: {[c.pandas_label for c in existing.data_columns]}); "
-            f"drop them, or save with if_exists='replace'"
-        )
-    for col in existing.data_columns:
-        if col.kind == "datetime" and col.name in map(str, df.columns):
-            have = df[_label(df, col.name)].dtype
-            aware = isinstance(have, pd.DatetimeTZDtype) or getattr(getattr(have, "pyarrow_dtype", None), "tz", None)
-            if have.kind == "M" and bool(aware) != (col.arrow.tz is not None):
-                raise SchemaMismatchError(
-                    f"column {col.pandas_label!r} of table {table!r} holds "
-                    f"{'tz-aware' if col.arrow.tz else 'naive'} timestamps ({col.dtype['name']}) and the frame's are "
-                    f"{'tz-aware' if aware else 'naive'} ({have}); convert them first "
-                    f"({'.dt.tz_localize' if col.arrow.tz else '.dt.tz_convert(None)'})")
-    schema, changed = existing, False
-    for col in existing.columns:
-        if col.kind == "category" and not col.dtype["ordered"] and str(col.name) in map(str, df.columns):
-            grown = _grow_categories(df[_label(df, col.name)], col)
-            if grown is not None:
-                schema, changed = schema.with_column(grown), True
-    return schema, changed
-
-
-def _grow_categories(s: pd.Series, col: Column) -> Column | None:
-    values = s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else pd.Index(s.dropna().unique())
-    known = pd.Index(col.dtype["categories"])
-    try:
-        new = values[~values.astype(object).isin(known.astype(object))]
-    except (TypeError, ValueError):
-        return None
-    if len(new) == 0:
-        return None
-    spec = dict(col.dtype, categories=col.dtype["categories"] + [v.item() if hasattr(v, "item") else v for v in new])
-    return Column(col.name, col.kind, col.arrow, col.nullable, spec, col.label, col.index)
+    return _mapper.fit(df, existing, table)
 
 
 def _has(df: pd.DataFrame, name: str) -> bool:
     return name in map(str, df.columns) or name in [str(n) for n in df.index.names if n is not None]
-
-
-def _label(df: pd.DataFrame, name: str):
-    return next(label for label in df.columns if str(label) == name)
 
 
 def _check_option(name: str, value, allowed) -> None:

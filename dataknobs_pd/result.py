@@ -65,13 +65,13 @@ class BatchResult:
         return f"<BatchResult {self}>"
 
     def _repr_html_(self) -> str:
-        from .widgets.report import render_html
+        from .widgets import render_html
 
         return render_html(self)
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
         """In Jupyter: the live report widget, with static HTML and text for viewers without a kernel."""
-        from .widgets.report import mimebundle
+        from .widgets import mimebundle
 
         return mimebundle(self)
 

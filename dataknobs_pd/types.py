@@ -11,7 +11,6 @@ import datetime as dt
 import decimal
 import json
 import math
-from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -162,6 +161,29 @@ class TypeMapper:
             f"object columns can hold str, Decimal, bytes, datetime.date or JSON-like list/dict values"
             + ("; use pd.to_datetime for datetimes" if isinstance(bad, dt.datetime) else "")
         )
+
+    def fit(self, df: pd.DataFrame, existing: TableSchema, table: str) -> tuple[TableSchema, bool]:
+        """Check the columns of `df` against a stored schema; return the schema the write needs
+        (unordered categories grown by the frame's new ones) and whether it differs from `existing`."""
+        stored = {c.name for c in existing.columns}
+        extra = [label for label in df.columns if str(label) not in stored]
+        if extra:
+            raise SchemaMismatchError(
+                f"column(s) {extra} are not in table {table!r} (columns: "
+                f"{[c.pandas_label for c in existing.data_columns]}); drop them, or save with if_exists='replace'")
+        labels = {str(label): label for label in df.columns}
+        schema, changed = existing, False
+        for col in existing.data_columns:
+            if col.name not in labels:
+                continue
+            s = df[labels[col.name]]
+            if col.kind == "datetime":
+                _check_zone(s, col, table)
+            elif col.kind == "category" and not col.dtype["ordered"]:
+                grown = _grow_categories(s, col)
+                if grown is not None:
+                    schema, changed = schema.with_column(grown), True
+        return schema, changed
 
     # -- pandas -> Arrow ---------------------------------------------------------------
     def to_arrow(
@@ -513,7 +535,29 @@ def _downcast_int(s: pd.Series, nullable: bool) -> pd.Series:
     return s
 
 
-def columns_of(schema: TableSchema, names: Iterable[str]) -> list[Column]:
-    """The schema's columns among `names`, in schema order."""
-    wanted = set(names)
-    return [c for c in schema.columns if c.name in wanted]
+def _check_zone(s: pd.Series, col: Column, table: str) -> None:
+    """Naive and tz-aware timestamps never mix in one column: one clear error for the whole column."""
+    d = s.dtype
+    if d.kind != "M":
+        return
+    aware = isinstance(d, pd.DatetimeTZDtype) or getattr(getattr(d, "pyarrow_dtype", None), "tz", None) is not None
+    if aware != (col.arrow.tz is not None):
+        fix = ".dt.tz_localize(...)" if col.arrow.tz else ".dt.tz_convert(None)"
+        raise SchemaMismatchError(
+            f"column {col.pandas_label!r} of table {table!r} holds {'tz-aware' if col.arrow.tz else 'naive'} "
+            f"timestamps ({col.dtype['name']}) and the frame's are {'tz-aware' if aware else 'naive'} ({d}); "
+            f"convert them first ({fix})")
+
+
+def _grow_categories(s: pd.Series, col: Column) -> Column | None:
+    """The column with the frame's new categories appended to the stored ones (None when none are new)."""
+    values = s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else pd.Index(s.dropna().unique())
+    known = pd.Index(col.dtype["categories"])
+    try:
+        new = values[~values.astype(object).isin(known.astype(object))]
+    except (TypeError, ValueError):
+        return None
+    if len(new) == 0:
+        return None
+    spec = dict(col.dtype, categories=col.dtype["categories"] + [v.item() if hasattr(v, "item") else v for v in new])
+    return Column(col.name, col.kind, col.arrow, col.nullable, spec, col.label, col.index)

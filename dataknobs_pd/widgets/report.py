@@ -344,18 +344,3 @@ def _text_table(df: pd.DataFrame) -> list[str]:
         right = name == "row"
         cols.append([c.rjust(width) if right else c.ljust(width) for c in cells])
     return ["  " + "  ".join(parts).rstrip() for parts in zip(*cols)]
-
-
-def mimebundle(res) -> dict:
-    """What Jupyter shows for a BatchResult: the live widget when a kernel and ipywidgets are there,
-    always with the static HTML and the text beside it for viewers without a kernel."""
-    bundle = {"text/plain": render_text(res), "text/html": render_html(res)}
-    from .widget import live_widget
-
-    w = live_widget(res)
-    if w is not None:
-        view = w._repr_mimebundle_()
-        view = view[0] if isinstance(view, tuple) else view
-        if "application/vnd.jupyter.widget-view+json" in view:
-            bundle["application/vnd.jupyter.widget-view+json"] = view["application/vnd.jupyter.widget-view+json"]
-    return bundle
