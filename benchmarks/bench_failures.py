@@ -12,25 +12,25 @@ import pyarrow as pa
 
 import dataknobs_pd as dk
 from dataknobs_pd.batch import BatchWriter
-from dataknobs_pd.errors import RowFailure
+from dataknobs_pd.failures import RowFailure
 from common import mixed_frame, remove_db, report, save_results, timed
 
 
 class RowByRowWriter(BatchWriter):
     """The earlier design: try the chunk; if it fails, write every row of it alone."""
 
-    def _write(self, job, data, rows, failures):
+    def _write(self, job, plan, data, rows, failures):
         backend = job.backend
         try:
             with backend.savepoint():
-                backend._insert_rows(job.table, data, job.schema)
+                backend._insert_rows(job.table, data, plan.schema)
             return
         except sqlite3.IntegrityError:
             pass
         for i in range(data.num_rows):
             try:
                 with backend.savepoint():
-                    backend._insert_rows(job.table, data.slice(i, 1), job.schema)
+                    backend._insert_rows(job.table, data.slice(i, 1), plan.schema)
             except sqlite3.IntegrityError as e:
                 failures[int(rows[i])] = RowFailure("write", "KeyConflict", str(e))
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import pandas as pd
 import pyarrow as pa
 
-from . import keys as keys_mod
+from . import keys
 from .batch import BatchWriter, Job, Plan
 from .errors import (
     InvalidArgumentError,
@@ -38,9 +38,9 @@ def save(
     _check_option("if_exists", if_exists, IF_EXISTS)
     _check_common(df, table, errors, chunksize)
     st = as_store(store)
-    key_cols = keys_mod.resolve(df, key)
+    key_cols = keys.resolve(df, key)
     if if_exists == "upsert":
-        keys_mod.require(key_cols, "save(if_exists='upsert')", table)
+        keys.require(key_cols, "save(if_exists='upsert')", table)
     fresh: list[TableSchema] = []  # the frame's own schema, described once
 
     def plan(existing: TableSchema | None) -> Plan:
@@ -70,7 +70,7 @@ def update_batch(
     """
     _check_common(df, table, errors, chunksize)
     st = as_store(store)
-    key_cols = keys_mod.require(keys_mod.resolve(df, key), "update_batch", table)
+    key_cols = keys.require(keys.resolve(df, key), "update_batch", table)
 
     def plan(existing: TableSchema | None) -> Plan:
         schema, changed = _fit(df, _found(st, table, existing), key_cols, table)
@@ -86,7 +86,7 @@ def delete(
     """Delete the rows whose key appears in `df`; keys not in the table fail with stage "missing"."""
     _check_common(df, table, errors, chunksize)
     st = as_store(store)
-    key_cols = keys_mod.require(keys_mod.resolve(df, key), "delete", table)
+    key_cols = keys.require(keys.resolve(df, key), "delete", table)
 
     def plan(existing: TableSchema | None) -> Plan:
         existing = _found(st, table, existing)

@@ -1,8 +1,6 @@
 """The batch engine: chunks a frame into a backend, isolates failing rows, accounts for every row.
 
-Every input row ends in exactly one place: written, or a RowFailure at stage validate
-(null or repeated key), convert (the value cannot become the column's type, or the store
-cannot hold it), write (the store refused it) or missing (update/delete of an absent key).
+Every input row ends in exactly one place: written, or a RowFailure (failures.py says why).
 A chunk the store refuses as a whole is halved, each half in its own savepoint, until the
 rows at fault stand alone: k bad rows among n cost about k*log2(n) extra writes.
 """
@@ -18,9 +16,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import keys as keys_mod
-from .backends.base import Backend, Failures
-from .errors import BatchError, ConcurrentWriteError, RowFailure, WriteError
+from . import keys
+from .backends.base import Backend
+from .errors import BatchError, ConcurrentWriteError, WriteError
+from .failures import Failures, RowFailure, Stage, bisect, classify, unholdable, validate
 from .progress import Progress
 from .result import BatchResult
 from .schema import TableSchema
@@ -132,54 +131,43 @@ class BatchWriter:
         contiguous = rows[-1] - rows[0] + 1 == len(rows)
         part = job.frame.iloc[rows[0]:rows[-1] + 1] if contiguous else job.frame.iloc[rows]
         if plan.mode == "delete":
-            data, bad = self.mapper.to_arrow(keys_mod.key_frame(part, plan.schema.key), _key_schema(plan.schema))
+            data, bad = self.mapper.to_arrow(keys.key_frame(part, plan.schema.key), _key_schema(plan.schema))
         else:
             # A default range index says nothing when updating rows, but labels the rows it inserts.
             with_index = plan.mode == "insert" or not is_default_index(job.frame.index)
             data, bad = self.mapper.to_arrow(part, plan.schema, with_index)
         rows = _drop(rows, bad, failures)
-        data, bad = job.backend.prepare(data, plan.schema)
-        rows = _drop(rows, bad, failures)
+        data, facts = job.backend.prepare(data, plan.schema)
+        facts = {i: f for i, f in facts.items()} if all(isinstance(f, RowFailure) for f in facts.values()) else unholdable(facts)  # SHIM
+        rows = _drop(rows, facts, failures)
         self._write(job, plan, data, rows, failures)
 
     def _write(self, job: Job, plan: Plan, data: pa.Table, rows: np.ndarray, failures: Failures) -> None:
-        """Write `data`, halving any part the store refuses until the rows at fault stand alone."""
-        stack = [(0, data.num_rows)]
-        while stack:
-            lo, hi = stack.pop()
-            if lo >= hi:
-                continue
+        """Write `data`, each part in a savepoint, halving any part the store refuses until the rows at
+        fault stand alone; the rows a write leaves out (by key) are classified from what it found."""
+        backend, table, schema, mode = job.backend, job.table, plan.schema, plan.mode
+
+        def attempt(lo: int, hi: int) -> None:
             part = data.slice(lo, hi - lo)
-            try:
-                with job.backend.savepoint():
-                    if plan.mode == "delete":
-                        rejected = job.backend.delete(job.table, part, plan.schema)
-                    else:
-                        rejected = job.backend.write(job.table, part, plan.schema, plan.mode)
-            except WriteError as e:
-                if hi - lo == 1:
-                    failures[int(rows[lo])] = RowFailure("write", e.error, str(e), e.code)
+            with backend.savepoint():
+                if mode == "delete":
+                    existed = backend.delete(table, part, schema)
                 else:
-                    mid = (lo + hi) // 2
-                    stack += [(mid, hi), (lo, mid)]  # the first half is written first
-                continue
-            for i, f in rejected.items():
+                    existed = backend.write(table, part, schema, mode)
+            found = existed if isinstance(existed, dict) else classify(part, schema, mode, existed)  # SHIM
+            for i, f in found.items():
                 failures[int(rows[lo + i])] = f
+
+        def failed(i: int, e: WriteError) -> None:
+            failures[int(rows[i])] = RowFailure(Stage.WRITE, e.error, str(e), e.code)
+
+        bisect(data.num_rows, attempt, failed, (WriteError,))
 
     @staticmethod
     def _validate(df: pd.DataFrame, key: list[str]) -> Failures:
-        null, dup = keys_mod.invalid_rows(df, key)
-        out: Failures = {}
-        names = ", ".join(key)
-        for p in null:
-            out[int(p)] = RowFailure("validate", "NullKey", f"key ({names}) has a missing value")
-        if len(dup):
-            kf = keys_mod.key_frame(df, key)
-            first = kf.reset_index().groupby(key, dropna=False, sort=False)["index"].transform("min")
-            for p in dup:
-                out[int(p)] = RowFailure(
-                    "validate", "DuplicateKey", f"key ({names}) repeats row {int(first.iloc[p])} of this frame")
-        return out
+        kf = keys.key_frame(df, key)
+        null, dup = keys.invalid_rows(kf)
+        return validate(kf, null, dup)
 
 
 def _drop(rows: np.ndarray, bad: Failures, failures: Failures) -> np.ndarray:

@@ -64,7 +64,7 @@ class WriteError(DataKnobsError):
     """A backend could not write a chunk; nothing of that chunk was written.
 
     Backends raise it already classified: `error` is one of the row error classes
-    (see ROW_ERRORS), `code` the backend's own code (SQLite extended result name,
+    (see failures.RowError), `code` the backend's own code (SQLite extended result name,
     SQLSTATE, ...). The batch engine narrows the chunk down to the rows at fault.
     """
 
@@ -74,29 +74,4 @@ class WriteError(DataKnobsError):
         self.code = code
 
 
-# The classes a failed row can be reported under (the `error` column of BatchResult.failures).
-ROW_ERRORS = {
-    "NullKey": "the key is missing (validate)",
-    "DuplicateKey": "the key repeats one seen earlier in the same frame (validate)",
-    "TypeConversion": "the value cannot become the column's type (convert)",
-    "OutOfRange": "the value is outside what the column or the store can hold (convert)",
-    "KeyConflict": "the key already exists in the table (write)",
-    "NotNull": "a required column has no value (write)",
-    "CheckConstraint": "a CHECK constraint rejected the row (write)",
-    "ForeignKey": "a FOREIGN KEY constraint rejected the row (write)",
-    "Constraint": "another constraint rejected the row (write)",
-    "WriteError": "the store rejected the row for another reason (write)",
-    "MissingKey": "update_batch/delete: the key is not in the table (missing)",
-}
-
-
-class RowFailure:
-    """Why one input row was not written: stage, error class, message and the backend's code."""
-
-    __slots__ = ("stage", "error", "message", "code")
-
-    def __init__(self, stage: str, error: str, message: str, code: str | None = None):
-        self.stage, self.error, self.message, self.code = stage, error, message, code
-
-    def __repr__(self):
-        return f"RowFailure({self.stage!r}, {self.error!r}, {self.message!r}, {self.code!r})"
+from .failures import ROW_ERRORS, RowFailure  # noqa: E402,F401  SHIM: backends not yet moved to failures.py

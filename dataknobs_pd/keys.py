@@ -58,9 +58,8 @@ def key_frame(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
 
 
-def invalid_rows(df: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of rows whose key has a null part, and of rows repeating an earlier key."""
-    kf = key_frame(df, keys)
+def invalid_rows(kf: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of rows whose key (a key_frame) has a null part, and of rows repeating an earlier key."""
     null = kf.isna().any(axis=1).to_numpy()
     dup = kf.duplicated(keep="first").to_numpy() & ~null
     return np.flatnonzero(null), np.flatnonzero(dup)

@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import RowFailure
-from .keys import key_labels
-
-FAILURE_COLUMNS = ["row", "index", "key", "stage", "error", "message", "code"]
+from .failures import Failures, failures_frame
 
 
 class BatchResult:
@@ -20,7 +17,7 @@ class BatchResult:
 
     def __init__(
         self, *, operation: str, table: str, url: str, frame: pd.DataFrame, key: list[str] | None,
-        failures: dict[int, RowFailure], elapsed: float, committed: bool = True,
+        failures: Failures, elapsed: float, committed: bool = True,
     ):
         self.operation = operation
         self.table = table
@@ -32,7 +29,7 @@ class BatchResult:
         self.elapsed = elapsed
         self.committed = committed
         self._frame = frame  # a reference, for failed_rows(); never copied
-        self.failures = _failures_frame(frame, key, failures)
+        self.failures = failures_frame(frame, key, failures)
 
     @property
     def ok(self) -> bool:
@@ -74,21 +71,3 @@ class BatchResult:
         from .widgets import mimebundle
 
         return mimebundle(self)
-
-
-def _failures_frame(frame: pd.DataFrame, key, failures: dict[int, RowFailure]) -> pd.DataFrame:
-    rows = np.array(sorted(failures), dtype=np.int64)
-    fs = [failures[r] for r in rows]
-    labels = frame.index[rows].tolist() if len(rows) else []
-    return pd.DataFrame(
-        {
-            "row": rows,
-            "index": pd.Series(labels, dtype=object),
-            "key": pd.Series(key_labels(frame, key, rows), dtype=object),
-            "stage": pd.Series([f.stage for f in fs], dtype=object),
-            "error": pd.Series([f.error for f in fs], dtype=object),
-            "message": pd.Series([f.message for f in fs], dtype=object),
-            "code": pd.Series([f.code for f in fs], dtype=object),
-        },
-        columns=FAILURE_COLUMNS,
-    )

@@ -17,7 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import RowFailure, SchemaMismatchError, UnsupportedDtypeError
+from .errors import SchemaMismatchError, UnsupportedDtypeError
+from .failures import Failures, bisect, required, unconvertible
 from .schema import INDEX_PREFIX, Column, TableSchema
 
 _NUMPY_KINDS = {
@@ -29,6 +30,7 @@ _MASKED = {  # nullable extension dtype name -> field kind
     "Float64": "float64", "boolean": "bool",
 }
 _OBJECT_KINDS = {"string", "decimal", "bytes", "date", "json", "null"}
+_CONVERT_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError, decimal.InvalidOperation)
 
 
 def _arrow_kind(t: pa.DataType) -> str:
@@ -188,7 +190,7 @@ class TypeMapper:
     # -- pandas -> Arrow ---------------------------------------------------------------
     def to_arrow(
         self, df: pd.DataFrame, schema: TableSchema, with_index: bool = True
-    ) -> tuple[pa.Table, dict[int, RowFailure]]:
+    ) -> tuple[pa.Table, Failures]:
         """Convert the columns of `df` that `schema` holds; rows that cannot convert are left out.
 
         with_index=False leaves out unnamed index levels (a default range index says nothing
@@ -196,12 +198,12 @@ class TypeMapper:
         the columns present in `df`) and {position in df: RowFailure} for the others.
         """
         series = self._series_for(df, schema, with_index)
-        failures: dict[int, RowFailure] = {}
+        failures: Failures = {}
         arrays = {}
         for col, s in series:
             try:
                 arrays[col.name] = self._convert(s, col)
-            except (pa.ArrowException, ValueError, TypeError, OverflowError, decimal.InvalidOperation):
+            except _CONVERT_ERRORS:
                 parts, bad = self._isolate(s.reset_index(drop=True), col)
                 if not bad:  # every value converts alone (e.g. floats mixed with numeric strings)
                     arrays[col.name] = pa.concat_arrays(parts) if parts else pa.array([], type=col.arrow)
@@ -211,8 +213,7 @@ class TypeMapper:
             arr = arrays.get(col.name)
             if not col.nullable and arr is not None and arr.null_count:
                 for pos in np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False)):
-                    failures.setdefault(int(pos), RowFailure(
-                        "convert", "NotNull", f"column {col.name!r} requires a value and this row has none"))
+                    failures.setdefault(int(pos), required(col.name))
         if failures:
             good = np.setdiff1d(np.arange(len(df)), np.fromiter(failures, dtype=np.int64))
             if len(good) == 0:
@@ -280,31 +281,17 @@ class TypeMapper:
         if bad.any():
             raise ValueError(f"{vals[bad].iloc[0]!r} is not one of the categories of ordered column {col.name!r}")
 
-    def _isolate(self, s: pd.Series, col: Column) -> tuple[list[pa.Array], dict[int, RowFailure]]:
+    def _isolate(self, s: pd.Series, col: Column) -> tuple[list[pa.Array], Failures]:
         """Find the values of `s` that do not convert, by halving: O(k log n) conversions.
 
         Returns the converted parts in order (the whole column when nothing failed) and the failures."""
-        out: dict[int, RowFailure] = {}
         parts: list[pa.Array] = []
-        stack = [(0, len(s))]
-        while stack:
-            lo, hi = stack.pop()
-            if lo >= hi:  # an empty slice has nothing to convert; halving must always end
-                continue
-            try:
-                parts.append(self._convert(s.iloc[lo:hi], col))
-                continue
-            except (pa.ArrowException, ValueError, TypeError, OverflowError, decimal.InvalidOperation) as e:
-                if hi - lo == 1:
-                    v = s.iloc[lo]
-                    v = v.item() if isinstance(v, np.generic) else v
-                    text = str(e).split("\n")[0]
-                    error = "OutOfRange" if _is_range_error(text) else "TypeConversion"
-                    detail = "" if "parse" in text.lower() or "could not convert" in text.lower() else f": {text}"
-                    out[lo] = RowFailure("convert", error, f"column {col.name!r} ({col.kind}): cannot store {v!r}{detail}")
-                    continue
-            mid = (lo + hi) // 2
-            stack += [(mid, hi), (lo, mid)]
+        out: Failures = {}
+
+        def failed(i: int, e: Exception) -> None:
+            out[i] = unconvertible(col.name, col.kind, s.iloc[i], e)
+
+        bisect(len(s), lambda lo, hi: parts.append(self._convert(s.iloc[lo:hi], col)), failed, _CONVERT_ERRORS)
         return parts, out
 
     # -- Arrow -> pandas ---------------------------------------------------------------
@@ -466,11 +453,6 @@ class TypeMapper:
 
 def _cast(arr, t: pa.DataType):
     return arr if arr.type == t else pc.cast(arr, t, safe=True)
-
-
-def _is_range_error(text: str) -> bool:
-    words = ("range", "overflow", "out of bounds", "truncated", "would lose", "precision", "too large")
-    return any(w in text.lower() for w in words)
 
 
 def _is_nan(v) -> bool:

@@ -17,7 +17,7 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 import dataknobs_pd as dk
-from dataknobs_pd.errors import RowFailure
+from dataknobs_pd.failures import RowFailure
 from dataknobs_pd.result import BatchResult
 from dataknobs_pd.widgets import BatchReport  # needs ipywidgets: the notebook extra, in dev
 from dataknobs_pd.widgets.report import fmt_seconds, render_html, render_text

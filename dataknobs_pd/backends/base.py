@@ -1,25 +1,25 @@
-"""The Backend interface: small, Arrow in and Arrow out.
+"""The Backend interface: small, Arrow in and Arrow out; backends report facts, not failures.
 
-A backend stores tables of Arrow data with their dk schema. `write` is all or nothing
-for the chunk it is given, except for the rows it can name itself (key conflicts, missing
-keys, required columns left empty), which it leaves out and returns. Anything else makes
-it raise `WriteError`, classified; the batch engine then narrows the chunk down.
+A backend stores tables of Arrow data with their dk schema. `write` is all or nothing for
+the chunk it is given, except for the rows its mode leaves out by key (insert: keys already
+in the table; update: keys not in it; insert and upsert: new rows when the data lacks a
+required column, see failures.inserted): it returns which rows' keys existed, and the
+engine turns that into failures (failures.classify). Anything else makes it raise
+`WriteError`, classified with the store's own code; the engine then narrows the chunk down.
+`prepare` names the values the store cannot hold exactly (failures.Unholdable).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import numpy as np
 import pyarrow as pa
 
-from ..errors import RowFailure
+from ..failures import Failures, RowFailure, Unholdable
 from ..schema import TableSchema
-
-Failures = dict[int, RowFailure]  # position in the chunk -> why that row was not written
-MODES = ("insert", "upsert", "update")
 
 
 class Backend(ABC):
@@ -54,17 +54,18 @@ class Backend(ABC):
         """Remove the table and its schema; a missing table is not an error."""
 
     # -- data ------------------------------------------------------------------------
-    def prepare(self, data: pa.Table, schema: TableSchema) -> tuple[pa.Table, Failures]:
-        """Leave out the rows holding values this store cannot keep exactly (stage `convert`)."""
+    def prepare(self, data: pa.Table, schema: TableSchema) -> tuple[pa.Table, dict[int, Unholdable]]:
+        """Leave out the rows holding values this store cannot keep exactly, and say which and why."""
         return data, {}
 
     @abstractmethod
-    def write(self, table: str, data: pa.Table, schema: TableSchema, mode: str) -> Failures:
-        """Write a chunk; insert rejects existing keys, update rejects missing keys, upsert does both."""
+    def write(self, table: str, data: pa.Table, schema: TableSchema, mode: str) -> np.ndarray | None:
+        """Write a chunk in `mode` (insert, upsert, update); return which rows' keys were in the table
+        before (a bool per row; None when none were). Raise WriteError when the store refuses it."""
 
     @abstractmethod
-    def delete(self, table: str, keys: pa.Table, schema: TableSchema) -> Failures:
-        """Delete the rows whose key is in `keys`; keys not in the table are returned as missing."""
+    def delete(self, table: str, keys: pa.Table, schema: TableSchema) -> np.ndarray:
+        """Delete the rows whose key is in `keys`; return which keys were in the table."""
 
     @abstractmethod
     def read(
@@ -89,38 +90,17 @@ class Backend(ABC):
         "create or write into" and acting on it cannot interleave with another writer.
         """
 
-    @contextmanager
-    def transaction(self):
-        """One call's unit of work: committed when the block ends, rolled back if it raises."""
-        yield
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager:
+        """One call's unit of work: committed when the block ends, rolled back if it raises.
+        Nested inside another transaction of the same thread, it is a savepoint."""
 
-    @contextmanager
-    def savepoint(self):
+    @abstractmethod
+    def savepoint(self) -> AbstractContextManager:
         """A nested unit inside a transaction, undone alone when the block raises."""
-        yield
 
     def close(self) -> None:
         """Release connections."""
-
-
-def _key_text(key: list[str], data: pa.Table, i: int) -> str:
-    return ", ".join(f"{k}={data.column(k)[i].as_py()!r}" for k in key)
-
-
-def conflict_message(key: list[str], data: pa.Table, i: int) -> str:
-    return f"key {_key_text(key, data, i)} already exists in the table"
-
-
-def missing_message(key: list[str], data: pa.Table, i: int) -> str:
-    return f"key {_key_text(key, data, i)} is not in the table"
-
-
-def absent_message(absent: list[str]) -> str:
-    """Why a new row fails when the frame lacks required columns."""
-    names = ", ".join(repr(a) for a in absent)
-    why = " (the table keeps the index it was saved with: give the frame that index)" if any(
-        a.startswith("__index_level_") for a in absent) else ""
-    return f"a new row needs a value for column(s) {names}, which the frame lacks{why}"
 
 
 def put_rows(stored: pa.Table, changes: pa.Table, at: np.ndarray) -> pa.Table:
@@ -146,6 +126,27 @@ def without_rows(data: pa.Table, positions) -> pa.Table:
     keep = np.ones(data.num_rows, dtype=bool)
     keep[list(positions)] = False
     return data.filter(pa.array(keep))
+
+
+# -- SHIM: until every backend reports facts -------------------------------------------------
+def _key_text(key: list[str], data: pa.Table, i: int) -> str:
+    return ", ".join(f"{k}={data.column(k)[i].as_py()!r}" for k in key)
+
+
+def conflict_message(key: list[str], data: pa.Table, i: int) -> str:
+    return f"key {_key_text(key, data, i)} already exists in the table"
+
+
+def missing_message(key: list[str], data: pa.Table, i: int) -> str:
+    return f"key {_key_text(key, data, i)} is not in the table"
+
+
+def absent_message(absent: list[str]) -> str:
+    """Why a new row fails when the frame lacks required columns."""
+    names = ", ".join(repr(a) for a in absent)
+    why = " (the table keeps the index it was saved with: give the frame that index)" if any(
+        a.startswith("__index_level_") for a in absent) else ""
+    return f"a new row needs a value for column(s) {names}, which the frame lacks{why}"
 
 
 def sort_by_key(data: pa.Table, schema: TableSchema, mode: str, exists: np.ndarray) -> tuple[Failures, np.ndarray]:

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..errors import RowFailure
+from ..failures import inserted
 from ..filters import to_expression
 from ..schema import TableSchema
-from .base import Backend, missing_message, put_rows, sort_by_key
+from .base import Backend, put_rows
 
 _SPACES: dict[str, _Space] = {}
 _SPACES_LOCK = threading.Lock()
@@ -60,15 +60,14 @@ class MemoryBackend(Backend):
     # -- data --------------------------------------------------------------------------
     def write(self, table, data, schema, mode):
         stored, _ = self._t[table]
-        n = data.num_rows
         if schema.key:
             at = _key_index(stored, schema.key).get_indexer(_key_index(data, schema.key))
         else:
-            at = np.full(n, -1)
+            at = np.full(data.num_rows, -1)
         exists = at >= 0
-        failures, new_rows = sort_by_key(data, schema, mode, exists)
         if mode != "insert" and exists.any():
             stored = put_rows(stored, data.take(np.flatnonzero(exists)), at[exists])
+        new_rows = inserted(data, schema, mode, exists)
         if len(new_rows):
             add = data.take(new_rows)
             cols = [
@@ -77,19 +76,15 @@ class MemoryBackend(Backend):
             ]
             stored = pa.concat_tables([stored, pa.table(cols, schema=stored.schema)])
         self._t[table] = (stored, self._t[table][1])
-        return failures
+        return exists
 
     def delete(self, table, keys, schema):
         stored, sch = self._t[table]
         at = _key_index(stored, schema.key).get_indexer(_key_index(keys, schema.key))
-        failures = {
-            int(i): RowFailure("missing", "MissingKey", missing_message(schema.key, keys, int(i)))
-            for i in np.flatnonzero(at < 0)
-        }
         keep = np.ones(stored.num_rows, dtype=bool)
         keep[at[at >= 0]] = False
         self._t[table] = (stored.filter(pa.array(keep)), sch)
-        return failures
+        return at >= 0
 
     def read(self, table, schema, columns, where, order, limit, batch_rows):
         data, _ = self._t[table]

@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from ..errors import ROW_ERRORS
+from ..failures import ROW_ERRORS
 
 MAX_ROWS = 20  # failing rows in a static rendering; the rest are counted
 MAX_VALUE_COLUMNS = 40  # input columns shown beside each failure
