@@ -1,27 +1,12 @@
-"""Fixtures shared by every test: one fresh store per backend, the matrix frames."""
+"""Fixtures shared by the tests: one fresh store per backend, and the test database's clean-up."""
 
 from __future__ import annotations
-
-import uuid
 
 import pytest
 
 import dataknobs_pd as dk
-from tests import pg, s3_server
-
-# Each backend that joins the contract suite adds one entry: name -> factory(tmp_path) -> URL.
-BACKENDS = {
-    "memory": lambda tmp: f"memory://test-{uuid.uuid4().hex}",
-    "sqlite": lambda tmp: f"sqlite:///{tmp}/store.db",
-    "postgresql": pg.new_store_url,  # a new schema in a database of this session (tests/pg.py)
-    "parquet": lambda tmp: f"parquet://{tmp}/files",
-    "csv": lambda tmp: f"csv://{tmp}/files",
-    "jsonl": lambda tmp: f"jsonl://{tmp}/files",
-    # (URL, connect options): a fresh prefix on the moto S3 server of this session (tests/s3_server.py)
-    "parquet-s3": lambda tmp: s3_server.store_spec("parquet"),
-    "csv-s3": lambda tmp: s3_server.store_spec("csv"),
-    "jsonl-s3": lambda tmp: s3_server.store_spec("jsonl"),
-}
+from tests import pg
+from tests.stores import BACKENDS, opened
 
 
 def pytest_sessionfinish(session):
@@ -30,12 +15,8 @@ def pytest_sessionfinish(session):
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request, tmp_path):
-    """A new, empty store of each backend."""
-    spec = BACKENDS[request.param](tmp_path)
-    url, options = spec if isinstance(spec, tuple) else (spec, {})  # a factory may add connect options
-    s = dk.connect(url, **options)
-    yield s
-    s.close()
+    """A new, empty store of each backend (the contract classes in tests/contract/ bring their own)."""
+    yield from opened(request.param, tmp_path)
 
 
 @pytest.fixture

@@ -70,7 +70,7 @@ def session_database() -> str:
 
 
 def new_store_url(tmp_path=None) -> str:
-    """A fresh, empty schema in the session database, as a store URL (the BACKENDS factory)."""
+    """A fresh, empty schema in the session database, as a store URL (a factory of tests/stores.py)."""
     schema = f"s_{uuid.uuid4().hex[:12]}"
     if "admin" not in _session:  # one connection for the session: connecting costs more than the schema
         _session["admin"] = admin(session_database())

@@ -15,7 +15,7 @@ from pandas.testing import assert_frame_equal
 
 import dataknobs_pd as dk
 from dataknobs_pd.schema import TableSchema
-from tests.frames import dtype_matrix
+from dataknobs_pd.testing import dtype_matrix
 
 tm = dk.TypeMapper()
 

@@ -30,7 +30,7 @@ from pandas.testing import assert_frame_equal
 import dataknobs_pd as dk
 from dataknobs_pd import StorageError
 from dataknobs_pd.schema import TableSchema
-from tests.frames import dtype_matrix
+from dataknobs_pd.testing import dtype_matrix
 
 FORMATS = ["parquet", "csv", "jsonl"]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -497,9 +497,10 @@ def test_odd_table_names_stay_inside_the_folder(tmp_path, fmt):
     for i, name in enumerate(NAMES):
         assert dk.load(store, name)["id"].tolist() == [i, i + 1]
     assert os.listdir(tmp_path) == ["store"]  # nothing outside the store's folder
-    assert all(os.path.isdir(f"{tmp_path}/store/{n}") for n in os.listdir(f"{tmp_path}/store"))
+    folders = sorted(os.listdir(f"{tmp_path}/store"))
+    assert all(os.path.isdir(f"{tmp_path}/store/{n}") for n in folders) and "_dk_locks" in folders
     store.drop("../escape")
-    assert "../escape" not in store.tables() and len(os.listdir(f"{tmp_path}/store")) == len(NAMES) - 1
+    assert "../escape" not in store.tables() and len(os.listdir(f"{tmp_path}/store")) == len(folders) - 1
 
 
 def test_a_too_long_table_name_is_refused_before_writing(tmp_path, fmt):

@@ -1,5 +1,5 @@
 """The file stores on S3 (moto's server on 127.0.0.1, the real s3fs client): layout, refused credentials,
-missing permissions and a missing bucket. The contract suite itself runs on S3 through conftest.BACKENDS."""
+missing permissions and a missing bucket. The contract suite itself runs on S3 in tests/contract/test_s3.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pandas.testing import assert_frame_equal
 import dataknobs_pd as dk
 from dataknobs_pd import StorageError
 from tests import s3_server
-from tests.frames import dtype_matrix
+from dataknobs_pd.testing import dtype_matrix
 
 FORMATS = ["parquet", "csv", "jsonl"]
 

@@ -110,7 +110,7 @@ def test_reads_resume_when_adbc_guesses_a_type_wrong(sqlite_store):
 
 
 def test_dtype_matrix_through_the_sqlite3_read_path():
-    from tests.frames import dtype_matrix
+    from dataknobs_pd.testing import dtype_matrix
 
     df = dtype_matrix()
     with dk.connect("sqlite:///:memory:") as s:  # ADBC cannot share an in-memory database

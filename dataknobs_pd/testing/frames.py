@@ -24,7 +24,9 @@ def dtype_matrix(n: int = N, with_key: bool = True) -> pd.DataFrame:
     strings = _pattern(["plain", None, "", 'quo"te, comma', "new\nline", "naïve ☃ 日本", "tab\tend"], n)
     cols = {
         "id": np.arange(n, dtype="int64") * 3 + 1,
-        "i8": np.array(_pattern([-128, 0, 127]), dtype="int8")[:n] if n <= N else rng.integers(-128, 127, n, dtype="int8"),
+        "i8": np.array(_pattern([-128, 0, 127]), dtype="int8")[:n]
+        if n <= N
+        else rng.integers(-128, 127, n, dtype="int8"),
         "i16": rng.integers(-(2**15), 2**15 - 1, n, dtype="int16"),
         "i32": rng.integers(-(2**31), 2**31 - 1, n, dtype="int32"),
         "i64": np.array(_pattern([-(2**63), 0, 2**63 - 1, 12345678901234567], n), dtype="int64"),
@@ -48,17 +50,29 @@ def dtype_matrix(n: int = N, with_key: bool = True) -> pd.DataFrame:
         "dt_us": (ts_na + pd.Timedelta(microseconds=7)).astype("datetime64[us]"),
         "dt_ns": (ts_na + pd.Timedelta(nanoseconds=7)).astype("datetime64[ns]"),
         "dt_utc": (ts_na + pd.Timedelta(microseconds=3)).dt.tz_localize("UTC").astype("datetime64[us, UTC]"),
-        "dt_ny": ts_na.dt.tz_localize("UTC").dt.tz_convert("America/New_York").astype("datetime64[ns, America/New_York]"),
-        "td": pd.Series(pd.to_timedelta(_pattern([1, None, -3600, 86400 * 400], n), unit="s")).astype("timedelta64[ns]"),
-        "dec": pd.Series(_pattern([decimal.Decimal("1.10"), None, decimal.Decimal("-12345678901234.5678")], n), dtype=object),
+        "dt_ny": ts_na.dt.tz_localize("UTC")
+        .dt.tz_convert("America/New_York")
+        .astype("datetime64[ns, America/New_York]"),
+        "td": pd.Series(pd.to_timedelta(_pattern([1, None, -3600, 86400 * 400], n), unit="s")).astype(
+            "timedelta64[ns]"
+        ),
+        "dec": pd.Series(
+            _pattern([decimal.Decimal("1.10"), None, decimal.Decimal("-12345678901234.5678")], n), dtype=object
+        ),
         "bytes": pd.Series(_pattern([b"\x00\x01", None, b"", "é".encode()], n), dtype=object),
-        "date": pd.Series(_pattern([dt.date(2020, 2, 29), None, dt.date(1, 1, 1), dt.date(9999, 12, 31)], n), dtype=object),
-        "json": pd.Series(_pattern([{"a": [1, 2], "b": None}, None, [1, "x", 2.5], {"nested": {"k": True}}], n), dtype=object),
+        "date": pd.Series(
+            _pattern([dt.date(2020, 2, 29), None, dt.date(1, 1, 1), dt.date(9999, 12, 31)], n), dtype=object
+        ),
+        "json": pd.Series(
+            _pattern([{"a": [1, 2], "b": None}, None, [1, "x", 2.5], {"nested": {"k": True}}], n), dtype=object
+        ),
         "pa_int": pd.Series(_pattern([1, None, 3], n), dtype="int64[pyarrow]"),
         "pa_str": pd.Series(_pattern(["x", None, "ÿ"], n), dtype="string[pyarrow]"),
         "pa_f64": pd.Series(_pattern([1.5, None], n), dtype="double[pyarrow]"),
     }
-    df = pd.DataFrame({k: pd.Series(v).reset_index(drop=True) if not isinstance(v, pd.Categorical) else v for k, v in cols.items()})
+    df = pd.DataFrame(
+        {k: pd.Series(v).reset_index(drop=True) if not isinstance(v, pd.Categorical) else v for k, v in cols.items()}
+    )
     if not with_key:
         df = df.drop(columns="id")
     return df

@@ -1,0 +1,14 @@
+"""The backend contract on PostgreSQL (the server of tests/pg.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataknobs_pd.testing import BackendContract
+from tests.stores import opened
+
+
+class TestPostgreSQL(BackendContract):
+    @pytest.fixture
+    def store(self, tmp_path):
+        yield from opened("postgresql", tmp_path)
