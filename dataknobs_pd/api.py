@@ -37,7 +37,7 @@ def save(
     """Write `df` to `table`: create it, replace it, append to it or upsert into it by key."""
     _check_option("if_exists", if_exists, IF_EXISTS)
     _check_common(df, table, errors, chunksize)
-    st = as_store(store)
+    store = as_store(store)
     key_cols = keys.resolve(df, key)
     if if_exists == "upsert":
         keys.require(key_cols, "save(if_exists='upsert')", table)
@@ -46,17 +46,17 @@ def save(
     def plan(existing: TableSchema | None) -> Plan:
         if existing is not None and if_exists == "fail":
             raise TableExistsError(
-                f"table {table!r} already exists in {st.url}; pass if_exists='replace', 'append' or 'upsert'")
+                f"table {table!r} already exists in {store.url}; pass if_exists='replace', 'append' or 'upsert'")
         if existing is None or if_exists == "replace":
             if existing is None:
-                _check_case(st, table)
+                _check_case(store, table)
             if not fresh:
                 fresh.append(_mapper.schema(df, key_cols))
             return Plan(fresh[0], "insert", create=True)
         schema, changed = _fit(df, existing, key_cols, table)
         return Plan(schema, "upsert" if if_exists == "upsert" else "insert", schema_changed=changed)
 
-    return _run(Job("save", st.backend, st.url, table, df, plan), errors, chunksize, progress)
+    return _run(Job("save", store.backend, store.url, table, df, plan), errors, chunksize, progress)
 
 
 def update_batch(
@@ -69,14 +69,14 @@ def update_batch(
     A key not in the table fails with stage "missing", unless insert_missing=True inserts it.
     """
     _check_common(df, table, errors, chunksize)
-    st = as_store(store)
+    store = as_store(store)
     key_cols = keys.require(keys.resolve(df, key), "update_batch", table)
 
     def plan(existing: TableSchema | None) -> Plan:
-        schema, changed = _fit(df, _found(st, table, existing), key_cols, table)
+        schema, changed = _fit(df, _found(store, table, existing), key_cols, table)
         return Plan(schema, "upsert" if insert_missing else "update", schema_changed=changed)
 
-    return _run(Job("update_batch", st.backend, st.url, table, df, plan), errors, chunksize, progress)
+    return _run(Job("update_batch", store.backend, store.url, table, df, plan), errors, chunksize, progress)
 
 
 def delete(
@@ -85,15 +85,15 @@ def delete(
 ) -> BatchResult:
     """Delete the rows whose key appears in `df`; keys not in the table fail with stage "missing"."""
     _check_common(df, table, errors, chunksize)
-    st = as_store(store)
+    store = as_store(store)
     key_cols = keys.require(keys.resolve(df, key), "delete", table)
 
     def plan(existing: TableSchema | None) -> Plan:
-        existing = _found(st, table, existing)
+        existing = _found(store, table, existing)
         _same_key(existing, key_cols, table)
         return Plan(existing, "delete")
 
-    return _run(Job("delete", st.backend, st.url, table, df, plan), errors, chunksize, progress)
+    return _run(Job("delete", store.backend, store.url, table, df, plan), errors, chunksize, progress)
 
 
 def load(
@@ -102,8 +102,8 @@ def load(
 ) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Read a table back with the dtypes, column order and index it was saved with."""
     check_table_name(table)
-    st = as_store(store)
-    schema = _found(st, table, st.backend.schema(table))
+    store = as_store(store)
+    schema = _found(store, table, store.backend.schema(table))
     if columns is None:
         selected = schema.names
     else:
@@ -118,7 +118,7 @@ def load(
         columns=[schema.column(n) for n in selected], key=schema.key, index_names=schema.index_names
     )
     batch_rows = chunksize or 1_000_000
-    batches = st.backend.read(table, schema, selected, filters, order, limit, batch_rows)
+    batches = store.backend.read(table, schema, selected, filters, order, limit, batch_rows)
     if chunksize:
         return _frames(batches, view)
     tables = list(batches)
@@ -146,20 +146,20 @@ def _frames(batches, view: TableSchema) -> Iterator[pd.DataFrame]:
         yield frame
 
 
-def _found(st: Store, table: str, schema: TableSchema | None) -> TableSchema:
+def _found(store: Store, table: str, schema: TableSchema | None) -> TableSchema:
     if schema is None:
-        raise TableNotFoundError(f"no table {table!r} in {st.url}; tables: {st.tables()}")
+        raise TableNotFoundError(f"no table {table!r} in {store.url}; tables: {store.tables()}")
     return schema
 
 
-def _check_case(st: Store, table: str) -> None:
+def _check_case(store: Store, table: str) -> None:
     """Refuse a new table whose name differs only by case from one already there: SQLite and
     case-insensitive file systems cannot keep such names apart, so no store takes them."""
     folded = table.casefold()
-    other = next((t for t in st.backend.tables() if t.casefold() == folded and t != table), None)
+    other = next((t for t in store.backend.tables() if t.casefold() == folded and t != table), None)
     if other is not None:
         raise InvalidArgumentError(
-            f"table {table!r} differs only by case from table {other!r} in {st.url}; use {other!r} or another name")
+            f"table {table!r} differs only by case from table {other!r} in {store.url}; use {other!r} or another name")
 
 
 def _select(schema: TableSchema, columns, table: str) -> list[str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import inspect
 import threading
 
 from .backends import backend_class
 from .backends.base import Backend
-from .errors import TableNotFoundError
+from .errors import InvalidArgumentError, TableNotFoundError
 from .names import check_table_name
 from .urls import mask, scheme_of
 
@@ -82,8 +83,20 @@ def connect(url: str, **options) -> Store:
         store = _POOL.get(key)
         if store is None or store.closed:
             cls = backend_class(scheme)
+            _check_options(cls, scheme, options)
             store = _POOL[key] = Store(url, cls(url, **options), key, options)
         return store
+
+
+def _check_options(cls, scheme: str, options: dict) -> None:
+    """Unknown connect() options are an error naming the valid ones (the backend's keyword arguments)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    valid = [p.name for p in params if p.name not in ("self", "url") and p.kind in named]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown option(s) {unknown} for {scheme}:// stores; valid: {', '.join(valid) if valid else 'none'}")
 
 
 def as_store(store) -> Store:

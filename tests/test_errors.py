@@ -51,3 +51,9 @@ def test_password_is_masked():
     with pytest.raises(dk.BackendUnavailableError) as info:
         dk.connect("nosuch://bob:hunter2@host/db")
     assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["memory://opts", "sqlite:///:memory:", "parquet:///tmp/dk-opts"])
+def test_unknown_connect_options_name_the_valid_ones(url):
+    with pytest.raises(dk.InvalidArgumentError, match=r"\['colour'\].*valid"):
+        dk.connect(url, colour="red")
