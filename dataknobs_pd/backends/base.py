@@ -128,6 +128,37 @@ def without_rows(data: pa.Table, positions) -> pa.Table:
     return data.filter(pa.array(keep))
 
 
+def rebatch(stream: Iterator[pa.Table], schema: pa.Schema, limit: int | None, rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly `rows` rows (the last may be shorter) in `schema`, at most `limit` rows in all;
+    at least one table, empty when there are no rows."""
+    held: list[pa.Table] = []
+    have = sent = 0
+    for t in stream:
+        if limit is not None and sent + have >= limit:
+            break
+        t = conform(t, schema)
+        if limit is not None:
+            t = t.slice(0, limit - sent - have)
+        held.append(t)
+        have += t.num_rows
+        while have >= rows:
+            merged = pa.concat_tables(held)
+            yield merged.slice(0, rows)
+            sent += rows
+            rest = merged.slice(rows)
+            held, have = [rest], rest.num_rows
+    if have or not sent:
+        yield pa.concat_tables(held) if held else schema.empty_table()
+
+
+def conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Exactly the columns, types and nullability of `schema` (a store may return e.g. a wider type)."""
+    t = t.select(schema.names).replace_schema_metadata(None)
+    if t.schema.equals(schema):
+        return t
+    return pa.table([t.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+
 # -- SHIM: until every backend reports facts -------------------------------------------------
 def _key_text(key: list[str], data: pa.Table, i: int) -> str:
     return ", ".join(f"{k}={data.column(k)[i].as_py()!r}" for k in key)
