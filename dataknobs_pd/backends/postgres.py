@@ -10,8 +10,12 @@ opposite orders would otherwise deadlock. Reads: Arrow record batches (COPY ... 
 the binary extended protocol when filter values are bound), with columns, filters, order and
 limit in the SQL.
 Columns get native types (postgres_types); the dk schema sits in `_dk_schema` of the
-connection's schema (the first of its search_path). Connections (postgres_conn) are pooled
-per backend, that is per URL; a transaction pins one to the calling thread.
+connection's schema (the first of its search_path, found at connect). Every statement names
+tables through that schema and the stage through pg_temp, so that no temporary or catalogue
+table (pg_temp, pg_catalog come first in name lookup) stands in for a user's table.
+Connections (postgres_conn) are pooled per backend, that is per URL; a transaction pins one to
+the calling thread. Writers of one table take turns: claim() holds an advisory lock on its
+name until the transaction ends, so that deciding "create or write into" cannot interleave.
 """
 
 from __future__ import annotations
@@ -26,17 +30,26 @@ import adbc_driver_manager
 import numpy as np
 import pyarrow as pa
 
-from ..errors import DataKnobsError, RowFailure, WriteError
+from ..errors import (
+    ConcurrentWriteError,
+    ConnectionLostError,
+    DataKnobsError,
+    InvalidArgumentError,
+    RowFailure,
+    StorageError,
+    TableExistsError,
+    WriteError,
+)
 from ..schema import TableSchema
-from ..store import mask
+from ..urls import mask
 from . import postgres_types as pgt
 from .base import Backend, Failures, absent_message, conflict_message, missing_message, without_rows
-from ..errors import ConcurrentWriteError, ConnectionLostError
 from .postgres_conn import TRANSIENT, Conn, Pool
 from .postgres_foreign import foreign_schema
 from .sql import META, ROW, STAGE, key_match, q, where_sql
 
 _RETRIES = 6
+_STAGE = f"pg_temp.{q(STAGE)}"  # qualified: a user table of that name is never taken for it
 
 
 class PostgresBackend(Backend):
@@ -51,21 +64,30 @@ class PostgresBackend(Backend):
     def __init__(self, url: str, pool_size: int = 4, fillfactor: int = 90, **options):
         super().__init__(url, **options)
         if not (isinstance(fillfactor, int) and 10 <= fillfactor <= 100):
-            raise DataKnobsError(f"fillfactor={fillfactor!r} is not valid; use an int from 10 to 100")
+            raise InvalidArgumentError(f"fillfactor={fillfactor!r} is not valid; use an int from 10 to 100")
         self.fillfactor = fillfactor
         self.uri = "postgresql://" + url.split("://", 1)[1]  # libpq takes both schemes; ADBC wants this one
         self._pool = Pool(self.uri, pool_size, mask(url))
         self._local = threading.local()
         with self._borrow() as c:
-            if c.query("SELECT current_schema()")[0][0] is None:
+            self.nsp = c.query("SELECT current_schema()")[0][0]
+            if self.nsp is None:
                 path = c.query("SELECT current_setting('search_path')")[0][0]
-                raise DataKnobsError(
-                    f"{mask(url)}: no schema of the search_path ({path}) exists to hold tables; create it first")
-            try:
-                c.run(f"CREATE TABLE IF NOT EXISTS {q(META)} (name text PRIMARY KEY, schema text NOT NULL)")
-            except DataKnobsError:  # another process created it at the same moment
-                if c.query(f"SELECT to_regclass('{META}') IS NULL")[0][0]:
-                    raise
+                raise StorageError(
+                    f"{mask(url)}: no schema of the search_path ({path}) exists to hold tables, or this user may "
+                    f"not use it; create it or grant USAGE on it first")
+            self._meta = self._t(META)
+            if c.query("SELECT to_regclass($1) IS NULL", (self._meta,))[0][0]:  # a reader may not create it
+                try:
+                    c.run(f"CREATE TABLE IF NOT EXISTS {self._meta} (name text PRIMARY KEY, schema text NOT NULL)",
+                          doing="creating the table of dk schemas")
+                except DataKnobsError:  # another process created it at the same moment
+                    if c.query("SELECT to_regclass($1) IS NULL", (self._meta,))[0][0]:
+                        raise
+
+    def _t(self, table: str) -> str:
+        """The table's name in SQL: quoted, through the store's schema."""
+        return f"{q(self.nsp)}.{q(table)}"
 
     # -- connections -------------------------------------------------------------------------
     @contextmanager
@@ -150,27 +172,44 @@ class PostgresBackend(Backend):
         entry = c.pending.pop(table, None)
         if entry:
             try:
-                c.run(f"ALTER TABLE {q(table)} ADD PRIMARY KEY ({', '.join(q(k) for k in entry[0])})",
+                c.run(f"ALTER TABLE {self._t(table)} ADD PRIMARY KEY ({', '.join(q(k) for k in entry[0])})",
                       doing=f"adding the primary key of {table!r}")
             except WriteError as e:  # keys that pandas holds apart and PostgreSQL does not (never seen)
-                raise DataKnobsError(f"cannot add the primary key of {table!r}: {e}; nothing was written") from e
+                raise StorageError(f"cannot add the primary key of {table!r}: {e}; nothing was written") from e
 
     def close(self):
         self._pool.close()
 
     # -- catalogue ---------------------------------------------------------------------------
+    def claim(self, table):
+        """Other writers of `table` wait here until this transaction ends (an advisory lock on its name)."""
+        pgt.check_name(table, table)
+        c = getattr(self._local, "conn", None)
+        if c is None:  # outside a transaction the lock would end with the statement
+            return
+        try:
+            c.run("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", (self._t(table),),
+                  doing=f"waiting for the other writers of {table!r}")
+        except WriteError as e:  # a deadlock found while waiting: the whole call may run again
+            if e.code not in TRANSIENT:
+                raise
+            raise ConcurrentWriteError(
+                f"waiting for the other writers of {table!r} ended in a deadlock ({e}); this call was rolled back, "
+                f"nothing of it was written: run it again") from e
+
     def tables(self):
         with self._borrow() as c:
             rows = c.query("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                           " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')")
+                           " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')", (self.nsp,))
         return sorted(r[0] for r in rows if not r[0].startswith("_dk_"))
 
     def schema(self, table):
+        pgt.check_name(table, table)
         with self._borrow() as c:
-            rows = c.query(f"SELECT schema FROM {q(META)} WHERE name = $1", (table,))
+            rows = c.query(f"SELECT schema FROM {self._meta} WHERE name = $1", (table,))
             if rows:
                 return TableSchema.from_json(rows[0][0], table)
-            return foreign_schema(lambda sql, params: c.query(sql, params), table)
+            return foreign_schema(lambda sql, params: c.query(sql, params), self._t(table))
 
     def create(self, table, schema):
         pgt.check_names(table, schema)
@@ -179,22 +218,29 @@ class PostgresBackend(Backend):
             defs.append(f"{q(pgt.SEQ)} bigint GENERATED ALWAYS AS IDENTITY")
         room = f" WITH (fillfactor = {self.fillfactor})" if schema.key and self.fillfactor < 100 else ""
         with self._use() as c:
-            c.run(f"CREATE TABLE {q(table)} ({', '.join(defs)}){room}", doing=f"creating table {table!r}")
+            try:
+                c.run(f"CREATE TABLE {self._t(table)} ({', '.join(defs)}){room}", doing=f"creating table {table!r}")
+            except TableExistsError as e:
+                raise TableExistsError(
+                    f"cannot create table {table!r}: schema {self.nsp!r} already holds a relation of that name (an "
+                    f"index, a sequence, or a table another program created meanwhile) ({e})") from e
             self.set_schema(table, schema)
             if schema.key:
                 c.pending[table] = (pgt.physical_key(schema), c.depth)
 
     def set_schema(self, table, schema):
         with self._use() as c:
-            c.run(f"INSERT INTO {q(META)} (name, schema) VALUES ($1, $2)"
+            c.run(f"INSERT INTO {self._meta} (name, schema) VALUES ($1, $2)"
                   f" ON CONFLICT (name) DO UPDATE SET schema = EXCLUDED.schema", (table, schema.to_json()),
                   doing=f"storing the schema of {table!r}")
 
     def drop(self, table):
+        pgt.check_name(table, table)
         with self._use() as c:
+            self.claim(table)
             c.pending.pop(table, None)
-            c.run(f"DROP TABLE IF EXISTS {q(table)}", doing=f"dropping {table!r}")
-            c.run(f"DELETE FROM {q(META)} WHERE name = $1", (table,), doing=f"dropping {table!r}")
+            c.run(f"DROP TABLE IF EXISTS {self._t(table)}", doing=f"dropping {table!r}")
+            c.run(f"DELETE FROM {self._meta} WHERE name = $1", (table,), doing=f"dropping {table!r}")
 
     # -- data --------------------------------------------------------------------------------
     def prepare(self, data, schema):
@@ -213,10 +259,11 @@ class PostgresBackend(Backend):
         lock on the table in this transaction, so it never needs an upgrade.
         """
         if table not in c.locked and table not in c.pending:
-            c.run(f"LOCK TABLE {q(table)} IN SHARE ROW EXCLUSIVE MODE", doing=f"locking {table!r} for writing")
+            c.run(f"LOCK TABLE {self._t(table)} IN SHARE ROW EXCLUSIVE MODE", doing=f"locking {table!r} for writing")
             c.locked[table] = c.depth
 
     def write(self, table, data, schema, mode):
+        pgt.check_name(table, table)
         absent = [c.name for c in schema.columns if c.name not in data.column_names and not c.nullable]
         with self._use() as c:
             if schema.key:
@@ -224,11 +271,11 @@ class PostgresBackend(Backend):
             if mode == "insert" and not absent:
                 wire = pgt.wire_table(data, schema)
                 if not schema.key or table in c.pending:  # nothing in the table can clash
-                    c.copy(table, wire)
+                    c.copy(table, wire, schema=self.nsp)
                     return {}
                 try:
                     with self.savepoint():
-                        c.copy(table, wire)
+                        c.copy(table, wire, schema=self.nsp)
                     return {}
                 except WriteError as e:
                     if e.code != "23505":
@@ -260,11 +307,11 @@ class PostgresBackend(Backend):
         """Some keys of the chunk exist: stage the keys alone, find those in the table in one
         statement, and copy the other rows straight in (cheaper than staging whole rows)."""
         pk = pgt.physical_key(schema)
-        self._stage(c, data.select(schema.key), schema)
-        found = set(c.column(f"SELECT s.{q(ROW)} FROM {q(STAGE)} s WHERE EXISTS (SELECT 1 FROM {q(table)} d"
+        self._stage(c, table, data.select(schema.key), schema)
+        found = set(c.column(f"SELECT s.{q(ROW)} FROM {_STAGE} s WHERE EXISTS (SELECT 1 FROM {self._t(table)} d"
                              f" WHERE {key_match(pk, 'd', 's')})", doing=f"writing to {table!r}"))
         if len(found) < data.num_rows:
-            c.copy(table, pgt.wire_table(without_rows(data, found), schema))
+            c.copy(table, pgt.wire_table(without_rows(data, found), schema), schema=self.nsp)
         return {i: RowFailure("write", "KeyConflict", conflict_message(schema.key, data, i)) for i in sorted(found)}
 
     def _write_staged(self, c, table, data, schema, mode, absent) -> Failures:
@@ -274,8 +321,8 @@ class PostgresBackend(Backend):
         pk = pgt.physical_key(schema)
         cols = [n for name in data.column_names for n in p[name].stored]
         values = [n for name in data.column_names if name not in key for n in p[name].stored]
-        self._stage(c, data, schema)
-        t, s, row = q(table), q(STAGE), q(ROW)
+        self._stage(c, table, data, schema)
+        t, s, row = self._t(table), _STAGE, q(ROW)
         listed = ", ".join(q(n) for n in cols)
         exists = f"SELECT s.{row} FROM {s} s WHERE EXISTS (SELECT 1 FROM {t} d WHERE {key_match(pk, 'd', 's')})"
         sets = ", ".join(f"{q(n)} = s.{q(n)}" for n in values)
@@ -313,25 +360,30 @@ class PostgresBackend(Backend):
                     failures[i] = RowFailure("missing", "MissingKey", missing_message(key, data, i))
         return failures
 
-    def _stage(self, c: Conn, data: pa.Table, schema: TableSchema) -> None:
+    def _stage(self, c: Conn, table: str, data: pa.Table, schema: TableSchema) -> None:
         """Load the chunk into the temporary stage, with the table's column types and each row's position."""
         p = pgt.plans(schema)
+        stored = [n for name in data.column_names for n in p[name].stored]
+        if ROW in stored:  # only a table made elsewhere can have it: the public API refuses the name
+            raise InvalidArgumentError(
+                f"table {table!r}: column {ROW!r} has the name of dataknobs' own row number; rename it to write by key")
         defs = [d for name in data.column_names for d in p[name].ddl(True)] + [f"{q(ROW)} bigint"]
-        c.run(f"DROP TABLE IF EXISTS pg_temp.{q(STAGE)}", doing="staging")
-        c.run(f"CREATE TEMP TABLE {q(STAGE)} ({', '.join(defs)}) ON COMMIT DROP", doing="staging")
+        c.run(f"DROP TABLE IF EXISTS {_STAGE}", doing="staging")
+        c.run(f"CREATE TEMP TABLE {_STAGE} ({', '.join(defs)}) ON COMMIT DROP", doing="staging")
         wire = pgt.wire_table(data, schema, {ROW: pa.array(np.arange(data.num_rows), type=pa.int64())})
         c.copy(STAGE, wire, temporary=True)
-        c.run(f"ANALYZE pg_temp.{q(STAGE)}", doing="staging")  # else the planner may hash the big table
+        c.run(f"ANALYZE {_STAGE}", doing="staging")  # else the planner may hash the big table
 
     def delete(self, table, keys, schema):
+        pgt.check_name(table, table)
         pk = pgt.physical_key(schema)
         with self._use() as c:
             self._lock(c, table)
             self._add_key(c, table)
 
             def attempt():
-                self._stage(c, keys, schema)
-                return c.column(f"DELETE FROM {q(table)} d USING {q(STAGE)} s WHERE {key_match(pk, 'd', 's')}"
+                self._stage(c, table, keys, schema)
+                return c.column(f"DELETE FROM {self._t(table)} d USING {_STAGE} s WHERE {key_match(pk, 'd', 's')}"
                                 f" RETURNING s.{q(ROW)}", doing=f"deleting from {table!r}")
 
             found = self._retrying(attempt, table)
@@ -339,6 +391,7 @@ class PostgresBackend(Backend):
                 for i in range(keys.num_rows) if i not in found}
 
     def read(self, table, schema, columns, where, order, limit, batch_rows):
+        pgt.check_name(table, table)
         p = pgt.plans(schema)
         fields = [pa.field(n, schema.column(n).arrow) for n in columns]
         numbers = itertools.count(1)
@@ -357,7 +410,7 @@ class PostgresBackend(Backend):
         if not terms:
             terms = [(k, True) for k in pgt.physical_key(schema)]
         selected = [n for c in columns for n in p[c].stored]
-        sql = f"SELECT {', '.join(q(n) for n in selected) or 'NULL'} FROM {q(table)}{clause}"
+        sql = f"SELECT {', '.join(q(n) for n in selected) or 'NULL'} FROM {self._t(table)}{clause}"
         # a missing value compared with < = ... (NaN, NaT, NA) matches no row, as SQL NULL does
         params = [pa.nulls(1, pa.null()) if v is None else v for v in params]
         bound = pa.record_batch(params, names=[f"p{i}" for i in range(len(params))]) if params else None
@@ -368,7 +421,7 @@ class PostgresBackend(Backend):
         out_schema = pa.schema(fields)
         with self._borrow() as c:
             if not terms and c.query("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2",
-                                     (q(table), pgt.SEQ)):
+                                     (self._t(table), pgt.SEQ)):
                 terms = [(pgt.SEQ, True)]  # keyless: insertion order
             if terms:
                 sql += " ORDER BY " + ", ".join(f"{q(n)} {'ASC' if asc else 'DESC'}" for n, asc in terms)
@@ -422,5 +475,5 @@ def _params(col: str, values: list, t: pa.DataType, p: pgt.PgColumn) -> list:
         arr = pa.array(values, type=t, from_pandas=True)
         wire = arr.cast(pa.int64()) if p.ns else pgt.to_wire(arr, p)[0]
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
-        raise DataKnobsError(f"where= value(s) {values!r} for column {col!r} do not fit its type {t}: {e}") from e
+        raise InvalidArgumentError(f"where= value(s) {values!r} for column {col!r} do not fit its type {t}: {e}") from e
     return [wire.slice(i, 1) if arr[i].is_valid else None for i in range(len(arr))]

@@ -3,7 +3,10 @@
 Connections run in autocommit; transactions are explicit BEGIN/COMMIT so that nothing is left
 open between calls (an idle open transaction would hold locks). Errors become a WriteError
 (the data is at fault: the engine narrows the chunk down), ConnectionLostError (the server
-is gone: the call ends) or another DataKnobsError, with the SQLSTATE and the constraint name.
+is gone: the call ends), ConcurrentWriteError (another transaction created the same catalogue
+entry first) or another StorageError, with the SQLSTATE and the constraint name.
+A password is found the way the masked URL finds it (up to the last "@"), given to libpq
+percent-encoded, and scrubbed from every message.
 """
 
 from __future__ import annotations
@@ -11,19 +14,22 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as pgdb
 import pyarrow as pa
 
 from ..errors import (
+    ConcurrentWriteError,
     ConnectionLostError,
     DataKnobsError,
+    StorageError,
     TableExistsError,
     TableNotFoundError,
     WriteError,
 )
+from ..urls import password_of
 
 _CLASSES = {  # SQLSTATE -> row error class (by exact code, then by class)
     "23502": "NotNull", "23514": "CheckConstraint", "23503": "ForeignKey", "23505": "Constraint",
@@ -34,18 +40,14 @@ _ROW_CLASSES = ("22", "23", "40", "54", "P0", "XX")  # errors about the data: th
 TRANSIENT = ("40P01", "40001")  # deadlock, serialization failure: worth another try
 
 
-
-
-
-
 class Conn:
     """One pooled connection, with what the transaction pinned to it has done so far."""
 
     __slots__ = ("broken", "depth", "locked", "pending", "raw", "secret", "where")
 
-    def __init__(self, raw, where: str, secret: str | None):
+    def __init__(self, raw, where: str, secret: tuple[str, ...]):
         self.raw = raw
-        self.where, self.secret = where, secret  # the masked URL for messages; the password to scrub
+        self.where, self.secret = where, secret  # the masked URL for messages; the password's spellings to scrub
         self.broken = False
         self.depth = 0  # savepoint nesting inside the pinned transaction
         self.pending: dict[str, tuple[list[str], int]] = {}  # table -> (primary key, depth) to add at commit
@@ -73,9 +75,9 @@ class Conn:
             return set(cur.fetch_arrow_table().column(0).to_numpy(zero_copy_only=False).tolist())
         return self._call(go, doing)
 
-    def copy(self, table: str, data: pa.Table, temporary: bool = False) -> None:
-        """Binary COPY of Arrow data into an existing table (its columns named by the data)."""
-        self._call(lambda cur: cur.adbc_ingest(table, data, mode="append", temporary=temporary),
+    def copy(self, table: str, data: pa.Table, temporary: bool = False, schema: str | None = None) -> None:
+        """Binary COPY of Arrow data into an existing table of `schema` (its columns named by the data)."""
+        self._call(lambda cur: cur.adbc_ingest(table, data, mode="append", db_schema_name=schema, temporary=temporary),
                    f"writing to {table!r}")
 
     def _call(self, fn, doing: str):
@@ -107,12 +109,17 @@ class Conn:
             return TableExistsError(f"{doing}: {message}")
         if state in ("42P01", "3F000"):
             return TableNotFoundError(f"{doing}: {message} in {self.where}")
+        if state == "23505" and details.get("PG_DIAG_SCHEMA_NAME") == "pg_catalog":
+            # two transactions made the same catalogue entry (CREATE of one name): the other committed first
+            return ConcurrentWriteError(
+                f"{doing}: another transaction did the same at the same moment and committed first; "
+                f"this call was rolled back, nothing of it was written: run it again")
         if state[:2] in _ROW_CLASSES:
             error = _CLASSES.get(state) or _CLASSES.get(state[:2], "WriteError")
             if state == "23505" and (constraint or "").endswith("_pkey"):
                 error = "KeyConflict"
             return WriteError(message, error, state)
-        return DataKnobsError(f"PostgreSQL refused {doing} [{state or 'no SQLSTATE'}]: {message}")
+        return StorageError(f"PostgreSQL refused {doing} [{state or 'no SQLSTATE'}]: {message}")
 
     def scrub(self, message: str) -> str:
         return scrub(message, self.secret)
@@ -133,8 +140,8 @@ class Pool:
     """Idle connections of one backend (one per URL); at most `size` kept, more opened when needed."""
 
     def __init__(self, uri: str, size: int, where: str):
-        self.uri, self.size, self.where = uri, size, where
-        self.secret = urlsplit(uri).password
+        self.uri, self.secret = libpq_uri(uri)
+        self.size, self.where = size, where
         self.idle: list[Conn] = []
         self.lock = threading.Lock()
         self.pid = os.getpid()
@@ -154,7 +161,8 @@ class Pool:
         try:
             return Conn(pgdb.connect(self.uri, autocommit=True), self.where, self.secret)
         except adbc_driver_manager.Error as e:
-            raise DataKnobsError(f"cannot connect to {self.where}: {scrub(text(e), self.secret)}") from e
+            # not chained: the driver's own message is shown here, scrubbed, and nowhere else
+            raise StorageError(f"cannot connect to {self.where}: {scrub(text(e), self.secret)}") from None
 
     def put(self, c: Conn) -> None:
         with self.lock:
@@ -181,8 +189,23 @@ def text(e: Exception) -> str:
     return " ".join(out.split())
 
 
-def scrub(message: str, secret: str | None) -> str:
-    for s in {secret, unquote(secret or "")} - {None, ""}:
+def libpq_uri(uri: str) -> tuple[str, tuple[str, ...]]:
+    """The URI for libpq, its password percent-encoded, and the spellings of that password to scrub.
+
+    libpq ends a password at the first "/" or "@" and then shows the rest as a host or a port.
+    """
+    raw = password_of(uri.split("?", 1)[0]) or ""  # a query's own "@" is not the password's end
+    if any(ch in raw for ch in "/@"):
+        start = uri.index(":", uri.index("://") + 3) + 1  # the password follows "://user:"
+        uri = uri[:start] + quote(raw, safe="") + uri[start + len(raw):]
+    spellings = {raw, unquote(raw), quote(raw, safe=""), password_of(uri) or "", urlsplit(uri).password or ""}
+    spellings |= {unquote(s) for s in spellings}
+    return uri, tuple(sorted(spellings - {""}, key=len, reverse=True))
+
+
+def scrub(message: str, secret: tuple[str, ...]) -> str:
+    """`message` without any spelling of the password (longest first)."""
+    for s in secret:
         message = message.replace(s, "***")
     return message
 

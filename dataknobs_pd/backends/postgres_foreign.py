@@ -5,8 +5,6 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ..schema import Column, TableSchema
-from .postgres_types import NS_PREFIX, SEQ
-from .sql import q
 
 _OBJECT = {"name": "object", "na": "none"}
 _SIMPLE = {  # typname -> (kind, Arrow type, pandas dtype spec)
@@ -26,23 +24,26 @@ _SIMPLE = {  # typname -> (kind, Arrow type, pandas dtype spec)
 }
 
 
-def foreign_schema(query, table: str) -> TableSchema | None:
-    """`query(sql, params)` runs a statement; None when there is no such table."""
-    rel = "to_regclass($1)"
+def foreign_schema(query, relation: str) -> TableSchema | None:
+    """`query(sql, params)` runs a statement; `relation` is the schema-qualified, quoted name.
+
+    None when no table or view has that name (an index or a sequence is not a table). Every
+    column is shown: the hidden columns of this package exist only in tables it made, which
+    have a stored dk schema and never come here.
+    """
+    rel = "(SELECT oid FROM pg_class WHERE oid = to_regclass($1) AND relkind IN ('r', 'p', 'v', 'm', 'f'))"
     cols = query(
         "SELECT a.attname, t.typname, a.attnotnull, a.atttypmod FROM pg_attribute a"
         f" JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = {rel} AND a.attnum > 0"
-        " AND NOT a.attisdropped ORDER BY a.attnum", (q(table),))
+        " AND NOT a.attisdropped ORDER BY a.attnum", (relation,))
     if not cols:
         return None
     key = [r[0] for r in query(
         "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
         f" AND a.attnum = ANY(i.indkey) WHERE i.indrelid = {rel} AND i.indisprimary"
-        " ORDER BY array_position(i.indkey::int2[], a.attnum)", (q(table),))]
+        " ORDER BY array_position(i.indkey::int2[], a.attnum)", (relation,))]
     out = []
     for name, typ, notnull, typmod in cols:
-        if name == SEQ or name.startswith(NS_PREFIX):
-            continue
         if typ in _SIMPLE:
             kind, arrow, spec = _SIMPLE[typ]
         elif typ == "numeric" and typmod >= 4 and ((typmod - 4) >> 16) <= 76:

@@ -17,13 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import DataKnobsError, RowFailure, UnsupportedDtypeError
+from ..errors import InvalidArgumentError, RowFailure, StorageError, UnsupportedDtypeError
 from ..schema import Column, TableSchema
 from .sql import q
 
 NS_PREFIX = "_dk_ns_"  # companion column with the nanoseconds below a microsecond
 SEQ = "_dk_seq"  # hidden identity column that keeps the insertion order of keyless tables
 MAX_IDENT = 63  # PostgreSQL cuts longer identifiers (NAMEDATALEN - 1 bytes)
+SYSTEM_COLUMNS = ("tableoid", "xmin", "cmin", "xmax", "cmax", "ctid")  # every table has them already
 
 INT64_MAX = 2**63 - 1
 # PostgreSQL's timestamp range in microseconds since 1970 (4713-11-24 BC ..); the top is beyond int64
@@ -112,20 +113,37 @@ def plans(schema: TableSchema) -> dict[str, PgColumn]:
     return {c.name: plan(c) for c in schema.columns}
 
 
+def check_name(name, table, column: str | None = None) -> None:
+    """Refuse a table (or column) name PostgreSQL cannot hold or would cut, before it reaches any statement."""
+    what = f"table {table!r}" if column is None else f"column {column!r} of table {table!r}"
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError(f"{what}: a PostgreSQL name must be a non-empty string")
+    if "\x00" in name:
+        raise InvalidArgumentError(f"{what}: PostgreSQL names cannot hold a NUL character")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        raise InvalidArgumentError(f"{what}: the name is not valid Unicode text ({e.reason})") from None
+    if size > MAX_IDENT:
+        stored = "" if name in (table, column) else f" (stored as {name!r})"
+        raise InvalidArgumentError(
+            f"{what}{stored} is {size} bytes, longer than PostgreSQL's {MAX_IDENT} bytes; use a shorter name")
+
+
 def check_names(table: str, schema: TableSchema) -> None:
     """Refuse names PostgreSQL would cut or cannot hold, and clashes with the hidden columns."""
-    names = [table] + [n for p in plans(schema).values() for n in p.stored]
-    for n in names:
-        if "\x00" in n:
-            raise DataKnobsError(f"name {n!r} in table {table!r}: PostgreSQL names cannot hold a NUL character")
-        if len(n.encode()) > MAX_IDENT:
-            raise DataKnobsError(
-                f"name {n!r} in table {table!r} is longer than PostgreSQL's {MAX_IDENT} bytes "
-                f"({len(n.encode())}); use a shorter name")
-    user = schema.names
-    hidden = [n for n in user if n == SEQ or n.startswith(NS_PREFIX)]
+    check_name(table, table)
+    for col, p in plans(schema).items():
+        for n in p.stored:
+            check_name(n, table, col)
+    hidden = [n for n in schema.names if n == SEQ or n.startswith(NS_PREFIX)]
     if hidden:
-        raise DataKnobsError(f"table {table!r}: column name(s) {hidden} are reserved for dataknobs' hidden columns")
+        raise InvalidArgumentError(
+            f"table {table!r}: column name(s) {hidden} are reserved for dataknobs' hidden columns")
+    system = [n for n in schema.names if n in SYSTEM_COLUMNS]
+    if system:
+        raise InvalidArgumentError(
+            f"table {table!r}: column name(s) {system} are PostgreSQL's system columns; rename them")
 
 
 def physical_key(schema: TableSchema) -> list[str]:
@@ -261,7 +279,7 @@ def from_wire(parts: list[pa.ChunkedArray | pa.Array], col: Column, p: PgColumn)
             return pa.nulls(len(arr), t)
         return arr if arr.type == t else arr.cast(t)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise DataKnobsError(f"column {col.name!r}: a stored value cannot be read back as {t}: {e}") from e
+        raise StorageError(f"column {col.name!r}: a stored value cannot be read back as {t}: {e}") from e
 
 
 def _one(arr):
