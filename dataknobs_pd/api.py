@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
 import pandas as pd
@@ -34,8 +35,13 @@ def save(
     if_exists: str = "fail", errors: str = "collect", chunksize: int | None = None,
     progress: bool | None = None,
 ) -> BatchResult:
-    """Write `df` to `table`: create it, replace it, append to it or upsert into it by key."""
+    """Write `df` to `table`: create it, replace it, append to it or upsert into it by key.
+
+    `df` may also be an iterable of frames (say pd.read_csv(path, chunksize=...)): one call, one
+    report, rows counted across the whole stream, memory bounded by one frame.
+    """
     _check_option("if_exists", if_exists, IF_EXISTS)
+    frames, df = _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
     key_cols = keys.resolve(df, key)
@@ -56,7 +62,7 @@ def save(
         schema, changed = _fit(df, existing, key_cols, table)
         return Plan(schema, "upsert" if if_exists == "upsert" else "insert", schema_changed=changed)
 
-    return _run(Job("save", store.backend, store.url, table, df, plan), errors, chunksize, progress)
+    return _run(Job("save", store.backend, store.url, table, frames, plan), errors, chunksize, progress)
 
 
 def update_batch(
@@ -67,7 +73,9 @@ def update_batch(
     """Change the columns present in `df` on the rows whose key is in the table.
 
     A key not in the table fails with stage "missing", unless insert_missing=True inserts it.
+    `df` may also be an iterable of frames, as for `save`.
     """
+    frames, df = _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
     key_cols = keys.require(keys.resolve(df, key), "update_batch", table)
@@ -76,14 +84,16 @@ def update_batch(
         schema, changed = _fit(df, _found(store, table, existing), key_cols, table)
         return Plan(schema, "upsert" if insert_missing else "update", schema_changed=changed)
 
-    return _run(Job("update_batch", store.backend, store.url, table, df, plan), errors, chunksize, progress)
+    return _run(Job("update_batch", store.backend, store.url, table, frames, plan), errors, chunksize, progress)
 
 
 def delete(
     df: pd.DataFrame, store: Store | str, table: str, key: str | Sequence[str] | None = None,
     errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
 ) -> BatchResult:
-    """Delete the rows whose key appears in `df`; keys not in the table fail with stage "missing"."""
+    """Delete the rows whose key appears in `df` (a frame or an iterable of frames); keys not in the
+    table fail with stage "missing"."""
+    frames, df = _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
     key_cols = keys.require(keys.resolve(df, key), "delete", table)
@@ -93,7 +103,7 @@ def delete(
         _same_key(existing, key_cols, table)
         return Plan(existing, "delete")
 
-    return _run(Job("delete", store.backend, store.url, table, df, plan), errors, chunksize, progress)
+    return _run(Job("delete", store.backend, store.url, table, frames, plan), errors, chunksize, progress)
 
 
 def load(
@@ -120,7 +130,7 @@ def load(
     batch_rows = chunksize or 1_000_000
     batches = store.backend.read(table, schema, selected, filters, order, limit, batch_rows)
     if chunksize:
-        return _frames(batches, view)
+        return _chunks(batches, view)
     tables = list(batches)
     data = pa.concat_tables(tables) if tables else view.arrow_schema.empty_table()
     return _mapper.to_pandas(data, view)
@@ -129,12 +139,39 @@ def load(
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _input(data) -> tuple[list[pd.DataFrame] | Iterator[pd.DataFrame], pd.DataFrame]:
+    """The frames to write (a list when they can be read again) and the first of them."""
+    if isinstance(data, pd.DataFrame):
+        return [data], data
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise InvalidArgumentError(f"expected a pandas DataFrame or an iterable of them, got {type(data).__name__}")
+    if isinstance(data, (list, tuple)):
+        frames = list(data)
+        for i, f in enumerate(frames):
+            _frame_at(f, i)
+        if not frames:
+            raise InvalidArgumentError("the input holds no frames")
+        return frames, frames[0]
+    it = iter(data)
+    first = next(it, None)
+    if first is None:
+        raise InvalidArgumentError("the input stream holds no frames")
+    _frame_at(first, 0)
+    return itertools.chain([first], (_frame_at(f, i) for i, f in enumerate(it, 1))), first
+
+
+def _frame_at(f, i: int) -> pd.DataFrame:
+    if not isinstance(f, pd.DataFrame):
+        raise InvalidArgumentError(f"item {i} of the input is a {type(f).__name__}, not a pandas DataFrame")
+    return f
+
+
 def _run(job: Job, errors: str, chunksize, progress) -> BatchResult:
     job.errors, job.chunksize, job.progress = errors, chunksize, progress
     return BatchWriter(_mapper).run(job)
 
 
-def _frames(batches, view: TableSchema) -> Iterator[pd.DataFrame]:
+def _chunks(batches, view: TableSchema) -> Iterator[pd.DataFrame]:
     start = 0
     for batch in batches:
         if batch.num_rows == 0:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ import pyarrow as pa
 from . import keys
 from .backends.base import Backend
 from .errors import BatchError, ConcurrentWriteError, WriteError
-from .failures import Failures, RowFailure, Stage, bisect, classify, unholdable, validate
+from .failures import Failures, RowFailure, Stage, bisect, classify, repeated, unholdable, validate
 from .progress import Progress
 from .result import BatchResult
 from .schema import TableSchema
@@ -51,11 +51,17 @@ class Job:
     backend: Backend
     url: str
     table: str
-    frame: pd.DataFrame
+    frames: Iterable[pd.DataFrame]  # one frame, or a stream of them
     plan: Callable[[TableSchema | None], Plan]
     errors: str = "collect"
     chunksize: int | None = None
     progress: bool | None = None
+
+    @property
+    def single(self) -> pd.DataFrame | None:
+        """The input frame, when the input is one frame."""
+        f = self.frames
+        return f[0] if isinstance(f, list) and len(f) == 1 else None
 
 
 class BatchWriter:
@@ -72,17 +78,19 @@ class BatchWriter:
         plan = job.plan(existing)
         for attempt in range(ATTEMPTS):
             try:
-                failures, committed, plan = self._attempt(job, plan, existing)
+                tally, committed, plan = self._attempt(job, plan, existing)
                 break
             except ConcurrentWriteError:
-                if attempt == ATTEMPTS - 1:
+                if attempt == ATTEMPTS - 1 or not isinstance(job.frames, list):  # a stream cannot be read again
                     raise
                 time.sleep(random.uniform(0.02, 0.1 * 2**attempt))
                 existing = job.backend.schema(job.table)
                 plan = job.plan(existing)
+        single = job.single
         result = BatchResult(
-            operation=job.operation, table=job.table, url=job.url, frame=job.frame, key=plan.schema.key,
-            failures=failures, elapsed=time.perf_counter() - start, committed=committed,
+            operation=job.operation, table=job.table, url=job.url, key=plan.schema.key, failures=tally.failures,
+            elapsed=time.perf_counter() - start, committed=committed, frame=single,
+            total=tally.total, failed_rows=None if single is not None else tally.failed_rows(),
         )
         if not committed:
             raise BatchError(
@@ -93,48 +101,62 @@ class BatchWriter:
             )
         return result
 
-    def _attempt(self, job: Job, plan: Plan, existing: TableSchema | None) -> tuple[Failures, bool, Plan]:
-        """One try of the whole call in one transaction; returns (failures, committed, the plan used)."""
-        df, backend = job.frame, job.backend
-        failures = self._validate(df, plan.schema.key) if plan.schema.key else {}
+    def _attempt(self, job: Job, plan: Plan, existing: TableSchema | None) -> tuple[_Tally, bool, Plan]:
+        """One try of the whole call in one transaction; returns (the tally, committed, the plan used)."""
+        backend = job.backend
+        tally = _Tally()
+        single = job.single
         try:
-            with Progress(len(df), f"{job.operation} {job.table}", job.progress) as bar:
+            with Progress(None if single is None else len(single), f"{job.operation} {job.table}",
+                          job.progress) as bar:
                 with backend.transaction():
                     backend.claim(job.table)
                     now = backend.schema(job.table)
                     if now != existing:
                         plan = job.plan(now)
-                        failures = self._validate(df, plan.schema.key) if plan.schema.key else {}
                     if plan.create:
                         backend.drop(job.table)
                         backend.create(job.table, plan.schema)
                     elif plan.schema_changed:
                         backend.set_schema(job.table, plan.schema)
-                    per_chunk = job.chunksize or backend.chunk_rows(len(plan.schema.columns))
-                    for lo in range(0, len(df), per_chunk):
-                        hi = min(len(df), lo + per_chunk)
-                        rows = np.arange(lo, hi)
-                        if failures:
-                            rows = rows[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
-                        self._chunk(job, plan, rows, failures)
-                        bar.update(hi - lo, len(failures))
-                    if failures and job.errors == "raise":
+                    seen = None if single is not None or not plan.schema.key else keys.KeySet()
+                    for n, df in enumerate(job.frames):
+                        if n and plan.mode != "delete":  # a later frame of a stream must fit the table too
+                            plan = self._refit(job, plan, df)
+                        failures = self._validate(df, plan.schema.key, seen, tally.total)
+                        per_chunk = job.chunksize or backend.chunk_rows(len(plan.schema.columns))
+                        for lo in range(0, len(df), per_chunk):
+                            hi = min(len(df), lo + per_chunk)
+                            rows = np.arange(lo, hi)
+                            if failures:
+                                rows = rows[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
+                            self._chunk(job, plan, df, rows, failures)
+                            bar.update(hi - lo, tally.failed + len(failures))
+                        tally.add(df, failures)
+                    if tally.failed and job.errors == "raise":
                         raise _Abort
         except _Abort:
-            return failures, False, plan
-        return failures, True, plan
+            return tally, False, plan
+        return tally, True, plan
+
+    def _refit(self, job: Job, plan: Plan, df: pd.DataFrame) -> Plan:
+        schema, changed = self.mapper.fit(df, plan.schema, job.table)
+        if not changed:
+            return plan
+        job.backend.set_schema(job.table, schema)
+        return replace(plan, schema=schema)
 
     # -- one chunk ---------------------------------------------------------------------
-    def _chunk(self, job: Job, plan: Plan, rows: np.ndarray, failures: Failures) -> None:
+    def _chunk(self, job: Job, plan: Plan, df: pd.DataFrame, rows: np.ndarray, failures: Failures) -> None:
         if len(rows) == 0:
             return
         contiguous = rows[-1] - rows[0] + 1 == len(rows)
-        part = job.frame.iloc[rows[0]:rows[-1] + 1] if contiguous else job.frame.iloc[rows]
+        part = df.iloc[rows[0]:rows[-1] + 1] if contiguous else df.iloc[rows]
         if plan.mode == "delete":
             data, bad = self.mapper.to_arrow(keys.key_frame(part, plan.schema.key), _key_schema(plan.schema))
         else:
             # A default range index says nothing when updating rows, but labels the rows it inserts.
-            with_index = plan.mode == "insert" or not is_default_index(job.frame.index)
+            with_index = plan.mode == "insert" or not is_default_index(df.index)
             data, bad = self.mapper.to_arrow(part, plan.schema, with_index)
         rows = _drop(rows, bad, failures)
         data, facts = job.backend.prepare(data, plan.schema)
@@ -164,10 +186,44 @@ class BatchWriter:
         bisect(data.num_rows, attempt, failed, (WriteError,))
 
     @staticmethod
-    def _validate(df: pd.DataFrame, key: list[str]) -> Failures:
+    def _validate(df: pd.DataFrame, key: list[str] | None, seen: keys.KeySet | None, offset: int) -> Failures:
+        """Null and repeated keys; with `seen` (a stream), also keys of earlier frames (rows from `offset` on)."""
+        if not key:
+            return {}
         kf = keys.key_frame(df, key)
         null, dup = keys.invalid_rows(kf)
-        return validate(kf, null, dup)
+        out = validate(kf, null, dup)
+        if seen is not None:
+            fresh = np.setdiff1d(np.arange(len(kf)), np.concatenate([null, dup]))
+            earlier = seen.add(kf.iloc[fresh], offset + fresh)
+            out.update(repeated(kf, fresh[earlier >= 0], earlier[earlier >= 0]))
+        return out
+
+
+class _Tally:
+    """The rows of a call so far: how many, which failed (by position in the whole input) and those rows."""
+
+    def __init__(self):
+        self.total = 0
+        self.failures: Failures = {}
+        self._failed: list[pd.DataFrame] = []
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def add(self, df: pd.DataFrame, failures: Failures) -> None:
+        if failures:
+            positions = np.array(sorted(failures), dtype=np.int64)
+            self.failures.update({self.total + int(p): failures[int(p)] for p in positions})
+            self._failed.append(df.iloc[positions])
+        elif not self._failed:
+            self._failed.append(df.iloc[:0])  # keeps the columns and dtypes of an empty report
+        self.total += len(df)
+
+    def failed_rows(self) -> pd.DataFrame | None:
+        parts = [p for p in self._failed if len(p)] or self._failed[:1]
+        return pd.concat(parts) if len(parts) > 1 else (parts[0] if parts else None)
 
 
 def _drop(rows: np.ndarray, bad: Failures, failures: Failures) -> np.ndarray:

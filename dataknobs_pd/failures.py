@@ -107,6 +107,14 @@ def validate(key_frame: pd.DataFrame, null: np.ndarray, dup: np.ndarray) -> Fail
     return out
 
 
+def repeated(key_frame: pd.DataFrame, positions: np.ndarray, earlier: np.ndarray) -> Failures:
+    """Rows of a stream whose key an earlier frame already had (at row `earlier` of the whole input)."""
+    names = ", ".join(map(str, key_frame.columns))
+    return {int(p): RowFailure(Stage.VALIDATE, RowError.DuplicateKey,
+                               f"key ({names}) repeats row {int(e)} of this input")
+            for p, e in zip(positions, earlier)}
+
+
 def unholdable(facts: dict[int, Unholdable]) -> Failures:
     """The convert failures of the values a store said it cannot hold."""
     return {int(i): RowFailure(Stage.CONVERT, u.error, f"column {u.column!r}: {u.why}") for i, u in facts.items()}
@@ -205,18 +213,21 @@ def bisect(n: int, attempt: Callable[[int, int], None], failed: Callable[[int, E
 FAILURE_COLUMNS = ["row", "index", "key", "stage", "error", "message", "code"]
 
 
-def failures_frame(frame: pd.DataFrame, key: list[str] | None, failures: Failures) -> pd.DataFrame:
-    """One row per failed input row: position, index label, key, stage, error, message, the store's code."""
+def failures_frame(failed_rows: pd.DataFrame | None, key: list[str] | None, failures: Failures) -> pd.DataFrame:
+    """One row per failed input row: position, index label, key, stage, error, message, the store's code.
+
+    `failed_rows` are the failed input rows themselves, in the order of their positions."""
     from .keys import key_labels
 
     rows = np.array(sorted(failures), dtype=np.int64)
     fs = [failures[r] for r in rows]
-    labels = frame.index[rows].tolist() if len(rows) else []
+    here = np.arange(len(rows))
+    labels = failed_rows.index.tolist() if len(rows) else []
     return pd.DataFrame(
         {
             "row": rows,
             "index": pd.Series(labels, dtype=object),
-            "key": pd.Series(key_labels(frame, key, rows), dtype=object),
+            "key": pd.Series(key_labels(failed_rows, key, here) if len(rows) else [], dtype=object),
             "stage": pd.Series([str(f.stage) for f in fs], dtype=object),
             "error": pd.Series([str(f.error) for f in fs], dtype=object),
             "message": pd.Series([f.message for f in fs], dtype=object),

@@ -65,6 +65,41 @@ def invalid_rows(kf: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(null), np.flatnonzero(dup)
 
 
+class KeySet:
+    """The keys of a stream's earlier frames, to find a key repeated across frames in O(n log m).
+
+    Blocks of unique keys, merged like a binary counter so that there are at most log2(m) of them;
+    each block keeps the row (in the whole input) where each of its keys first came.
+    """
+
+    def __init__(self):
+        self._blocks: list[tuple[pd.Index, np.ndarray]] = []
+
+    def add(self, kf: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+        """For each key of `kf` (unique, none null), the row of an earlier frame holding it, or -1;
+        the new ones are added, at `rows`."""
+        index = _as_index(kf)
+        earlier = np.full(len(index), -1, dtype=np.int64)
+        for block, at in self._blocks:
+            hit = block.get_indexer(index)
+            found = hit >= 0
+            earlier[found] = at[hit[found]]
+        new = earlier < 0
+        block, at = index[new], np.asarray(rows, dtype=np.int64)[new]
+        while self._blocks and len(self._blocks[-1][0]) <= len(block):
+            last, last_at = self._blocks.pop()
+            block, at = last.append(block), np.concatenate([last_at, at])
+        if len(block):
+            self._blocks.append((block, at))
+        return earlier
+
+
+def _as_index(kf: pd.DataFrame) -> pd.Index:
+    if kf.shape[1] == 1:
+        return pd.Index(kf.iloc[:, 0])
+    return pd.MultiIndex.from_frame(kf)
+
+
 def key_labels(df: pd.DataFrame, keys: list[str] | None, positions: np.ndarray) -> list:
     """The key of each row at `positions`, a scalar for one key column and a tuple for several."""
     if not keys or len(positions) == 0:

@@ -23,7 +23,7 @@ class Progress:
 
     def __init__(self, total: int, desc: str, enabled: bool | None):
         if enabled is None:
-            enabled = total >= AUTO_MIN_ROWS and _interactive()
+            enabled = (total is None or total >= AUTO_MIN_ROWS) and _interactive()  # None: a stream
         self.bar = None
         self._handle = None  # in Jupyter: the display holding the bar widget, emptied on close
         if enabled:

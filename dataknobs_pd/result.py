@@ -16,20 +16,27 @@ class BatchResult:
     """
 
     def __init__(
-        self, *, operation: str, table: str, url: str, frame: pd.DataFrame, key: list[str] | None,
-        failures: Failures, elapsed: float, committed: bool = True,
+        self, *, operation: str, table: str, url: str, key: list[str] | None, failures: Failures, elapsed: float,
+        committed: bool = True, frame: pd.DataFrame | None = None, total: int | None = None,
+        failed_rows: pd.DataFrame | None = None,
     ):
+        """`frame` is the input when it was one frame; a stream gives `total` and `failed_rows` instead
+        (the failed input rows, in the order of their positions)."""
+        if frame is not None:
+            total = len(frame)
+            failed_rows = frame.iloc[np.array(sorted(failures), dtype=np.int64)]
         self.operation = operation
         self.table = table
         self.url = url
         self.key = key
-        self.total = len(frame)
+        self.total = total
         self.failed = len(failures)
         self.succeeded = self.total - self.failed
         self.elapsed = elapsed
         self.committed = committed
-        self._frame = frame  # a reference, for failed_rows(); never copied
-        self.failures = failures_frame(frame, key, failures)
+        self._frame = frame  # the input when it was one frame (a reference, never copied), for the report
+        self._failed_rows = failed_rows  # the failed input rows, in the order of their positions
+        self.failures = failures_frame(failed_rows, key, failures)
 
     @property
     def ok(self) -> bool:
@@ -41,7 +48,9 @@ class BatchResult:
 
     def failed_rows(self) -> pd.DataFrame:
         """The failed input rows themselves (same index and dtypes), ready to fix and resubmit."""
-        return self._frame.iloc[np.unique(self.failures["row"].to_numpy(dtype=np.int64))]
+        if self._failed_rows is None:
+            return pd.DataFrame()
+        return self._failed_rows
 
     def summary(self) -> pd.DataFrame:
         """Failures counted by stage and error."""
