@@ -41,7 +41,7 @@ def save(
     report, rows counted across the whole stream, memory bounded by one frame.
     """
     _check_option("if_exists", if_exists, IF_EXISTS)
-    frames, df = _input(df)
+    frames, df, again = _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
     key_cols = keys.resolve(df, key)
@@ -62,7 +62,7 @@ def save(
         schema, changed = _fit(df, existing, key_cols, table)
         return Plan(schema, "upsert" if if_exists == "upsert" else "insert", schema_changed=changed)
 
-    return _run(Job("save", store.backend, store.url, table, frames, plan), errors, chunksize, progress)
+    return _run(Job("save", store.backend, store.url, table, frames, plan, again=again), errors, chunksize, progress)
 
 
 def update_batch(
@@ -75,7 +75,7 @@ def update_batch(
     A key not in the table fails with stage "missing", unless insert_missing=True inserts it.
     `df` may also be an iterable of frames, as for `save`.
     """
-    frames, df = _input(df)
+    frames, df, again = _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
     key_cols = keys.require(keys.resolve(df, key), "update_batch", table)
@@ -84,7 +84,7 @@ def update_batch(
         schema, changed = _fit(df, _found(store, table, existing), key_cols, table)
         return Plan(schema, "upsert" if insert_missing else "update", schema_changed=changed)
 
-    return _run(Job("update_batch", store.backend, store.url, table, frames, plan), errors, chunksize, progress)
+    return _run(Job("update_batch", store.backend, store.url, table, frames, plan, again=again), errors, chunksize, progress)
 
 
 def delete(
@@ -93,7 +93,7 @@ def delete(
 ) -> BatchResult:
     """Delete the rows whose key appears in `df` (a frame or an iterable of frames); keys not in the
     table fail with stage "missing"."""
-    frames, df = _input(df)
+    frames, df, again = _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
     key_cols = keys.require(keys.resolve(df, key), "delete", table)
@@ -103,7 +103,7 @@ def delete(
         _same_key(existing, key_cols, table)
         return Plan(existing, "delete")
 
-    return _run(Job("delete", store.backend, store.url, table, frames, plan), errors, chunksize, progress)
+    return _run(Job("delete", store.backend, store.url, table, frames, plan, again=again), errors, chunksize, progress)
 
 
 def load(
@@ -139,10 +139,10 @@ def load(
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def _input(data) -> tuple[list[pd.DataFrame] | Iterator[pd.DataFrame], pd.DataFrame]:
-    """The frames to write (a list when they can be read again) and the first of them."""
+def _input(data) -> tuple[list[pd.DataFrame] | Iterator[pd.DataFrame], pd.DataFrame, Iterable | None]:
+    """The frames to write, the first of them, and what to read again for a retry (None: a one-shot stream)."""
     if isinstance(data, pd.DataFrame):
-        return [data], data
+        return [data], data, None
     if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
         raise InvalidArgumentError(f"expected a pandas DataFrame or an iterable of them, got {type(data).__name__}")
     if isinstance(data, (list, tuple)):
@@ -151,13 +151,14 @@ def _input(data) -> tuple[list[pd.DataFrame] | Iterator[pd.DataFrame], pd.DataFr
             _frame_at(f, i)
         if not frames:
             raise InvalidArgumentError("the input holds no frames")
-        return frames, frames[0]
+        return frames, frames[0], None
+    again = None if isinstance(data, Iterator) else data  # an iterable that is not an iterator reads again
     it = iter(data)
     first = next(it, None)
     if first is None:
         raise InvalidArgumentError("the input stream holds no frames")
     _frame_at(first, 0)
-    return itertools.chain([first], (_frame_at(f, i) for i, f in enumerate(it, 1))), first
+    return itertools.chain([first], (_frame_at(f, i) for i, f in enumerate(it, 1))), first, again
 
 
 def _frame_at(f, i: int) -> pd.DataFrame:

@@ -56,12 +56,22 @@ class Job:
     errors: str = "collect"
     chunksize: int | None = None
     progress: bool | None = None
+    again: Iterable[pd.DataFrame] | None = None  # the frames read again for a retry (None: they cannot be)
 
     @property
     def single(self) -> pd.DataFrame | None:
         """The input frame, when the input is one frame."""
         f = self.frames
         return f[0] if isinstance(f, list) and len(f) == 1 else None
+
+    def retry(self) -> bool:
+        """Make the frames ready to be read again; False when they cannot be (a one-shot stream)."""
+        if isinstance(self.frames, list):
+            return True
+        if self.again is None:
+            return False
+        self.frames = self.again
+        return True
 
 
 class BatchWriter:
@@ -81,7 +91,7 @@ class BatchWriter:
                 tally, committed, plan = self._attempt(job, plan, existing)
                 break
             except ConcurrentWriteError:
-                if attempt == ATTEMPTS - 1 or not isinstance(job.frames, list):  # a stream cannot be read again
+                if attempt == ATTEMPTS - 1 or not job.retry():
                     raise
                 time.sleep(random.uniform(0.02, 0.1 * 2**attempt))
                 existing = job.backend.schema(job.table)
@@ -91,6 +101,7 @@ class BatchWriter:
             operation=job.operation, table=job.table, url=job.url, key=plan.schema.key, failures=tally.failures,
             elapsed=time.perf_counter() - start, committed=committed, frame=single,
             total=tally.total, failed_rows=None if single is not None else tally.failed_rows(),
+            partition=None if single is not None else tally.partition,
         )
         if not committed:
             raise BatchError(
@@ -132,7 +143,7 @@ class BatchWriter:
                                 rows = rows[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
                             self._chunk(job, plan, df, rows, failures)
                             bar.update(hi - lo, tally.failed + len(failures))
-                        tally.add(df, failures)
+                        tally.add(n, df, failures)
                     if tally.failed and job.errors == "raise":
                         raise _Abort
         except _Abort:
@@ -192,7 +203,7 @@ class BatchWriter:
             return {}
         kf = keys.key_frame(df, key)
         null, dup = keys.invalid_rows(kf)
-        out = validate(kf, null, dup)
+        out = validate(kf, null, dup, None if seen is None else offset)
         if seen is not None:
             fresh = np.setdiff1d(np.arange(len(kf)), np.concatenate([null, dup]))
             earlier = seen.add(kf.iloc[fresh], offset + fresh)
@@ -206,16 +217,18 @@ class _Tally:
     def __init__(self):
         self.total = 0
         self.failures: Failures = {}
+        self.partition: dict[int, int] = {}  # failed row -> the number of its frame in the stream
         self._failed: list[pd.DataFrame] = []
 
     @property
     def failed(self) -> int:
         return len(self.failures)
 
-    def add(self, df: pd.DataFrame, failures: Failures) -> None:
+    def add(self, n: int, df: pd.DataFrame, failures: Failures) -> None:
         if failures:
             positions = np.array(sorted(failures), dtype=np.int64)
             self.failures.update({self.total + int(p): failures[int(p)] for p in positions})
+            self.partition.update({self.total + int(p): n for p in positions})
             self._failed.append(df.iloc[positions])
         elif not self._failed:
             self._failed.append(df.iloc[:0])  # keeps the columns and dtypes of an empty report

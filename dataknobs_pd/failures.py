@@ -92,8 +92,10 @@ class Unholdable:
 
 
 # -- facts -> failures -----------------------------------------------------------------------
-def validate(key_frame: pd.DataFrame, null: np.ndarray, dup: np.ndarray) -> Failures:
-    """Rows whose key has a missing part, or repeats an earlier row's key (the first occurrence is kept)."""
+def validate(key_frame: pd.DataFrame, null: np.ndarray, dup: np.ndarray, offset: int | None = None) -> Failures:
+    """Rows whose key has a missing part, or repeats an earlier row's key (the first occurrence is kept).
+
+    `offset`: the frame is part of a stream and starts at that row of the whole input."""
     names = ", ".join(map(str, key_frame.columns))
     out: Failures = {}
     for p in null:
@@ -102,8 +104,9 @@ def validate(key_frame: pd.DataFrame, null: np.ndarray, dup: np.ndarray) -> Fail
         key = list(key_frame.columns)
         first = key_frame.reset_index().groupby(key, dropna=False, sort=False)["index"].transform("min")
         for p in dup:
+            where = "of this frame" if offset is None else "of this input"
             out[int(p)] = RowFailure(Stage.VALIDATE, RowError.DuplicateKey,
-                                     f"key ({names}) repeats row {int(first.iloc[p])} of this frame")
+                                     f"key ({names}) repeats row {int(first.iloc[p]) + (offset or 0)} {where}")
     return out
 
 
@@ -213,8 +216,10 @@ def bisect(n: int, attempt: Callable[[int, int], None], failed: Callable[[int, E
 FAILURE_COLUMNS = ["row", "index", "key", "stage", "error", "message", "code"]
 
 
-def failures_frame(failed_rows: pd.DataFrame | None, key: list[str] | None, failures: Failures) -> pd.DataFrame:
-    """One row per failed input row: position, index label, key, stage, error, message, the store's code.
+def failures_frame(failed_rows: pd.DataFrame | None, key: list[str] | None, failures: Failures,
+                   partition: dict[int, int] | None = None) -> pd.DataFrame:
+    """One row per failed input row: position, index label, key, stage, error, message, the store's code,
+    and for a stream the frame (partition) it came in.
 
     `failed_rows` are the failed input rows themselves, in the order of their positions."""
     from .keys import key_labels
@@ -223,7 +228,7 @@ def failures_frame(failed_rows: pd.DataFrame | None, key: list[str] | None, fail
     fs = [failures[r] for r in rows]
     here = np.arange(len(rows))
     labels = failed_rows.index.tolist() if len(rows) else []
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "row": rows,
             "index": pd.Series(labels, dtype=object),
@@ -235,3 +240,6 @@ def failures_frame(failed_rows: pd.DataFrame | None, key: list[str] | None, fail
         },
         columns=FAILURE_COLUMNS,
     )
+    if partition is not None:
+        out.insert(1, "partition", np.array([partition[r] for r in rows], dtype=np.int64))
+    return out

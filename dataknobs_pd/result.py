@@ -18,10 +18,11 @@ class BatchResult:
     def __init__(
         self, *, operation: str, table: str, url: str, key: list[str] | None, failures: Failures, elapsed: float,
         committed: bool = True, frame: pd.DataFrame | None = None, total: int | None = None,
-        failed_rows: pd.DataFrame | None = None,
+        failed_rows: pd.DataFrame | None = None, partition: dict[int, int] | None = None,
     ):
         """`frame` is the input when it was one frame; a stream gives `total` and `failed_rows` instead
-        (the failed input rows, in the order of their positions)."""
+        (the failed input rows, in the order of their positions), and `partition`, the number of the
+        frame (or Dask partition) of each failed row, shown as the failures' `partition` column."""
         if frame is not None:
             total = len(frame)
             failed_rows = frame.iloc[np.array(sorted(failures), dtype=np.int64)]
@@ -36,7 +37,7 @@ class BatchResult:
         self.committed = committed
         self._frame = frame  # the input when it was one frame (a reference, never copied), for the report
         self._failed_rows = failed_rows  # the failed input rows, in the order of their positions
-        self.failures = failures_frame(failed_rows, key, failures)
+        self.failures = failures_frame(failed_rows, key, failures, partition)
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,216 @@
+"""The `dk` accessor on Dask DataFrames, and lazy loads into them.
+
+    import dataknobs_pd.dask                        # registers ddf.dk
+    res = ddf.dk.save(store, "flights", key="id")   # the arguments of df.dk.save
+    ddf = dataknobs_pd.dask.load(store, "flights", npartitions=8)
+
+Writes: Dask computes the partitions (reading, transforming: whatever the graph holds) on its
+workers, a few ahead of the writer, and the engine of `dk.save(frames)` writes them in partition
+order in one transaction. So a partition that Dask recomputes after a worker died is only read
+again, never written twice; `errors="raise"` is all or nothing across every partition; a key
+repeated in a later partition fails at `validate` like one repeated within a frame (the keys
+seen so far are kept, keys only, at the writer); `row` counts across the whole frame and the
+failures gain a `partition` column. The store sees one writer (as SQLite and DuckDB require),
+and any store works, the in-process memory store included.
+
+Loads: one task per key range of the table (when it has a single sortable key; its values
+become the divisions when the key is the index), each a `dk.load` with `where` and `columns`
+pushed down; `meta` comes from the dk schema, so the dtypes are exact before anything is read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+
+from . import api
+from .errors import BackendUnavailableError, InvalidArgumentError
+from .result import BatchResult
+from .store import Store, as_store
+
+try:
+    import dask
+    import dask.dataframe as dd
+    from dask.dataframe.extensions import register_dataframe_accessor
+except ImportError as e:  # pragma: no cover - the extra is missing
+    raise BackendUnavailableError(
+        f"dataknobs_pd.dask needs Dask ({e.name or e}); run: pip install 'dataknobs-pd[dask]'") from e
+
+__all__ = ["DaskAccessor", "Partitions", "load"]
+
+
+class Partitions:
+    """The partitions of a Dask DataFrame as pandas frames, in order, computed `ahead` at a time in
+    parallel while the caller works on the earlier ones. Iterating again computes them again."""
+
+    def __init__(self, ddf: dd.DataFrame, ahead: int | None = None):
+        self.ddf = ddf
+        self.ahead = ahead
+
+    def __len__(self) -> int:
+        return self.ddf.npartitions
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        parts = self.ddf.to_delayed()
+        client = _client()
+        if client is not None:
+            yield from self._distributed(client, parts)
+        else:
+            yield from self._local(parts)
+
+    def _distributed(self, client, parts) -> Iterator[pd.DataFrame]:
+        ahead = self.ahead or max(2, 2 * len(client.scheduler_info().get("workers", {})))
+        pending: deque = deque()
+        i = 0
+        while i < len(parts) or pending:
+            while i < len(parts) and len(pending) < ahead:
+                pending.append(client.compute(parts[i]))
+                i += 1
+            future = pending.popleft()
+            frame = future.result()
+            future.release()
+            yield frame
+
+    def _local(self, parts) -> Iterator[pd.DataFrame]:
+        ahead = self.ahead or max(2, os.cpu_count() or 2)
+        batches = [parts[lo:lo + ahead] for lo in range(0, len(parts), ahead)]
+        if not batches:
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="dk-dask") as pool:  # the next batch computes meanwhile
+            nxt = pool.submit(dask.compute, *batches[0])
+            for b in range(len(batches)):
+                frames = nxt.result()
+                if b + 1 < len(batches):
+                    nxt = pool.submit(dask.compute, *batches[b + 1])
+                yield from frames
+
+
+@register_dataframe_accessor("dk")
+class DaskAccessor:
+    """ddf.dk.save / update_batch / delete: the arguments and the report of the pandas accessor."""
+
+    def __init__(self, ddf: dd.DataFrame):
+        self._ddf = ddf
+
+    def save(
+        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, if_exists: str = "fail",
+        errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
+    ) -> BatchResult:
+        """Write every partition to `table` (see dataknobs_pd.save); one report for the whole frame."""
+        return api.save(Partitions(self._ddf), store, table, key=key, if_exists=if_exists, errors=errors,
+                        chunksize=chunksize, progress=progress)
+
+    def update_batch(
+        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, insert_missing: bool = False,
+        errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
+    ) -> BatchResult:
+        """Change the frame's columns on the rows with the same key (see dataknobs_pd.update_batch)."""
+        return api.update_batch(Partitions(self._ddf), store, table, key=key, insert_missing=insert_missing,
+                                errors=errors, chunksize=chunksize, progress=progress)
+
+    def delete(
+        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, errors: str = "collect",
+        chunksize: int | None = None, progress: bool | None = None,
+    ) -> BatchResult:
+        """Delete the rows whose key is in the frame (see dataknobs_pd.delete)."""
+        return api.delete(Partitions(self._ddf), store, table, key=key, errors=errors, chunksize=chunksize,
+                          progress=progress)
+
+
+def load(store: Store | str, table: str, columns: Sequence | None = None, where=None,
+         npartitions: int | None = None) -> dd.DataFrame:
+    """A lazy Dask DataFrame of `table`: exact dtypes and index, split by key range into `npartitions`
+    (default: one per worker thread) when the table has a single sortable key."""
+    store = as_store(store)
+    schema = store.schema(table)
+    meta = api.load(store, table, columns=columns, where=where, limit=0)  # reads no row: the dtypes, exactly
+    if npartitions is not None and (not isinstance(npartitions, int) or npartitions < 1):
+        raise InvalidArgumentError(f"npartitions= must be a positive int, got {npartitions!r}")
+    if store.scheme == "memory" and _client() is not None:
+        raise InvalidArgumentError(
+            f"{store.url} lives in this process, so the workers of a distributed cluster cannot read it; "
+            f"load it with dk.load and dd.from_pandas, or use a store they can reach")
+    spec = (store._url, store._options)  # what a worker needs to open the store itself
+    groups = _groups(where)
+    split = _split(store, table, schema, npartitions or _threads()) if schema.key and len(schema.key) == 1 else None
+    if split is None:
+        return dd.from_map(_read, [(spec, table, columns, groups, None)], meta=meta, enforce_metadata=False)
+    edges, starts = split
+    k = schema.key[0]
+    pieces = []
+    for i in range(len(edges) - 1):
+        upper = "<=" if i == len(edges) - 2 else "<"
+        ranged = [g + [(k, ">=", edges[i]), (k, upper, edges[i + 1])] for g in groups] if groups else \
+            [[(k, ">=", edges[i]), (k, upper, edges[i + 1])]]
+        # without a filter each range's first row number is known: the default index runs on across partitions
+        pieces.append((spec, table, columns, ranged, None if groups else starts[i]))
+    key_is_index = schema.index_names and [str(n) for n in schema.index_names] == schema.key
+    divisions = tuple(edges) if key_is_index else None
+    return dd.from_map(_read, pieces, meta=meta, divisions=divisions, enforce_metadata=False)
+
+
+def _read(piece) -> pd.DataFrame:
+    (url, options), table, columns, where, start = piece
+    from .store import connect
+
+    out = api.load(connect(url, **options), table, columns=columns, where=where or None)
+    if start and isinstance(out.index, pd.RangeIndex):
+        out.index = pd.RangeIndex(start, start + len(out))
+    return out
+
+
+def _groups(where) -> list[list]:
+    """`where` as a list of AND groups (the OR form), so that a key range can be added to each."""
+    if not where:
+        return []
+    if isinstance(where, tuple):
+        return [[where]]
+    if all(isinstance(g, list) for g in where):
+        return [list(g) for g in where]
+    return [list(where)]
+
+
+def _split(store: Store, table: str, schema, n: int) -> tuple[list, list] | None:
+    """n+1 ascending key values splitting the table into about equal ranges, and the row number where
+    each range starts (None: no such split)."""
+    k = schema.key[0]
+    col = schema.column(k)
+    if col.kind not in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32",
+                        "float64", "datetime", "date", "string"):
+        return None
+    keys = api.load(store, table, columns=[k] if not col.index else None)
+    values = keys.index if col.index else keys[col.pandas_label]
+    values = values.dropna()
+    if len(values) == 0:
+        return None
+    n = max(1, min(n, len(values)))
+    at = np.unique(np.linspace(0, len(values) - 1, n + 1).round().astype(np.int64))
+    edges = [v.item() if isinstance(v, np.generic) else v for v in pd.Index(values)[at]]
+    if len(edges) < 2:
+        edges, at = [edges[0], edges[0]], np.array([0, 0])
+    return edges, [int(a) for a in at]
+
+
+def _threads() -> int:
+    client = _client()
+    if client is not None:
+        return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
+    return max(1, math.ceil((os.cpu_count() or 2)))
+
+
+def _client():
+    """The distributed Client in use, or None (the local scheduler)."""
+    try:
+        from distributed import get_client
+    except ImportError:
+        return None
+    try:
+        return get_client()
+    except ValueError:
+        return None

@@ -1,0 +1,155 @@
+"""The dk accessor on Dask DataFrames: writes through a LocalCluster of 2 worker processes and the
+local scheduler, one report for the whole frame, keys across partitions, all or nothing, a worker
+killed mid-write, and lazy loads with exact dtypes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+import dataknobs_pd as dk
+import dataknobs_pd.dask as dkd
+from dataknobs_pd.testing import dtype_matrix
+from tests import pg
+
+
+@pytest.fixture(autouse=True, scope="module")
+def keep_dtypes():
+    """Dask turns object columns into strings by default (bytes too); these tests send frames as they are."""
+    with dask.config.set({"dataframe.convert-string": False}):
+        yield
+
+
+@pytest.fixture(scope="module")
+def cluster(keep_dtypes):
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as lc, Client(lc) as client:
+        yield client
+
+
+URLS = {
+    "sqlite": lambda tmp: f"sqlite:///{tmp}/d.db",
+    "postgresql": lambda tmp: pg.new_store_url(),
+    "parquet": lambda tmp: f"parquet://{tmp}/p",
+    "memory": lambda tmp: f"memory://dask-{tmp.name}",
+}
+
+
+@pytest.fixture(params=sorted(URLS))
+def url(request, tmp_path):
+    return URLS[request.param](tmp_path)
+
+
+def test_matrix_round_trips_through_workers(cluster, url):
+    df = dtype_matrix(40)
+    ddf = dd.from_pandas(df, npartitions=4, sort=False)
+    res = ddf.dk.save(url, "m")
+    assert res.ok and res.total == 40
+    assert_frame_equal(dk.load(url, "m"), df)
+    if url.startswith("memory"):  # the workers are other processes: they cannot see this one's memory
+        with pytest.raises(dk.InvalidArgumentError, match="this process"):
+            dkd.load(url, "m")
+        return
+    lazy = dkd.load(url, "m", npartitions=3)
+    assert lazy.npartitions == 3
+    assert_frame_equal(lazy.compute(), df)
+
+
+def test_one_report_for_the_whole_frame(cluster, url):
+    base = pd.DataFrame({"id": np.arange(0, 100), "v": np.zeros(100)})
+    base.dk.save(url, "t")
+    new = pd.DataFrame({"id": np.r_[100:130, 5, 140, 141, 140, 150], "v": 1.0})  # 5 exists, 140 repeats
+    ddf = dd.from_pandas(new, npartitions=4, sort=False)
+    res = ddf.dk.save(url, "t", if_exists="append")
+    assert (res.total, res.failed) == (35, 2)
+    f = res.failures
+    assert f["row"].tolist() == [30, 33] and f["error"].tolist() == ["KeyConflict", "DuplicateKey"]
+    assert f["partition"].tolist() == [_part_of(ddf, 30), _part_of(ddf, 33)]
+    assert "repeats row 31" in f["message"].iloc[1]
+    assert_frame_equal(res.failed_rows(), new.iloc[[30, 33]])
+    assert len(dk.load(url, "t")) == 133
+
+
+def test_update_and_delete_through_dask(cluster, url):
+    pd.DataFrame({"id": np.arange(50), "v": np.zeros(50), "w": "x"}).dk.save(url, "t")
+    upd = dd.from_pandas(pd.DataFrame({"id": [1, 2, 99], "v": [1.0, 2.0, 9.0]}), npartitions=2)
+    res = upd.dk.update_batch(url, "t")
+    assert res.failures["error"].tolist() == ["MissingKey"] and res.failures["row"].tolist() == [2]
+    gone = dd.from_pandas(pd.DataFrame({"id": [3, 4]}), npartitions=2)
+    assert gone.dk.delete(url, "t").succeeded == 2
+    out = dk.load(url, "t").set_index("id")
+    assert out.loc[[1, 2], "v"].tolist() == [1.0, 2.0] and 3 not in out.index and len(out) == 48
+
+
+def test_raise_is_all_or_nothing_across_partitions(cluster, url):
+    pd.DataFrame({"id": [999], "v": [0.0]}).dk.save(url, "t")
+    ddf = dd.from_pandas(pd.DataFrame({"id": np.r_[0:40, 999], "v": 1.0}), npartitions=5, sort=False)
+    with pytest.raises(dk.BatchError) as info:
+        ddf.dk.save(url, "t", if_exists="append", errors="raise")
+    assert info.value.result.failures["row"].tolist() == [40]
+    assert dk.load(url, "t")["id"].tolist() == [999]
+
+
+def test_local_scheduler_and_index_key_divisions(tmp_path):
+    url = f"sqlite:///{tmp_path}/local.db"
+    df = pd.DataFrame({"v": np.arange(1000) * 2}, index=pd.Index(np.arange(1000), name="k"))
+    with dask.config.set(scheduler="threads"):
+        res = dd.from_pandas(df, npartitions=7).dk.save(url, "t")
+        assert res.ok and res.total == 1000
+        lazy = dkd.load(url, "t", npartitions=4, where=[("v", ">=", 1000)])
+        assert lazy.known_divisions and lazy.divisions[0] == 0 and lazy.divisions[-1] == 999
+        assert lazy.dtypes.to_dict() == df.dtypes.to_dict()
+        assert_frame_equal(lazy.compute(), df[df["v"] >= 1000])
+
+
+def test_a_killed_worker_never_writes_a_row_twice(tmp_path):
+    from distributed import Client, LocalCluster
+
+    url = f"sqlite:///{tmp_path}/kill.db"
+    flag = tmp_path / "slow"
+
+    def slow(part):
+        if part["id"].iloc[0] == 3000 and not flag.exists():  # the first try of this partition dies
+            flag.write_text(str(os.getpid()))
+            time.sleep(30)
+        return part
+
+    df = pd.DataFrame({"id": np.arange(6000), "v": np.arange(6000) * 1.0})
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=50) as lc, Client(lc):
+        ddf = dd.from_pandas(df, npartitions=6).map_partitions(slow, meta=df.iloc[:0])
+
+        def killer():
+            deadline = time.monotonic() + 60
+            while not flag.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.2)
+            os.kill(int(flag.read_text()), signal.SIGKILL)
+            killed.append(True)
+
+        killed: list = []
+        t = threading.Thread(target=killer)
+        t.start()
+        res = ddf.dk.save(url, "t")
+        t.join(timeout=60)
+    assert killed, "the worker was not killed"
+    assert res.ok and res.total == 6000
+    out = dk.load(url, "t")
+    assert out["id"].is_unique and len(out) == 6000
+    assert_frame_equal(out, df)
+
+
+def _part_of(ddf, row: int) -> int:
+    sizes = ddf.map_partitions(len).compute().tolist()
+    return int(np.searchsorted(np.cumsum(sizes), row, side="right"))
