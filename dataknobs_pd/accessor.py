@@ -21,6 +21,7 @@ class DkAccessor:
     def save(
         self, store: Store | str, table: str, key: str | Sequence[str] | None = None, if_exists: str = "fail",
         errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
+        dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
     ) -> BatchResult:
         """Write the frame to `table`: create it, replace it, append to it or upsert into it by key.
 
@@ -31,13 +32,20 @@ class DkAccessor:
             "raise" writes nothing if any row fails (BatchError, its .result the report).
         chunksize: rows per write (default: the store's own size).
         progress: a progress bar; None shows one on long writes in a terminal or notebook.
+        dry_run: do everything, asking the store too, then roll back: the result says what would
+            happen (res.changes: each row's action and changed values) and nothing is written.
+        track_changes: record res.changes on a real call (one read of the touched keys).
+        new_columns: "fail" (SchemaMismatchError for a column the table lacks) or "add" (add it; rows
+            already stored hold no value in it).
         """
         return api.save(self._df, store, table, key=key, if_exists=if_exists, errors=errors,
-                        chunksize=chunksize, progress=progress)
+                        chunksize=chunksize, progress=progress, dry_run=dry_run,
+                        track_changes=track_changes, new_columns=new_columns)
 
     def update_batch(
         self, store: Store | str, table: str, key: str | Sequence[str] | None = None, insert_missing: bool = False,
         errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
+        dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
     ) -> BatchResult:
         """Change the frame's columns on the rows of `table` with the same key; the other columns stay.
 
@@ -45,13 +53,16 @@ class DkAccessor:
         The other arguments are those of `save`.
         """
         return api.update_batch(self._df, store, table, key=key, insert_missing=insert_missing, errors=errors,
-                                chunksize=chunksize, progress=progress)
+                                chunksize=chunksize, progress=progress, dry_run=dry_run,
+                                track_changes=track_changes, new_columns=new_columns)
 
     def delete(
         self, store: Store | str, table: str, key: str | Sequence[str] | None = None, errors: str = "collect",
-        chunksize: int | None = None, progress: bool | None = None,
+        chunksize: int | None = None, progress: bool | None = None, dry_run: bool = False,
+        track_changes: bool = False,
     ) -> BatchResult:
         """Delete the rows of `table` whose key is in the frame; keys not in the table fail as "missing"."""
-        return api.delete(self._df, store, table, key=key, errors=errors, chunksize=chunksize, progress=progress)
+        return api.delete(self._df, store, table, key=key, errors=errors, chunksize=chunksize, progress=progress,
+                          dry_run=dry_run, track_changes=track_changes)
 
     load = staticmethod(api.load)  # usable as pd.DataFrame.dk.load(store, table, ...)

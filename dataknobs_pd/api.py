@@ -26,6 +26,7 @@ from .types import TypeMapper, is_default_index
 
 IF_EXISTS = ("fail", "replace", "append", "upsert")
 ERRORS = ("collect", "raise")
+NEW_COLUMNS = ("fail", "add")
 
 _mapper = TypeMapper()
 
@@ -33,7 +34,7 @@ _mapper = TypeMapper()
 def save(
     df: pd.DataFrame, store: Store | str, table: str, key: str | Sequence[str] | None = None,
     if_exists: str = "fail", errors: str = "collect", chunksize: int | None = None,
-    progress: bool | None = None,
+    progress: bool | None = None, dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
 ) -> BatchResult:
     """Write `df` to `table`: create it, replace it, append to it or upsert into it by key.
 
@@ -41,6 +42,7 @@ def save(
     report, rows counted across the whole stream, memory bounded by one frame.
     """
     _check_option("if_exists", if_exists, IF_EXISTS)
+    _check_option("new_columns", new_columns, NEW_COLUMNS)
     frames, df, again = _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
@@ -59,37 +61,42 @@ def save(
             if not fresh:
                 fresh.append(_mapper.schema(df, key_cols))
             return Plan(fresh[0], "insert", create=True)
-        schema, changed = _fit(df, existing, key_cols, table)
-        return Plan(schema, "upsert" if if_exists == "upsert" else "insert", schema_changed=changed)
+        schema, changed, added = _fit(df, existing, key_cols, table, new_columns)
+        return Plan(schema, "upsert" if if_exists == "upsert" else "insert", schema_changed=changed,
+                    added=tuple(added))
 
-    return _run(Job("save", store.backend, store.url, table, frames, plan, again=again), errors, chunksize, progress)
+    job = Job("save", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
+    return _run(job, errors, chunksize, progress, dry_run, track_changes)
 
 
 def update_batch(
     df: pd.DataFrame, store: Store | str, table: str, key: str | Sequence[str] | None = None,
     insert_missing: bool = False, errors: str = "collect", chunksize: int | None = None,
-    progress: bool | None = None,
+    progress: bool | None = None, dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
 ) -> BatchResult:
     """Change the columns present in `df` on the rows whose key is in the table.
 
     A key not in the table fails with stage "missing", unless insert_missing=True inserts it.
     `df` may also be an iterable of frames, as for `save`.
     """
+    _check_option("new_columns", new_columns, NEW_COLUMNS)
     frames, df, again = _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
     key_cols = keys.require(keys.resolve(df, key), "update_batch", table)
 
     def plan(existing: TableSchema | None) -> Plan:
-        schema, changed = _fit(df, _found(store, table, existing), key_cols, table)
-        return Plan(schema, "upsert" if insert_missing else "update", schema_changed=changed)
+        schema, changed, added = _fit(df, _found(store, table, existing), key_cols, table, new_columns)
+        return Plan(schema, "upsert" if insert_missing else "update", schema_changed=changed, added=tuple(added))
 
-    return _run(Job("update_batch", store.backend, store.url, table, frames, plan, again=again), errors, chunksize, progress)
+    job = Job("update_batch", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
+    return _run(job, errors, chunksize, progress, dry_run, track_changes)
 
 
 def delete(
     df: pd.DataFrame, store: Store | str, table: str, key: str | Sequence[str] | None = None,
     errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
+    dry_run: bool = False, track_changes: bool = False,
 ) -> BatchResult:
     """Delete the rows whose key appears in `df` (a frame or an iterable of frames); keys not in the
     table fail with stage "missing"."""
@@ -103,7 +110,8 @@ def delete(
         _same_key(existing, key_cols, table)
         return Plan(existing, "delete")
 
-    return _run(Job("delete", store.backend, store.url, table, frames, plan, again=again), errors, chunksize, progress)
+    job = Job("delete", store.backend, store.url, table, frames, plan, again=again)
+    return _run(job, errors, chunksize, progress, dry_run, track_changes)
 
 
 def load(
@@ -167,8 +175,9 @@ def _frame_at(f, i: int) -> pd.DataFrame:
     return f
 
 
-def _run(job: Job, errors: str, chunksize, progress) -> BatchResult:
+def _run(job: Job, errors: str, chunksize, progress, dry_run: bool, track_changes: bool) -> BatchResult:
     job.errors, job.chunksize, job.progress = errors, chunksize, progress
+    job.dry_run, job.track = bool(dry_run), bool(track_changes)
     return BatchWriter(_mapper).run(job)
 
 
@@ -232,7 +241,8 @@ def _same_key(existing: TableSchema, key_cols: list[str] | None, table: str) -> 
         )
 
 
-def _fit(df: pd.DataFrame, existing: TableSchema, key_cols, table: str) -> tuple[TableSchema, bool]:
+def _fit(df: pd.DataFrame, existing: TableSchema, key_cols, table: str, new_columns: str
+         ) -> tuple[TableSchema, bool, list]:
     """Check `df`'s key against the stored table, then its columns (TypeMapper.fit)."""
     if existing.key and key_cols is None:
         key_cols = existing.key if all(_has(df, k) for k in existing.key) else None
@@ -241,7 +251,8 @@ def _fit(df: pd.DataFrame, existing: TableSchema, key_cols, table: str) -> tuple
         missing = [k for k in existing.key if not _has(df, k)]
         if missing:
             raise SchemaMismatchError(f"the frame lacks key column(s) {missing} of table {table!r}")
-    return _mapper.fit(df, existing, table)
+    schema, changed, added = _mapper.fit(df, existing, table, new_columns)
+    return schema, changed, added
 
 
 def _has(df: pd.DataFrame, name: str) -> bool:

@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import keys
+from . import changes, keys
+from .changes import CHANGE_COLUMNS
 from .backends.base import Backend
 from .errors import BatchError, ConcurrentWriteError, WriteError
 from .failures import Failures, RowFailure, Stage, bisect, classify, repeated, unholdable, validate
 from .progress import Progress
 from .result import BatchResult
-from .schema import TableSchema
+from .schema import Column, TableSchema
 from .types import TypeMapper, is_default_index
 
 
@@ -41,6 +42,7 @@ class Plan:
     mode: str  # insert | upsert | update | delete
     create: bool = False  # create the table (dropping any old one)
     schema_changed: bool = False  # store `schema` (e.g. new categories)
+    added: tuple[Column, ...] = ()  # columns to add to the table first (new_columns="add")
 
 
 @dataclass
@@ -57,6 +59,9 @@ class Job:
     chunksize: int | None = None
     progress: bool | None = None
     again: Iterable[pd.DataFrame] | None = None  # the frames read again for a retry (None: they cannot be)
+    new_columns: str = "fail"  # columns a later frame of a stream brings: "fail" or "add"
+    dry_run: bool = False  # do everything, then roll back
+    track: bool = False  # record what each written row changes (BatchResult.changes)
 
     @property
     def single(self) -> pd.DataFrame | None:
@@ -102,8 +107,10 @@ class BatchWriter:
             elapsed=time.perf_counter() - start, committed=committed, frame=single,
             total=tally.total, failed_rows=None if single is not None else tally.failed_rows(),
             partition=None if single is not None else tally.partition,
+            changes=tally.changes() if job.track or job.dry_run else None, dry_run=job.dry_run,
+            added={c.pandas_label: c.dtype["name"] for c in tally.added},
         )
-        if not committed:
+        if not committed and not job.dry_run:
             raise BatchError(
                 f"{result.failed:,} of {result.total:,} rows failed, so nothing was written to "
                 f"{job.table!r} (errors='raise'); the first: row {result.failures['row'].iloc[0]}: "
@@ -129,38 +136,53 @@ class BatchWriter:
                         backend.drop(job.table)
                         backend.create(job.table, plan.schema)
                     elif plan.schema_changed:
-                        backend.set_schema(job.table, plan.schema)
+                        self._alter(job, plan)
+                    added = list(plan.added)
                     seen = None if single is not None or not plan.schema.key else keys.KeySet()
                     for n, df in enumerate(job.frames):
                         if n and plan.mode != "delete":  # a later frame of a stream must fit the table too
                             plan = self._refit(job, plan, df)
+                            added += plan.added
                         failures = self._validate(df, plan.schema.key, seen, tally.total)
                         per_chunk = job.chunksize or backend.chunk_rows(len(plan.schema.columns))
+                        changed = []
                         for lo in range(0, len(df), per_chunk):
                             hi = min(len(df), lo + per_chunk)
                             rows = np.arange(lo, hi)
                             if failures:
                                 rows = rows[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
-                            self._chunk(job, plan, df, rows, failures)
+                            changed.append(self._chunk(job, plan, df, rows, failures))
                             bar.update(hi - lo, tally.failed + len(failures))
-                        tally.add(n, df, failures)
-                    if tally.failed and job.errors == "raise":
+                        tally.add(n, df, failures, [c for c in changed if c is not None], plan.schema.key)
+                    if job.dry_run or (tally.failed and job.errors == "raise"):
                         raise _Abort
         except _Abort:
+            tally.added = added
             return tally, False, plan
+        tally.added = added
         return tally, True, plan
 
     def _refit(self, job: Job, plan: Plan, df: pd.DataFrame) -> Plan:
-        schema, changed = self.mapper.fit(df, plan.schema, job.table)
+        schema, changed, added = self.mapper.fit(df, plan.schema, job.table, job.new_columns)
         if not changed:
-            return plan
-        job.backend.set_schema(job.table, schema)
-        return replace(plan, schema=schema)
+            return replace(plan, added=())
+        plan = replace(plan, schema=schema, added=tuple(added))
+        self._alter(job, plan)
+        return plan
+
+    @staticmethod
+    def _alter(job: Job, plan: Plan) -> None:
+        """Add the plan's new columns and store its schema, inside the call's transaction."""
+        if plan.added:
+            job.backend.add_columns(job.table, list(plan.added))
+        job.backend.set_schema(job.table, plan.schema)
 
     # -- one chunk ---------------------------------------------------------------------
-    def _chunk(self, job: Job, plan: Plan, df: pd.DataFrame, rows: np.ndarray, failures: Failures) -> None:
+    def _chunk(self, job: Job, plan: Plan, df: pd.DataFrame, rows: np.ndarray, failures: Failures
+               ) -> pd.DataFrame | None:
+        """Convert and write the rows `rows` of `df`; with change tracking, what each written row changed."""
         if len(rows) == 0:
-            return
+            return None
         contiguous = rows[-1] - rows[0] + 1 == len(rows)
         part = df.iloc[rows[0]:rows[-1] + 1] if contiguous else df.iloc[rows]
         if plan.mode == "delete":
@@ -173,7 +195,17 @@ class BatchWriter:
         data, facts = job.backend.prepare(data, plan.schema)
         facts = {i: f for i, f in facts.items()} if all(isinstance(f, RowFailure) for f in facts.values()) else unholdable(facts)  # SHIM
         rows = _drop(rows, facts, failures)
+        tracked = None
+        if job.track or job.dry_run:
+            key, mode = plan.schema.key, plan.mode
+            stored = changes.stored_rows(job.backend, job.table, plan.schema, data) if (
+                key and mode in ("upsert", "update") and not plan.create) else None
+            tracked = changes.diff(data, stored, key, mode)
+            tracked.insert(0, "row", rows)
         self._write(job, plan, data, rows, failures)
+        if tracked is not None and failures:
+            tracked = tracked[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
+        return tracked
 
     def _write(self, job: Job, plan: Plan, data: pa.Table, rows: np.ndarray, failures: Failures) -> None:
         """Write `data`, each part in a savepoint, halving any part the store refuses until the rows at
@@ -219,12 +251,21 @@ class _Tally:
         self.failures: Failures = {}
         self.partition: dict[int, int] = {}  # failed row -> the number of its frame in the stream
         self._failed: list[pd.DataFrame] = []
+        self._changes: list[pd.DataFrame] = []
+        self.added: list[Column] = []
 
     @property
     def failed(self) -> int:
         return len(self.failures)
 
-    def add(self, n: int, df: pd.DataFrame, failures: Failures) -> None:
+    def add(self, n: int, df: pd.DataFrame, failures: Failures, changed: list[pd.DataFrame], key) -> None:
+        if changed:
+            c = pd.concat(changed, ignore_index=True) if len(changed) > 1 else changed[0].reset_index(drop=True)
+            at = c["row"].to_numpy(dtype=np.int64)
+            c.insert(1, "index", pd.Series(df.index[at].tolist(), dtype=object))
+            c.insert(2, "key", pd.Series(keys.key_labels(df, key, at), dtype=object))
+            c["row"] = at + self.total
+            self._changes.append(c)
         if failures:
             positions = np.array(sorted(failures), dtype=np.int64)
             self.failures.update({self.total + int(p): failures[int(p)] for p in positions})
@@ -233,6 +274,12 @@ class _Tally:
         elif not self._failed:
             self._failed.append(df.iloc[:0])  # keeps the columns and dtypes of an empty report
         self.total += len(df)
+
+    def changes(self) -> pd.DataFrame:
+        if not self._changes:
+            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in CHANGE_COLUMNS})
+        out = pd.concat(self._changes, ignore_index=True) if len(self._changes) > 1 else self._changes[0]
+        return out.sort_values("row", kind="stable", ignore_index=True)
 
     def failed_rows(self) -> pd.DataFrame | None:
         parts = [p for p in self._failed if len(p)] or self._failed[:1]

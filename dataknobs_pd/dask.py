@@ -101,6 +101,7 @@ class DaskAccessor:
     def save(
         self, store: Store | str, table: str, key: str | Sequence[str] | None = None, if_exists: str = "fail",
         errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
+        dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
     ) -> BatchResult:
         """Write every partition to `table` (see dataknobs_pd.save); one report for the whole frame."""
         return api.save(Partitions(self._ddf), store, table, key=key, if_exists=if_exists, errors=errors,
@@ -109,6 +110,7 @@ class DaskAccessor:
     def update_batch(
         self, store: Store | str, table: str, key: str | Sequence[str] | None = None, insert_missing: bool = False,
         errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
+        dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
     ) -> BatchResult:
         """Change the frame's columns on the rows with the same key (see dataknobs_pd.update_batch)."""
         return api.update_batch(Partitions(self._ddf), store, table, key=key, insert_missing=insert_missing,
@@ -116,7 +118,8 @@ class DaskAccessor:
 
     def delete(
         self, store: Store | str, table: str, key: str | Sequence[str] | None = None, errors: str = "collect",
-        chunksize: int | None = None, progress: bool | None = None,
+        chunksize: int | None = None, progress: bool | None = None, dry_run: bool = False,
+        track_changes: bool = False,
     ) -> BatchResult:
         """Delete the rows whose key is in the frame (see dataknobs_pd.delete)."""
         return api.delete(Partitions(self._ddf), store, table, key=key, errors=errors, chunksize=chunksize,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .changes import ACTIONS
 from .failures import Failures, failures_frame
 
 
@@ -19,6 +20,7 @@ class BatchResult:
         self, *, operation: str, table: str, url: str, key: list[str] | None, failures: Failures, elapsed: float,
         committed: bool = True, frame: pd.DataFrame | None = None, total: int | None = None,
         failed_rows: pd.DataFrame | None = None, partition: dict[int, int] | None = None,
+        changes: pd.DataFrame | None = None, dry_run: bool = False, added: dict | None = None,
     ):
         """`frame` is the input when it was one frame; a stream gives `total` and `failed_rows` instead
         (the failed input rows, in the order of their positions), and `partition`, the number of the
@@ -38,6 +40,9 @@ class BatchResult:
         self._frame = frame  # the input when it was one frame (a reference, never copied), for the report
         self._failed_rows = failed_rows  # the failed input rows, in the order of their positions
         self.failures = failures_frame(failed_rows, key, failures, partition)
+        self.dry_run = dry_run
+        self.added = added or {}  # columns this call added to the table: {label: dtype}
+        self.changes = changes  # one row per written row: action, changed columns, before/after (None: not tracked)
 
     @property
     def ok(self) -> bool:
@@ -53,16 +58,29 @@ class BatchResult:
             return pd.DataFrame()
         return self._failed_rows
 
-    def summary(self) -> pd.DataFrame:
-        """Failures counted by stage and error."""
+    def summary(self, changes: bool = True) -> pd.DataFrame:
+        """Failures counted by stage and error; with tracked changes (a dry run, track_changes=True) also
+        the written rows counted by action (stage "written", or "dry run": nothing was written)."""
         f = self.failures
         if f.empty:
-            return pd.DataFrame({"stage": [], "error": [], "rows": []}).astype({"rows": "int64"})
-        return f.groupby(["stage", "error"], sort=True).size().rename("rows").reset_index()
+            out = pd.DataFrame({"stage": [], "error": [], "rows": []}).astype({"rows": "int64"})
+        else:
+            out = f.groupby(["stage", "error"], sort=True).size().rename("rows").reset_index()
+        if not changes or self.changes is None:
+            return out
+        counts = self.changes["action"].value_counts()
+        stage = "dry run" if self.dry_run else "written"
+        acts = pd.DataFrame({"stage": stage, "error": None, "action": [a for a in ACTIONS if a in counts],
+                             "rows": [int(counts[a]) for a in ACTIONS if a in counts]})
+        out["action"] = None
+        return pd.concat([out, acts], ignore_index=True)[["stage", "error", "action", "rows"]]
 
     def __str__(self) -> str:
         verb = {"save": "saved", "update_batch": "updated", "delete": "deleted"}.get(self.operation, "written")
-        tail = "" if self.committed else " (errors='raise': nothing written)"
+        tail = " (dry run: nothing written)" if self.dry_run else (
+            "" if self.committed else " (errors='raise': nothing written)")
+        if self.added:
+            tail += "; added column(s) " + ", ".join(f"{k!r} ({v})" for k, v in self.added.items())
         return (
             f"{self.operation} {self.table!r}: {self.total:,} rows, {self.succeeded:,} {verb}, "
             f"{self.failed:,} failed in {self.elapsed:.2f}s{tail}"

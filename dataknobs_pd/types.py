@@ -11,6 +11,7 @@ import datetime as dt
 import decimal
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -164,17 +165,28 @@ class TypeMapper:
             + ("; use pd.to_datetime for datetimes" if isinstance(bad, dt.datetime) else "")
         )
 
-    def fit(self, df: pd.DataFrame, existing: TableSchema, table: str) -> tuple[TableSchema, bool]:
+    def fit(self, df: pd.DataFrame, existing: TableSchema, table: str, new_columns: str = "fail"
+            ) -> tuple[TableSchema, bool, list[Column]]:
         """Check the columns of `df` against a stored schema; return the schema the write needs
-        (unordered categories grown by the frame's new ones) and whether it differs from `existing`."""
+        (unordered categories grown by the frame's new ones; with new_columns="add", the frame's new
+        columns after the stored ones), whether it differs from `existing`, and the added columns.
+
+        An added column of a dtype that cannot hold a missing value (int64, bool, ...) gets its
+        nullable counterpart (Int64, boolean, ...): the rows already stored have no value in it."""
         stored = {c.name for c in existing.columns}
         extra = [label for label in df.columns if str(label) not in stored]
-        if extra:
+        if extra and new_columns != "add":
             raise SchemaMismatchError(
                 f"column(s) {extra} are not in table {table!r} (columns: "
-                f"{[c.pandas_label for c in existing.data_columns]}); drop them, or save with if_exists='replace'")
+                f"{[c.pandas_label for c in existing.data_columns]}); pass new_columns='add' to add them, "
+                f"drop them, or save with if_exists='replace'")
         labels = {str(label): label for label in df.columns}
         schema, changed = existing, False
+        added = [_nullable(self.describe(df[label], str(label), label=None if isinstance(label, str) else label))
+                 for label in extra]
+        if added:
+            data, index = existing.data_columns, existing.index_columns
+            schema, changed = replace(existing, columns=data + added + index), True
         for col in existing.data_columns:
             if col.name not in labels:
                 continue
@@ -185,7 +197,7 @@ class TypeMapper:
                 grown = _grow_categories(s, col)
                 if grown is not None:
                     schema, changed = schema.with_column(grown), True
-        return schema, changed
+        return schema, changed, added
 
     # -- pandas -> Arrow ---------------------------------------------------------------
     def to_arrow(
@@ -515,6 +527,17 @@ def _downcast_int(s: pd.Series, nullable: bool) -> pd.Series:
             target = name.capitalize().replace("Uint", "UInt") if nullable else name
             return s.astype(target)
     return s
+
+
+_NULLABLE = {"int8": "Int8", "int16": "Int16", "int32": "Int32", "int64": "Int64", "uint8": "UInt8",
+             "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64", "bool": "boolean"}
+
+
+def _nullable(col: Column) -> Column:
+    """The column able to hold a missing value: numpy ints and bools become their nullable dtypes."""
+    name = col.dtype.get("name")
+    spec = dict(col.dtype, name=_NULLABLE[name]) if name in _NULLABLE else col.dtype
+    return Column(col.name, col.kind, col.arrow, True, spec, col.label, col.index)
 
 
 def _check_zone(s: pd.Series, col: Column, table: str) -> None:

@@ -57,6 +57,13 @@ class MemoryBackend(Backend):
     def drop(self, table):
         self._t.pop(table, None)
 
+    def add_columns(self, table, columns):
+        stored, schema = self._t[table]
+        order = schema.data_columns + list(columns) + schema.index_columns
+        cols = [stored.column(c.name) if c.name in stored.column_names else pa.nulls(stored.num_rows, c.arrow)
+                for c in order]
+        self._t[table] = (pa.table(cols, schema=pa.schema([c.field for c in order])), schema)
+
     # -- data --------------------------------------------------------------------------
     def write(self, table, data, schema, mode):
         stored, _ = self._t[table]

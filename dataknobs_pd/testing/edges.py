@@ -3,6 +3,7 @@ descending order. Each either round-trips exactly or fails clearly before anythi
 
 from __future__ import annotations
 
+import math
 import signal
 from contextlib import contextmanager
 
@@ -183,3 +184,13 @@ class EdgeContract:
             dk.load(keep, "keep", limit=-1)
         with pytest.raises(ValueError):
             pd.DataFrame({"a": [1]}).dk.save(keep, "t", if_exists="nope")
+
+    def test_negative_zero_round_trips_or_fails_its_row(self, store):
+        df = pd.DataFrame({"id": [1, 2, 3], "f": [0.0, -0.0, float("nan")]})
+        res = df.dk.save(store, "z")
+        out = dk.load(store, "z")
+        kept = df[~df.index.isin(res.failures["row"])].reset_index(drop=True)
+        assert_frame_equal(out, kept)
+        signs = [math.copysign(1.0, v) for v in out["f"] if not math.isnan(v)]
+        assert signs == [math.copysign(1.0, v) for v in kept["f"] if not math.isnan(v)]  # -0.0 kept, or refused
+        assert set(res.failures["stage"]) <= {"convert"}

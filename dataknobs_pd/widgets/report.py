@@ -298,7 +298,7 @@ def render_html(res, max_rows: int = MAX_ROWS) -> str:
     parts = [head_html(res)]
     if res.failed:
         parts.append("<div class='dk-h'>failures by stage and error</div>")
-        parts.append(groups_html(res.summary(), res.failed))
+        parts.append(groups_html(res.summary(changes=False), res.failed))
         shown = min(max_rows, res.failed)
         parts.append(f"<div class='dk-h'>failing rows ({'all' if shown == res.failed else f'first {shown:,} of'} "
                      f"{res.failed:,})</div>")
@@ -317,7 +317,7 @@ def render_text(res, max_rows: int = MAX_ROWS) -> str:
     lines = [str(res), f"store: {res.url}"]
     if res.failed:
         lines.append("failures by stage and error:")
-        for stage, error, n in res.summary()[["stage", "error", "rows"]].itertuples(index=False, name=None):
+        for stage, error, n in res.summary(changes=False)[["stage", "error", "rows"]].itertuples(index=False, name=None):
             lines.append(f"  {stage:<9} {error:<16} {n:>10,}")
         shown = res.failures.head(max_rows)[["row", "index", "key", "stage", "error", "message"]].copy()
         keys = exact_keys(res, input_rows(res, shown["row"].to_numpy(dtype=np.int64)))

@@ -126,7 +126,7 @@ class BatchReport(_Base):
     # -- building ------------------------------------------------------------------------------
     def _build_failures(self, variable: str) -> list:
         f = self.failures
-        self.summary = self.result.summary()
+        self.summary = self.result.summary(changes=False)
         self._stage_codes, stages = pd.factorize(f["stage"], sort=True)
         self._error_codes, errors = pd.factorize(f["error"], sort=True)
         self._stage_of = {s: i for i, s in enumerate(stages)}

@@ -1,0 +1,109 @@
+"""What a write changes, row by row: the diff a dry run shows and `track_changes=True` records.
+
+Before a chunk of an upsert or update is written, the stored rows with its keys are read once
+(only the columns the chunk writes); each written row is then an `insert` (its key was not
+there), an `update` (some written column differs), `unchanged` (none does) or a `delete`.
+Values are compared as the table holds them: both missing is equal, floats compare by their
+bits (NaN equals the same NaN, 0.0 and -0.0 differ), times by instant and zone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .schema import TableSchema
+
+ACTIONS = ("insert", "update", "unchanged", "delete")
+CHANGE_COLUMNS = ["row", "index", "key", "action", "changed", "before", "after"]
+_IN_LIST = 10_000  # key values per `in` filter: a bound parameter each on SQL stores
+
+
+def stored_rows(backend, table: str, schema: TableSchema, data: pa.Table) -> pa.Table:
+    """The stored rows whose key is among those of `data`, with the columns of `data`: one keyed read."""
+    key = schema.key
+    columns = list(data.column_names)
+    pieces = []
+    for lo in range(0, data.num_rows, _IN_LIST):
+        part = data.slice(lo, _IN_LIST)
+        where = [[(k, "in", pc.unique(part.column(k)).to_pylist()) for k in key]]
+        pieces += list(backend.read(table, schema, columns, where, [], None, 1 << 30))
+    fields = [schema.column(c).field for c in columns]
+    out = pa.concat_tables([p.select(columns) for p in pieces]) if pieces else pa.schema(fields).empty_table()
+    if len(key) > 1 and out.num_rows:  # `in` per column reads a superset: keep the exact key tuples
+        out = out.take(pa.array(np.flatnonzero(_positions(data, out, key) >= 0)))
+    return out
+
+
+def diff(data: pa.Table, stored: pa.Table | None, key: list[str] | None, mode: str) -> pd.DataFrame:
+    """One row per row of `data`: action, the columns that change, and their values before and after.
+
+    `stored` holds the stored rows with the keys of `data` (None: no key existed, every row is new)."""
+    n = data.num_rows
+    if mode == "delete":
+        return _frame(["delete"] * n, [[] for _ in range(n)], [{} for _ in range(n)], [{} for _ in range(n)])
+    if stored is None or stored.num_rows == 0 or not key:
+        return _frame(["insert"] * n, [[] for _ in range(n)], [{} for _ in range(n)], [{} for _ in range(n)])
+    at = _positions(stored, data, key)
+    found = at >= 0
+    values = [c for c in data.column_names if c not in key]
+    differs = {}
+    for c in values:
+        new = data.column(c).filter(pa.array(found))
+        old = stored.column(c).take(pa.array(at[found]))
+        same = np.ones(n, dtype=bool)
+        same[found] = _same(new, old)
+        differs[c] = ~same
+    touched = np.zeros(n, dtype=bool)
+    for c in values:
+        touched |= differs[c]
+    actions = np.where(~found, "insert", np.where(touched, "update", "unchanged")).tolist()
+    changed: list = [[] for _ in range(n)]
+    before: list = [{} for _ in range(n)]
+    after: list = [{} for _ in range(n)]
+    for c in values:  # the values of changed cells only, a column at a time
+        rows = np.flatnonzero(differs[c])
+        if not len(rows):
+            continue
+        old = stored.column(c).take(pa.array(at[rows])).to_pylist()
+        new = data.column(c).take(pa.array(rows)).to_pylist()
+        for i, o, v in zip(rows.tolist(), old, new):
+            changed[i].append(c)
+            before[i][c] = o
+            after[i][c] = v
+    return _frame(actions, changed, before, after)
+
+
+def _frame(actions, changed, before, after) -> pd.DataFrame:
+    return pd.DataFrame({
+        "action": pd.Series(actions, dtype=object), "changed": pd.Series(changed, dtype=object),
+        "before": pd.Series(before, dtype=object), "after": pd.Series(after, dtype=object),
+    })
+
+
+def _positions(have: pa.Table, want: pa.Table, key: list[str]) -> np.ndarray:
+    """For each row of `want`, its row in `have` by key, or -1."""
+    def index(t: pa.Table) -> pd.Index:
+        frame = t.select(key).to_pandas()
+        return pd.Index(frame.iloc[:, 0]) if len(key) == 1 else pd.MultiIndex.from_frame(frame)
+
+    return index(have).get_indexer(index(want))
+
+
+def _same(a, b) -> np.ndarray:
+    """Elementwise: equal values, or both missing; floats by their bits."""
+    a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+    b = b.combine_chunks() if isinstance(b, pa.ChunkedArray) else b
+    both_null = np.asarray(pc.and_(a.is_null(), b.is_null()), dtype=bool)
+    one_null = np.asarray(pc.xor(a.is_null(), b.is_null()), dtype=bool)
+    t = a.type
+    if pa.types.is_floating(t):
+        bits = {16: pa.uint16(), 32: pa.uint32(), 64: pa.uint64()}[t.bit_width]
+        a, b = a.view(bits), b.view(bits)
+    try:
+        eq = np.asarray(pc.fill_null(pc.equal(a, b), False), dtype=bool)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):  # nested values: compare as Python
+        eq = np.array([x == y for x, y in zip(a.to_pylist(), b.to_pylist())], dtype=bool)
+    return both_null | (eq & ~one_null)
