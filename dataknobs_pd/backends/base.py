@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 import numpy as np
 import pyarrow as pa
 
+from ..errors import StorageError
 from ..failures import Failures, RowFailure, Unholdable
 from ..schema import TableSchema
 
@@ -52,6 +53,11 @@ class Backend(ABC):
     @abstractmethod
     def drop(self, table: str) -> None:
         """Remove the table and its schema; a missing table is not an error."""
+
+    def add_columns(self, table: str, columns: list) -> None:
+        """Add nullable columns (schema.Column) to an existing table; its stored rows hold no value in them.
+        The engine stores the new dk schema with set_schema right after, in the same transaction."""
+        raise StorageError(f"{type(self).__name__} cannot add columns to a table yet (new_columns='add')")
 
     # -- data ------------------------------------------------------------------------
     def prepare(self, data: pa.Table, schema: TableSchema) -> tuple[pa.Table, dict[int, Unholdable]]:
