@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -43,7 +44,7 @@ def save(
     """
     _check_option("if_exists", if_exists, IF_EXISTS)
     _check_option("new_columns", new_columns, NEW_COLUMNS)
-    frames, df, again = _input(df)
+    data, (frames, df, again) = df, _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
     key_cols = keys.resolve(df, key)
@@ -66,7 +67,10 @@ def save(
                     added=tuple(added))
 
     job = Job("save", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
-    return _run(job, errors, chunksize, progress, dry_run, track_changes)
+    res = _run(job, errors, chunksize, progress, dry_run, track_changes)
+    if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
+        res._commit = functools.partial(save, data, store, table, key=key, if_exists=if_exists, errors=errors, chunksize=chunksize, progress=progress, track_changes=track_changes, new_columns=new_columns)
+    return res
 
 
 def update_batch(
@@ -80,7 +84,7 @@ def update_batch(
     `df` may also be an iterable of frames, as for `save`.
     """
     _check_option("new_columns", new_columns, NEW_COLUMNS)
-    frames, df, again = _input(df)
+    data, (frames, df, again) = df, _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
     key_cols = keys.require(keys.resolve(df, key), "update_batch", table)
@@ -90,7 +94,10 @@ def update_batch(
         return Plan(schema, "upsert" if insert_missing else "update", schema_changed=changed, added=tuple(added))
 
     job = Job("update_batch", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
-    return _run(job, errors, chunksize, progress, dry_run, track_changes)
+    res = _run(job, errors, chunksize, progress, dry_run, track_changes)
+    if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
+        res._commit = functools.partial(update_batch, data, store, table, key=key, insert_missing=insert_missing, errors=errors, chunksize=chunksize, progress=progress, track_changes=track_changes, new_columns=new_columns)
+    return res
 
 
 def delete(
@@ -100,7 +107,7 @@ def delete(
 ) -> BatchResult:
     """Delete the rows whose key appears in `df` (a frame or an iterable of frames); keys not in the
     table fail with stage "missing"."""
-    frames, df, again = _input(df)
+    data, (frames, df, again) = df, _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
     key_cols = keys.require(keys.resolve(df, key), "delete", table)
@@ -111,7 +118,10 @@ def delete(
         return Plan(existing, "delete")
 
     job = Job("delete", store.backend, store.url, table, frames, plan, again=again)
-    return _run(job, errors, chunksize, progress, dry_run, track_changes)
+    res = _run(job, errors, chunksize, progress, dry_run, track_changes)
+    if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
+        res._commit = functools.partial(delete, data, store, table, key=key, errors=errors, chunksize=chunksize, progress=progress, track_changes=track_changes)
+    return res
 
 
 def load(

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .changes import ACTIONS
+from .errors import InvalidArgumentError
 from .failures import Failures, failures_frame
 
 
@@ -42,7 +43,19 @@ class BatchResult:
         self.failures = failures_frame(failed_rows, key, failures, partition)
         self.dry_run = dry_run
         self.added = added or {}  # columns this call added to the table: {label: dtype}
+        self._commit = None  # a dry run's call, for commit()
         self.changes = changes  # one row per written row: action, changed columns, before/after (None: not tracked)
+
+    def commit(self) -> BatchResult:
+        """Run a dry run's call for real (the same frame, store, table and options); returns its report.
+
+        The table may have changed since the dry run: the real call decides again and reports what it did."""
+        if not self.dry_run:
+            raise InvalidArgumentError("commit() runs a dry run for real; this call was not a dry run")
+        if self._commit is None:
+            raise InvalidArgumentError("this dry run read a one-shot stream of frames, which cannot be read again; "
+                                       "run the call again without dry_run=True")
+        return self._commit()
 
     @property
     def ok(self) -> bool:

@@ -249,3 +249,51 @@ def test_outside_a_kernel_the_bundle_is_static(dirty, monkeypatch):
 
 def test_formatting_of_durations():
     assert [fmt_seconds(s) for s in (0.0004, 0.0123, 3.8412, 125)] == ["<1 ms", "12 ms", "3.84 s", "2 min 5 s"]
+
+
+# -- the Changes view (a dry run, track_changes=True) ----------------------------------------------------
+def test_dry_run_report_shows_the_diff_and_how_to_commit(tmp_path):
+    url = f"sqlite:///{tmp_path}/d.db"
+    pd.DataFrame({"id": np.arange(100), "v": np.zeros(100), "s": "x"}).dk.save(url, "t")
+    new = pd.DataFrame({"id": np.arange(50, 150), "v": np.arange(100) * 1.0, "s": "x"})
+    res = new.dk.update_batch(url, "t", dry_run=True)
+    w = BatchReport(res)
+    assert "Dry run: nothing written" in w.header.value and ".commit()</code>" in w.header.value
+    assert [label for label, _ in w.views.options] == ["Failures (50)", "Changes (50)"]
+    assert w.changes_view.layout.display == "none"
+    w.views.value = "changes"
+    assert w.changes_view.layout.display is None
+    cv = w.changes_view
+    assert cv.action.value == "update" and [label for label, _ in cv.action.options] == [
+        "All actions (50)", "update (49)", "unchanged (1)"]
+    page = cv.children[2].value
+    assert page.count("<tr>") == 1 + 10 and "<del>0.0</del> → <ins>1.0</ins>" in page
+    cv.search.value = "99"
+    assert cv.children[2].value.count("<tr>") == 2 and "<ins>49.0</ins>" in cv.children[2].value
+    assert "49 update, 1 unchanged" in render_text(res) and "changed rows (all 49)" in render_html(res)
+    assert dk.load(url, "t")["v"].sum() == 0  # the dry run wrote nothing
+    assert res.commit().succeeded == 50 and dk.load(url, "t")["v"].sum() == sum(range(50))
+
+
+def test_a_million_changes_stay_responsive():
+    n = 1_000_000
+    frame = pd.DataFrame({"id": np.arange(n), "v": np.arange(n) * 0.5})
+    changes = pd.DataFrame({
+        "row": np.arange(n), "index": pd.Series(np.arange(n), dtype=object), "key": pd.Series(np.arange(n), dtype=object),
+        "action": np.where(np.arange(n) % 3, "update", "insert"),
+        "changed": [["v"]] * n, "before": [{"v": 0.0}] * n, "after": [{"v": 1.0}] * n})
+    res = BatchResult(operation="save", table="big", url="memory://big", frame=frame, key=["id"], failures={},
+                      elapsed=1.0, changes=changes, dry_run=True, committed=False)
+    t0 = time.perf_counter()
+    w = BatchReport(res)
+    cv = w.changes_view
+    assert time.perf_counter() - t0 < 5
+    assert cv.children[2].value.count("<tr>") == 1 + 10 and "of <b>666,666</b>" in cv.children[3].children[2].value
+    t0 = time.perf_counter()
+    cv.next_button.click()
+    cv.action.value = "insert"
+    assert time.perf_counter() - t0 < 2
+    assert "of <b>333,334</b>" in cv.children[3].children[2].value
+    t0 = time.perf_counter()
+    html = render_html(res)
+    assert time.perf_counter() - t0 < 3 and html.count("<tr>") < 40

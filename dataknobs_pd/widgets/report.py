@@ -102,6 +102,8 @@ def fmt_rate(r: float) -> str:
 
 def status(res) -> tuple[str, str]:
     """(css suffix, words) for the pill at the top of the report."""
+    if getattr(res, "dry_run", False):
+        return "rolledback", "Dry run: nothing written"
     if not res.committed:
         return "rolledback", "Rolled back: nothing written"
     if res.failed:
@@ -154,7 +156,8 @@ def head_html(res) -> str:
     """The title line (status, operation, table, store) and the counts."""
     e = html.escape
     kind, words = status(res)
-    verb = VERBS.get(res.operation, "written") if res.committed else "valid"
+    verb = VERBS.get(res.operation, "written") if res.committed else (
+        "would be written" if getattr(res, "dry_run", False) else "valid")
     stats = [
         ("total", fmt_int(res.total), "rows"),
         ("succeeded", fmt_int(res.succeeded), verb),
@@ -289,13 +292,20 @@ def rows_html(res, failures: pd.DataFrame) -> str:
 
 
 def wrap(inner: str) -> str:
-    return f"<div class='dk-report'><style>{CSS}</style>{inner}</div>"
+    from .diff import CSS as DIFF_CSS
+
+    return f"<div class='dk-report'><style>{CSS}{DIFF_CSS}</style>{inner}</div>"
 
 
 # -- the static renderings ----------------------------------------------------------------------
 def render_html(res, max_rows: int = MAX_ROWS) -> str:
-    """The report as one HTML block: summary, failures by stage and error, the first failing rows."""
+    """The report as one HTML block: summary, failures by stage and error, the first failing rows,
+    and with tracked changes the counts per action and the first changed rows."""
+    from . import diff
+
     parts = [head_html(res)]
+    if res.dry_run:
+        parts.append(diff.dry_run_note())
     if res.failed:
         parts.append("<div class='dk-h'>failures by stage and error</div>")
         parts.append(groups_html(res.summary(changes=False), res.failed))
@@ -307,8 +317,10 @@ def render_html(res, max_rows: int = MAX_ROWS) -> str:
             "<p class='dk-foot'>All of them: <code>res.failures</code> (why) and <code>res.failed_rows()</code> "
             "(the input rows, ready to fix and resubmit). Run the notebook to filter and page them.</p>"
         )
-    elif not res.committed:
+    elif not res.committed and not res.dry_run:
         parts.append("<p class='dk-foot'>errors='raise' and a row failed, so nothing was written.</p>")
+    if res.changes is not None:
+        parts.append(diff.static_html(res, max_rows))
     return wrap("".join(parts))
 
 
@@ -332,6 +344,10 @@ def render_text(res, max_rows: int = MAX_ROWS) -> str:
         if res.failed > max_rows:
             lines.append(f"... and {res.failed - max_rows:,} more: res.failures has them all, "
                          "res.failed_rows() the input rows")
+    if res.changes is not None:
+        from .diff import text_lines
+
+        lines.extend(text_lines(res, max_rows))
     return "\n".join(lines)
 
 

@@ -20,6 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .changes_view import changes_view
+from .diff import CSS as DIFF_CSS
+from .diff import dry_run_note
 from .report import CSS, groups_html, head_html, input_rows, rows_html
 
 try:
@@ -113,11 +116,27 @@ class BatchReport(_Base):
         self.copied: pd.DataFrame | None = None  # what the copy button last handed out
         self._positions_cache: np.ndarray | None = None
         self._haystack: list[pa.Array] | None = None
-        self.header = W.HTML(f"<div class='dk-report'><style>{CSS}</style>{head_html(result)}</div>")
+        note = dry_run_note(_name_of(result)) if result.dry_run else ""
+        self.header = W.HTML(f"<div class='dk-report'><style>{CSS}{DIFF_CSS}</style>{head_html(result)}{note}</div>")
         self.header.add_class("dk-w-header")
         children = [self.header]
-        if result.failed:
-            children += self._build_failures(variable)
+        failures = self._build_failures(variable) if result.failed else []
+        self.changes_view = changes_view(result, W) if result.changes is not None else None
+        if failures and self.changes_view is not None:  # two views, one at a time
+            box = W.VBox(failures)
+            self.views = W.ToggleButtons(options=[(f"Failures ({result.failed:,})", "failures"),
+                                                  (f"Changes ({len(result.changes):,})", "changes")])
+            self.views.add_class("dk-w-views")
+            self.changes_view.layout.display = "none"
+
+            def show(change):
+                box.layout.display = "none" if change["new"] == "changes" else None
+                self.changes_view.layout.display = None if change["new"] == "changes" else "none"
+
+            self.views.observe(show, "value")
+            children += [self.views, box, self.changes_view]
+        else:
+            children += failures or ([self.changes_view] if self.changes_view is not None else [])
         super().__init__(children=children, layout=W.Layout(width="100%", padding="2px 0 6px"))
         self.add_class("dk-widget")
         if result.failed:
