@@ -18,19 +18,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .dtypes import _MASKED, _NUMPY_KINDS, DtypeTools
 from .errors import SchemaMismatchError, UnsupportedDtypeError
 from .failures import Failures, bisect, required, unconvertible
 from .schema import INDEX_PREFIX, Column, TableSchema
 
-_NUMPY_KINDS = {
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64", "bool",
-}
-_MASKED = {  # nullable extension dtype name -> field kind
-    "Int8": "int8", "Int16": "int16", "Int32": "int32", "Int64": "int64", "UInt8": "uint8",
-    "UInt16": "uint16", "UInt32": "uint32", "UInt64": "uint64", "Float32": "float32",
-    "Float64": "float64", "boolean": "bool",
-}
-_OBJECT_KINDS = {"string", "decimal", "bytes", "date", "json", "null"}
 _CONVERT_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError, decimal.InvalidOperation)
 
 
@@ -63,7 +55,7 @@ def _json_default(v):
     raise TypeError(f"{type(v).__name__} is not JSON serializable")
 
 
-class TypeMapper:
+class TypeMapper(DtypeTools):
     """Maps pandas dtypes to field types and Arrow types, and back, without changing a value."""
 
     # -- describing a frame --------------------------------------------------------
@@ -379,86 +371,6 @@ class TypeMapper:
             out[pd.isna(out)] = na
         return out
 
-    # -- utilities ---------------------------------------------------------------------
-    def infer_field_type(self, obj) -> str:
-        """The portable field type of a Series, a dtype (or dtype name) or a single value."""
-        if isinstance(obj, pd.Series):
-            return self.describe(obj, str(obj.name)).kind
-        if isinstance(obj, (np.dtype, pd.api.extensions.ExtensionDtype)) or (
-            isinstance(obj, str) and _looks_like_dtype(obj)
-        ):
-            d = pd.api.types.pandas_dtype(obj)
-            return "object" if d == object else self.describe(pd.Series([], dtype=d), "value").kind
-        scalar = isinstance(obj, (bool, int, float, np.generic, pd.Timestamp, pd.Timedelta))
-        return self.describe(pd.Series([obj]) if scalar else pd.Series([obj], dtype=object), "value").kind
-
-    def get_pandas_dtype(self, field_type: str, nullable: bool = True):
-        """The pandas dtype that holds a field type (a nullable one unless nullable=False)."""
-        if field_type in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"):
-            return pd.api.types.pandas_dtype(field_type.capitalize().replace("Uint", "UInt") if nullable else field_type)
-        if field_type in ("float32", "float64"):
-            return np.dtype(field_type)
-        if field_type == "bool":
-            return pd.BooleanDtype() if nullable else np.dtype(bool)
-        if field_type == "string":
-            return pd.StringDtype()
-        if field_type == "category":
-            return pd.CategoricalDtype()
-        if field_type == "datetime":
-            return np.dtype("datetime64[ns]")
-        if field_type == "timedelta":
-            return np.dtype("timedelta64[ns]")
-        if field_type in _OBJECT_KINDS:
-            return np.dtype(object)
-        raise UnsupportedDtypeError(f"unknown field type {field_type!r}")
-
-    def convert_value(self, value, field_type: str):
-        """Convert one value to a field type, or raise UnsupportedDtypeError saying why not."""
-        if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)):
-            return None
-        try:
-            if field_type == "decimal":
-                return decimal.Decimal(str(value))
-            if field_type == "bytes":
-                return value if isinstance(value, bytes) else str(value).encode()
-            if field_type == "date":
-                return pd.Timestamp(value).date()
-            if field_type == "json":
-                return json.loads(value) if isinstance(value, str) else value
-            if field_type == "string":
-                return str(value)
-            dtype = self.get_pandas_dtype(field_type, nullable=False)
-            out = pd.Series([value]).astype(dtype).iloc[0]
-            if field_type in _NUMPY_KINDS and field_type != "bool" and not field_type.startswith("float"):
-                if out != value and not (isinstance(value, str) and str(out) == value.strip()):
-                    raise ValueError(f"{value!r} changes when converted")
-            return out.item() if isinstance(out, np.generic) else out
-        except (ValueError, TypeError, OverflowError, decimal.InvalidOperation) as e:
-            raise UnsupportedDtypeError(f"cannot convert {value!r} to {field_type}: {e}") from e
-
-    def optimize_dtypes(self, df: pd.DataFrame, category_ratio: float = 0.5) -> pd.DataFrame:
-        """The same frame in the most memory-efficient dtypes that change no value."""
-        out = {}
-        for label in df.columns:
-            s = df[label]
-            d = s.dtype
-            if d.kind in "iu" and not isinstance(d, pd.api.extensions.ExtensionDtype):
-                out[label] = _downcast_int(s, nullable=False)
-            elif str(d) in _MASKED and _MASKED[str(d)][0] in "iu":
-                out[label] = _downcast_int(s, nullable=True)
-            elif d == np.float64:
-                f32 = s.astype(np.float32)
-                same = (f32.astype(np.float64) == s) | (s.isna() & f32.isna())
-                out[label] = f32 if same.all() else s
-            elif (d == object and pd.api.types.infer_dtype(s, skipna=True) == "string") or (
-                isinstance(d, pd.StringDtype)
-            ):
-                n = len(s)
-                out[label] = s.astype("category") if n and s.nunique() <= category_ratio * n else s
-            else:
-                out[label] = s
-        return pd.DataFrame(out, index=df.index)
-
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -469,14 +381,6 @@ def _cast(arr, t: pa.DataType):
 
 def _is_nan(v) -> bool:
     return isinstance(v, float) and math.isnan(v)
-
-
-def _looks_like_dtype(s: str) -> bool:
-    try:
-        pd.api.types.pandas_dtype(s)
-        return True
-    except TypeError:
-        return False
 
 
 def _jsonable(index: pd.Index) -> list:
@@ -513,20 +417,6 @@ def _pandas_dtype(spec: dict):
     if name == "object":
         return np.dtype(object)
     return pd.api.types.pandas_dtype(name)
-
-
-def _downcast_int(s: pd.Series, nullable: bool) -> pd.Series:
-    if s.isna().all():
-        return s
-    lo, hi = s.min(), s.max()
-    signed = str(s.dtype).lower().startswith("int")
-    for bits in (8, 16, 32, 64):
-        name = f"{'int' if signed else 'uint'}{bits}"
-        info = np.iinfo(name)
-        if info.min <= lo and hi <= info.max:
-            target = name.capitalize().replace("Uint", "UInt") if nullable else name
-            return s.astype(target)
-    return s
 
 
 _NULLABLE = {"int8": "Int8", "int16": "Int16", "int32": "Int32", "int64": "Int64", "uint8": "UInt8",

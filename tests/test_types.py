@@ -172,5 +172,7 @@ def test_property_round_trip(backend, tmp_path, df):
     url = f"memory://{uuid.uuid4().hex}" if backend == "memory" else f"sqlite:///{tmp_path}/p.db"
     table = f"t{uuid.uuid4().hex[:8]}"
     res = df.dk.save(url, table)
-    assert res.ok, res.failures
-    assert_frame_equal(dk.load(url, table), df, check_dtype=True)
+    # SQLite keeps no -0.0: those rows fail at convert, saying so; every other row comes back exactly
+    assert all(backend == "sqlite" and "-0.0" in m for m in res.failures["message"]), res.failures
+    kept = df.drop(index=df.index[res.failures["row"].to_numpy()])
+    assert_frame_equal(dk.load(url, table), kept.reset_index(drop=True), check_dtype=True)
