@@ -71,8 +71,7 @@ def diff(data: pa.Table, stored: pa.Table | None, key: list[str] | None, mode: s
         new = data.column(c).take(pa.array(rows)).to_pylist()
         for i, o, v in zip(rows.tolist(), old, new):
             changed[i].append(c)
-            before[i][c] = o
-            after[i][c] = v
+            before[i][c], after[i][c] = o, v
     return _frame(actions, changed, before, after)
 
 

@@ -105,10 +105,14 @@ def key_labels(df: pd.DataFrame, keys: list[str] | None, positions: np.ndarray) 
     if not keys or len(positions) == 0:
         return [None] * len(positions)
     kf = key_frame(df.iloc[positions], keys)
-    if len(keys) == 1:
-        return [_scalar(v) for v in kf.iloc[:, 0].tolist()]
-    return [tuple(_scalar(v) for v in row) for row in kf.itertuples(index=False, name=None)]
+    columns = [_scalars(kf.iloc[:, i]) for i in range(kf.shape[1])]
+    return columns[0] if len(keys) == 1 else list(zip(*columns))
 
 
-def _scalar(v):
-    return None if v is None or (not isinstance(v, (list, dict, bytes)) and pd.isna(v)) else v
+def _scalars(s: pd.Series) -> list:
+    """The values as Python scalars, missing ones as None."""
+    values = s.tolist()
+    missing = s.isna().to_numpy()
+    if missing.any():
+        values = [None if m else v for v, m in zip(values, missing)]
+    return values
