@@ -19,6 +19,8 @@ BACKENDS = {
     "parquet-s3": lambda tmp: s3_server.store_spec("parquet"),
     "csv-s3": lambda tmp: s3_server.store_spec("csv"),
     "jsonl-s3": lambda tmp: s3_server.store_spec("jsonl"),
+    "delta": lambda tmp: f"delta://{tmp}/delta",
+    "delta-s3": lambda tmp: s3_server.store_spec("delta"),
 }
 
 

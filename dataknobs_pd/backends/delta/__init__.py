@@ -1,0 +1,32 @@
+"""delta:// — one Delta Lake table per table name, through deltalake (delta-rs): every Delta reader
+(Spark, DuckDB, Polars, Trino) reads them with natural types, and dk.load gets the exact dtypes back.
+
+Layout: ROOT/<table>/ is a Delta table (table names percent-encoded into folder names, as in the
+file stores). The dk schema rides in the commit info of every commit this package makes
+(`dataknobs_pd.schema`); delta-rs refuses custom keys in the table configuration. A Delta
+table written by another tool is read with a schema of its natural types. What Delta lacks
+(unsigned ints, durations, nanoseconds, zone names, units): physical.py.
+
+One call = one Delta commit. A call's rows are checked and staged in memory (savepoints only
+drop what was staged since); when its transaction ends, the staged changes become ONE commit:
+a new table or a replaced one is one write (overwrite keeps the history); rows appended to a
+table that nothing else changes are one append; updates and deletes rewrite the data files
+holding the touched rows: the new files are written by delta-rs into a stage folder of the
+table (with their statistics), and one commit adds them and removes the files they replace.
+A crash before the commit leaves the table at its last version; readers read whole versions.
+
+Row isolation happens before the commit: which keys exist comes from one read of the table's
+keys (file and row of each), so an append's existing keys and an update's missing keys are
+facts, not failures of the commit; the table's CHECK constraints and NOT NULL columns are
+evaluated on the staged rows (checks.py) and a refusal is a WriteError the engine narrows down.
+
+Concurrency: every commit carries a Delta app transaction (txn action) of "dataknobs_pd", so
+that Delta's conflict check fails any commit of ours that another of ours got in before
+(delta-rs commits each log entry put-if-absent, on S3 with a conditional put). The loser's
+ConcurrentWriteError makes the engine run the call again on the new version: every row is
+written once or reported.
+"""
+
+from .backend import DeltaBackend
+
+__all__ = ["DeltaBackend"]
