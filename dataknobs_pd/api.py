@@ -126,12 +126,20 @@ def delete(
 
 def load(
     store: Store | str, table: str, columns: Sequence | None = None, where=None, order_by=None,
-    limit: int | None = None, chunksize: int | None = None,
+    limit: int | None = None, chunksize: int | None = None, version: int | None = None, as_of=None,
 ) -> pd.DataFrame | Iterator[pd.DataFrame]:
-    """Read a table back with the dtypes, column order and index it was saved with."""
+    """Read a table back with the dtypes, column order and index it was saved with.
+
+    version= (a version number) or as_of= (a timestamp; naive means UTC) read an earlier version
+    on stores that keep history (delta://); store.history(table) lists them.
+    """
     check_table_name(table)
     store = as_store(store)
-    schema = _found(store, table, store.backend.schema(table))
+    earlier = version is not None or as_of is not None
+    if earlier:
+        schema = store.backend.schema_at(table, version=version, as_of=as_of)
+    else:
+        schema = _found(store, table, store.backend.schema(table))
     if columns is None:
         selected = schema.names
     else:
@@ -146,7 +154,11 @@ def load(
         columns=[schema.column(n) for n in selected], key=schema.key, index_names=schema.index_names
     )
     batch_rows = chunksize or 1_000_000
-    batches = store.backend.read(table, schema, selected, filters, order, limit, batch_rows)
+    if earlier:
+        batches = store.backend.read_version(table, schema, selected, filters, order, limit, batch_rows,
+                                             version=version, as_of=as_of)
+    else:
+        batches = store.backend.read(table, schema, selected, filters, order, limit, batch_rows)
     if chunksize:
         return _chunks(batches, view)
     tables = list(batches)

@@ -109,6 +109,7 @@ class BatchWriter:
             partition=None if single is not None else tally.partition,
             changes=tally.changes() if job.track or job.dry_run else None, dry_run=job.dry_run,
             added={c.pandas_label: c.dtype["name"] for c in tally.added},
+            version=job.backend.last_version(job.table) if committed else None,
         )
         if not committed and not job.dry_run:
             raise BatchError(

@@ -22,6 +22,7 @@ class BatchResult:
         committed: bool = True, frame: pd.DataFrame | None = None, total: int | None = None,
         failed_rows: pd.DataFrame | None = None, partition: dict[int, int] | None = None,
         changes: pd.DataFrame | None = None, dry_run: bool = False, added: dict | None = None,
+        version: int | None = None,
     ):
         """`frame` is the input when it was one frame; a stream gives `total` and `failed_rows` instead
         (the failed input rows, in the order of their positions), and `partition`, the number of the
@@ -44,6 +45,7 @@ class BatchResult:
         self.dry_run = dry_run
         self.added = added or {}  # columns this call added to the table: {label: dtype}
         self._commit = None  # a dry run's call, for commit()
+        self.version = version  # the table version this call created, on stores that keep history
         self.changes = changes  # one row per written row: action, changed columns, before/after (None: not tracked)
 
     def commit(self) -> BatchResult:
@@ -92,6 +94,8 @@ class BatchResult:
         verb = {"save": "saved", "update_batch": "updated", "delete": "deleted"}.get(self.operation, "written")
         tail = " (dry run: nothing written)" if self.dry_run else (
             "" if self.committed else " (errors='raise': nothing written)")
+        if self.version is not None:
+            tail += f" (version {self.version})"
         if self.added:
             tail += "; added column(s) " + ", ".join(f"{k!r} ({v})" for k, v in self.added.items())
         return (

@@ -46,6 +46,14 @@ class Store:
         with self.backend.transaction():
             self.backend.drop(table)
 
+    def history(self, table: str):
+        """The versions of a table, newest first (version, timestamp, operation, rows, ...), on stores
+        that keep history (delta://); elsewhere an InvalidArgumentError."""
+        import pandas as pd
+
+        check_table_name(table)
+        return pd.DataFrame(self.backend.history(table))
+
     def schema(self, table: str):
         """The stored dk schema of a table (TableNotFoundError when absent)."""
         check_table_name(table)

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 import numpy as np
 import pyarrow as pa
 
-from ..errors import StorageError
+from ..errors import InvalidArgumentError, StorageError
 from ..failures import Failures, RowFailure, Unholdable
 from ..schema import TableSchema
 
@@ -83,6 +83,28 @@ class Backend(ABC):
         `where` is normalized (see filters.normalize); `order` is [(column, ascending)],
         and when it is empty rows come in key order, or in insertion order without a key.
         """
+
+    # -- history: stores that keep earlier versions of their tables override these -------
+    def history(self, table: str) -> list[dict]:
+        """The table's versions, newest first: version, timestamp, operation, rows ..."""
+        raise InvalidArgumentError(f"{self.url.split('://', 1)[0]}:// keeps no history of its tables; "
+                                   f"versions are kept by delta:// stores")
+
+    def schema_at(self, table: str, version: int | None = None, as_of=None) -> TableSchema:
+        """The dk schema of an earlier version (by number, or the one current at `as_of`)."""
+        self.history(table)
+        raise NotImplementedError
+
+    def read_version(self, table: str, schema: TableSchema, columns: list[str], where: list, order: list,
+                     limit: int | None, batch_rows: int, version: int | None = None, as_of=None
+                     ) -> Iterator[pa.Table]:
+        """`read` of an earlier version of the table."""
+        self.history(table)
+        raise NotImplementedError
+
+    def last_version(self, table: str) -> int | None:
+        """The version the calling thread's last commit of `table` created (None: no versions kept)."""
+        return None
 
     def chunk_rows(self, ncols: int) -> int:
         return max(1, self.chunk_cells // max(1, ncols))

@@ -518,3 +518,30 @@ if __name__ == "__main__":
     else:
         result = _read(url, opts, table, float(rest[0]), rest[1])
     print(json.dumps(result))
+
+
+def test_time_travel_and_history_through_the_public_api(tmp_path):
+    url = f"delta://{tmp_path}/tt"
+    v0 = pd.DataFrame({"id": [1, 2, 3], "v": [1.0, 2.0, 3.0]})
+    r0 = v0.dk.save(url, "t")
+    r1 = pd.DataFrame({"id": [2], "v": [20.0]}).dk.update_batch(url, "t")
+    assert (r0.version, r1.version) == (0, 1) and "(version 1)" in str(r1)
+    assert_frame_equal(dk.load(url, "t", version=0), v0)
+    assert dk.load(url, "t")["v"].tolist() == [1.0, 20.0, 3.0]
+    hist = dk.connect(url).history("t")
+    assert hist["version"].tolist() == [1, 0]
+    when = pd.Timestamp(hist["timestamp"].iloc[1])
+    assert_frame_equal(dk.load(url, "t", as_of=when), v0)
+    assert dk.load(url, "t", version=1, where=[("id", ">=", 2)], columns=["v"])["v"].tolist() == [20.0, 3.0]
+    with pytest.raises(dk.InvalidArgumentError, match="versions up to 1"):
+        dk.load(url, "t", version=7)
+
+
+@pytest.mark.parametrize("url", ["memory://nohistory", "sqlite:///{tmp}/n.db", "parquet://{tmp}/p"])
+def test_stores_without_history_say_so(tmp_path, url):
+    url = url.format(tmp=tmp_path)
+    pd.DataFrame({"id": [1]}).dk.save(url, "t", if_exists="replace")
+    for call in (lambda: dk.load(url, "t", version=0), lambda: dk.load(url, "t", as_of="2020-01-01"),
+                 lambda: dk.connect(url).history("t")):
+        with pytest.raises(dk.InvalidArgumentError, match="keeps no history.*delta://"):
+            call()
