@@ -15,10 +15,25 @@ on object stores, where an upload is itself atomic and a move is a copy, it is u
 place), and only then are the files the new version no longer lists removed. A crash before
 that leaves the previous manifest, and so the previous table, whole; the orphaned parts are
 swept when the table is next replaced (or every 16th version). Savepoints and rollbacks only
-restore the in-memory list of parts (and drop the files written since). A writer in another
-process is detected at commit (the manifest's version moved since this call read it) and
-refused, not merged; a reader (another thread or process) may find a part gone that a commit
-replaced meanwhile, and gets a StorageError (read again).
+restore the in-memory list of parts (and drop the files written since).
+
+Concurrent writers: the writers of one Store take turns (a thread lock per transaction).
+Locally, the writers of a table in every process (and every Store of the folder) also take
+turns: a write call holds the table's lock file, ROOT/_dk_locks/<folder>.lock (flock), from
+before it reads whether the table exists until its commit ends (waiting for it at most
+`lock_timeout` seconds, 600 by default; lock files are never removed, as a writer may be
+waiting on one). Every commit checks, under that lock, that the manifest is still the
+version the call started from (its version and a stamp unique to each publish), and
+otherwise raises ConcurrentWriteError and removes its parts: two commits of the same
+version cannot both succeed. On object stores there is no lock: the check and the upload
+are separate requests, so two writers can still both pass it (conditional puts of the
+manifest will close that gap).
+
+Concurrent readers: a read returns one committed version whole. Its parts are held while it
+runs: a commit of the same Store that no longer lists them removes them once the read ends.
+Locally the read also opens them all at once (an open file outlives its name), so commits in
+other processes cannot break it either. On other file systems a commit in another process
+may remove a part under a read, which then raises a StorageError (read again).
 
 Reading: parts whose key range cannot match `where` are skipped from the manifest alone;
 Parquet parts are scanned with pyarrow.dataset, so filters prune row groups by their
@@ -35,6 +50,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 import urllib.parse
@@ -43,7 +59,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
@@ -56,12 +72,26 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from ..errors import BackendUnavailableError, DataKnobsError, RowFailure, StorageError, TableNotFoundError
+from ..errors import (
+    BackendUnavailableError,
+    ConcurrentWriteError,
+    DataKnobsError,
+    InvalidArgumentError,
+    RowFailure,
+    StorageError,
+    TableNotFoundError,
+)
 from ..filters import to_expression
+from ..names import check_table_name
 from ..schema import TableSchema
 from . import files_parts as parts_
 from . import files_text
 from .base import Backend, Failures, missing_message, put_rows, sort_by_key, without_rows
+
+if sys.platform != "win32":
+    import fcntl
+else:  # no flock: commits on Windows keep the gap between the version check and the publish
+    fcntl = None
 
 FORMATS = ("parquet", "csv", "jsonl")
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", "oss", "r2", "b2"}
@@ -69,8 +99,10 @@ _MAX_FOLDER = 200  # bytes of an encoded table name; most file systems allow 255
 _SCHEMA_META = b"dataknobs_pd.schema"
 _REUSE_SECONDS = 5.0  # the manifest schema() read serves the same thread's next call (save, load) this long
 _BUCKETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # file system -> buckets known to exist
-_SWEEP_EVERY = 16
-_MAX_PARTS = 64  # past this, writes merge small parts  # every 16th version of a table lists its folder for leftovers of crashed writers
+_SWEEP_EVERY = 16  # every 16th version of a table lists its folder for leftovers of crashed writers
+_MAX_PARTS = 64  # past this, writes merge small parts
+_LOCKS = "_dk_locks"  # ROOT/_dk_locks/<folder>.lock: one lock file per table (local stores); never a table name
+_READ_TRIES = 5  # a read that finds its parts replaced by a commit reads the new manifest, at most this often
 
 
 
@@ -92,6 +124,7 @@ class _State:
     schema: TableSchema
     parts: tuple[_Part, ...] = ()
     version: int = 0  # of the manifest it was read from (0: never published)
+    stamp: str | None = None  # unique to that publish: a table dropped and created again is another table
 
 
 @dataclass
@@ -103,17 +136,20 @@ class _Tx:
     pending: dict = field(default_factory=dict)  # path -> Future of its write, still running
     sizes: dict = field(default_factory=dict)  # path -> bytes, once written
     orphans: dict = field(default_factory=dict)  # table -> file names found in its folder when (re)created
+    locks: dict = field(default_factory=dict)  # table -> fd of its lock file, held until the transaction ends
 
 
 def folder_name(table: str) -> str:
     """The folder a table lives in: its name percent-encoded, never '.', '..' or a path."""
-    if not isinstance(table, str) or not table:
-        raise DataKnobsError(f"table must be a non-empty string, got {table!r}")
-    enc = urllib.parse.quote(table, safe="-_.")
+    check_table_name(table)  # also keeps user tables apart from ROOT/_dk_locks
+    try:
+        enc = urllib.parse.quote(table, safe="-_.")
+    except UnicodeEncodeError as e:
+        raise InvalidArgumentError(f"table name {table!r} is not valid Unicode text ({e})") from None
     if enc.startswith("."):
         enc = "%2E" + enc[1:]
     if len(enc) > _MAX_FOLDER:
-        raise DataKnobsError(
+        raise InvalidArgumentError(
             f"table name {table[:40]!r}... is too long for a file store: {len(enc)} bytes once encoded "
             f"for a folder name, at most {_MAX_FOLDER}")
     return enc
@@ -127,16 +163,16 @@ class FileBackend(Backend):
     chunk_cells = 10_000_000  # cells per write call, so per new part (written while the next chunk converts)
 
     def __init__(self, url: str, storage_options: dict | None = None, fsync: bool = True,
-                 row_group_rows: int | None = None, **options):
+                 row_group_rows: int | None = None, lock_timeout: float = 600.0, **options):
         if options:
-            raise DataKnobsError(
+            raise InvalidArgumentError(
                 f"unknown option(s) {sorted(options)} for {self.format}://; valid: storage_options, fsync, "
-                f"row_group_rows")
+                f"row_group_rows, lock_timeout")
         super().__init__(url, storage_options=storage_options, fsync=fsync)
         path = url.split("://", 1)[1]
         if not path:
-            raise DataKnobsError(f"{url!r} names no folder; use e.g. {self.format}:///path/to/folder "
-                                 f"or {self.format}://s3://bucket/prefix")
+            raise InvalidArgumentError(f"{url!r} names no folder; use e.g. {self.format}:///path/to/folder "
+                                       f"or {self.format}://s3://bucket/prefix")
         from ..store import mask
 
         self.display = mask(url)
@@ -149,20 +185,27 @@ class FileBackend(Backend):
             raise BackendUnavailableError(f"{self.display} needs a package that is not installed ({e}); run: {hint}") \
                 from e
         except (ValueError, TypeError) as e:
-            raise DataKnobsError(f"cannot open {self.display}: {e} (check storage_options)") from e
+            raise InvalidArgumentError(f"cannot open {self.display}: {e} (check storage_options)") from e
         self.root = root.rstrip("/") or root
         self.local = type(self.fs) is LocalFileSystem
         self.object_store = bool(set(_protocols(self.fs)) & _OBJECT_STORES)
         self.pafs = pafs.LocalFileSystem() if self.local else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
         self.fsync = fsync and self.local
         self.row_group_rows = row_group_rows
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or lock_timeout < 0:
+            raise InvalidArgumentError(f"lock_timeout= takes seconds (a number >= 0), got {lock_timeout!r}")
+        self.lock_timeout = lock_timeout
         self._lock = threading.RLock()
         self._tx: _Tx | None = None
-        self._dirs: set[str] = set()
         self._keys: OrderedDict[str, pa.Table] = OrderedDict()  # part path -> its key columns (parts never change)
         self._workers = max(2, min(4, os.cpu_count() or 2))
         self._pool: ThreadPoolExecutor | None = None
-        self._stash: dict[int, tuple] = {}  # thread -> (table, time, state) last read outside a transaction
+        self._stash: dict[int, tuple] = {}  # thread -> (table, time, state, retired) last read outside a transaction
+        # Reads of this store hold the parts they read: a commit retiring one of those removes it when they end.
+        self._reads = threading.Lock()
+        self._reading: dict[str, int] = {}  # part path -> reads holding it
+        self._doomed: set[str] = set()  # parts retired while held
+        self._retired: dict[str, int] = {}  # table folder -> commits of this store that retired files in it
         self._probe()
 
     # -- paths and I/O -----------------------------------------------------------------------
@@ -207,13 +250,11 @@ class FileBackend(Backend):
                     seen.add(bucket)
 
     def _ensure_dir(self, path: str) -> None:
-        if path in self._dirs:
-            return
+        # Not cached: a folder dropped, or removed behind the store's back, must come back on the next write.
         if self.local:
             os.makedirs(path, exist_ok=True)
         elif not self.object_store:  # object stores have no folders; makedirs could create a bucket
             self.fs.makedirs(path, exist_ok=True)
-        self._dirs.add(path)
 
     def _sync(self, path: str) -> None:
         if self.fsync:
@@ -247,13 +288,18 @@ class FileBackend(Backend):
 
     def _load(self, table: str, reuse: bool = False) -> _State | None:
         """Read the table's manifest; `reuse` takes the one schema() just read in this thread, if any."""
+        return self._load_counted(table, reuse)[0]
+
+    def _load_counted(self, table: str, reuse: bool = False) -> tuple[_State | None, int]:
+        """_load, and how many times this store had retired files of the table before the manifest was read."""
         stashed = self._stash.pop(threading.get_ident(), None)
         if reuse and stashed and stashed[0] == table and time.monotonic() - stashed[1] < _REUSE_SECONDS:
-            return stashed[2]
+            return stashed[2], stashed[3]
+        retired = self._retired.get(self._dir(table), 0)
         st = self._parse(table, self._read_manifest(table))
         if self._current() is None:
-            self._stash[threading.get_ident()] = (table, time.monotonic(), st)
-        return st
+            self._stash[threading.get_ident()] = (table, time.monotonic(), st, retired)
+        return st, retired
 
     def _parse(self, table: str, d: dict | None) -> _State | None:
         if d is None:
@@ -264,7 +310,7 @@ class FileBackend(Backend):
             _Part(p["file"], p["rows"], p.get("bytes"), bounds[2 * i] if bounds else None,
                   bounds[2 * i + 1] if bounds else None)
             for i, p in enumerate(d["parts"]))
-        return _State(d.get("table", table), schema, parts, d["version"])
+        return _State(d.get("table", table), schema, parts, d["version"], d.get("stamp"))
 
     def _publish(self, st: _State, version: int) -> None:
         """Write the manifest of `st` atomically.
@@ -274,7 +320,7 @@ class FileBackend(Backend):
         is a copy and a delete, so the manifest is uploaded in place.
         """
         doc = {
-            "dataknobs_pd": 1, "format": self.format, "table": st.name, "version": version,
+            "dataknobs_pd": 1, "format": self.format, "table": st.name, "version": version, "stamp": uuid.uuid4().hex,
             "schema": json.loads(st.schema.to_json()),
             "parts": [{"file": p.file, "rows": p.rows, "bytes": p.size} for p in st.parts],
         }
@@ -327,19 +373,64 @@ class FileBackend(Backend):
                 return
             tx = self._tx = _Tx(threading.get_ident())
             try:
-                yield
-            except BaseException:
-                self._tx = None
-                self._settle(tx, cancel=True)
-                self._remove(tx.created)
-                raise
-            try:
-                self._commit(tx)
-            except BaseException:
-                self._settle(tx, cancel=True)
-                raise
+                try:
+                    yield
+                except BaseException:
+                    self._tx = None
+                    self._settle(tx, cancel=True)
+                    self._remove(tx.created)
+                    raise
+                try:
+                    self._commit(tx)
+                except BaseException:
+                    self._settle(tx, cancel=True)
+                    raise
+                finally:
+                    self._tx = None
             finally:
-                self._tx = None
+                for fd in tx.locks.values():
+                    os.close(fd)  # closing the file releases its lock
+
+    def claim(self, table: str) -> None:
+        """Hold the table's lock until the transaction ends (local stores): its writers take turns.
+
+        Across processes and across stores of the same folder; writers of one store already take
+        turns on its thread lock. Object stores have no such lock: their writers are only checked
+        at commit (see _commit).
+        """
+        tx = self._current()
+        if tx is None or table in tx.locks:
+            return
+        fd = self._flock(table)
+        if fd is None:
+            return
+        tx.locks[table] = fd
+        self._stash.pop(threading.get_ident(), None)  # read before the lock, so maybe stale: read it again
+
+    def _flock(self, table: str) -> int | None:
+        """Take the exclusive lock of the table's lock file (ROOT/_dk_locks/); its fd, or None where there is none."""
+        if not self.local or fcntl is None:
+            return None
+        path = f"{self.root}/{_LOCKS}/{folder_name(table)}.lock"
+        with self._io(f"locking table {table!r}"):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        deadline, pause = time.monotonic() + self.lock_timeout, 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise StorageError(
+                        f"table {table!r} in {self.display} stayed locked by another writer for the "
+                        f"{self.lock_timeout:g} s this call waits (lock_timeout); nothing was written") from None
+                time.sleep(pause)
+                pause = min(2 * pause, 0.02)
+            except OSError as e:
+                os.close(fd)
+                raise StorageError(f"locking table {table!r} in {self.display} failed: {e}") from e
 
     @contextmanager
     def savepoint(self):
@@ -365,14 +456,25 @@ class FileBackend(Backend):
             raise
         self._stash.clear()  # no thread may reuse a version this commit replaces
         changed = {t: s for t, s in tx.states.items() if s is not tx.base[t]}
-        for table in changed:  # optimistic concurrency: refuse to overwrite someone else's version
+        try:
+            for table in sorted(changed):  # locally: check and publish under the table's lock, so that two
+                if table not in tx.locks:  # commits of the same version cannot both pass the check
+                    fd = self._flock(table)
+                    if fd is not None:
+                        tx.locks[table] = fd
+        except BaseException:
+            self._remove(tx.created)
+            raise
+        for table in changed:  # refuse to overwrite someone else's version
+            # On object stores (no lock) the check and the upload below are separate requests: two
+            # writers may still both pass the check there, until manifests are put-if-absent.
             base = tx.base[table]
-            now = self._read_manifest(table)
-            if (now or {}).get("version") != (base.version if base else None):
+            now = self._read_manifest(table) or {}
+            if (now.get("version"), now.get("stamp")) != ((base.version, base.stamp) if base else (None, None)):
                 self._remove(tx.created)
-                raise StorageError(
+                raise ConcurrentWriteError(
                     f"table {table!r} in {self.display} was changed by another writer during this call; "
-                    f"nothing was written, try again")
+                    f"nothing was written")
         for table, st in changed.items():
             base = tx.base[table]
             if st is None:
@@ -391,7 +493,7 @@ class FileBackend(Backend):
                 listed = {p.file for p in st.parts}
                 stale += [f"{folder}/{p.file}" for p in (base.parts if base else ()) if p.file not in listed]
                 stale += [f"{folder}/{n}" for n in tx.orphans.get(table, ()) if n not in listed]
-        self._remove(stale)
+        self._retire(stale)
 
     def _sweep(self, table: str, st: _State | None) -> None:
         """Remove the part files (and temporary manifests) that the published version does not list."""
@@ -400,10 +502,43 @@ class FileBackend(Backend):
         stale = [f"{folder}/{n}" for n in self._ls(folder)
                  if (n.startswith("part-") and n.endswith(self.suffix) and n not in listed)
                  or n.startswith(f"_dk_{self.format}.json.tmp-")]
-        self._remove(stale)
+        self._retire(stale, folder)
         if st is None and not self.object_store:
             with suppress(Exception):  # an empty folder left behind is harmless
                 self.fs.rmdir(folder)  # only when empty: files this store does not know stay
+
+    def _retire(self, paths, folder: str | None = None) -> None:
+        """Remove files a commit no longer lists; those a read of this store holds, once it ends."""
+        paths = list(paths)
+        with self._reads:
+            for f in {p.rsplit("/", 1)[0] for p in paths} | ({folder} if folder else set()):
+                self._retired[f] = self._retired.get(f, 0) + 1
+            held = {p for p in paths if p in self._reading}
+            self._doomed |= held
+        self._remove(p for p in paths if p not in held)
+
+    def _hold(self, table: str, st: _State, retired: int) -> list[str] | None:
+        """Hold the parts of `st` for a read; None when this store retired files of the table since `st` was read."""
+        folder = self._dir(table)
+        paths = [f"{folder}/{p.file}" for p in st.parts]
+        with self._reads:
+            if self._retired.get(folder, 0) != retired:
+                return None
+            for p in paths:
+                self._reading[p] = self._reading.get(p, 0) + 1
+        return paths
+
+    def _release(self, paths: list[str]) -> None:
+        """End a read's hold on its parts, removing those retired meanwhile."""
+        with self._reads:
+            for p in paths:
+                if self._reading[p] > 1:
+                    self._reading[p] -= 1
+                else:
+                    del self._reading[p]
+            done = [p for p in paths if p in self._doomed and p not in self._reading]
+            self._doomed.difference_update(done)
+        self._remove(done)
 
     def _remove(self, paths) -> None:
         """Delete files, best effort: what is left is unreferenced and swept later."""
@@ -441,8 +576,9 @@ class FileBackend(Backend):
         names = []
         for n in found:
             name = urllib.parse.unquote(n)
-            if folder_name(name) == n:
-                names.append(name)
+            with suppress(InvalidArgumentError):  # a folder no table name maps to (e.g. _dk_locks) is none
+                if folder_name(name) == n:
+                    names.append(name)
         return sorted(names)
 
     def schema(self, table):
@@ -452,6 +588,7 @@ class FileBackend(Backend):
     def create(self, table, schema):
         folder_name(table)
         with self.transaction():
+            self.claim(table)
             self._get(table)
             with self._io(f"creating table {table!r}"):
                 names = self._ls(self._dir(table))
@@ -473,6 +610,7 @@ class FileBackend(Backend):
 
     def drop(self, table):
         with self.transaction():
+            self.claim(table)
             if self._get(table) is not None:
                 self._put(table, None)
 
@@ -651,10 +789,62 @@ class FileBackend(Backend):
 
     # -- reading ------------------------------------------------------------------------------
     def read(self, table, schema, columns, where, order, limit, batch_rows):
-        st = self._get(table) if self._current() else self._load(table, reuse=True)
-        if st is None:
-            raise TableNotFoundError(f"no table {table!r} in {self.display}")
-        st = replace(st, schema=schema)
+        st, held, files = self._snapshot(table)
+        try:
+            yield from self._read(replace(st, schema=schema), files, columns, where, order, limit, batch_rows)
+        finally:
+            for f in files.values():
+                f.close()
+            self._release(held)
+
+    def _snapshot(self, table: str) -> tuple[_State, list[str], dict]:
+        """The table to read, its parts held for the read and, locally, opened at once (file name -> file).
+
+        A commit of this store removes the parts a read holds only once the read ends. Locally
+        the parts are also opened at once, and an open file outlives its name, so commits in
+        other processes cannot break the read either: it reads one committed version whole.
+        Elsewhere a commit in another process may remove a part under it (StorageError: read again).
+        """
+        if self._current() is not None:
+            st = self._get(table)  # this transaction's own view; no commit of this store runs meanwhile
+            if st is None:
+                raise TableNotFoundError(f"no table {table!r} in {self.display}")
+            return st, [], {}
+        seen = None
+        for attempt in range(_READ_TRIES):
+            st, retired = self._load_counted(table, reuse=attempt == 0)
+            if st is None:
+                raise TableNotFoundError(f"no table {table!r} in {self.display}")
+            held = self._hold(table, st, retired)
+            if held is None:  # a commit of this store removed files of the table since: read the new manifest
+                continue
+            if not self.local:
+                return st, held, {}
+            files: dict = {}
+            missing = None
+            with self._io(f"reading table {table!r}"):
+                try:
+                    for p in st.parts:
+                        files[p.file] = self.pafs.open_input_file(f"{self._dir(table)}/{p.file}")
+                except BaseException as e:
+                    for f in files.values():
+                        f.close()
+                    self._release(held)
+                    if not isinstance(e, FileNotFoundError):
+                        raise
+                    missing = e
+            if missing is None:
+                return st, held, files
+            # a part gone: a commit in another process replaced it since the manifest was read
+            if (st.version, st.stamp) == seen:  # the same version twice: the part is really missing
+                raise StorageError(f"table {table!r} in {self.display}: a part its manifest lists is missing "
+                                   f"({missing})")
+            seen = (st.version, st.stamp)
+        raise StorageError(f"table {table!r} in {self.display} was changed by other writers {_READ_TRIES} times "
+                           f"while being read; read it again")
+
+    def _read(self, st, files, columns, where, order, limit, batch_rows):
+        schema = st.schema
         key = schema.key
         parts = [p for p in st.parts if parts_.may_match(p.lo, p.hi, where, schema)]
         need = list(columns)
@@ -663,7 +853,7 @@ class FileBackend(Backend):
                 need.append(c)
         target = [schema.column(c).field for c in columns]
         if order:
-            tables = [t for p in parts for t in self._scan(st, p, need, where, batch_rows)]
+            tables = [t for p in parts for t in self._scan(st, p, need, where, batch_rows, files.get(p.file))]
             fields = [schema.column(c).field for c in need]
             data = pa.concat_tables([parts_.conform(t, fields) for t in tables]) if tables else \
                 pa.schema(fields).empty_table()
@@ -673,18 +863,18 @@ class FileBackend(Backend):
             stream = iter([data])
         elif key:
             parts.sort(key=lambda p: p.lo)
-            streams = [self._scan(st, p, need, where, batch_rows) for p in parts]
+            streams = [self._scan(st, p, need, where, batch_rows, files.get(p.file)) for p in parts]
             if all(a.hi < b.lo for a, b in pairwise(parts)):
                 stream = (t for s in streams for t in s)
             else:
                 stream = parts_.merge(streams, key)
         else:
-            stream = (t for p in parts for t in self._scan(st, p, need, where, batch_rows))
+            stream = (t for p in parts for t in self._scan(st, p, need, where, batch_rows, files.get(p.file)))
         yield from parts_.rebatch(stream, target, limit, batch_rows)
 
-    def _scan(self, st: _State, part: _Part, columns: list[str], where: list | None, batch_rows: int
-              ) -> Iterator[pa.Table]:
-        """Yield the rows of one part matching `where`, only `columns`, in file order."""
+    def _scan(self, st: _State, part: _Part, columns: list[str], where: list | None, batch_rows: int,
+              opened=None) -> Iterator[pa.Table]:
+        """Yield the rows of one part matching `where`, only `columns`, in file order (from `opened`, if given)."""
         path = f"{self._dir(st.name)}/{part.file}"
         expr = to_expression(where, st.schema.arrow_schema) if where else None
         tx = self._current()
@@ -692,7 +882,8 @@ class FileBackend(Backend):
         if tx is not None and size is None:  # a part of this transaction: its write must have ended
             self._settle(tx, path)
             size = tx.sizes.get(path)
-        with self._io(f"reading table {st.name!r}"), self._open_read(path, size) as f:
+        source = nullcontext(opened) if opened is not None else self._open_read(path, size)
+        with self._io(f"reading table {st.name!r}"), source as f:
             yield from self._scan_file(f, st.schema, columns, expr, _columns_of(where), batch_rows)
 
     def _open_read(self, path: str, size: int | None):

@@ -18,6 +18,7 @@ strings above. dk `json` columns are embedded as JSON values, not as strings of 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import math
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from ..schema import Column, TableSchema
 TEXT = pa.large_string()
 _SPECIAL_OUT = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
 _SPECIAL_IN = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+_MAX_BLOCK = (1 << 31) - 1  # the largest block Arrow's CSV reader takes (an int32)
 
 
 # -- one value type <-> text ------------------------------------------------------------------
@@ -192,17 +194,56 @@ def write_csv(sink, data: pa.Table, schema: TableSchema) -> None:
 
 
 def read_csv(source, schema: TableSchema, columns: list[str], block_size: int = 1 << 22) -> Iterator[pa.Table]:
-    """Stream a CSV part as tables of the logical types, only `columns` decoded."""
-    read = pcsv.ReadOptions(block_size=block_size)
+    """Stream a CSV part as tables of the logical types, only `columns` decoded.
+
+    Arrow's reader needs every record within one block. A record larger than the block (one
+    cell of many megabytes) makes it read the part again from the start with blocks four times
+    larger, skipping the rows already yielded, up to the largest block Arrow takes (2 GiB).
+    `source` is a random-access pyarrow file.
+    """
     parse = pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)  # one null column: empty line
     convert = pcsv.ConvertOptions(
         column_types={n: TEXT for n in schema.names}, null_values=[""], strings_can_be_null=True,
         quoted_strings_can_be_null=False, include_columns=columns,
     )
-    reader = pcsv.open_csv(source, read_options=read, parse_options=parse, convert_options=convert)
     fields = [schema.column(n).field for n in columns]
-    for batch in reader:
-        yield pa.table([from_text(batch.column(n), f.type) for n, f in zip(columns, fields)], schema=pa.schema(fields))
+    done = 0  # rows yielded so far
+    view = source
+    while True:
+        skip = done
+        try:
+            reader = pcsv.open_csv(view, read_options=pcsv.ReadOptions(block_size=block_size),
+                                   parse_options=parse, convert_options=convert)
+            for batch in reader:
+                if skip >= batch.num_rows:
+                    skip -= batch.num_rows
+                    continue
+                batch, skip = batch.slice(skip), 0
+                done += batch.num_rows
+                yield pa.table([from_text(batch.column(n), f.type) for n, f in zip(columns, fields)],
+                               schema=pa.schema(fields))
+            return
+        except pa.ArrowInvalid as e:
+            if "straddling" not in str(e) or block_size >= _MAX_BLOCK:
+                raise
+            block_size = min(4 * block_size, _MAX_BLOCK)
+            view = _Window(source)  # the failed reader may still be reading ahead from `source` on a thread
+
+
+class _Window(io.RawIOBase):
+    """A read position of its own over a random-access pyarrow file."""
+
+    def __init__(self, f):
+        self.f, self.pos = f, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        data = self.f.read_at(len(buf), self.pos)
+        buf[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
 
 
 # -- JSON lines ---------------------------------------------------------------------------------
@@ -268,17 +309,21 @@ def read_jsonl(source, schema: TableSchema, columns: list[str], batch_rows: int)
 
 
 def _lines(source) -> Iterator[bytes]:
-    rest = b""
+    rest: list[bytes] = []  # the pieces of a line not yet ended: joined once, so a long line costs its length
     while True:
         block = source.read(1 << 22)
         if not block:
             break
-        block = rest + block
         lines = block.split(b"\n")
-        rest = lines.pop()
-        yield from lines
-    if rest:
-        yield rest
+        if len(lines) == 1:
+            rest.append(block)
+            continue
+        yield b"".join([*rest, lines[0]])
+        yield from lines[1:-1]
+        rest = [lines[-1]]
+    tail = b"".join(rest)
+    if tail:
+        yield tail
 
 
 def _decode_rows(rows: list[dict], cols: list[Column], fields: list[pa.Field]) -> pa.Table:
