@@ -114,7 +114,7 @@ def test_dtype_matrix_through_the_sqlite3_read_path():
 
     df = dtype_matrix()
     with dk.connect("sqlite:///:memory:") as s:  # ADBC cannot share an in-memory database
-        assert s.backend._adbc is None
+        assert s.backend.conn.adbc is None
         df.dk.save(s, "m")
         pd.testing.assert_frame_equal(dk.load(s, "m"), df, check_dtype=True)
 

@@ -149,8 +149,10 @@ def test_a_foreign_table_named_like_the_stage_is_never_confused_with_it(sqlite_s
     b = sqlite_store.backend
     schema = b.schema("_dk_stage")
     data = pa.table({"id": pa.array([2, 3], pa.int64()), "v": pa.array([200, 300], pa.int64())})
+    stored = {i for (i,) in _raw(path, 'SELECT id FROM "_dk_stage"')}
     with b.transaction():
-        assert b.write("_dk_stage", data, schema, "upsert") == {}
+        existed = b.write("_dk_stage", data, schema, "upsert")
+    assert ([False, False] if existed is None else existed.tolist()) == [i in stored for i in (2, 3)]
     assert _raw(path, 'SELECT id, v FROM "_dk_stage" WHERE id > 1 ORDER BY id') == [(2, 200), (3, 300)]
 
 

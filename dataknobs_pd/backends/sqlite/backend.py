@@ -1,0 +1,259 @@
+"""The SQLite Backend: catalogue, write, delete and read in SQL over the store's connection.
+
+Writes: executemany() straight into the table when nothing can clash; an insert whose keys
+clash (a PRIMARY KEY conflict) stages the chunk's keys to find which existed, in one join,
+and inserts the others. Upserts, updates and deletes stage the chunk in a temporary table,
+find the existing keys there, and apply it with one UPDATE ... FROM, INSERT ... SELECT or
+DELETE. The table is `d` and the stage `s` in every statement.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import numpy as np
+import pyarrow as pa
+
+from ...errors import ConcurrentWriteError, InvalidArgumentError, StorageError
+from ...failures import absent_columns, inserted
+from ...schema import TableSchema
+from ..base import Backend, without_rows
+from ..sql import ROW, key_match, q, where_sql
+from .connection import Connection
+from .foreign import foreign_schema
+from .names import (
+    META_T,
+    ROWIDS,
+    SEQ,
+    STAGE_T,
+    check_columns,
+    check_table,
+    exists,
+    fold,
+    hides_rowid,
+    main,
+    user_table,
+)
+from .types import decode, encode, storage, unholdable
+
+
+class SQLiteBackend(Backend):
+    """One connection per store (SQLite serializes writers anyway), guarded by a lock."""
+
+    def __init__(self, url: str, timeout: float = 30.0, **options):
+        super().__init__(url, **options)
+        path = url.split("://", 1)[1]
+        path = path.removeprefix("/")  # sqlite:///rel.db, sqlite:////abs.db
+        self.path = path or ":memory:"
+        self.timeout = timeout
+        if self.path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(self.path))
+            if not os.path.isdir(parent):
+                raise StorageError(f"cannot open {url}: folder {parent!r} does not exist")
+        self.conn = Connection(url, self.path, timeout)
+
+    # -- catalogue -------------------------------------------------------------------------
+    def tables(self):
+        with self.conn.sql("listing the tables") as c:
+            rows = c.execute("SELECT name FROM main.sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
+        return [n for (n,) in rows if user_table(n)]
+
+    def schema(self, table):
+        check_table(table)
+        with self.conn.sql(f"reading the schema of {table!r}") as c:
+            if not exists(c, table):
+                return None
+            row = c.execute(f"SELECT schema FROM {META_T} WHERE name = ?", (table,)).fetchall()
+            if row:
+                return TableSchema.from_json(row[0][0], table)
+            return foreign_schema(c, table)
+
+    def create(self, table, schema):
+        check_table(table)
+        hidden = not schema.key and hides_rowid(schema.names)
+        check_columns(table, schema.names + ([SEQ] if hidden else []))
+        defs = [f"{q(c.name)} {storage(c.arrow)[0]}{'' if c.nullable else ' NOT NULL'}" for c in schema.columns]
+        if hidden:  # insertion order needs a row id that no column shadows
+            defs.append(f"{q(SEQ)} INTEGER PRIMARY KEY")
+        if schema.key:
+            defs.append(f"PRIMARY KEY ({', '.join(q(k) for k in schema.key)})")
+        with self.transaction(), self.conn.sql(f"creating table {table!r}") as c:
+            for kind, other in c.execute(
+                "SELECT type, name FROM main.sqlite_master WHERE type IN ('table', 'view', 'index')"
+                " AND name = ? COLLATE NOCASE",
+                (table,),
+            ).fetchall():
+                if kind == "table" and other == table:
+                    raise ConcurrentWriteError(
+                        f"table {table!r} in {self.url} was created by another writer meanwhile; "
+                        f"nothing of this call was written"
+                    )
+                raise InvalidArgumentError(
+                    f"table {table!r} cannot be created in {self.url}: SQLite takes it for the {kind} {other!r} "
+                    f"already there (it does not tell names apart by case); use {other!r} or another name"
+                )
+            c.execute(f"CREATE TABLE {main(table)} ({', '.join(defs)})")
+            self.set_schema(table, schema)
+
+    def set_schema(self, table, schema):
+        with self.conn.sql(f"storing the schema of {table!r}") as c:
+            c.execute(f"INSERT OR REPLACE INTO {META_T} (name, schema) VALUES (?, ?)", (table, schema.to_json()))
+
+    def drop(self, table):
+        check_table(table)
+        with self.transaction(), self.conn.sql(f"dropping table {table!r}") as c:
+            if exists(c, table):  # DROP TABLE alone would drop a table named so but for case
+                c.execute(f"DROP TABLE {main(table)}")
+            c.execute(f"DELETE FROM {META_T} WHERE name = ?", (table,))
+
+    def add_columns(self, table, columns):
+        check_table(table)
+        with self.conn.sql(f"adding columns to {table!r}") as c:
+            info = c.execute(f"PRAGMA main.table_info({q(table)})").fetchall()
+            names = [r[1] for r in info] + [col.name for col in columns]
+            check_columns(table, names)
+            if not any(r[5] for r in info) and SEQ not in names and hides_rowid(names):
+                raise InvalidArgumentError(
+                    f"cannot add {[col.name for col in columns]} to table {table!r}: its rows would lose their "
+                    f"order (SQLite names a row's id {', '.join(ROWIDS)}, and no column may take them all)"
+                )
+            for col in columns:  # DDL is transactional in SQLite: undone with the call's transaction
+                c.execute(f"ALTER TABLE {main(table)} ADD COLUMN {q(col.name)} {storage(col.arrow)[0]}")
+
+    # -- data ------------------------------------------------------------------------------
+    def prepare(self, data, schema):
+        facts = unholdable(data, schema)
+        return without_rows(data, facts), facts
+
+    def write(self, table, data, schema, mode):
+        with self.conn.lock:
+            try:
+                return self._write(table, data, schema, mode)
+            except sqlite3.Error as e:
+                raise self.conn.write_error(e, table) from e
+
+    def _write(self, table, data, schema, mode) -> np.ndarray | None:
+        if mode != "insert" or absent_columns(schema, data):
+            return self._write_staged(table, data, schema, mode)
+        try:  # the clean case: one executemany, nothing else
+            with self.savepoint():
+                self._insert_rows(table, data, schema)
+            return None
+        except sqlite3.IntegrityError as e:
+            if not (schema.key and e.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY"):
+                raise
+        # Some keys exist: find them all in one join against the staged keys, insert the rest.
+        existed = self._found(table, data.select(schema.key), schema)
+        self._insert_rows(table, data.take(inserted(data, schema, mode, existed)), schema)
+        return existed
+
+    def _write_staged(self, table, data, schema, mode) -> np.ndarray | None:
+        """Stage the chunk, find existing keys there, then apply it with one UPDATE ... FROM and
+        one INSERT ... SELECT."""
+        names = data.column_names
+        existed = self._found(table, data, schema) if schema.key else np.zeros(data.num_rows, dtype=bool)
+        t = main(table)
+        match = key_match(schema.key, "d", "s") if schema.key else ""
+        values = [n for n in names if n not in (schema.key or [])]
+        if mode in ("upsert", "update") and values and existed.any():
+            sets = ", ".join(f"{q(n)} = s.{q(n)}" for n in values)
+            self.conn.sqlite.execute(f"UPDATE {t} AS d SET {sets} FROM {STAGE_T} AS s WHERE {match}")
+        if len(inserted(data, schema, mode, existed)):
+            cols = ", ".join(q(n) for n in names)
+            new = f"NOT EXISTS (SELECT 1 FROM {t} AS d WHERE {match})" if schema.key else "1"
+            self.conn.sqlite.execute(
+                f"INSERT INTO {t} ({cols}) SELECT {cols} FROM {STAGE_T} AS s WHERE {new} ORDER BY s.{q(ROW)}"
+            )
+        return existed if existed.any() else None
+
+    def _found(self, table, keys: pa.Table, schema) -> np.ndarray:
+        """Which rows of `keys` have their key in the table (one join on a staged copy)."""
+        self._stage(keys, schema)
+        found = self.conn.sqlite.execute(
+            f"SELECT s.{q(ROW)} FROM {STAGE_T} AS s"
+            f" WHERE EXISTS (SELECT 1 FROM {main(table)} AS d WHERE {key_match(schema.key, 'd', 's')})"
+        )
+        existed = np.zeros(keys.num_rows, dtype=bool)
+        existed[np.fromiter((r for (r,) in found), dtype=np.int64)] = True
+        return existed
+
+    def _stage(self, data: pa.Table, schema: TableSchema) -> None:
+        c = self.conn.sqlite
+        c.execute(f"DROP TABLE IF EXISTS {STAGE_T}")
+        cols = ", ".join(q(n) for n in data.column_names)
+        c.execute(f"CREATE TABLE {STAGE_T} ({q(ROW)} INTEGER PRIMARY KEY, {cols})")
+        columns = [range(data.num_rows)] + [encode(data.column(n), schema.column(n).arrow) for n in data.column_names]
+        marks = ", ".join("?" * (data.num_columns + 1))
+        c.executemany(f"INSERT INTO {STAGE_T} VALUES ({marks})", zip(*columns))
+
+    def _insert_rows(self, table, data, schema) -> None:
+        names = data.column_names
+        columns = [encode(data.column(n), schema.column(n).arrow) for n in names]
+        marks = ", ".join("?" * len(names))
+        self.conn.sqlite.executemany(
+            f"INSERT INTO {main(table)} ({', '.join(q(n) for n in names)}) VALUES ({marks})", zip(*columns)
+        )
+
+    def delete(self, table, keys, schema):
+        with self.conn.lock:
+            try:
+                existed = self._found(table, keys, schema)
+                self.conn.sqlite.execute(
+                    f"DELETE FROM {main(table)} AS d WHERE EXISTS"
+                    f" (SELECT 1 FROM {STAGE_T} AS s WHERE {key_match(schema.key, 'd', 's')})"
+                )
+            except sqlite3.Error as e:
+                raise self.conn.write_error(e, table) from e
+        return existed
+
+    def read(self, table, schema, columns, where, order, limit, batch_rows):
+        types = {c.name: c.arrow for c in schema.columns}
+
+        def enc(col, values):
+            return encode(pa.array(values, type=types[col], from_pandas=True), types[col])
+
+        def ref(col, op):  # decimals are exact text: compare their numeric value for < and >
+            ranged = op not in ("==", "!=", "in", "not in")
+            return f"CAST({q(col)} AS REAL)" if pa.types.is_decimal(types[col]) and ranged else q(col)
+
+        clause, params = where_sql(where, enc, column_sql=ref)
+        sql = f"SELECT {', '.join(q(c) for c in columns)} FROM {main(table)}{clause}"
+        sql += self._order_by(table, schema, order)
+        out = pa.schema([pa.field(c, types[c]) for c in columns])
+        done = 0
+        for raw in self.conn.rows(sql, params, limit, batch_rows, f"reading table {table!r}"):
+            done += raw.num_rows
+            yield pa.table([decode(raw.column(i), f.type) for i, f in enumerate(out)], schema=out)
+        if not done:
+            yield out.empty_table()
+
+    def _order_by(self, table, schema, order) -> str:
+        """The order asked for, then the key, else insertion order: one order for every page and path."""
+        terms = [f"{q(c)} {'ASC' if asc else 'DESC'}" for c, asc in order]
+        if schema.key:
+            asked = {c for c, _ in order}
+            terms += [q(k) for k in schema.key if k not in asked]
+        elif seq := self._seq(table, schema):
+            terms.append(seq)
+        return " ORDER BY " + ", ".join(terms) if terms else ""
+
+    def _seq(self, table, schema) -> str | None:
+        """A name of the row id (insertion order) that no column shadows, if the table has one."""
+        taken = {fold(n) for n in schema.names}
+        free = next((a for a in ROWIDS if a not in taken), None)
+        if free:
+            return free
+        with self.conn.sql(f"reading table {table!r}") as c:
+            columns = {r[1] for r in c.execute(f"PRAGMA main.table_info({q(table)})").fetchall()}
+        return q(SEQ) if SEQ in columns else None
+
+    # -- transactions ----------------------------------------------------------------------
+    def transaction(self):
+        return self.conn.transaction()
+
+    def savepoint(self):
+        return self.conn.savepoint()
+
+    def close(self):
+        self.conn.close()

@@ -1,0 +1,239 @@
+"""The store's one sqlite3 connection under its lock, its transactions and savepoints, errors
+classified, and the ADBC connections that reads take from a pool.
+
+Sharing: the sqlite3 connection is used under `lock` only, and no statement is left open on it
+between calls (SQLite will not drop the stage while one is). A write call holds the lock and
+SQLite's write lock (BEGIN IMMEDIATE) from its start to its end, so whether its table exists is
+decided and acted on with no other writer in between: thread, store or process. Reads go
+through ADBC connections of their own (WAL: they see the last commit and never wait for a
+writer), or the shared connection a page at a time; the thread inside a write transaction
+reads through the shared connection, so that it sees what the transaction did so far.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pyarrow as pa
+
+from ...errors import DataKnobsError, StorageError, WriteError
+from .names import META_T
+
+# Errors a row can cause (the engine halves the chunk to find it); any other is the store's.
+_ROW_CODES = ("SQLITE_CONSTRAINT", "SQLITE_TOOBIG", "SQLITE_MISMATCH", "SQLITE_ERROR", "SQLITE_RANGE")
+
+_ERRORS = {  # SQLite extended result name -> row error class
+    "SQLITE_CONSTRAINT_PRIMARYKEY": "KeyConflict",
+    "SQLITE_CONSTRAINT_UNIQUE": "Constraint",
+    "SQLITE_CONSTRAINT_NOTNULL": "NotNull",
+    "SQLITE_CONSTRAINT_CHECK": "CheckConstraint",
+    "SQLITE_CONSTRAINT_FOREIGNKEY": "ForeignKey",
+    "SQLITE_TOOBIG": "OutOfRange",
+    "SQLITE_MISMATCH": "TypeConversion",
+}
+
+
+class Connection:
+    """The shared sqlite3 connection (`sqlite`) and its lock, transactions, and the ADBC read pool."""
+
+    def __init__(self, url: str, path: str, timeout: float):
+        self.url, self.path, self.timeout = url, path, timeout
+        self.lock = threading.RLock()
+        self.depth = 0  # transactions and savepoints open
+        self.owner: int | None = None  # the thread inside the write transaction
+        try:
+            self.sqlite = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as e:
+            raise self.storage_error(e, "cannot open the database") from e
+        try:
+            with self.sql("cannot open the database") as c:
+                if path != ":memory:":
+                    c.execute("PRAGMA journal_mode=WAL").fetchall()
+                c.execute("PRAGMA synchronous=NORMAL")
+                c.execute("PRAGMA temp_store=MEMORY")
+                c.execute("PRAGMA foreign_keys=ON")
+                c.execute(f"CREATE TABLE IF NOT EXISTS {META_T} (name TEXT PRIMARY KEY, schema TEXT NOT NULL)")
+        except StorageError:
+            self.sqlite.close()
+            raise
+        # Reads: a pool of ADBC connections, one per read under way (none for an in-memory database).
+        self.adbc, self._adbc_errors, self._idle, self._idle_lock = None, (), [], threading.Lock()
+        self._closed = False
+        if path != ":memory:":
+            try:
+                import adbc_driver_sqlite.dbapi as adbc
+            except ImportError:  # reads go through sqlite3, slower
+                return
+            self.adbc, self._adbc_errors = adbc, (adbc.Error, OSError)  # the Arrow stream raises OSError
+            self._idle.append(self._adbc_connect())
+
+    # -- the shared connection ---------------------------------------------------------------
+    @contextmanager
+    def sql(self, doing: str):
+        """The shared connection, under the lock; what sqlite3 raises becomes a StorageError saying what failed."""
+        with self.lock:
+            try:
+                yield self.sqlite
+            except sqlite3.Error as e:
+                raise self.storage_error(e, doing) from e
+
+    def storage_error(self, e: sqlite3.Error, doing: str) -> StorageError:
+        name = getattr(e, "sqlite_errorname", None) or type(e).__name__
+        if name == "SQLITE_FULL":
+            why = "the disk is full"
+        elif name.startswith("SQLITE_BUSY"):
+            why = (
+                f"the database is locked by another writer, still after waiting {self.timeout:g}s "
+                f"(connect with timeout= to wait longer)"
+            )
+        else:
+            why = str(e)
+        return StorageError(f"{doing} in {self.url}: {why} ({name})")
+
+    def write_error(self, e: sqlite3.Error, table: str) -> DataKnobsError:
+        """A row's fault (WriteError, for the engine to narrow down), or the store's (StorageError)."""
+        name = getattr(e, "sqlite_errorname", None) or ""
+        if name.startswith(_ROW_CODES) and not self.lost():
+            return WriteError(str(e), _ERRORS.get(name, "WriteError"), name)
+        return StorageError(f"{self.storage_error(e, f'writing to {table!r}')}; nothing of this call was written")
+
+    def lost(self) -> bool:
+        """Inside our transaction, and SQLite has rolled it back (a full disk, an I/O error, ON CONFLICT ROLLBACK)."""
+        return self.depth > 0 and not self.sqlite.in_transaction
+
+    # -- transactions ------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self):
+        with self.lock:
+            if self.depth:
+                with self.savepoint():
+                    yield
+                return
+            with self.sql("starting a write transaction") as c:
+                c.execute("BEGIN IMMEDIATE")  # the write lock now: existence is decided under it
+            self.depth, self.owner = 1, threading.get_ident()
+            try:
+                yield
+                with self.sql("committing") as c:
+                    c.execute("COMMIT")
+            except BaseException as e:
+                if self.sqlite.in_transaction:  # SQLite may have rolled it back already (a full disk)
+                    with self.sql("rolling back") as c:
+                        c.execute("ROLLBACK")
+                if isinstance(e, sqlite3.Error):
+                    raise self.storage_error(e, "writing") from e
+                raise
+            finally:
+                self.depth, self.owner = 0, None
+
+    @contextmanager
+    def savepoint(self):
+        with self.lock:
+            name = f"dk_{self.depth}"
+            with self.sql("opening a savepoint") as c:
+                c.execute(f"SAVEPOINT {name}")
+            self.depth += 1
+            try:
+                yield
+            except BaseException as e:
+                if self.sqlite.in_transaction:
+                    with self.sql("rolling back a savepoint") as c:
+                        c.execute(f"ROLLBACK TO {name}")
+                        c.execute(f"RELEASE {name}")
+                elif not isinstance(e, (StorageError, sqlite3.Error)):  # the caller names a raw error
+                    raise StorageError(
+                        f"SQLite rolled back the whole transaction in {self.url} ({type(e).__name__}: {e}); "
+                        f"nothing of this call was written"
+                    ) from e
+                raise
+            else:
+                with self.sql("releasing a savepoint") as c:
+                    c.execute(f"RELEASE {name}")
+            finally:
+                self.depth -= 1
+
+    # -- reads -------------------------------------------------------------------------------
+    def rows(self, sql: str, params: list, limit: int | None, batch_rows: int, doing: str) -> Iterator[pa.Table]:
+        """Raw result batches: through ADBC (Arrow, no Python objects) when it can read this file,
+        else the sqlite3 module; ADBC guesses a column's type from its first rows, and if a later
+        value contradicts the guess the rest is read with sqlite3 from where ADBC stopped."""
+        done = 0
+        if self.adbc is not None and self.owner != threading.get_ident():
+            try:
+                for batch in self._adbc_rows(sql, params, limit, batch_rows):
+                    done += batch.num_rows
+                    yield batch
+                return
+            except self._adbc_errors as e:
+                if "type mismatch" not in str(e).lower():
+                    raise StorageError(f"{doing} in {self.url}: {e}") from e
+        # A page at a time, each statement run to its end under the lock: the shared connection
+        # is free between pages for other threads, and for the caller's own writes.
+        while limit is None or done < limit:
+            n = batch_rows if limit is None else min(batch_rows, limit - done)
+            with self.sql(doing) as c:
+                cur = c.execute(f"{sql} LIMIT ? OFFSET ?", [*params, n, done])
+                rows, names = cur.fetchall(), [d[0] for d in cur.description]
+            if rows:
+                yield pa.table([list(col) for col in zip(*rows)], names=names)
+            done += len(rows)
+            if len(rows) < n:
+                return
+
+    def _adbc_rows(self, sql, params, limit, batch_rows):
+        if limit is not None:
+            sql, params = f"{sql} LIMIT ?", [*params, limit]
+        with self._reader() as conn:
+            cur = conn.cursor()
+            try:
+                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(min(batch_rows, 1 << 16))})
+                cur.execute(sql, params)
+                pending, rows = [], 0
+                for batch in cur.fetch_record_batch():
+                    pending.append(batch)
+                    rows += batch.num_rows
+                    while rows >= batch_rows:
+                        table = pa.Table.from_batches(pending)
+                        yield table.slice(0, batch_rows)
+                        rest = table.slice(batch_rows)
+                        pending, rows = rest.to_batches(), rest.num_rows
+                if rows:
+                    yield pa.Table.from_batches(pending)
+            finally:
+                cur.close()
+
+    def _adbc_connect(self):
+        try:
+            return self.adbc.connect(os.path.abspath(self.path), autocommit=True)
+        except self._adbc_errors as e:
+            raise StorageError(f"cannot open {self.url} for reading: {e}") from e
+
+    @contextmanager
+    def _reader(self):
+        """An ADBC connection for one read: an idle one, else a new one; returned when the read ends."""
+        with self._idle_lock:
+            conn = self._idle.pop() if self._idle else None
+        conn = conn or self._adbc_connect()
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        with self._idle_lock:
+            if not self._closed:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self.lock:
+            self.sqlite.close()
+        with self._idle_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
