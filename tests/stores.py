@@ -15,6 +15,8 @@ BACKENDS = {
     "parquet": lambda tmp: f"parquet://{tmp}/files",
     "csv": lambda tmp: f"csv://{tmp}/files",
     "jsonl": lambda tmp: f"jsonl://{tmp}/files",
+    "duckdb": lambda tmp: f"duckdb:///{tmp}/store.duckdb",
+    "duckdb-memory": lambda tmp: "duckdb:///:memory:",  # a new database each connect (closed after each test)
     # a fresh prefix on the moto S3 server of this session (tests/s3_server.py)
     "parquet-s3": lambda tmp: s3_server.store_spec("parquet"),
     "csv-s3": lambda tmp: s3_server.store_spec("csv"),

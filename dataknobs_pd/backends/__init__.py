@@ -22,6 +22,7 @@ BUILTIN: dict[str, tuple[str, str | None, str]] = {
     "jsonl": ("dataknobs_pd.backends.files:JSONLBackend", "files", "a folder of JSON-lines files (local or fsspec URL)"),
     "postgresql": ("dataknobs_pd.backends.postgres:PostgresBackend", "postgres", "PostgreSQL server"),
     "postgres": ("dataknobs_pd.backends.postgres:PostgresBackend", "postgres", "PostgreSQL server"),
+    "duckdb": ("dataknobs_pd.backends.duckdb:DuckDBBackend", "duckdb", "DuckDB file or :memory: (embedded, analytical)"),
     "delta": ("dataknobs_pd.backends.delta:DeltaBackend", "delta", "Delta Lake tables (local or fsspec URL)"),
 }
 

@@ -58,12 +58,17 @@ def where_sql(
     return " WHERE " + " OR ".join(ors), params
 
 
-def order_sql(order: list[tuple[str, bool]], key: list[str] | None, fallback: str | None) -> str:
-    """' ORDER BY ...': the order asked for, else the key, else `fallback` (insertion order)."""
+def order_sql(order: list[tuple[str, bool]], key: list[str] | None, fallback: str | None,
+              column_sql: Callable[[str], str] | None = None) -> str:
+    """' ORDER BY ...': the order asked for, else the key, else `fallback` (insertion order).
+
+    `column_sql(column)` may wrap a column for sorting (e.g. a CAST); it defaults to quoting.
+    """
+    ref = column_sql or q
     if order:
-        return " ORDER BY " + ", ".join(f"{q(c)} {'ASC' if asc else 'DESC'}" for c, asc in order)
+        return " ORDER BY " + ", ".join(f"{ref(c)} {'ASC' if asc else 'DESC'}" for c, asc in order)
     if key:
-        return " ORDER BY " + ", ".join(q(k) for k in key)
+        return " ORDER BY " + ", ".join(ref(k) for k in key)
     return f" ORDER BY {fallback}" if fallback else ""
 
 
