@@ -183,13 +183,26 @@ class TypeMapper(DtypeTools):
             if col.name not in labels:
                 continue
             s = df[labels[col.name]]
-            if col.kind == "datetime":
+            if col.kind == "null" and s.notna().any():  # saved with no values: the first ones decide its kind
+                grown = self._first_values(s, col, table)
+                schema, changed = schema.with_column(grown), True
+            elif col.kind == "datetime":
                 _check_zone(s, col, table)
             elif col.kind == "category" and not col.dtype["ordered"]:
                 grown = _grow_categories(s, col)
                 if grown is not None:
                     schema, changed = schema.with_column(grown), True
         return schema, changed, added
+
+    def _first_values(self, s: pd.Series, col: Column, table: str) -> Column:
+        """A column saved with only missing values (stored as text) takes the kind of its first values,
+        when text holds them; else the frame cannot be written into it."""
+        new = self.describe(s, col.name, label=col.label, index=col.index)
+        if new.arrow != col.arrow or new.kind not in ("string", "json"):
+            raise SchemaMismatchError(
+                f"column {col.pandas_label!r} of table {table!r} was saved with no values (as text) and cannot "
+                f"hold the frame's {s.dtype} values; save the table again with if_exists='replace'")
+        return Column(col.name, new.kind, col.arrow, col.nullable, col.dtype, col.label, col.index)
 
     # -- pandas -> Arrow ---------------------------------------------------------------
     def to_arrow(
@@ -359,8 +372,8 @@ class TypeMapper(DtypeTools):
         na = np.nan if col.dtype.get("na") == "nan" else None
         if col.kind == "json":
             vals = [na if v is None else json.loads(v) for v in arr.to_pylist()]
-        elif col.kind == "null":
-            vals = [na] * len(arr)
+        elif col.kind == "null":  # saved without values; text another writer put there still shows
+            vals = arr.to_pylist()
         elif col.kind == "date":
             vals = arr.to_pandas(date_as_object=True).tolist()
         else:  # to_pylist: pandas 3 would make str-dtype NaN of missing strings

@@ -227,3 +227,14 @@ class WriteContract:
         assert res.failures["row"].tolist() == [2, 3]
         assert res.failures["key"].tolist()[0] == 4 and isinstance(res.failures["key"].iloc[0], (int, np.integer))
         assert dk.load(store, "t")["w"].tolist() == [1.5, 3750.0, 4150.0]
+
+    def test_a_column_saved_without_values_takes_its_first_values(self, store):
+        empty = pd.DataFrame({"id": [1], "o": pd.Series([None], dtype=object)})
+        empty.dk.save(store, "t")
+        empty.dk.save(store, "u")
+        pd.DataFrame({"id": [2], "o": pd.Series(["text"], dtype=object)}).dk.save(store, "t", if_exists="append")
+        out = dk.load(store, "t")
+        assert out["o"].tolist() == [None, "text"] and out["o"].dtype == object
+        with pytest.raises(dk.SchemaMismatchError, match="'o'.*no values"):  # text cannot hold ints
+            pd.DataFrame({"id": [3], "o": [7]}).dk.save(store, "u", if_exists="append")
+        assert dk.load(store, "u")["id"].tolist() == [1]
