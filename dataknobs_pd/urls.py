@@ -26,4 +26,5 @@ def scheme_of(url: str) -> str:
         raise UnknownSchemeError(
             f"{mask(str(url))!r} is not a store URL; use e.g. 'sqlite:///path/to/file.db' or 'memory://'"
         )
-    return url.split("://", 1)[0].lower()
+    # SQLAlchemy-style URLs name a driver after a "+" (postgresql+psycopg://): the same store
+    return url.split("://", 1)[0].lower().split("+", 1)[0]

@@ -57,3 +57,20 @@ def test_password_is_masked():
 def test_unknown_connect_options_name_the_valid_ones(url):
     with pytest.raises(dk.InvalidArgumentError, match=r"\['colour'\].*valid"):
         dk.connect(url, colour="red")
+
+
+@pytest.mark.parametrize("url, scheme", [
+    ("postgresql+psycopg://u@h/db", "postgresql"), ("postgresql+psycopg2://u@h/db", "postgresql"),
+    ("sqlite+pysqlite:///a.db", "sqlite"), ("duckdb+duckdb:///x.duckdb", "duckdb"), ("SQLite:///a.db", "sqlite"),
+])
+def test_urls_with_a_driver_part_name_the_same_store(url, scheme):
+    from dataknobs_pd.urls import scheme_of
+
+    assert scheme_of(url) == scheme
+
+
+def test_a_sqlalchemy_style_sqlite_url_opens_the_same_file(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"id": [1, 2]}).dk.save(f"sqlite:///{tmp_path}/a.db", "t")
+    assert dk.load(f"sqlite+pysqlite:///{tmp_path}/a.db", "t")["id"].tolist() == [1, 2]
