@@ -276,8 +276,8 @@ def test_missing_schema_in_search_path_is_a_clear_error(url):
 
 
 def test_missing_driver_names_the_extra(monkeypatch):
-    for module in ("dataknobs_pd.backends.postgres", "dataknobs_pd.backends.postgres_conn"):
-        monkeypatch.delitem(sys.modules, module, raising=False)
+    for module in [m for m in sys.modules if m.startswith("dataknobs_pd.backends.postgres")]:
+        monkeypatch.delitem(sys.modules, module)
     monkeypatch.setitem(sys.modules, "adbc_driver_postgresql", None)
     monkeypatch.setitem(sys.modules, "adbc_driver_postgresql.dbapi", None)
     with pytest.raises(dk.BackendUnavailableError, match=r"pip install 'dataknobs-pd\[postgres\]'"):
@@ -314,7 +314,7 @@ def test_connection_killed_mid_save(store, url, monkeypatch, existing):
     def write(table, data, schema, mode):
         calls.append(data.num_rows)
         if len(calls) == 5:
-            pid = backend._local.conn.query("SELECT pg_backend_pid()")[0][0]
+            pid = backend.session.current.conn.query("SELECT pg_backend_pid()")[0][0]
             killer.append(threading.Thread(target=kill_when_busy, args=(pid,)))
             killer[0].start()
         if len(calls) == 8:

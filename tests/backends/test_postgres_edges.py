@@ -214,7 +214,7 @@ def test_user_table_named_like_the_stage_or_a_catalogue_is_the_users(store, url)
         backend.write("_dk_stage", pa.table({"id": pa.array([1, 2], pa.int64()), "v": pa.array([1.0, 2.0])}),
                       schema, "insert")
     with backend.transaction():
-        assert backend.write("_dk_stage", data, schema, "upsert") == {}
+        assert backend.write("_dk_stage", data, schema, "upsert") is None  # no row left out
     assert sql(url, 'SELECT id, v FROM "_dk_stage" ORDER BY id') == [(1, 1.0), (2, 20.0), (3, 30.0)]
 
 

@@ -1,10 +1,10 @@
 """PostgreSQL connections: a small pool of ADBC connections, statements, and driver errors classified.
 
-Connections run in autocommit; transactions are explicit BEGIN/COMMIT so that nothing is left
-open between calls (an idle open transaction would hold locks). Errors become a WriteError
-(the data is at fault: the engine narrows the chunk down), ConnectionLostError (the server
-is gone: the call ends), ConcurrentWriteError (another transaction created the same catalogue
-entry first) or another StorageError, with the SQLSTATE and the constraint name.
+Connections run in autocommit; transactions are explicit BEGIN/COMMIT (see session.py) so that
+nothing is left open between calls (an idle open transaction would hold locks). Errors become a
+WriteError (the data is at fault: the engine narrows the chunk down), ConnectionLostError (the
+server is gone: the call ends), ConcurrentWriteError (another transaction created the same
+catalogue entry first) or another StorageError, with the SQLSTATE and the constraint name.
 A password is found the way the masked URL finds it (up to the last "@"), given to libpq
 percent-encoded, and scrubbed from every message.
 """
@@ -18,9 +18,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as pgdb
+import numpy as np
 import pyarrow as pa
 
-from ..errors import (
+from ...errors import (
     ConcurrentWriteError,
     ConnectionLostError,
     DataKnobsError,
@@ -29,7 +30,7 @@ from ..errors import (
     TableNotFoundError,
     WriteError,
 )
-from ..urls import password_of
+from ...urls import password_of
 
 _CLASSES = {  # SQLSTATE -> row error class (by exact code, then by class)
     "23502": "NotNull", "23514": "CheckConstraint", "23503": "ForeignKey", "23505": "Constraint",
@@ -38,41 +39,33 @@ _CLASSES = {  # SQLSTATE -> row error class (by exact code, then by class)
 }
 _ROW_CLASSES = ("22", "23", "40", "54", "P0", "XX")  # errors about the data: the engine narrows them down
 TRANSIENT = ("40P01", "40001")  # deadlock, serialization failure: worth another try
+UNIQUE = "23505"
 
 
 class Conn:
-    """One pooled connection, with what the transaction pinned to it has done so far."""
+    """One ADBC connection: statements that raise classified errors, and whether it broke."""
 
-    __slots__ = ("broken", "depth", "locked", "pending", "raw", "secret", "where")
+    __slots__ = ("broken", "raw", "secret", "where")
 
     def __init__(self, raw, where: str, secret: tuple[str, ...]):
         self.raw = raw
         self.where, self.secret = where, secret  # the masked URL for messages; the password's spellings to scrub
         self.broken = False
-        self.depth = 0  # savepoint nesting inside the pinned transaction
-        self.pending: dict[str, tuple[list[str], int]] = {}  # table -> (primary key, depth) to add at commit
-        self.locked: dict[str, int] = {}  # table -> depth at which this transaction locked it for writing
 
-    def forget_above(self, depth: int) -> None:
-        """A savepoint was rolled back: what was done inside it is undone, locks included."""
-        self.pending = {t: v for t, v in self.pending.items() if v[1] <= depth}
-        self.locked = {t: d for t, d in self.locked.items() if d <= depth}
-
-    def reset(self) -> None:
-        self.depth, self.pending, self.locked = 0, {}, {}
-
-    # -- statements --------------------------------------------------------------------------
     def run(self, sql: str, params=None, doing: str = "running a statement") -> None:
         self._call(lambda cur: cur.execute(sql, params), doing)
 
     def query(self, sql: str, params=None, doing: str = "reading") -> list:
         return self._call(lambda cur: (cur.execute(sql, params), cur.fetchall())[1], doing)
 
-    def column(self, sql: str, params=None, doing: str = "writing") -> set[int]:
-        """The values of a one-column result (the row positions a statement returns)."""
+    def positions(self, sql: str, n: int, params=None, doing: str = "writing") -> np.ndarray:
+        """A bool per row of a chunk of `n`: whether the one-column result (row positions) names it."""
         def go(cur):
             cur.execute(sql, params)
-            return set(cur.fetch_arrow_table().column(0).to_numpy(zero_copy_only=False).tolist())
+            found = cur.fetch_arrow_table().column(0).to_numpy(zero_copy_only=False)
+            out = np.zeros(n, dtype=bool)
+            out[found.astype(np.int64)] = True
+            return out
         return self._call(go, doing)
 
     def copy(self, table: str, data: pa.Table, temporary: bool = False, schema: str | None = None) -> None:
@@ -109,14 +102,14 @@ class Conn:
             return TableExistsError(f"{doing}: {message}")
         if state in ("42P01", "3F000"):
             return TableNotFoundError(f"{doing}: {message} in {self.where}")
-        if state == "23505" and details.get("PG_DIAG_SCHEMA_NAME") == "pg_catalog":
+        if state == UNIQUE and details.get("PG_DIAG_SCHEMA_NAME") == "pg_catalog":
             # two transactions made the same catalogue entry (CREATE of one name): the other committed first
             return ConcurrentWriteError(
                 f"{doing}: another transaction did the same at the same moment and committed first; "
                 f"this call was rolled back, nothing of it was written: run it again")
         if state[:2] in _ROW_CLASSES:
             error = _CLASSES.get(state) or _CLASSES.get(state[:2], "WriteError")
-            if state == "23505" and (constraint or "").endswith("_pkey"):
+            if state == UNIQUE and (constraint or "").endswith("_pkey"):
                 error = "KeyConflict"
             return WriteError(message, error, state)
         return StorageError(f"PostgreSQL refused {doing} [{state or 'no SQLSTATE'}]: {message}")
@@ -167,7 +160,6 @@ class Pool:
     def put(self, c: Conn) -> None:
         with self.lock:
             if not (c.broken or self.closed or len(self.idle) >= self.size or self.pid != os.getpid()):
-                c.reset()
                 self.idle.append(c)
                 return
         c.close()

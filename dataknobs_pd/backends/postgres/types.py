@@ -17,9 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import InvalidArgumentError, RowFailure, StorageError, UnsupportedDtypeError
-from ..schema import Column, TableSchema
-from .sql import q
+from ...errors import InvalidArgumentError, StorageError, UnsupportedDtypeError
+from ...failures import RowError, Unholdable
+from ...schema import Column, TableSchema
+from ..sql import q
 
 NS_PREFIX = "_dk_ns_"  # companion column with the nanoseconds below a microsecond
 SEQ = "_dk_seq"  # hidden identity column that keeps the insertion order of keyless tables
@@ -153,41 +154,41 @@ def physical_key(schema: TableSchema) -> list[str]:
 
 
 # -- values PostgreSQL cannot hold -----------------------------------------------------------------
-def unstorable(arr: pa.Array, col: Column, p: PgColumn) -> dict[int, RowFailure]:
-    """Rows of one column whose value PostgreSQL cannot keep exactly (stage `convert`)."""
-    out: dict[int, RowFailure] = {}
+def unstorable(arr: pa.Array, col: Column, p: PgColumn) -> dict[int, Unholdable]:
+    """Rows of one column whose value PostgreSQL cannot keep exactly, and why."""
+    out: dict[int, Unholdable] = {}
 
     def flag(mask, error, why):
         mask = pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
         for i in np.flatnonzero(mask):
-            out.setdefault(int(i), RowFailure("convert", error, f"column {col.name!r}: {why(int(i))}"))
+            out.setdefault(int(i), Unholdable(col.name, why(int(i)), error))
 
     if p.family == "text" and col.kind == "category" and not any("\x00" in str(c) for c in col.dtype["categories"]):
         pass  # the values are among the categories, which hold no NUL: no need to look at every row
     elif p.family == "text" and arr.null_count < len(arr):
-        flag(pc.match_substring(arr, "\x00"), "TypeConversion",
+        flag(pc.match_substring(arr, "\x00"), RowError.TypeConversion,
              lambda i: f"{arr[i].as_py()!r} holds a NUL character, which PostgreSQL text cannot store")
     elif p.family == "json" and arr.null_count < len(arr):
         suspects = pc.fill_null(pc.match_substring_regex(arr, _JSON_SUSPECT.pattern), False)
         for i in np.flatnonzero(suspects.to_numpy(zero_copy_only=False)):
             why = _json_problem(arr[int(i)].as_py())
             if why:
-                out.setdefault(int(i), RowFailure("convert", "TypeConversion", f"column {col.name!r}: {why}"))
+                out.setdefault(int(i), Unholdable(col.name, why, RowError.TypeConversion))
     elif p.family == "timestamp" and not p.ns and len(arr):
         f = _UNIT_US[arr.type.unit]
         v = arr.cast(pa.int64())
         lo, hi = -((-TS_MIN_US) // f), INT64_MAX // f
-        flag(pc.or_(pc.less(v, lo), pc.greater(v, hi)), "OutOfRange",
+        flag(pc.or_(pc.less(v, lo), pc.greater(v, hi)), RowError.OutOfRange,
              lambda i: f"{np.datetime64(v[i].as_py(), arr.type.unit)} is outside PostgreSQL's timestamp range "
                        f"(4713 BC to 294276 AD)")
     elif p.family == "interval" and not p.ns and len(arr) and _UNIT_US[arr.type.unit] > 1:
         lim = INT64_MAX // _UNIT_US[arr.type.unit]
         v = arr.cast(pa.int64())
-        flag(pc.greater(pc.abs(v), lim), "OutOfRange",
+        flag(pc.greater(pc.abs(v), lim), RowError.OutOfRange,
              lambda i: f"{np.timedelta64(v[i].as_py(), arr.type.unit)} is beyond PostgreSQL's interval range")
     elif p.family == "date" and len(arr):
         v = arr.cast(pa.date32()).cast(pa.int32())
-        flag(pc.or_(pc.less(v, DATE_MIN), pc.greater(v, DATE_MAX)), "OutOfRange",
+        flag(pc.or_(pc.less(v, DATE_MIN), pc.greater(v, DATE_MAX)), RowError.OutOfRange,
              lambda i: f"{np.datetime64(v[i].as_py(), 'D')} is outside PostgreSQL's date range")
     return out
 
@@ -257,6 +258,16 @@ def wire_table(data: pa.Table, schema: TableSchema, extra: dict[str, pa.Array] |
         names.append(n)
         arrays.append(a)
     return pa.table(arrays, names=names)
+
+
+def filter_values(column: str, values: list, t: pa.DataType, p: PgColumn) -> list:
+    """Filter values as one-value Arrow arrays of the type compared with (None for a null)."""
+    try:
+        arr = pa.array(values, type=t, from_pandas=True)
+        wire = arr.cast(pa.int64()) if p.ns else to_wire(arr, p)[0]
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+        raise InvalidArgumentError(f"where= value(s) {values!r} for column {column!r} do not fit its type {t}: {e}") from e
+    return [wire.slice(i, 1) if arr[i].is_valid else None for i in range(len(arr))]
 
 
 # -- reading ---------------------------------------------------------------------------------------

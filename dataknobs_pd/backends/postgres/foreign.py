@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from ..schema import Column, TableSchema
+from ...schema import Column, TableSchema
 
 _OBJECT = {"name": "object", "na": "none"}
 _SIMPLE = {  # typname -> (kind, Arrow type, pandas dtype spec)

@@ -1,0 +1,334 @@
+"""The PostgreSQL Backend: catalogue, write, delete and read, in SQL over a session's connections.
+
+Writes: each chunk goes in as Arrow through binary COPY, straight into the table when nothing
+can clash (a table created by this call gets its primary key after the load), else into a
+temporary stage from which one statement upserts (ON CONFLICT DO UPDATE), updates (UPDATE ...
+FROM) or deletes, the last two returning the positions of the rows they found. An insert into
+a keyed table tries COPY in a savepoint first; only when a key exists already (23505) are the
+chunk's keys staged to find which, and the other rows copied in. Writers of one table take
+turns (claim: an advisory lock on its name until the transaction ends), and a call writing to
+a keyed table locks it against other writers, not readers: two calls locking rows in opposite
+orders would otherwise deadlock. Reads: Arrow record batches (COPY ... TO STDOUT, or the binary
+extended protocol when filter values are bound), with columns, filters, order and limit in the SQL.
+Every statement names tables through the store's schema (the first of the search_path, found at
+connect) and the stage through pg_temp, so that no temporary or catalogue table stands in for a
+user's table.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import adbc_driver_manager
+import numpy as np
+import pyarrow as pa
+
+from ...errors import (
+    ConnectionLostError,
+    DataKnobsError,
+    InvalidArgumentError,
+    StorageError,
+    TableExistsError,
+    WriteError,
+)
+from ...failures import Unholdable, absent_columns, inserted
+from ...schema import TableSchema
+from ...urls import mask
+from ..base import Backend, rebatch, without_rows
+from ..sql import META, ROW, STAGE, key_match, q, where_sql
+from .connection import UNIQUE, Conn
+from .foreign import foreign_schema
+from .session import Session, Transaction
+from .types import (
+    SEQ,
+    check_name,
+    check_names,
+    filter_values,
+    from_wire,
+    physical_key,
+    plan,
+    plans,
+    unstorable,
+    wire_table,
+)
+
+_STAGE = f"pg_temp.{q(STAGE)}"  # qualified: a user table of that name is never taken for it
+
+
+class PostgresBackend(Backend):
+    """PostgreSQL store.
+
+    Options: pool_size (idle connections kept, default 4); fillfactor of keyed tables (default 90:
+    the room left in each page lets update_batch rewrite rows in place, HOT, without touching the index).
+    """
+
+    chunk_cells = 2_000_000
+
+    def __init__(self, url: str, pool_size: int = 4, fillfactor: int = 90, **options):
+        super().__init__(url, **options)
+        if not (isinstance(fillfactor, int) and 10 <= fillfactor <= 100):
+            raise InvalidArgumentError(f"fillfactor={fillfactor!r} is not valid; use an int from 10 to 100")
+        self.fillfactor = fillfactor
+        self.uri = "postgresql://" + url.split("://", 1)[1]  # libpq takes both schemes; ADBC wants this one
+        self.session = Session(self.uri, pool_size, mask(url))
+        with self.session.borrow() as c:
+            self.nsp = c.query("SELECT current_schema()")[0][0]
+            if self.nsp is None:
+                path = c.query("SELECT current_setting('search_path')")[0][0]
+                raise StorageError(
+                    f"{mask(url)}: no schema of the search_path ({path}) exists to hold tables, or this user may "
+                    f"not use it; create it or grant USAGE on it first")
+            self._meta = self._t(META)
+            if c.query("SELECT to_regclass($1) IS NULL", (self._meta,))[0][0]:  # a reader may not create it
+                try:
+                    c.run(f"CREATE TABLE IF NOT EXISTS {self._meta} (name text PRIMARY KEY, schema text NOT NULL)",
+                          doing="creating the table of dk schemas")
+                except DataKnobsError:  # another process created it at the same moment
+                    if c.query("SELECT to_regclass($1) IS NULL", (self._meta,))[0][0]:
+                        raise
+
+    def _t(self, table: str) -> str:
+        """The table's name in SQL: quoted, through the store's schema."""
+        return f"{q(self.nsp)}.{q(table)}"
+
+    # -- transactions ------------------------------------------------------------------------
+    def transaction(self):
+        return self.session.transaction()
+
+    def savepoint(self):
+        return self.session.savepoint()
+
+    def claim(self, table):
+        """Other writers of `table` wait here until this transaction ends (an advisory lock on its name)."""
+        check_name(table, table)
+        tx = self.session.current
+        if tx is not None:  # outside a transaction the lock would end with the statement
+            tx.claim(self._t(table), table)
+
+    def close(self):
+        self.session.close()
+
+    # -- catalogue ---------------------------------------------------------------------------
+    def tables(self):
+        with self.session.borrow() as c:
+            rows = c.query("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                           " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')", (self.nsp,))
+        return sorted(r[0] for r in rows if not r[0].startswith("_dk_"))
+
+    def schema(self, table):
+        check_name(table, table)
+        with self.session.borrow() as c:
+            rows = c.query(f"SELECT schema FROM {self._meta} WHERE name = $1", (table,))
+            if rows:
+                return TableSchema.from_json(rows[0][0], table)
+            return foreign_schema(lambda sql, params: c.query(sql, params), self._t(table))
+
+    def create(self, table, schema):
+        check_names(table, schema)
+        defs = [d for col in schema.columns for d in plan(col).ddl(col.nullable)]
+        if not schema.key:
+            defs.append(f"{q(SEQ)} bigint GENERATED ALWAYS AS IDENTITY")
+        room = f" WITH (fillfactor = {self.fillfactor})" if schema.key and self.fillfactor < 100 else ""
+        with self.session.use() as tx:
+            try:
+                tx.conn.run(f"CREATE TABLE {self._t(table)} ({', '.join(defs)}){room}", doing=f"creating table {table!r}")
+            except TableExistsError as e:
+                raise TableExistsError(
+                    f"cannot create table {table!r}: schema {self.nsp!r} already holds a relation of that name (an "
+                    f"index, a sequence, or a table another program created meanwhile) ({e})") from e
+            self.set_schema(table, schema)
+            if schema.key:  # one index build after the bulk load is faster than a million insertions
+                tx.defer_key(self._t(table), table, physical_key(schema))
+
+    def set_schema(self, table, schema):
+        with self.session.use() as tx:
+            tx.conn.run(f"INSERT INTO {self._meta} (name, schema) VALUES ($1, $2)"
+                        f" ON CONFLICT (name) DO UPDATE SET schema = EXCLUDED.schema", (table, schema.to_json()),
+                        doing=f"storing the schema of {table!r}")
+
+    def drop(self, table):
+        check_name(table, table)
+        with self.session.use() as tx:
+            self.claim(table)
+            tx.forget(table)
+            tx.conn.run(f"DROP TABLE IF EXISTS {self._t(table)}", doing=f"dropping {table!r}")
+            tx.conn.run(f"DELETE FROM {self._meta} WHERE name = $1", (table,), doing=f"dropping {table!r}")
+
+    # -- writing -----------------------------------------------------------------------------
+    def prepare(self, data, schema):
+        facts: dict[int, Unholdable] = {}
+        for name in data.column_names:
+            col = schema.column(name)
+            for i, fact in unstorable(data.column(name).combine_chunks(), col, plan(col)).items():
+                facts.setdefault(i, fact)
+        return without_rows(data, facts), facts
+
+    def write(self, table, data, schema, mode):
+        check_name(table, table)
+        with self.session.use() as tx:
+            if schema.key:
+                tx.lock(self._t(table), table)
+            if mode == "insert" and not absent_columns(schema, data):
+                return self._insert(tx, table, data, schema)
+            tx.add_key(table)
+            return tx.retrying(lambda: self._write_staged(tx, table, data, schema, mode), table)
+
+    def _insert(self, tx: Transaction, table: str, data: pa.Table, schema: TableSchema) -> np.ndarray | None:
+        """COPY the chunk straight in; only when some of its keys exist, find which and copy the others."""
+        wire = wire_table(data, schema)
+        if not schema.key or tx.created(table):  # nothing in the table can clash
+            tx.conn.copy(table, wire, schema=self.nsp)
+            return None
+        try:
+            with tx.savepoint():
+                tx.conn.copy(table, wire, schema=self.nsp)
+            return None
+        except WriteError as e:
+            if e.code != UNIQUE:
+                raise
+        return tx.retrying(lambda: self._insert_around(tx, table, data, schema), table)
+
+    def _insert_around(self, tx: Transaction, table: str, data: pa.Table, schema: TableSchema) -> np.ndarray:
+        """Stage the keys alone, find those in the table in one statement, and copy the other rows
+        straight in (cheaper than staging whole rows)."""
+        self._stage(tx.conn, table, data.select(schema.key), schema)
+        existed = tx.conn.positions(self._existing(table, schema), data.num_rows, doing=f"writing to {table!r}")
+        new = inserted(data, schema, "insert", existed)
+        if len(new):
+            tx.conn.copy(table, wire_table(data.take(new), schema), schema=self.nsp)
+        return existed
+
+    def _write_staged(self, tx: Transaction, table: str, data: pa.Table, schema: TableSchema,
+                      mode: str) -> np.ndarray | None:
+        """Stage the chunk, then apply it with one statement; return the rows whose key was in the table
+        where the mode leaves rows out by it (update; insert and upsert lacking a required column)."""
+        key = schema.key or []
+        if not key:  # a keyless insert lacking a required column: every row is refused, nothing to do
+            return None
+        n, doing = data.num_rows, f"writing to {table!r}"
+        if mode == "insert":  # lacking a required column, so inserting nothing: only which keys exist matters
+            self._stage(tx.conn, table, data.select(key), schema)
+            return tx.conn.positions(self._existing(table, schema), n, doing=doing)
+        p = plans(schema)
+        pk = physical_key(schema)
+        values = [c for name in data.column_names if name not in key for c in p[name].stored]
+        self._stage(tx.conn, table, data, schema)
+        t, s, row = self._t(table), _STAGE, q(ROW)
+        if mode == "update" or absent_columns(schema, data):  # nothing to insert: change the rows found
+            if not values:
+                return tx.conn.positions(self._existing(table, schema), n, doing=doing)
+            sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in values)
+            return tx.conn.positions(f"UPDATE {t} d SET {sets} FROM {s} s WHERE {key_match(pk, 'd', 's')}"
+                                     f" RETURNING s.{row}", n, doing=doing)
+        listed = ", ".join(q(c) for name in data.column_names for c in p[name].stored)
+        keys = ", ".join(q(k) for k in pk)
+        action = f"UPDATE SET {', '.join(f'{q(c)} = EXCLUDED.{q(c)}' for c in values)}" if values else "NOTHING"
+        tx.conn.run(f"INSERT INTO {t} ({listed}) SELECT {listed} FROM {s} s ORDER BY {keys}"
+                    f" ON CONFLICT ({keys}) DO {action}", doing=doing)
+        # This upsert leaves out no row, so which keys existed would change no failure; asking the table
+        # (a join in the same statement) made a chunk 25-50% slower.
+        return None
+
+    def _existing(self, table: str, schema: TableSchema) -> str:
+        """The positions of the staged rows whose key is in the table."""
+        return (f"SELECT s.{q(ROW)} FROM {_STAGE} s WHERE EXISTS (SELECT 1 FROM {self._t(table)} d"
+                f" WHERE {key_match(physical_key(schema), 'd', 's')})")
+
+    def _stage(self, c: Conn, table: str, data: pa.Table, schema: TableSchema) -> None:
+        """Load the chunk into the temporary stage, with the table's column types and each row's position."""
+        p = plans(schema)
+        stored = [n for name in data.column_names for n in p[name].stored]
+        if ROW in stored:  # only a table made elsewhere can have it: the public API refuses the name
+            raise InvalidArgumentError(
+                f"table {table!r}: column {ROW!r} has the name of dataknobs' own row number; rename it to write by key")
+        defs = [d for name in data.column_names for d in p[name].ddl(True)] + [f"{q(ROW)} bigint"]
+        c.run(f"DROP TABLE IF EXISTS {_STAGE}", doing="staging")
+        c.run(f"CREATE TEMP TABLE {_STAGE} ({', '.join(defs)}) ON COMMIT DROP", doing="staging")
+        c.copy(STAGE, wire_table(data, schema, {ROW: pa.array(np.arange(data.num_rows), type=pa.int64())}),
+               temporary=True)
+        c.run(f"ANALYZE {_STAGE}", doing="staging")  # else the planner may hash the big table
+
+    def delete(self, table, keys, schema):
+        check_name(table, table)
+        pk = physical_key(schema)
+        with self.session.use() as tx:
+            tx.lock(self._t(table), table)
+            tx.add_key(table)
+
+            def attempt():
+                self._stage(tx.conn, table, keys, schema)
+                return tx.conn.positions(f"DELETE FROM {self._t(table)} d USING {_STAGE} s"
+                                         f" WHERE {key_match(pk, 'd', 's')} RETURNING s.{q(ROW)}", keys.num_rows,
+                                         doing=f"deleting from {table!r}")
+
+            return tx.retrying(attempt, table)
+
+    # -- reading -----------------------------------------------------------------------------
+    def read(self, table, schema, columns, where, order, limit, batch_rows):
+        check_name(table, table)
+        p = plans(schema)
+        numbers = itertools.count(1)
+
+        def ref(col, op):  # nanosecond columns compare as exact numbers: epoch nanoseconds
+            if p[col].ns:
+                return f"(EXTRACT(EPOCH FROM {q(col)}) * 1000000000 + {q(p[col].companion)})"
+            return q(col)
+
+        def enc(col, values):
+            return filter_values(col, values, schema.column(col).arrow, p[col])
+
+        clause, params = where_sql(where, enc, param=lambda: f"${next(numbers)}", column_sql=ref)
+        terms = [(n, asc) for c, asc in order for n in p[c].stored] or [(k, True) for k in physical_key(schema)]
+        selected = [n for c in columns for n in p[c].stored]
+        sql = f"SELECT {', '.join(q(n) for n in selected) or 'NULL'} FROM {self._t(table)}{clause}"
+        # a missing value compared with < = ... (NaN, NaT, NA) matches no row, as SQL NULL does
+        params = [pa.nulls(1, pa.null()) if v is None else v for v in params]
+        bound = pa.record_batch(params, names=[f"p{i}" for i in range(len(params))]) if params else None
+        out = pa.schema([pa.field(n, schema.column(n).arrow) for n in columns])
+        return self._fetch(table, sql, terms, limit, bound, out, [(schema.column(n), p[n]) for n in columns],
+                           batch_rows)
+
+    def _fetch(self, table, sql, terms, limit, bound, out: pa.Schema, columns, batch_rows):
+        with self.session.borrow() as c:
+            if not terms and c.query("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2",
+                                     (self._t(table), SEQ)):
+                terms = [(SEQ, True)]  # keyless: insertion order
+            if terms:
+                sql += " ORDER BY " + ", ".join(f"{q(n)} {'ASC' if asc else 'DESC'}" for n, asc in terms)
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"  # an int checked by the caller: COPY cannot take bound values
+            cur = c.raw.cursor()
+            try:
+                try:
+                    cur.execute(sql, bound)
+                    reader = cur.fetch_record_batch()
+                except adbc_driver_manager.Error as e:
+                    raise c.error(e, f"reading {table!r}") from e
+                decoded = (_decode(batch, columns, out) for batch in _batches(reader, c, table))
+                yield from rebatch(decoded, out, None, batch_rows)
+            finally:
+                cur.close()
+
+
+def _batches(reader, c: Conn, table: str):
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except (adbc_driver_manager.Error, pa.ArrowException) as e:
+            if isinstance(e, adbc_driver_manager.Error):
+                raise c.error(e, f"reading {table!r}") from e
+            c.broken = True
+            raise ConnectionLostError(f"reading {table!r} from {c.where} failed: {e}") from e
+        yield batch
+
+
+def _decode(batch: pa.RecordBatch, columns, out: pa.Schema) -> pa.Table:
+    """A fetched batch in the logical Arrow types (a nanosecond column joined with its companion)."""
+    parts, i = [], 0
+    for col, p in columns:
+        k = len(p.stored)
+        parts.append(from_wire([batch.column(i + j) for j in range(k)], col, p))
+        i += k
+    return pa.Table.from_arrays(parts, schema=out)
