@@ -67,7 +67,8 @@ class Backend(ABC):
     @abstractmethod
     def write(self, table: str, data: pa.Table, schema: TableSchema, mode: str) -> np.ndarray | None:
         """Write a chunk in `mode` (insert, upsert, update); return which rows' keys were in the table
-        before (a bool per row; None when none were). Raise WriteError when the store refuses it."""
+        before (a bool per row; None when none were, or for an upsert that leaves out no row).
+        Raise WriteError when the store refuses it."""
 
     @abstractmethod
     def delete(self, table: str, keys: pa.Table, schema: TableSchema) -> np.ndarray:

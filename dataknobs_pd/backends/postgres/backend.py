@@ -146,6 +146,12 @@ class PostgresBackend(Backend):
                         f" ON CONFLICT (name) DO UPDATE SET schema = EXCLUDED.schema", (table, schema.to_json()),
                         doing=f"storing the schema of {table!r}")
 
+    def add_columns(self, table, columns):
+        check_names(table, TableSchema(columns=list(columns)))
+        defs = ", ".join(f"ADD COLUMN {d}" for col in columns for d in plan(col).ddl(True))
+        with self.session.use() as tx:
+            tx.conn.run(f"ALTER TABLE {self._t(table)} {defs}", doing=f"adding columns to {table!r}")
+
     def drop(self, table):
         check_name(table, table)
         with self.session.use() as tx:
