@@ -38,8 +38,8 @@ def kernel_env(extra: dict | None = None) -> dict:
     return env
 
 
-def test_the_three_notebooks_are_there():
-    assert [p.name for p in ALL] == ["01-quickstart.ipynb", "02-backends.ipynb", "03-batch-failures.ipynb"]
+def test_the_notebooks_are_there():
+    assert [p.name for p in ALL] == ["01-quickstart.ipynb", "02-backends.ipynb", "03-batch-failures.ipynb", "04-dask.ipynb"]
 
 
 @pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
