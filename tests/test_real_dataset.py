@@ -8,11 +8,18 @@ from pandas.testing import assert_frame_equal
 
 import dataknobs_pd as dk
 from dataknobs_pd.demo import flights
+from tests.stores import opened
 
 
 @pytest.fixture(scope="module")
 def df():
     return flights()
+
+
+# every kind of store once (the S3 and :memory: variants run the same code as their siblings here)
+@pytest.fixture(params=["memory", "sqlite", "postgresql", "parquet", "csv", "jsonl", "duckdb", "delta"])
+def store(request, tmp_path):
+    yield from opened(request.param, tmp_path)
 
 
 def test_flights_round_trip_exactly(store, df):
