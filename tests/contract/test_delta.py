@@ -5,16 +5,17 @@ from __future__ import annotations
 import pytest
 
 from dataknobs_pd.testing import BackendContract
+from dataknobs_pd.testing.changes import DryRunContract, NewColumnsContract
 from tests.stores import opened
 
 
-class TestDelta(BackendContract):
+class TestDelta(BackendContract, DryRunContract, NewColumnsContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("delta", tmp_path)
 
 
-class TestDeltaS3(BackendContract):
+class TestDeltaS3(BackendContract, DryRunContract, NewColumnsContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("delta-s3", tmp_path)

@@ -7,13 +7,20 @@ file stores). The dk schema rides in the commit info of every commit this packag
 table written by another tool is read with a schema of its natural types. What Delta lacks
 (unsigned ints, durations, nanoseconds, zone names, units): physical.py.
 
-One call = one Delta commit. A call's rows are checked and staged in memory (savepoints only
-drop what was staged since); when its transaction ends, the staged changes become ONE commit:
-a new table or a replaced one is one write (overwrite keeps the history); rows appended to a
-table that nothing else changes are one append; updates and deletes rewrite the data files
-holding the touched rows: the new files are written by delta-rs into a stage folder of the
-table (with their statistics), and one commit adds them and removes the files they replace.
-A crash before the commit leaves the table at its last version; readers read whole versions.
+One call = one Delta commit. A call's rows are checked and staged in memory (staging.py;
+savepoints only drop what was staged since); when its transaction ends, the staged changes
+become ONE commit (commit.py): a new table or a replaced one is one write (overwrite keeps the
+history); rows appended to a table that nothing else changes are one append; updates and deletes
+rewrite the data files holding the touched rows: the new files are written by delta-rs into a
+stage folder of the table (with their statistics), and one commit adds them and removes the
+files they replace. New columns (new_columns="add") join Delta's schema in that same commit;
+files written before lack them and read as nulls. A crash, an error or a dry run before the
+commit leaves the table, its schema and its history at their last version; readers read whole
+versions.
+
+Modules: backend.py (the catalogue, transactions, writes, reads), staging.py (what a transaction
+holds), commit.py, checks.py (CHECK and NOT NULL on staged rows), reading.py, history.py
+(versions, time travel), physical.py (types), location.py (paths, storage errors).
 
 Row isolation happens before the commit: which keys exist comes from one read of the table's
 keys (file and row of each), so an append's existing keys and an update's missing keys are

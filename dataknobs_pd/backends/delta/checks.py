@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ...errors import BackendUnavailableError, StorageError
+from ...errors import BackendUnavailableError, StorageError, WriteError
 from ...failures import RowError
+from . import physical as ph
+from .staging import Staged, complete, key_index
 
 _CONSTRAINT = "delta.constraints."
 CHECK_CODE = "DELTA_VIOLATE_CONSTRAINT_WITH_VALUES"  # Delta's own names for these errors
@@ -49,6 +51,22 @@ class Violation:
     error: RowError
     code: str
     why: str
+
+
+def rules_for(st: Staged) -> Rules:
+    """The rules of the version a transaction read (none for a table it creates)."""
+    rules = st.cache.get("rules")
+    if rules is None:
+        if not st.has_rows:
+            rules = Rules({}, ())
+        else:
+            with st.loc.io(f"reading table {st.name!r}"):
+                config = st.base.metadata().configuration
+                fields = list(pa.schema(st.base.schema().to_arrow()))
+            dk_required = {c.name for c in st.base_schema.columns if not c.nullable}
+            rules = rules_of(config, fields, dk_required)
+        st.cache["rules"] = rules
+    return rules
 
 
 class Checker:
@@ -98,3 +116,61 @@ class Checker:
                 with suppress(Exception):  # nothing registered when from_arrow failed
                     self._ctx.deregister_table(alias)
         return sorted(int(v) for v in found.column(0).to_pylist())
+
+    # -- the rows a call stages -------------------------------------------------------------------
+    def check(self, st: Staged, data: pa.Table, stored: pa.Table, new: np.ndarray, changed: np.ndarray,
+              pos: np.ndarray | None) -> None:
+        """Raise WriteError when a row to insert (`new`) or to update (`changed`) breaks a rule of the table.
+
+        The engine then halves the chunk until the rows at fault stand alone. The verdicts are kept by
+        key, so that the halves are answered without evaluating again (see known)."""
+        rules = rules_for(st)
+        if not rules:
+            return
+        full = ph.stored_schema(st.schema)
+        parts = []
+        if len(new):
+            parts.append(complete(stored.take(new), full))
+        if len(changed):
+            parts.append(complete(_with_stored(st, stored.take(changed), pos[changed], rules), full))
+        candidates = pa.concat_tables(parts) if parts else full.empty_table()
+        found = self.violations(candidates, rules, st.name)
+        verdicts = np.full(data.num_rows, None, dtype=object)
+        for i, row in enumerate(np.concatenate([new, changed]).astype(np.int64)):
+            verdicts[row] = found.get(i)
+        if st.schema.key:
+            st.cache["checked"] = (key_index(data.select(st.schema.key)), verdicts)
+        _refuse(verdicts)
+
+    @staticmethod
+    def known(st: Staged, data: pa.Table) -> bool:
+        """Whether these rows were all checked before (raising WriteError if one breaks a rule)."""
+        checked = st.cache.get("checked")  # (key index, verdicts) of the last rows checked against the rules
+        if not st.schema.key or checked is None:
+            return False
+        at = checked[0].get_indexer(key_index(data.select(st.schema.key)))
+        if (at < 0).any():
+            return False
+        _refuse(checked[1][at])
+        return True
+
+
+def _with_stored(st: Staged, changes: pa.Table, pos: np.ndarray, rules: Rules) -> pa.Table:
+    """Rows being updated, with the stored values of the columns a rule names that the call leaves alone."""
+    names = ph.stored_schema(st.schema).names
+    missing = [c for c in dict.fromkeys(rules.columns(names) + list(rules.not_null)) if c not in changes.column_names]
+    if not missing:
+        return changes
+    old = st.rows_at(pos, missing)
+    for c in missing:
+        changes = changes.append_column(c, old.column(c))
+    return changes
+
+
+def _refuse(verdicts: np.ndarray) -> None:
+    """WriteError for the first row that breaks a rule (the engine narrows a chunk down to single rows)."""
+    bad = np.flatnonzero(verdicts != None)
+    if len(bad):
+        v = verdicts[bad[0]]
+        n = len(verdicts)
+        raise WriteError(f"{v.why} ({len(bad)} of {n} rows)" if n > 1 else v.why, v.error, v.code)

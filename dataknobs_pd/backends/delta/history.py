@@ -1,12 +1,14 @@
-"""The history of a Delta table: its versions as dataknobs-pd reports them, and a dk schema for
-tables that other tools wrote."""
+"""The history of a Delta table: its versions as dataknobs-pd reports them, the version asked for by number
+or time, and a dk schema for tables that other tools wrote."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from ...errors import InvalidArgumentError
 from ...schema import TableSchema
 
 SCHEMA_KEY = "dataknobs_pd.schema"  # commit info: the dk schema of the table as of this commit
@@ -46,3 +48,43 @@ def natural_schema(dt: DeltaTable) -> TableSchema:
     empty = arrow.empty_table().to_pandas(
         types_mapper=lambda t: None if any(f(t) for f in plain) else pd.ArrowDtype(t))
     return TypeMapper().schema(empty.drop(columns=[n for n in empty.columns if str(n).startswith("_dk_")]))
+
+
+def check_version(version: int | None, as_of) -> None:
+    """Refuse a version= that is no version number, and version= with as_of=."""
+    if version is not None and as_of is not None:
+        raise InvalidArgumentError("pass version= or as_of=, not both")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, (int, np.integer))
+                                or version < 0):
+        raise InvalidArgumentError(f"version= takes a version number (an int >= 0), got {version!r}")
+
+
+def version_at(latest: DeltaTable, loc, table: str, version: int | None, as_of) -> DeltaTable:
+    """The version asked for (by number, or the one current at `as_of`) of a table whose latest is `latest`."""
+    if version is not None and version > latest.version():
+        raise InvalidArgumentError(f"table {table!r} has versions up to {latest.version()}; "
+                                   f"version={version} does not exist")
+    if version is None and as_of is None:
+        return latest
+    with loc.io(f"reading table {table!r}"):
+        if as_of is None:
+            return loc.delta_table(table, int(version))
+        try:
+            when = pd.Timestamp(as_of)
+        except (TypeError, ValueError) as e:
+            raise InvalidArgumentError(f"as_of= takes a timestamp, got {as_of!r}") from e
+        when = when.tz_localize("UTC") if when.tz is None else when.tz_convert("UTC")
+        return _as_of(loc, table, when)
+
+
+def _as_of(loc, table: str, when: pd.Timestamp) -> DeltaTable:
+    """The version current at `when` (naive means UTC): the last one committed at or before it."""
+    dt = loc.delta_table(table)
+    stamps = {h["version"]: h["timestamp"] for h in dt.history()}
+    ms = when.value // 1_000_000
+    before = [v for v, t in stamps.items() if t <= ms]
+    if not before:
+        first = pd.Timestamp(min(stamps.values()), unit="ms", tz="UTC")
+        raise InvalidArgumentError(f"table {table!r} did not exist yet at {when} (its first version is of {first})")
+    dt.load_as_version(max(before))
+    return dt

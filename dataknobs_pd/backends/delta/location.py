@@ -11,6 +11,7 @@ import uuid
 from contextlib import contextmanager, suppress
 
 import fsspec
+from deltalake import DeltaTable
 from fsspec.implementations.local import LocalFileSystem
 
 from ...errors import BackendUnavailableError, DataKnobsError, InvalidArgumentError, StorageError
@@ -66,6 +67,10 @@ class Location:
         """A URL for delta-rs, which decodes %XX in paths: the folder names' own % signs are encoded."""
         quoted = urllib.parse.quote(path, safe="/")
         return f"file://{quoted}" if self.local else f"{self.scheme}://{quoted}"
+
+    def delta_table(self, table: str, version: int | None = None) -> DeltaTable:
+        """The table (its latest version, or `version`) as delta-rs opens it."""
+        return DeltaTable(self.uri(table), version=version, storage_options=self.delta_options or None)
 
     def new_stage(self) -> str:
         """A fresh folder name, inside the table's folder, for the files of one commit."""
@@ -154,7 +159,10 @@ class Location:
                 add = action["add"]
                 add["path"] = f"{stage}/{add['path']}"
                 adds.append(add)
-        self.remove(log)
+        if self.local:
+            self.remove(log)
+        else:  # its one entry is the whole log on an object store: one request, not listings and a bulk delete
+            self.fs.rm_file(f"{log}/{0:020d}.json")
         return adds
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ...errors import InvalidArgumentError, UnsupportedDtypeError
 from ...failures import RowError, Unholdable, bisect
 from ...schema import Column, TableSchema
 
@@ -82,6 +83,19 @@ def stored_schema(schema: TableSchema) -> pa.Schema:
     if not schema.key:
         fields.append(pa.field(SEQ, pa.int64()))
     return pa.schema(fields)
+
+
+def check_columns(schema: TableSchema, table: str) -> None:
+    """Refuse what Delta cannot keep: names equal but for case, decimals past 38 digits of scale."""
+    seen: dict[str, str] = {}
+    for c in schema.columns:
+        other = seen.setdefault(c.name.casefold(), c.name)
+        if other != c.name:
+            raise InvalidArgumentError(f"columns {other!r} and {c.name!r} of table {table!r} differ only by case, "
+                                       f"which Delta Lake cannot keep apart; rename one of them")
+        if pa.types.is_decimal(c.arrow) and c.arrow.scale > 38:
+            raise UnsupportedDtypeError(f"column {c.name!r}: decimals with {c.arrow.scale} digits after the point; "
+                                        f"Delta Lake keeps at most 38")
 
 
 def stored_names(schema: TableSchema, names: list[str]) -> list[str]:

@@ -1,0 +1,174 @@
+"""One call's changes of a table, staged in memory until its commit: the version it started from, the rows
+to insert, update and delete, and facts about that version (its keys, its files) read once per transaction."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from ...errors import StorageError
+from ...schema import TableSchema
+from . import physical as ph
+from .location import Location
+from .reading import Snapshot
+
+
+@dataclass
+class Keys:
+    """The keys of one version of a table: where each lives (file and row), and a hash index on them."""
+
+    files: list[str]
+    file_of: np.ndarray
+    row_of: np.ndarray
+    index: pd.Index
+
+    def find(self, keys: pa.Table) -> np.ndarray:
+        """Position of each key among the table's (-1 when it is not there)."""
+        return self.index.get_indexer(key_index(keys))
+
+
+@dataclass
+class Staged:
+    """One table as a transaction changes it: the version it started from and what is staged."""
+
+    name: str
+    loc: Location
+    base: DeltaTable | None  # the version read when first touched (None: no table)
+    base_schema: TableSchema | None
+    schema: TableSchema | None
+    fresh: bool = False  # (re)created in this transaction: the commit writes it whole
+    dropped: bool = False
+    inserts: list = field(default_factory=list)  # stored-form tables of new rows
+    updates: list = field(default_factory=list)  # (changes in stored form, positions among Keys)
+    deletes: list = field(default_factory=list)  # positions among Keys
+    modes: tuple = ()
+    cache: dict = field(default_factory=dict)  # facts about `base` (keys, files, rules, verdicts): never undone
+
+    def copy(self) -> Staged:
+        return replace(self, inserts=list(self.inserts), updates=list(self.updates), deletes=list(self.deletes))
+
+    def restart(self, schema: TableSchema | None, fresh: bool, dropped: bool) -> None:
+        """Forget what is staged: the table is being (re)created, or dropped."""
+        self.schema, self.fresh, self.dropped = schema, fresh, dropped
+        self.inserts, self.updates, self.deletes = [], [], []
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether the rows of the version read count (not when the table is being created or replaced)."""
+        return self.base is not None and not self.fresh and not self.dropped
+
+    @property
+    def changed(self) -> bool:
+        """Whether the commit has anything to write."""
+        return self.fresh or bool(self.inserts or self.updates or self.deletes) or self.schema != self.base_schema
+
+    def grows(self, full: pa.Schema) -> bool:
+        """Whether the stored columns `full` include some the version read lacks (columns were added)."""
+        have = set(pa.schema(self.base.schema().to_arrow()).names)
+        return any(n not in have for n in full.names)
+
+    def snapshot(self) -> Snapshot:
+        snap = self.cache.get("snapshot")
+        if snap is None:
+            snap = self.cache["snapshot"] = Snapshot(self.base, self.loc)
+        return snap
+
+    def keys(self) -> Keys:
+        """Every key of the version read, with its file and row (read once per transaction)."""
+        keys = self.cache.get("keys")
+        if keys is None:
+            names = ph.stored_names(self.base_schema, self.base_schema.key)
+            snap = self.snapshot()
+            parts, files, file_of = [], [], []
+            with self.loc.io(f"reading the keys of table {self.name!r}"):
+                for path, fragment in snap.fragments():
+                    t = fragment.to_table(columns=names, schema=snap.dataset_schema)
+                    parts.append(t)
+                    file_of.append(np.full(t.num_rows, len(files), dtype=np.int32))
+                    files.append(path)
+            table = pa.concat_tables(parts) if parts else snap.dataset_schema.empty_table().select(names)
+            index = key_index(table)
+            if not index.is_unique:
+                raise StorageError(f"table {self.name!r} in {self.loc.display} holds a key more than once (written "
+                                   f"by another tool?); keyed writes need unique keys")
+            row_of = np.concatenate([np.arange(len(f)) for f in file_of]) if file_of else np.array([], np.int64)
+            keys = self.cache["keys"] = Keys(files, np.concatenate(file_of) if file_of else np.array([], np.int32),
+                                             row_of, index)
+        return keys
+
+    def find(self, stored: pa.Table) -> np.ndarray:
+        """Position of each row's key (`stored`: rows in stored form) among the table's, -1 when not there."""
+        if not self.has_rows:
+            return np.full(stored.num_rows, -1, dtype=np.int64)
+        return self.keys().find(stored.select(ph.stored_names(self.schema, self.schema.key)))
+
+    def file(self, path: str) -> pa.Table:
+        """A whole data file of the version read, with every stored column of the table as it is now
+        (the file is read once per transaction; columns added since read as nulls)."""
+        files = self.cache.setdefault("files", {})
+        if path not in files:
+            with self.loc.io(f"reading table {self.name!r}"):
+                files[path] = self.snapshot().read_file(path)
+        return complete(files[path], ph.stored_schema(self.schema))
+
+    def rows_at(self, pos: np.ndarray, columns: list[str]) -> pa.Table:
+        """The stored rows at positions `pos` among the keys, in that order, with `columns`."""
+        keys = self.keys()
+        parts, order = [], []
+        for f in np.unique(keys.file_of[pos]):
+            sel = np.flatnonzero(keys.file_of[pos] == f)
+            parts.append(self.file(keys.files[f]).select(columns).take(keys.row_of[pos[sel]]))
+            order.append(sel)
+        if not parts:
+            return ph.stored_schema(self.schema).empty_table().select(columns)
+        return pa.concat_tables(parts).take(np.argsort(np.concatenate(order)))
+
+    def counts(self) -> dict:
+        return {"inserted": sum(t.num_rows for t in self.inserts), "updated": sum(len(p) for _, p in self.updates),
+                "deleted": int(sum(len(np.unique(p)) for p in self.deletes))}
+
+    def operation(self) -> str:
+        """What the commit does, as history names it."""
+        if self.fresh:
+            return "replace" if self.base is not None else "create"
+        if self.deletes and not (self.inserts or self.updates):
+            return "delete"
+        modes = set(self.modes)
+        if "upsert" in modes:
+            return "upsert"
+        if "update" in modes:
+            return "update"
+        return "insert" if self.inserts else "set_schema"
+
+
+@dataclass
+class Tx:
+    """The tables one thread's transaction has touched, by name."""
+
+    owner: int = field(default_factory=threading.get_ident)
+    tables: dict = field(default_factory=dict)  # name -> Staged
+
+
+def key_index(keys: pa.Table) -> pd.Index:
+    """A hash index over key columns (one or several)."""
+    arrays = [c.to_numpy() for c in keys.columns]
+    if len(arrays) == 1:
+        return pd.Index(arrays[0])
+    return pd.MultiIndex.from_arrays(arrays)
+
+
+def complete(t: pa.Table, full: pa.Schema) -> pa.Table:
+    """`t` with every column of `full`, in its order and types (nulls for the columns it lacks)."""
+    cols = []
+    for f in full:
+        if f.name in t.column_names:
+            c = t.column(f.name)
+            cols.append(c if c.type == f.type else c.cast(f.type))
+        else:
+            cols.append(pa.nulls(t.num_rows, f.type))
+    return pa.table(cols, schema=full)
