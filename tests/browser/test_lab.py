@@ -6,7 +6,8 @@ report widget is rendered with the right counts and answers clicks (paging, filt
 button) through the kernel. Screenshots go to test-output/. With DATAKNOBS_PD_UPDATE_DOCS=1 the widget
 screenshot also replaces docs/report.png.
 
-Missing Chromium or JupyterLab is a failure, not a skip: `make browser-deps` installs Chromium.
+Missing Chromium or JupyterLab is a failure, not a skip, in one line saying what to install: `make test`
+installs Debian's Chromium itself when it can (root with apt-get), `make browser-deps` alone.
 """
 
 from __future__ import annotations
@@ -64,12 +65,14 @@ def _fresh_copy(work: Path) -> Path:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: run `make browser-deps` (apt-get install -y chromium)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium package (as root: apt-get install -y "
+                    "chromium, or `make browser-deps`), or set DATAKNOBS_PD_CHROMIUM to a Chromium binary",
+                    pytrace=False)
     try:
         import jupyterlab  # noqa: F401
         import playwright  # noqa: F401
     except ImportError as e:
-        pytest.fail(f"{e.name} is not installed: pip install -e '.[dev]'")
+        pytest.fail(f"{e.name} is not installed: pip install -e '.[dev]'", pytrace=False)
     base = tmp_path_factory.mktemp("lab")
     work, jpath, settings = base / "work", base / "jupyter-path", base / "settings"
     work.mkdir()
@@ -226,8 +229,27 @@ def test_report_widget_in_jupyterlab(lab, page):
 
     # widgets render a moment after their output arrives: expect() waits for them
     widgets = page.locator(".dk-widget")
-    expect(widgets).to_have_count(3)  # the save, the dirty batch and the resubmission each show a report
-    saved, dirty, again = widgets.nth(0), widgets.nth(1), widgets.nth(2)
+    expect(widgets).to_have_count(4)  # the save, the dry run, the dirty batch and the resubmission
+    saved, preview, dirty, again = widgets.nth(0), widgets.nth(1), widgets.nth(2), widgets.nth(3)
+
+    # the dry run: nothing written, the same counts, and a Changes view beside the failures
+    expect(preview.locator(".dk-pill")).to_have_text("Dry run: nothing written")
+    expect(preview.locator(".dk-stat-succeeded b")).to_have_text(f"{SUCCEEDED:,}")
+    expect(preview.locator(".dk-stat-failed b")).to_have_text(f"{FAILED:,}")
+    expect(preview.locator(".dk-dry")).to_contain_text("preview.commit()")
+    changes_tab = preview.locator(".dk-w-views button", has_text="Changes")
+    expect(changes_tab).to_have_text(f"Changes ({SUCCEEDED:,})")
+    changes_tab.click()
+    view = preview.locator(".dk-w-changes")
+    expect(view).to_be_visible()
+    counts = [int(b.text_content().replace(",", "")) for b in view.locator(".dk-actions .dk-stat b").all()]
+    assert sum(counts) == SUCCEEDED and len(counts) >= 1, counts
+    expect(view.locator(".dk-w-changes-table tbody tr").first).to_be_visible()
+    assert view.locator(".dk-w-changes-table ins").count() >= 1  # old -> new per changed cell
+    expect(view.locator(".dk-w-change-position")).to_contain_text("page 1 of")
+    _shoot(page, preview, OUT / "changes-widget.png")
+    if os.environ.get("DATAKNOBS_PD_UPDATE_DOCS") == "1":
+        shutil.copy(OUT / "changes-widget.png", ROOT / "docs" / "changes.png")
 
     # the counts, as the widget renders them
     expect(dirty.locator(".dk-stat-total b")).to_have_text(f"{TOTAL:,}")
