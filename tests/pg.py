@@ -195,6 +195,15 @@ def execute(conn, sql: str, params=None) -> list:
         cur.close()
 
 
+def sql(url: str, query: str, params=None) -> list:
+    """Run one statement on a connection of its own to `url`."""
+    conn = admin(url)
+    try:
+        return execute(conn, query, params)
+    finally:
+        conn.close()
+
+
 def session_database() -> str:
     """The URL of this test session's own database (created on first call)."""
     if "url" not in _session:
