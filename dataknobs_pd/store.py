@@ -54,6 +54,13 @@ class Store:
         check_table_name(table)
         return pd.DataFrame(self.backend.history(table))
 
+    def vacuum(self, table: str, retention: float | None = None) -> list[str]:
+        """Remove the files that no reader of the table's current version needs, once older than
+        `retention` seconds (the store's own by default), and return their names. File stores keep
+        replaced parts for their readers for a while; stores that keep nothing return []."""
+        check_table_name(table)
+        return self.backend.vacuum(table, retention)
+
     def schema(self, table: str):
         """The stored dk schema of a table (TableNotFoundError when absent)."""
         check_table_name(table)

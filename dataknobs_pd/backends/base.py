@@ -59,6 +59,10 @@ class Backend(ABC):
         The engine stores the new dk schema with set_schema right after, in the same transaction."""
         raise StorageError(f"{type(self).__name__} cannot add columns to a table yet (new_columns='add')")
 
+    def vacuum(self, table: str, retention: float | None = None) -> list[str]:
+        """Remove what no reader of the table's current version needs (file stores); the names removed."""
+        return []
+
     # -- data ------------------------------------------------------------------------
     def prepare(self, data: pa.Table, schema: TableSchema) -> tuple[pa.Table, dict[int, Unholdable]]:
         """Leave out the rows holding values this store cannot keep exactly, and say which and why."""

@@ -9,6 +9,7 @@ import decimal
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -49,8 +50,14 @@ def folder(store, table="t") -> str:
     return store.backend._dir(table)
 
 
+def manifests(store, table="t") -> list[str]:
+    """The table's manifests, oldest first: one per version kept, _dk_<format>/<version>.json."""
+    log = f"{folder(store, table)}/_dk_{store.backend.format}"
+    return sorted(f"{log}/{n}" for n in os.listdir(log) if n.endswith(".json"))
+
+
 def manifest(store, table="t") -> dict:
-    with open(f"{folder(store, table)}/_dk_{store.backend.format}.json") as f:
+    with open(manifests(store, table)[-1]) as f:
         return json.load(f)
 
 
@@ -72,7 +79,8 @@ def test_one_folder_per_table_with_a_manifest_and_parts(tmp_path, fmt):
     df = dtype_matrix()
     df.dk.save(store, "t")
     names = sorted(os.listdir(folder(store)))
-    assert names == [f"_dk_{fmt}.json", part_files(store)[0]] and names[1].endswith(f".{fmt}")
+    assert names == [f"_dk_{fmt}", part_files(store)[0]] and names[1].endswith(f".{fmt}")
+    assert [os.path.basename(p) for p in manifests(store)] == [f"{1:020d}.json"]
     m = manifest(store)
     assert (m["format"], m["table"], m["version"]) == (fmt, "t", 1)
     assert m["parts"] == [{"file": names[1], "rows": len(df), "bytes": os.path.getsize(f"{folder(store)}/{names[1]}")}]
@@ -293,9 +301,9 @@ def test_overlapping_parts_come_back_in_key_order(tmp_path, fmt):
 
 
 def test_many_small_writes_are_compacted(tmp_path, monkeypatch):
-    from dataknobs_pd.backends import files
+    from dataknobs_pd.backends.files import backend
 
-    monkeypatch.setattr(files, "_MAX_PARTS", 6)
+    monkeypatch.setattr(backend, "_MAX_PARTS", 6)
     rng = np.random.default_rng(5)
     keyed, plain = connect(tmp_path / "k", "parquet"), connect(tmp_path / "p", "jsonl")
     ids = rng.permutation(200)
@@ -328,10 +336,10 @@ def test_a_savepoint_that_raises_leaves_no_trace(tmp_path, fmt):
     rows = pa.table({"id": pa.array([7, 8], pa.int64()), "v": pa.array([7.0, 8.0])})
     with b.transaction():
         with pytest.raises(RuntimeError), b.savepoint():
-            assert b.write("t", rows, schema, "insert") == {}
+            assert b.write("t", rows, schema, "insert") is None  # no key existed
             b.delete("t", pa.table({"id": pa.array([0], pa.int64())}), schema)
             raise RuntimeError("undo")
-        assert b.write("t", rows.slice(0, 1), schema, "insert") == {}
+        assert b.write("t", rows.slice(0, 1), schema, "insert") is None
     assert dk.load(store, "t")["id"].tolist() == [0, 1, 2, 7]
     assert part_files(store) == sorted(listed(store))
 
@@ -360,6 +368,101 @@ def test_a_writer_in_another_process_is_detected_not_overwritten(tmp_path):
         numbered(1, start=100).dk.save(b, "t", if_exists="append")
     assert dk.load(a, "t")["id"].tolist() == [0, 1, 2, 100]
     assert part_files(a) == sorted(listed(a))
+
+
+# -- commits: a new manifest per version, written put-if-absent; retired parts kept for earlier readers ---
+def test_a_manifest_is_written_once_and_never_overwritten(tmp_path):
+    store = connect(tmp_path, "parquet")
+    s = store.backend.storage
+    path = f"{tmp_path}/m.json"
+    assert s.put_new(path, b"first") is True
+    assert s.put_new(path, b"second") is False
+    with open(path, "rb") as f:
+        assert f.read() == b"first"
+    assert os.listdir(tmp_path) == ["m.json"]  # no temporary file left
+
+
+def test_without_a_lock_file_one_of_two_commits_of_a_version_wins(tmp_path, monkeypatch):
+    from dataknobs_pd.backends.files.storage import Storage
+
+    monkeypatch.setattr(Storage, "lock", lambda self, table, timeout: None)  # as on Windows, or two hosts
+    stores = [connect(tmp_path, "parquet", lock_timeout=600 + i) for i in range(3)]  # three backends
+    numbered(0).dk.save(stores[0], "t")
+    schema = stores[0].schema("t")
+    both = threading.Barrier(3)
+    outcome = {}
+
+    def commit(i):
+        b = stores[i].backend
+        try:
+            with b.transaction():  # each has read version 1 and written its part before any commits
+                b.write("t", pa.table({"id": pa.array([i], pa.int64()), "v": pa.array([float(i)])}), schema, "insert")
+                both.wait()
+            outcome[i] = "committed"
+        except dk.ConcurrentWriteError:
+            outcome[i] = "lost"
+
+    threads = [threading.Thread(target=commit, args=(i,)) for i in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert sorted(outcome.values()) == ["committed", "lost", "lost"]
+    winner = next(i for i, o in outcome.items() if o == "committed")
+    assert dk.load(stores[0], "t")["id"].tolist() == [winner]
+    assert part_files(stores[0]) == sorted(listed(stores[0]))  # the losers' parts are gone
+
+
+def test_plain_read_parquet_sees_the_table_when_no_write_is_in_progress(tmp_path):
+    store = connect(tmp_path, "parquet")
+    numbered(30).dk.save(store, "t", chunksize=10)
+    pd.DataFrame({"id": [12, 15], "v": [-1.0, -2.0]}).dk.update_batch(store, "t")
+    numbered(20, start=25).dk.save(store, "t", if_exists="upsert")
+    pd.DataFrame({"id": [0, 26]}).dk.delete(store, "t")
+    store.backend.vacuum("t")
+    back = pd.read_parquet(folder(store)).sort_values("id", ignore_index=True)
+    assert_frame_equal(back, dk.load(store, "t"))
+
+
+def test_retired_parts_stay_for_the_retention_then_go(tmp_path):
+    store = connect(tmp_path, "parquet", retention=3600)
+    numbered(30).dk.save(store, "t", chunksize=10)
+    p1 = listed(store)[1]
+    pd.DataFrame({"id": [12], "v": [-1.0]}).dk.update_batch(store, "t")
+    assert [r["file"] for r in manifest(store)["retired"]] == [p1]  # replaced, kept for earlier readers
+    assert p1 in part_files(store) and len(manifests(store)) == 2  # and version 1 too
+    assert store.backend.vacuum("t") == []  # not yet an hour old
+    assert sorted(store.backend.vacuum("t", retention=0)) == sorted([p1, f"_dk_parquet/{1:020d}.json"])
+    assert part_files(store) == sorted(listed(store)) and len(manifests(store)) == 1
+    expected = numbered(30)
+    expected.loc[12, "v"] = -1.0
+    assert_frame_equal(dk.load(store, "t"), expected)
+
+
+def test_vacuum_removes_what_a_crashed_writer_left(tmp_path, fmt):
+    store = connect(tmp_path, fmt)
+    numbered(5).dk.save(store, "t")
+    stray = f"part-{'0' * 20}.{fmt}"
+    with open(f"{folder(store)}/{stray}", "w") as f:  # a part written by a writer killed before its commit
+        f.write("x")
+    assert store.backend.vacuum("t") == [stray]  # locally the table's lock keeps running writers out
+    assert part_files(store) == sorted(listed(store))
+    assert_frame_equal(dk.load(store, "t"), numbered(5))
+
+
+def test_a_table_of_an_earlier_release_is_read_and_moved_to_numbered_manifests(tmp_path, fmt):
+    store = connect(tmp_path, fmt)
+    numbered(10).dk.save(store, "t", chunksize=5)
+    old = {k: v for k, v in manifest(store).items() if k not in ("committed", "retired")}
+    old.update(dataknobs_pd=1, version=7)
+    shutil.rmtree(f"{folder(store)}/_dk_{fmt}")  # as 1.0.0rc1 left it: one manifest, _dk_<format>.json
+    with open(f"{folder(store)}/_dk_{fmt}.json", "w") as f:
+        json.dump(old, f)
+    earlier = connect(tmp_path, fmt, fsync=False)  # a store that has not seen the table yet
+    assert earlier.tables() == ["t"]
+    assert_frame_equal(dk.load(earlier, "t"), numbered(10))
+    numbered(3, start=10).dk.save(earlier, "t", if_exists="append")
+    assert not os.path.exists(f"{folder(store)}/_dk_{fmt}.json")  # moved on to the numbered manifests
+    assert [os.path.basename(p) for p in manifests(store)] == [f"{8:020d}.json"]
+    assert_frame_equal(dk.load(store, "t"), pd.concat([numbered(10), numbered(3, start=10)], ignore_index=True))
 
 
 # -- reading: pushdown and streaming -------------------------------------------------------------------

@@ -13,8 +13,8 @@ from pandas.testing import assert_frame_equal
 
 import dataknobs_pd as dk
 from dataknobs_pd import StorageError
-from tests import s3_server
 from dataknobs_pd.testing import dtype_matrix
+from tests import s3_server
 
 FORMATS = ["parquet", "csv", "jsonl"]
 
@@ -40,19 +40,52 @@ def test_layout_and_rewrites_on_s3(saved, s3):
     store, url, prefix, df = saved
     fmt = url.split("://")[0]
     keys = s3.objects(prefix)
-    manifest_key = f"{prefix}/t/_dk_{fmt}.json"
+    manifest_key = f"{prefix}/t/_dk_{fmt}/{1:020d}.json"  # version 1's manifest
     doc = json.loads(s3.client().get_object(Bucket=s3_server.BUCKET, Key=manifest_key)["Body"].read())
     parts = [f"{prefix}/t/{p['file']}" for p in doc["parts"]]
     assert sorted(keys) == sorted([manifest_key, *parts]) and len(parts) == 3  # no temporary objects left
     df.iloc[12:14].assign(i8=np.int8(5)).dk.update_batch(store, "t")  # keys of the middle part only
-    after = sorted(s3.objects(prefix))
-    assert parts[0] in after and parts[2] in after and parts[1] not in after and len(after) == 4
+    second = f"{prefix}/t/_dk_{fmt}/{2:020d}.json"
+    doc = json.loads(s3.client().get_object(Bucket=s3_server.BUCKET, Key=second)["Body"].read())
+    new = f"{prefix}/t/{doc['parts'][1]['file']}"
+    assert [f"{prefix}/t/{p['file']}" for p in doc["parts"]] == [parts[0], new, parts[2]]
+    # the replaced part and version 1 stay for readers that started before (the retention, an hour on S3) ...
+    assert [r["file"] for r in doc["retired"]] == [parts[1].rsplit("/", 1)[-1]]
+    assert sorted(s3.objects(prefix)) == sorted([manifest_key, second, *parts, new])
+    assert store.backend.vacuum("t") == []  # ... which vacuum keeps to by default,
+    # and a shorter one removes the part (version 1 stays for the store's retention: a writer may still try it)
+    assert store.backend.vacuum("t", retention=0) == [parts[1].rsplit("/", 1)[-1]]
+    assert sorted(s3.objects(prefix)) == sorted([manifest_key, second, parts[0], new, parts[2]])
     expected = df.copy()
     expected.loc[12:13, "i8"] = np.int8(5)
     assert_frame_equal(dk.load(store, "t"), expected, check_dtype=True)
+    if fmt == "parquet":  # with no write in progress (and vacuumed) a plain reader sees the table
+        back = pd.read_parquet(f"s3://{s3_server.BUCKET}/{prefix}/t", storage_options=s3.options())
+        assert back.sort_values("id", ignore_index=True)["i8"].tolist() == expected["i8"].tolist()
     chunks = list(dk.load(store, "t", chunksize=8, where=[("id", ">", 20)]))
     assert_frame_equal(pd.concat(chunks, ignore_index=True),
                        expected[expected["id"] > 20].reset_index(drop=True), check_dtype=True)
+
+
+def test_a_read_that_started_before_a_commit_reads_its_version_whole(s3):
+    url = f"parquet://s3://{s3_server.BUCKET}/{uuid.uuid4().hex}"
+    reader = dk.connect(url, storage_options=s3.options())
+    df = pd.DataFrame({"id": np.arange(30), "v": np.arange(30.0)})
+    df.dk.save(reader, "t", chunksize=10)  # three parts, read one after the other
+    for retention, survives in ((None, True), (0, False)):
+        # another process (a store of its own) rewrites every part while the read is under way
+        writer = dk.connect(url, storage_options=s3.options(), retention=retention)
+        chunks = dk.load(reader, "t", chunksize=5)
+        first = next(chunks)
+        before = dk.load(reader, "t")
+        before.assign(v=-before["v"]).dk.update_batch(writer, "t")
+        if survives:  # the replaced parts stay for the retention (an hour on S3): the read finishes
+            assert_frame_equal(pd.concat([first, *chunks], ignore_index=True), before)
+        else:  # without it they are gone at once, and so is the read
+            with pytest.raises(StorageError, match="not found"):
+                list(chunks)
+        writer.close()
+    assert_frame_equal(dk.load(reader, "t"), df)  # negated twice
 
 
 def test_wrong_credentials_are_a_clear_error_and_change_nothing(saved, s3):

@@ -5,22 +5,23 @@ from __future__ import annotations
 import pytest
 
 from dataknobs_pd.testing import BackendContract
+from dataknobs_pd.testing.changes import DryRunContract, NewColumnsContract
 from tests.stores import opened
 
 
-class TestParquet(BackendContract):
+class TestParquet(BackendContract, DryRunContract, NewColumnsContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("parquet", tmp_path)
 
 
-class TestCSV(BackendContract):
+class TestCSV(BackendContract, DryRunContract, NewColumnsContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("csv", tmp_path)
 
 
-class TestJSONL(BackendContract):
+class TestJSONL(BackendContract, DryRunContract, NewColumnsContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("jsonl", tmp_path)

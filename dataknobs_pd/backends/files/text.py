@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from ..schema import Column, TableSchema
+from ...schema import Column, TableSchema
 
 TEXT = pa.large_string()
 _SPECIAL_OUT = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
@@ -124,7 +124,7 @@ def _no_json(v):
 
 
 def unholdable(arr: pa.Array, col: Column, fmt: str) -> dict[int, str]:
-    """Positions of values whose text form would not decode to the same value -> why."""
+    """Positions of values whose text form would not decode to the same value -> why (not naming the column)."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     t = col.arrow
@@ -136,8 +136,7 @@ def unholdable(arr: pa.Array, col: Column, fmt: str) -> dict[int, str]:
         bad = np.flatnonzero(~same)
     except (pa.ArrowException, ValueError, TypeError, OverflowError):
         bad = np.array([i for i in range(len(arr)) if not _one_holds(arr.slice(i, 1), t)], dtype=np.int64)
-    return {int(i): f"column {col.name!r}: the {fmt} store cannot hold {show(arr, int(i))} exactly "
-                    f"as text ({t})" for i in bad}
+    return {int(i): f"the {fmt} store cannot hold {show(arr, int(i))} exactly as text ({t})" for i in bad}
 
 
 def show(arr: pa.Array, i: int) -> str:
@@ -205,6 +204,7 @@ def read_csv(source, schema: TableSchema, columns: list[str], block_size: int = 
     convert = pcsv.ConvertOptions(
         column_types={n: TEXT for n in schema.names}, null_values=[""], strings_can_be_null=True,
         quoted_strings_can_be_null=False, include_columns=columns,
+        include_missing_columns=True,  # a column added to the table after this part was written: nulls
     )
     fields = [schema.column(n).field for n in columns]
     done = 0  # rows yielded so far

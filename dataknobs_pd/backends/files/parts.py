@@ -1,44 +1,23 @@
-"""Arrow helpers of the file stores: keys of sorted parts, matching, merging and re-batching.
+"""Parts of a keyed table: key ranges, matching, merging; they know nothing of files.
 
 Every part of a keyed table is sorted by key, and the manifest keeps its first and last key.
-These functions find which rows of a chunk a part holds, rule parts out for a `where`, merge
-parts whose key ranges overlap back into key order a batch at a time, and cut streams into
-batches of the size asked for. They know nothing of files.
+These functions find which rows of a chunk a part holds, rule parts out for a `where`, and merge
+parts whose key ranges overlap back into key order a batch at a time. KeyCache keeps the key
+columns of recently used parts (parts never change).
 """
 
 from __future__ import annotations
 
 import base64
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import TableSchema
-
-
-def dictionary_columns(data: pa.Table, sample: int = 8192) -> list[str]:
-    """Columns worth dictionary-encoding: at most half of a spread sample of their values distinct.
-
-    Parquet writers try a dictionary on every column and fall back to plain values only after
-    it grows large; on floats, timestamps and unique ids that costs time and space in every part.
-    """
-    n = data.num_rows
-    at = pa.array(np.linspace(0, n - 1, min(n, sample)).astype(np.int64)) if n else None
-    out = []
-    for name in data.column_names:
-        col = data.column(name)
-        if n == 0 or pa.types.is_nested(col.type) or pa.types.is_boolean(col.type):
-            continue
-        try:
-            values = col.take(at)
-            distinct = pc.count_distinct(values).as_py()
-        except pa.ArrowException:
-            continue
-        if distinct <= 0.5 * max(1, len(values) - values.null_count):
-            out.append(name)
-    return out
+from ...schema import TableSchema
 
 
 def row(keys: pa.Table, i: int) -> tuple:
@@ -70,15 +49,6 @@ def match(have: pa.Table, want: pa.Table, key: list[str]) -> np.ndarray:
     out = np.full(want.num_rows, -1, dtype=np.int64)
     out[joined.column("__dk_want").to_numpy()] = joined.column("__dk_have").to_numpy()
     return out
-
-
-def conform(t: pa.Table, fields: list[pa.Field]) -> pa.Table:
-    """Exactly these columns, types and nullability (parts may store e.g. seconds as milliseconds)."""
-    target = pa.schema(fields)
-    t = t.select([f.name for f in fields]).replace_schema_metadata(None)
-    if t.schema.equals(target):
-        return t
-    return pa.table([t.column(f.name).cast(f.type) for f in fields], schema=target)
 
 
 def complete(data: pa.Table, schema: TableSchema) -> pa.Table:
@@ -168,24 +138,32 @@ def _count_le(keys: pa.Table, frontier: tuple) -> int:
     return lo
 
 
-def rebatch(stream: Iterator[pa.Table], fields: list[pa.Field], limit: int | None, rows: int) -> Iterator[pa.Table]:
-    """Tables of exactly `rows` rows (the last may be shorter), only `fields`, at most `limit` rows in all."""
-    target = pa.schema(fields)
-    held: list[pa.Table] = []
-    have = sent = 0
-    for t in stream:
-        if limit is not None and sent + have >= limit:
-            break
-        t = conform(t, fields)
-        if limit is not None:
-            t = t.slice(0, limit - sent - have)
-        held.append(t)
-        have += t.num_rows
-        while have >= rows:
-            merged = pa.concat_tables(held)
-            yield merged.slice(0, rows)
-            sent += rows
-            rest = merged.slice(rows)
-            held, have = [rest], rest.num_rows
-    if have or not sent:
-        yield pa.concat_tables(held) if held else target.empty_table()
+class KeyCache:
+    """The key columns of recently used parts (path -> table), at most about `rows` rows in all."""
+
+    def __init__(self, rows: int = 20_000_000):
+        self.rows = rows
+        self._keys: OrderedDict[str, pa.Table] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> pa.Table | None:
+        with self._lock:
+            keys = self._keys.get(path)
+            if keys is not None:
+                self._keys.move_to_end(path)
+            return keys
+
+    def put(self, path: str, keys: pa.Table) -> None:
+        with self._lock:
+            self._keys[path] = keys
+            while sum(t.num_rows for t in self._keys.values()) > self.rows and len(self._keys) > 1:
+                self._keys.popitem(last=False)
+
+    def forget(self, paths) -> None:
+        with self._lock:
+            for p in paths:
+                self._keys.pop(p, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()

@@ -1,0 +1,354 @@
+"""FileBackend: the tables of a folder in one file format (formats.py): catalogue, writes by key,
+compaction and the pool that writes parts while the next chunk converts; reads are in reading.py."""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.parse
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import replace
+
+import numpy as np
+import pyarrow as pa
+
+from ...errors import InvalidArgumentError, StorageError, TableNotFoundError
+from ...failures import inserted
+from ..base import Backend, conform, put_rows
+from . import parts as parts_
+from . import reading
+from .commit import Holds, Transactions, Tx, is_part
+from .formats import Format
+from .manifest import Manifests, Part, State
+from .storage import Storage, folder_name, table_of
+
+_MAX_PARTS = 64  # past this, writes merge small parts
+
+
+class FileBackend(Backend):
+    """A folder of tables whose parts are files of one format."""
+
+    chunk_cells = 10_000_000  # cells per write call, so per new part (written while the next chunk converts)
+
+    def __init__(self, url: str, fmt: Format, storage_options: dict | None = None, fsync: bool = True,
+                 lock_timeout: float = 600.0, retention: float | None = None):
+        super().__init__(url, storage_options=storage_options, fsync=fsync)
+        for name, value in (("lock_timeout", lock_timeout), ("retention", retention)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise InvalidArgumentError(f"{name}= takes seconds (a number >= 0), got {value!r}")
+        self.format = fmt.name
+        self.fmt = fmt  # how parts are written and scanned
+        self.storage = Storage(url, storage_options, fsync)
+        self.display = self.storage.display
+        # Locally a read opens every part at once and an open file outlives its name: retired parts can go at
+        # once. Elsewhere a read in another process fetches parts as it goes: they stay for an hour by default.
+        self.retention = float(retention if retention is not None else 0 if self.storage.local else 3600)
+        self.keys = parts_.KeyCache()
+        self.holds = Holds(self._remove)
+        self.manifests = Manifests(self.storage, fmt.name, self.holds.generation)
+        self.pool = Writers(self.storage, fmt)
+        self.tx = Transactions(self.storage, self.manifests, self.holds, self.pool.settle, self._remove,
+                               fmt.suffix, lock_timeout, self.retention)
+
+    def _dir(self, table: str) -> str:
+        return self.storage.dir(table)
+
+    def _remove(self, paths) -> None:
+        paths = list(paths)
+        self.keys.forget(paths)
+        self.storage.remove(paths)
+
+    # -- transactions --------------------------------------------------------------------------
+    def transaction(self):
+        return self.tx.transaction()
+
+    def savepoint(self):
+        return self.tx.savepoint()
+
+    def claim(self, table):
+        self.tx.claim(table)
+
+    # -- catalogue -----------------------------------------------------------------------------
+    def tables(self):
+        s, m = self.storage, self.manifests
+        with s.io("listing tables"):
+            if s.object_store:  # every key under the root in one listing
+                listed: dict[str, dict | None] = {}
+                for key, e in s.find(s.root).items():
+                    folder, _, rest = key.partition("/")
+                    listed.setdefault(folder, {})[rest] = e
+            else:
+                listed = dict.fromkeys(s.ls(s.root) if not s.local or os.path.isdir(s.root) else [])
+            names = []
+            for folder, files in listed.items():
+                table = table_of(folder)
+                if table is None:
+                    continue
+                if files is None:
+                    versions = m.versions(table)
+                    legacy = not versions and s.exists(f"{s.dir(table)}/{m.legacy}")
+                else:
+                    versions = m.numbered({r[len(m.log) + 1:]: e for r, e in files.items() if r.startswith(m.log + "/")})
+                    legacy = m.legacy in files
+                if versions[max(versions)].size if versions else legacy:  # an empty newest manifest: dropped
+                    names.append(table)
+        return sorted(names)
+
+    def schema(self, table):
+        st = self.tx.get(table)
+        return st.schema if st is not None else None
+
+    def create(self, table, schema):
+        folder_name(table)
+        with self.transaction():
+            self.claim(table)
+            self.tx.get(table)
+            with self.storage.io(f"creating table {table!r}"):
+                names = self.storage.ls(self._dir(table))
+                other = next((o for o in self._formats_in(names) if Manifests(self.storage, o).head(table).state), None)
+            if other:
+                raise StorageError(
+                    f"table {table!r} in {self.display} is stored as {other}; open it with "
+                    f"{other}://{self.url.split('://', 1)[1]}, or use another table name")
+            # parts a crashed writer left behind: removed when this table is published
+            self.tx.current().orphans[table] = [n for n in names if is_part(n, self.fmt.suffix)]
+            self.tx.put(table, State(table, schema))
+
+    def _formats_in(self, names: list[str]) -> list[str]:
+        """Other formats whose manifests are in a table's folder (names of its entries)."""
+        found = {n[4:].removesuffix(".json") for n in names if n.startswith("_dk_")}
+        return sorted(found - {self.format})
+
+    def set_schema(self, table, schema):
+        with self.transaction():
+            self.tx.put(table, replace(self._existing(table), schema=schema))
+
+    def add_columns(self, table, columns):
+        # Only the schema changes: parts written before read the new columns as nulls (formats.py).
+        with self.transaction():
+            st = self._existing(table)
+            cols = st.schema.data_columns + list(columns) + st.schema.index_columns
+            self.tx.put(table, replace(st, schema=replace(st.schema, columns=cols)))
+
+    def vacuum(self, table: str, retention: float | None = None) -> list[str]:
+        """Remove what no reader of the table's current version needs, once older than `retention` seconds
+        (the store's by default): retired parts, earlier manifests, leftovers of crashed writers; their names.
+
+        Leftovers and manifests go only once older than the store's retention too, unless the table's lock
+        is held (locally): elsewhere a running writer's new parts look just the same, and a writer may still
+        be trying to put a manifest's version (commit.py relies on the store's retention for that).
+        """
+        retention = self.retention if retention is None else retention
+        with self.transaction():
+            self.claim(table)
+            locked = table in self.tx.current().locks
+            with self.storage.io(f"vacuuming table {table!r}"):
+                head = self.manifests.head(table)
+                st = head.state
+                if st is None:
+                    return []
+                now, folder = time.time(), self._dir(table)
+                old = {f for f, since in st.retired if now - since >= retention}
+                gone = [f"{folder}/{f}" for f in sorted(old)]
+                grace = retention if locked else max(retention, self.retention)
+                gone += self.tx.sweep(table, st, grace)
+                stale = self.manifests.superseded(self.manifests.versions(table), head.version, grace)
+                self.manifests.remove(table, stale)
+                if not head.legacy:  # the single manifest of an earlier release, if any, is stale too
+                    self.storage.remove([f"{folder}/{self.manifests.legacy}"])
+            self.holds.retire(gone)
+        return [p.rsplit("/", 1)[-1] for p in gone] + [f"{self.manifests.log}/{v:020d}.json" for v in stale]
+
+    def drop(self, table):
+        with self.transaction():
+            self.claim(table)
+            if self.tx.get(table) is not None:
+                self.tx.put(table, None)
+
+    def _existing(self, table: str) -> State:
+        st = self.tx.get(table)
+        if st is None:
+            raise TableNotFoundError(f"no table {table!r} in {self.display}")
+        return st
+
+    # -- writing -------------------------------------------------------------------------------
+    def prepare(self, data, schema):
+        return self.fmt.prepare(data, schema)
+
+    def write(self, table, data, schema, mode):
+        with self.transaction():
+            st = replace(self._existing(table), schema=schema)
+            n = data.num_rows
+            if schema.key:
+                order = parts_.sort_order(data, schema.key)
+                part_of, row_of = self._locate(st, data, order)
+            else:
+                order, part_of, row_of = None, np.full(n, -1), np.full(n, -1)
+            existed = part_of >= 0
+            parts = list(st.parts)
+            if mode != "insert" and existed.any():
+                for p in np.unique(part_of[existed]):
+                    sel = np.flatnonzero(part_of == p)
+                    old = self._read_whole(st, parts[p])
+                    parts[p] = self._write_part(st, put_rows(old, data.take(sel), row_of[sel]))
+            new_rows = inserted(data, schema, mode, existed)
+            if len(new_rows):
+                if order is not None:
+                    new_rows = order[np.isin(order, new_rows)] if len(new_rows) < n else order
+                whole = len(new_rows) == n and bool((new_rows == np.arange(n)).all())
+                add = data if whole else data.take(pa.array(new_rows))
+                parts.append(self._write_part(st, parts_.complete(add, schema)))
+            self.tx.put(table, replace(st, parts=tuple(self._compact(st, parts))))
+            return existed if existed.any() else None
+
+    def delete(self, table, keys, schema):
+        with self.transaction():
+            st = replace(self._existing(table), schema=schema)
+            part_of, row_of = self._locate(st, keys, parts_.sort_order(keys, schema.key))
+            parts: list = list(st.parts)
+            for p in np.unique(part_of[part_of >= 0]):
+                keep = np.ones(parts[p].rows, dtype=bool)
+                keep[row_of[part_of == p]] = False
+                rest = self._read_whole(st, parts[p]).filter(pa.array(keep))
+                parts[p] = self._write_part(st, rest) if rest.num_rows else None
+            self.tx.put(table, replace(st, parts=tuple(p for p in parts if p is not None)))
+            return part_of >= 0
+
+    def _compact(self, st: State, parts: list[Part]) -> list[Part]:
+        """Merge small parts once a table has many, so that reads open (and merge) few files.
+
+        Keyed tables merge any small parts (and sort them again); tables without a key only
+        neighbouring ones, to keep the insertion order. One merge never exceeds a full part.
+        """
+        if len(parts) <= _MAX_PARTS:
+            return parts
+        full = self.chunk_rows(len(st.schema.columns))
+        small = [i for i, p in enumerate(parts) if p.rows < full // 2]
+        if st.schema.key:
+            small.sort(key=lambda i: parts[i].rows)
+        groups, group, rows = [], [], 0
+        for i in small:
+            adjacent = st.schema.key or not group or i == group[-1] + 1
+            if group and (rows + parts[i].rows > full or not adjacent):
+                groups.append(group)
+                group, rows = [], 0
+            group.append(i)
+            rows += parts[i].rows
+        groups.append(group)
+        out: list = list(parts)
+        for group in (g for g in groups if len(g) > 1):
+            data = pa.concat_tables([self._read_whole(st, parts[i]) for i in sorted(group)])
+            if st.schema.key:
+                data = data.sort_by([(k, "ascending") for k in st.schema.key])
+            out[min(group)] = self._write_part(st, data)
+            for i in group:
+                if i != min(group):
+                    out[i] = None
+        return [p for p in out if p is not None]
+
+    def _write_part(self, st: State, data: pa.Table) -> Part:
+        """Write rows (all columns, sorted by key when keyed) as a new part file, in the background."""
+        name = f"part-{uuid.uuid4().hex[:20]}{self.fmt.suffix}"
+        folder = self._dir(st.name)
+        path = f"{folder}/{name}"
+        with self.storage.io(f"writing table {st.name!r}"):
+            self.storage.ensure_dir(folder)
+        self.pool.submit(self.tx.current(), path, data.replace_schema_metadata(None), st.schema)
+        lo = hi = None
+        if st.schema.key:
+            keys = data.select(st.schema.key)
+            self.keys.put(path, keys)
+            lo, hi = parts_.row(keys, 0), parts_.row(keys, data.num_rows - 1)
+        return Part(name, data.num_rows, None, lo, hi)
+
+    def _locate(self, st: State, data: pa.Table, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each row of `data`: the part holding its key and the row there (-1, -1 when absent)."""
+        n = data.num_rows
+        part_of, row_of = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+        if not st.parts or n == 0:
+            return part_of, row_of
+        key = st.schema.key
+        keys = data.select(key)
+        kmin, kmax = parts_.row(keys, int(order[0])), parts_.row(keys, int(order[-1]))
+        for i, part in enumerate(st.parts):
+            if part.hi < kmin or part.lo > kmax:
+                continue
+            pos = parts_.match(self._part_keys(st, part), keys, key)
+            hit = pos >= 0
+            part_of[hit], row_of[hit] = i, pos[hit]
+        return part_of, row_of
+
+    def _part_keys(self, st: State, part: Part) -> pa.Table:
+        path = f"{self._dir(st.name)}/{part.file}"
+        keys = self.keys.get(path)
+        if keys is None:
+            keys = self._read_whole(st, part, st.schema.key)
+            self.keys.put(path, keys)
+        return keys
+
+    def _read_whole(self, st: State, part: Part, columns: list[str] | None = None) -> pa.Table:
+        columns = columns or st.schema.names
+        target = pa.schema([st.schema.column(c).field for c in columns])
+        tables = list(reading.scan(self, st, part, columns, None, 1 << 30))
+        return pa.concat_tables([conform(t, target) for t in tables]) if tables else target.empty_table()
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, table, schema, columns, where, order, limit, batch_rows):
+        return reading.read(self, table, schema, columns, where, order, limit, batch_rows)
+
+    def close(self):
+        self.keys.clear()
+        self.pool.close()
+
+
+class Writers:
+    """The worker threads that write part files while the next chunk converts."""
+
+    def __init__(self, storage: Storage, fmt: Format):
+        self.storage, self.format = storage, fmt
+        self.workers = max(2, min(4, os.cpu_count() or 2))
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(self, tx: Tx, path: str, data: pa.Table, schema) -> None:
+        tx.created.append(path)
+        while sum(not f.done() for f in tx.pending.values()) >= 2 * self.workers:  # bounded memory
+            wait(list(tx.pending.values()), return_when=FIRST_COMPLETED)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dk-files")
+        tx.pending[path] = self._pool.submit(self._write, path, data, schema)
+
+    def _write(self, path: str, data: pa.Table, schema) -> int:
+        """Write one part file (on a worker thread); returns its size in bytes."""
+        with self.storage.open_write(path) as out:
+            self.format.write(out, data, schema)
+            size = out.tell()
+        self.storage.sync(path)
+        return size
+
+    def settle(self, tx: Tx, path: str | None = None, cancel: bool = False, needed: set | None = None) -> None:
+        """Wait for the part writes still running (all, or the one of `path`); raise the first failure.
+
+        A rollback (cancel=True) still waits, so that no file appears after its removal. With
+        `needed`, only the failures of those paths count.
+        """
+        paths = [path] if path is not None else list(tx.pending)
+        failure = None
+        for p in paths:
+            fut = tx.pending.pop(p, None)
+            if fut is None or (cancel and fut.cancel()):
+                continue
+            try:
+                tx.sizes[p] = fut.result()
+            except BaseException as e:  # noqa: BLE001 - reported below, after every write has ended
+                if needed is None or p in needed:
+                    failure = failure or e
+        if failure is not None and not cancel:
+            table = urllib.parse.unquote(paths[0].rsplit("/", 2)[-2]) if paths else "?"
+            with self.storage.io(f"writing table {table!r}"):
+                raise failure
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
