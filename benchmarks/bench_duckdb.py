@@ -16,9 +16,9 @@ import time
 
 import duckdb
 import numpy as np
+from common import mixed_frame, report, save_results
 
 import dataknobs_pd as dk
-from common import mixed_frame, report, save_results
 
 COLUMNS = "id, qty, price, name, grade, ts, score, flag"
 # the table a user would declare for the frame, with a CHECK the dirty rows break

@@ -8,12 +8,11 @@ import os
 import sqlite3
 
 import numpy as np
-import pyarrow as pa
+from common import mixed_frame, remove_db, report, save_results, timed
 
 import dataknobs_pd as dk
 from dataknobs_pd.batch import BatchWriter
 from dataknobs_pd.failures import RowFailure
-from common import mixed_frame, remove_db, report, save_results, timed
 
 
 class RowByRowWriter(BatchWriter):

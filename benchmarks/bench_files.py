@@ -105,7 +105,7 @@ def main() -> None:
         conv = {"save": t["to_arrow"], "load": t["to_pandas"]}
         conv["save+load"] = conv["save"] + conv["load"]
         print("of dk's time, TypeMapper's pandas <-> Arrow conversion (core):")
-        for name, d, r in rows:
+        for name, d, _ in rows:
             print(f"{name:10} {conv[name]:8.3f}  store alone {d - conv[name]:.3f} s")
         store.close()
     finally:

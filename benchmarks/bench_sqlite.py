@@ -8,9 +8,9 @@ import sqlite3
 import adbc_driver_sqlite.dbapi as adbc
 import pandas as pd
 import pyarrow as pa
+from common import mixed_frame, remove_db, report, save_results, timed
 
 import dataknobs_pd as dk
-from common import mixed_frame, remove_db, report, save_results, timed
 
 
 def main(rows: int, repeat: int, folder: str) -> dict:

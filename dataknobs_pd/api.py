@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
+from typing import overload
 
 import pandas as pd
 import pyarrow as pa
@@ -122,6 +123,27 @@ def delete(
     if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
         res._commit = functools.partial(delete, data, store, table, key=key, errors=errors, chunksize=chunksize, progress=progress, track_changes=track_changes)
     return res
+
+
+@overload
+def load(
+    store: Store | str, table: str, columns: Sequence | None = None, where=None, order_by=None,
+    limit: int | None = None, chunksize: None = None, version: int | None = None, as_of=None,
+) -> pd.DataFrame: ...
+
+
+@overload
+def load(
+    store: Store | str, table: str, columns: Sequence | None = None, where=None, order_by=None,
+    limit: int | None = None, *, chunksize: int, version: int | None = None, as_of=None,
+) -> Iterator[pd.DataFrame]: ...
+
+
+@overload
+def load(
+    store: Store | str, table: str, columns: Sequence | None = None, where=None, order_by=None,
+    limit: int | None = None, chunksize: int | None = None, version: int | None = None, as_of=None,
+) -> pd.DataFrame | Iterator[pd.DataFrame]: ...
 
 
 def load(

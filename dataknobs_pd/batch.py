@@ -17,15 +17,14 @@ import pandas as pd
 import pyarrow as pa
 
 from . import changes, keys
-from .changes import CHANGE_COLUMNS
 from .backends.base import Backend
+from .changes import CHANGE_COLUMNS
 from .errors import BatchError, ConcurrentWriteError, WriteError
 from .failures import Failures, RowFailure, Stage, bisect, classify, repeated, unholdable, validate
 from .progress import Progress
 from .result import BatchResult
 from .schema import Column, TableSchema
 from .types import TypeMapper, is_default_index
-
 
 ATTEMPTS = 5  # a call that lost a race with another writer (ConcurrentWriteError) runs again, this often
 
@@ -194,8 +193,7 @@ class BatchWriter:
             data, bad = self.mapper.to_arrow(part, plan.schema, with_index)
         rows = _drop(rows, bad, failures)
         data, facts = job.backend.prepare(data, plan.schema)
-        facts = {i: f for i, f in facts.items()} if all(isinstance(f, RowFailure) for f in facts.values()) else unholdable(facts)  # SHIM
-        rows = _drop(rows, facts, failures)
+        rows = _drop(rows, unholdable(facts), failures)
         tracked = None
         if job.track or job.dry_run:
             key, mode = plan.schema.key, plan.mode
@@ -220,8 +218,7 @@ class BatchWriter:
                     existed = backend.delete(table, part, schema)
                 else:
                     existed = backend.write(table, part, schema, mode)
-            found = existed if isinstance(existed, dict) else classify(part, schema, mode, existed)  # SHIM
-            for i, f in found.items():
+            for i, f in classify(part, schema, mode, existed).items():
                 failures[int(rows[lo + i])] = f
 
         def failed(i: int, e: WriteError) -> None:

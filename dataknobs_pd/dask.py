@@ -20,7 +20,6 @@ pushed down; `meta` comes from the dk schema, so the dtypes are exact before any
 
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -204,7 +203,7 @@ def _threads() -> int:
     client = _client()
     if client is not None:
         return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
-    return max(1, math.ceil((os.cpu_count() or 2)))
+    return max(1, os.cpu_count() or 2)
 
 
 def _client():

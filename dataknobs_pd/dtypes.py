@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import decimal
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .errors import UnsupportedDtypeError
+
+if TYPE_CHECKING:
+    from .schema import Column
 
 _NUMPY_KINDS = {
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64", "bool",
@@ -25,6 +29,9 @@ _OBJECT_KINDS = {"string", "decimal", "bytes", "date", "json", "null"}
 class DtypeTools:
     """Mixed into TypeMapper (which provides `describe`)."""
 
+    if TYPE_CHECKING:
+        def describe(self, s: pd.Series, name: str, label=None, index: bool = False) -> Column: ...
+
     def infer_field_type(self, obj) -> str:
         """The portable field type of a Series, a dtype (or dtype name) or a single value."""
         if isinstance(obj, pd.Series):
@@ -33,7 +40,7 @@ class DtypeTools:
             isinstance(obj, str) and _looks_like_dtype(obj)
         ):
             d = pd.api.types.pandas_dtype(obj)
-            return "object" if d == object else self.describe(pd.Series([], dtype=d), "value").kind
+            return "object" if d == np.dtype(object) else self.describe(pd.Series([], dtype=d), "value").kind
         scalar = isinstance(obj, (bool, int, float, np.generic, pd.Timestamp, pd.Timedelta))
         return self.describe(pd.Series([obj]) if scalar else pd.Series([obj], dtype=object), "value").kind
 
@@ -95,7 +102,7 @@ class DtypeTools:
                 f32 = s.astype(np.float32)
                 same = (f32.astype(np.float64) == s) | (s.isna() & f32.isna())
                 out[label] = f32 if same.all() else s
-            elif (d == object and pd.api.types.infer_dtype(s, skipna=True) == "string") or (
+            elif (d == np.dtype(object) and pd.api.types.infer_dtype(s, skipna=True) == "string") or (
                 isinstance(d, pd.StringDtype)
             ):
                 n = len(s)

@@ -73,5 +73,3 @@ class WriteError(DataKnobsError):
         self.error = error
         self.code = code
 
-
-from .failures import ROW_ERRORS, RowFailure  # noqa: E402,F401  SHIM: backends not yet moved to failures.py

@@ -125,7 +125,7 @@ class TypeMapper(DtypeTools):
         if d.kind in "biuf":
             nullable = d.kind == "f"
             return Column(name, str(d), pa.from_numpy_dtype(d), nullable, {"name": str(d)}, label, index)
-        if d == object:
+        if d == np.dtype(object):
             kind = self._object_kind(s, name)
             arrow = {
                 "string": pa.large_string(), "json": pa.large_string(), "null": pa.large_string(),
@@ -184,7 +184,7 @@ class TypeMapper(DtypeTools):
                 continue
             s = df[labels[col.name]]
             if col.kind == "null" and s.notna().any():  # saved with no values: the first ones decide its kind
-                grown = self._first_values(s, col, table)
+                grown: Column | None = self._first_values(s, col, table)
                 schema, changed = schema.with_column(grown), True
             elif col.kind == "datetime":
                 _check_zone(s, col, table)
@@ -226,11 +226,11 @@ class TypeMapper(DtypeTools):
                     arrays[col.name] = pa.concat_arrays(parts) if parts else pa.array([], type=col.arrow)
                 for pos, f in bad.items():
                     failures.setdefault(pos, f)
-        for col, s in series:  # values a required column lacks
+        for col, _ in series:  # values a required column lacks
             arr = arrays.get(col.name)
             if not col.nullable and arr is not None and arr.null_count:
-                for pos in np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False)):
-                    failures.setdefault(int(pos), required(col.name))
+                for null in np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False)):
+                    failures.setdefault(int(null), required(col.name))
         if failures:
             good = np.setdiff1d(np.arange(len(df)), np.fromiter(failures, dtype=np.int64))
             if len(good) == 0:

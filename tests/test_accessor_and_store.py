@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 import dataknobs_pd as dk
 from dataknobs_pd.accessor import DkAccessor

@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,7 @@ def faulty(monkeypatch):
 
     monkeypatch.setitem(backends.BUILTIN, "faulty", (f"{__name__}:FaultyBackend", None, "test"))
     FaultyBackend.writes = 0
-    with dk.connect(f"faulty://{id(monkeypatch)}") as s:
+    with dk.connect(f"faulty://{uuid.uuid4().hex}") as s:  # a new memory space each test
         yield s
 
 

@@ -18,8 +18,8 @@ from contextlib import AbstractContextManager
 import numpy as np
 import pyarrow as pa
 
-from ..errors import InvalidArgumentError, StorageError
-from ..failures import Failures, RowFailure, Unholdable
+from ..errors import InvalidArgumentError
+from ..failures import Unholdable
 from ..schema import TableSchema
 
 
@@ -54,10 +54,10 @@ class Backend(ABC):
     def drop(self, table: str) -> None:
         """Remove the table and its schema; a missing table is not an error."""
 
+    @abstractmethod
     def add_columns(self, table: str, columns: list) -> None:
         """Add nullable columns (schema.Column) to an existing table; its stored rows hold no value in them.
         The engine stores the new dk schema with set_schema right after, in the same transaction."""
-        raise StorageError(f"{type(self).__name__} cannot add columns to a table yet (new_columns='add')")
 
     def vacuum(self, table: str, retention: float | None = None) -> list[str]:
         """Remove what no reader of the table's current version needs (file stores); the names removed."""
@@ -115,7 +115,7 @@ class Backend(ABC):
         return max(1, self.chunk_cells // max(1, ncols))
 
     # -- transactions ----------------------------------------------------------------
-    def claim(self, table: str) -> None:
+    def claim(self, table: str) -> None:  # noqa: B027 - a hook: most stores need nothing here
         """Called first inside a writing transaction, before the engine reads whether `table` exists.
 
         A store whose transactions do not already serialize writers makes concurrent writers
@@ -132,7 +132,7 @@ class Backend(ABC):
     def savepoint(self) -> AbstractContextManager:
         """A nested unit inside a transaction, undone alone when the block raises."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a hook: a store with no connections has nothing to release
         """Release connections."""
 
 
@@ -190,45 +190,3 @@ def conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
     if t.schema.equals(schema):
         return t
     return pa.table([t.column(f.name).cast(f.type) for f in schema], schema=schema)
-
-
-# -- SHIM: until every backend reports facts -------------------------------------------------
-def _key_text(key: list[str], data: pa.Table, i: int) -> str:
-    return ", ".join(f"{k}={data.column(k)[i].as_py()!r}" for k in key)
-
-
-def conflict_message(key: list[str], data: pa.Table, i: int) -> str:
-    return f"key {_key_text(key, data, i)} already exists in the table"
-
-
-def missing_message(key: list[str], data: pa.Table, i: int) -> str:
-    return f"key {_key_text(key, data, i)} is not in the table"
-
-
-def absent_message(absent: list[str]) -> str:
-    """Why a new row fails when the frame lacks required columns."""
-    names = ", ".join(repr(a) for a in absent)
-    why = " (the table keeps the index it was saved with: give the frame that index)" if any(
-        a.startswith("__index_level_") for a in absent) else ""
-    return f"a new row needs a value for column(s) {names}, which the frame lacks{why}"
-
-
-def sort_by_key(data: pa.Table, schema: TableSchema, mode: str, exists: np.ndarray) -> tuple[Failures, np.ndarray]:
-    """For a store that knows which rows' keys exist: the rows refused by key (conflicts on insert,
-    missing keys on update, new rows lacking required columns), and the positions of rows to insert."""
-    key = schema.key
-    failures: Failures = {}
-    if mode == "insert" and key:
-        for i in np.flatnonzero(exists):
-            failures[int(i)] = RowFailure("write", "KeyConflict", conflict_message(key, data, int(i)))
-    if mode == "update":
-        for i in np.flatnonzero(~exists):
-            failures[int(i)] = RowFailure("missing", "MissingKey", missing_message(key, data, int(i)))
-    new_rows = np.flatnonzero(~exists) if mode != "update" else np.array([], dtype=np.int64)
-    absent = [c.name for c in schema.columns if c.name not in data.column_names and not c.nullable]
-    if absent and len(new_rows):
-        message = absent_message(absent)
-        for i in new_rows:
-            failures[int(i)] = RowFailure("write", "NotNull", message)
-        new_rows = new_rows[:0]
-    return failures, new_rows

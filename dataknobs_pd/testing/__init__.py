@@ -13,12 +13,14 @@ empty store of your backend (and closes it afterwards); pytest then runs the who
             with dk.connect(f"mystore://{tmp_path}") as s:
                 yield s
 
-The parts (round trips of every dtype, write modes and accounting, errors, hostile names, threads)
+The parts (round trips of every dtype, write modes and accounting, errors, hostile names, threads,
+dry runs, new columns)
 are also available alone. Needs pytest.
 """
 
 from __future__ import annotations
 
+from .changes import DryRunContract, NewColumnsContract
 from .edges import EdgeContract
 from .errors import ErrorContract
 from .frames import dtype_matrix
@@ -28,8 +30,10 @@ from .writes import WriteContract
 
 __all__ = [
     "BackendContract",
+    "DryRunContract",
     "EdgeContract",
     "ErrorContract",
+    "NewColumnsContract",
     "RoundTripContract",
     "ThreadContract",
     "WriteContract",
@@ -37,5 +41,7 @@ __all__ = [
 ]
 
 
-class BackendContract(RoundTripContract, WriteContract, ErrorContract, EdgeContract, ThreadContract):
+class BackendContract(
+    RoundTripContract, WriteContract, ErrorContract, EdgeContract, ThreadContract, DryRunContract, NewColumnsContract
+):
     """Every part of the contract; subclasses provide the `store` fixture."""

@@ -141,7 +141,10 @@ def hard_frame() -> pd.DataFrame:
     strings = ["", None, "\r", "a\r\nb", "nul\x00x", "NA", "null", "None", "nan", " ", "\\N", '"', "'",
                ",;\t|", "😀 ünï 日本", "x" * 100_000, '{"not": "json"}', "=1+1"]
     n = len(strings)
-    pick = lambda values: [values[i % len(values)] for i in range(n)]
+
+    def pick(values):
+        return [values[i % len(values)] for i in range(n)]
+
     return pd.DataFrame({
         "id": np.arange(n, dtype="uint64") * (2**63 // n) + 2**63,  # beyond int64
         "s": pd.Series(strings, dtype="string"),

@@ -94,7 +94,7 @@ def test_processes_creating_the_same_table_at_once_lose_no_row(url, writers):
     union = ranges[-1][1]
     assert sql(url, 'SELECT count(*), count(DISTINCT id), min(id), max(id) FROM "fresh"') == [(union, union, 0, union - 1)]
     out = dk.load(url, "fresh")
-    for i, (lo, hi) in enumerate(ranges):  # each id holds the tag of a writer that sent it
+    for lo, hi in ranges:  # each id holds the tag of a writer that sent it
         senders = out["id"].between(lo, hi - 1)
         tags = {f"w{j}" for j, (a, b) in enumerate(ranges) if a < hi and lo < b}
         assert set(out.loc[senders, "w"]) <= tags

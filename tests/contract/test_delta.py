@@ -5,17 +5,16 @@ from __future__ import annotations
 import pytest
 
 from dataknobs_pd.testing import BackendContract
-from dataknobs_pd.testing.changes import DryRunContract, NewColumnsContract
 from tests.stores import opened
 
 
-class TestDelta(BackendContract, DryRunContract, NewColumnsContract):
+class TestDelta(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("delta", tmp_path)
 
 
-class TestDeltaS3(BackendContract, DryRunContract, NewColumnsContract):
+class TestDeltaS3(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("delta-s3", tmp_path)

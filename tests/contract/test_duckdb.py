@@ -5,17 +5,16 @@ from __future__ import annotations
 import pytest
 
 from dataknobs_pd.testing import BackendContract
-from dataknobs_pd.testing.changes import DryRunContract, NewColumnsContract
 from tests.stores import opened
 
 
-class TestDuckDB(BackendContract, DryRunContract, NewColumnsContract):
+class TestDuckDB(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("duckdb", tmp_path)
 
 
-class TestDuckDBInMemory(BackendContract, DryRunContract, NewColumnsContract):
+class TestDuckDBInMemory(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("duckdb-memory", tmp_path)

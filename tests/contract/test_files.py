@@ -5,23 +5,22 @@ from __future__ import annotations
 import pytest
 
 from dataknobs_pd.testing import BackendContract
-from dataknobs_pd.testing.changes import DryRunContract, NewColumnsContract
 from tests.stores import opened
 
 
-class TestParquet(BackendContract, DryRunContract, NewColumnsContract):
+class TestParquet(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("parquet", tmp_path)
 
 
-class TestCSV(BackendContract, DryRunContract, NewColumnsContract):
+class TestCSV(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("csv", tmp_path)
 
 
-class TestJSONL(BackendContract, DryRunContract, NewColumnsContract):
+class TestJSONL(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("jsonl", tmp_path)

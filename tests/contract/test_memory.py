@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 
 from dataknobs_pd.testing import BackendContract
-from dataknobs_pd.testing.changes import DryRunContract, NewColumnsContract
 from tests.stores import opened
 
 
-class TestMemory(BackendContract, DryRunContract, NewColumnsContract):
+class TestMemory(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("memory", tmp_path)

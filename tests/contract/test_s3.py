@@ -5,23 +5,22 @@ from __future__ import annotations
 import pytest
 
 from dataknobs_pd.testing import BackendContract
-from dataknobs_pd.testing.changes import DryRunContract, NewColumnsContract
 from tests.stores import opened
 
 
-class TestParquetS3(BackendContract, DryRunContract, NewColumnsContract):
+class TestParquetS3(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("parquet-s3", tmp_path)
 
 
-class TestCSVS3(BackendContract, DryRunContract, NewColumnsContract):
+class TestCSVS3(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("csv-s3", tmp_path)
 
 
-class TestJSONLS3(BackendContract, DryRunContract, NewColumnsContract):
+class TestJSONLS3(BackendContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("jsonl-s3", tmp_path)

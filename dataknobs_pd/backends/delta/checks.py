@@ -169,7 +169,7 @@ def _with_stored(st: Staged, changes: pa.Table, pos: np.ndarray, rules: Rules) -
 
 def _refuse(verdicts: np.ndarray) -> None:
     """WriteError for the first row that breaks a rule (the engine narrows a chunk down to single rows)."""
-    bad = np.flatnonzero(verdicts != None)
+    bad = np.flatnonzero(verdicts != None)  # noqa: E711 - elementwise on an object array
     if len(bad):
         v = verdicts[bad[0]]
         n = len(verdicts)

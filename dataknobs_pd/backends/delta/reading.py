@@ -171,9 +171,13 @@ def _may_hold(actions: pa.Table, col: str, op: str, value) -> np.ndarray:
         # Delta keeps timestamp statistics in milliseconds: the max may be up to 1 ms short
         lo = lo.cast(pa.int64())
         hi = pc.add(hi.cast(pa.int64()), 1000 if t.unit == "us" else 1)
-        conv = lambda v: pa.scalar(v, type=t).cast(pa.int64())
+
+        def conv(v):
+            return pa.scalar(v, type=t).cast(pa.int64())
     else:
-        conv = lambda v: pa.scalar(v, type=t)
+
+        def conv(v):
+            return pa.scalar(v, type=t)
     try:
         if op == "in":
             vals = [v for v in value if v is not None]
