@@ -43,6 +43,7 @@ def sqlite_case(df, upd, repeat: int) -> list:
         def go():
             res = upd.dk.update_batch(url, "t", **kw)
             assert res.ok, res
+
         return go
 
     rows = [
@@ -66,8 +67,11 @@ def main() -> None:
     upd["qty"] = upd["qty"] + 1
     upd["price"] = upd["price"] * 2
     rows = sqlite_case(df, upd, args.repeat)
-    records = {"sqlite": report(f"SQLite, update_batch of {len(upd):,} of {args.rows:,} rows (2 columns)", rows,
-                                "update_batch")}
+    records = {
+        "sqlite": report(
+            f"SQLite, update_batch of {len(upd):,} of {args.rows:,} rows (2 columns)", rows, "update_batch"
+        )
+    }
     print(f"\nresults: {save_results('changes', records)}")
 
 

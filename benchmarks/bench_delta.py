@@ -68,8 +68,8 @@ def dirty(up: pd.DataFrame, share: float, seed: int) -> tuple[pd.DataFrame, int]
     out["price"] = out["price"].astype(object)
     third = len(bad) // 3
     out.loc[bad[:third], "id"] = pd.NA
-    out.loc[bad[third:2 * third], "id"] = out["id"].iloc[0]
-    out.loc[bad[2 * third:], "price"] = "n/a"
+    out.loc[bad[third : 2 * third], "id"] = out["id"].iloc[0]
+    out.loc[bad[2 * third :], "price"] = "n/a"
     return out, len(bad)
 
 
@@ -97,14 +97,21 @@ def main() -> None:
         pd.testing.assert_frame_equal(dk.load(store, "t"), df)  # exact: every dtype back
         shutil.rmtree(raw)
         shutil.rmtree(dk_path)
-        t = best_of({"dk save": dk_save, "write_deltalake": raw_save,
-                     "dk load": lambda: dk.load(store, "t"),
-                     "to_pyarrow_table().to_pandas()": lambda: DeltaTable(raw).to_pyarrow_table().to_pandas()},
-                     args.repeat)
-        rows = [("dk save (key, exact dtypes, one commit)", t["dk save"], ""),
-                ("deltalake write_deltalake", t["write_deltalake"], "category->string, ns->us"),
-                ("dk load (exact dtypes, key order)", t["dk load"], ""),
-                ("DeltaTable.to_pyarrow_table().to_pandas()", t["to_pyarrow_table().to_pandas()"], "")]
+        t = best_of(
+            {
+                "dk save": dk_save,
+                "write_deltalake": raw_save,
+                "dk load": lambda: dk.load(store, "t"),
+                "to_pyarrow_table().to_pandas()": lambda: DeltaTable(raw).to_pyarrow_table().to_pandas(),
+            },
+            args.repeat,
+        )
+        rows = [
+            ("dk save (key, exact dtypes, one commit)", t["dk save"], ""),
+            ("deltalake write_deltalake", t["write_deltalake"], "category->string, ns->us"),
+            ("dk load (exact dtypes, key order)", t["dk load"], ""),
+            ("DeltaTable.to_pyarrow_table().to_pandas()", t["to_pyarrow_table().to_pandas()"], ""),
+        ]
         print(f"{args.rows:,} rows x {df.shape[1]} columns ({', '.join(map(str, df.dtypes.unique()))})")
         records["save"] = report("save", rows[:2], "deltalake write_deltalake")
         records["load"] = report("load", rows[2:], "DeltaTable.to_pyarrow_table().to_pandas()")
@@ -128,14 +135,23 @@ def main() -> None:
                 assert res.ok, res
 
             def merge(src=src):
-                (DeltaTable(raw).merge(src, "s.id = t.id", source_alias="s", target_alias="t")
-                 .when_matched_update_all().when_not_matched_insert_all().execute())
+                (
+                    DeltaTable(raw)
+                    .merge(src, "s.id = t.id", source_alias="s", target_alias="t")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute()
+                )
 
             t = best_of({"dk": dk_upsert, "merge": merge}, args.repeat, setup=reset)
-            records[f"upsert {k}"] = report(f"upsert {k:,} keys (half new) into {args.rows:,} rows", [
-                ("dk save(if_exists='upsert')", t["dk"], "exact dtypes, report"),
-                ("DeltaTable.merge (update_all, insert_all)", t["merge"], ""),
-            ], "DeltaTable.merge (update_all, insert_all)")
+            records[f"upsert {k}"] = report(
+                f"upsert {k:,} keys (half new) into {args.rows:,} rows",
+                [
+                    ("dk save(if_exists='upsert')", t["dk"], "exact dtypes, report"),
+                    ("DeltaTable.merge (update_all, insert_all)", t["merge"], ""),
+                ],
+                "DeltaTable.merge (update_all, insert_all)",
+            )
 
         # -- the cost of failures ------------------------------------------------------------------
         up = changes(df, 100_000, seed=7)
@@ -154,24 +170,32 @@ def main() -> None:
                 v = DeltaTable(dk_path).version()
                 res = frame.dk.save(store, "t", if_exists="upsert", progress=False)
                 assert res.failed == expect and DeltaTable(dk_path).version() == v + 1, res
+
             return go
 
-        t = best_of({"clean": run(up, 0), "dirty": run(bad_up, nbad), "constraint": run(checked, len(rule))},
-                    args.repeat, setup=with_constraint)
+        t = best_of(
+            {"clean": run(up, 0), "dirty": run(bad_up, nbad), "constraint": run(checked, len(rule))},
+            args.repeat,
+            setup=with_constraint,
+        )
         reset("merge")
         try:
-            DeltaTable(raw).merge(pa.Table.from_pandas(bad_up, preserve_index=False), "s.id = t.id", source_alias="s",
-                                  target_alias="t").when_matched_update_all().when_not_matched_insert_all().execute()
+            DeltaTable(raw).merge(
+                pa.Table.from_pandas(bad_up, preserve_index=False), "s.id = t.id", source_alias="s", target_alias="t"
+            ).when_matched_update_all().when_not_matched_insert_all().execute()
             merge_note = "merged (unexpected)"
         except Exception as e:  # noqa: BLE001 - what Delta's own merge does with the dirty rows
             merge_note = f"fails whole: {type(e).__name__}"
-        records["failures"] = report(f"the cost of failures: upsert of 100,000 keys into {args.rows:,} rows", [
-            ("clean", t["clean"], "one commit"),
-            (f"dirty: {nbad} bad rows (null/repeated keys, text)", t["dirty"], f"one commit; merge {merge_note}"),
-            (f"dirty: {len(rule)} rows break a CHECK constraint", t["constraint"], "one commit"),
-        ], "clean")
-        print(f"\n(pandas {pd.__version__}, pyarrow {pa.__version__}, deltalake "
-              f"{__import__('deltalake').__version__})")
+        records["failures"] = report(
+            f"the cost of failures: upsert of 100,000 keys into {args.rows:,} rows",
+            [
+                ("clean", t["clean"], "one commit"),
+                (f"dirty: {nbad} bad rows (null/repeated keys, text)", t["dirty"], f"one commit; merge {merge_note}"),
+                (f"dirty: {len(rule)} rows break a CHECK constraint", t["constraint"], "one commit"),
+            ],
+            "clean",
+        )
+        print(f"\n(pandas {pd.__version__}, pyarrow {pa.__version__}, deltalake {__import__('deltalake').__version__})")
         save_results("delta", records)
         store.close()
     finally:

@@ -22,8 +22,10 @@ import dataknobs_pd as dk
 
 COLUMNS = "id, qty, price, name, grade, ts, score, flag"
 # the table a user would declare for the frame, with a CHECK the dirty rows break
-CHECKED = ("CREATE TABLE t (id BIGINT PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty >= 0), price DOUBLE, name VARCHAR,"
-           " grade VARCHAR, ts TIMESTAMP, score BIGINT, flag BOOLEAN NOT NULL)")
+CHECKED = (
+    "CREATE TABLE t (id BIGINT PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty >= 0), price DOUBLE, name VARCHAR,"
+    " grade VARCHAR, ts TIMESTAMP, score BIGINT, flag BOOLEAN NOT NULL)"
+)
 
 
 def median(fn, setup=None, repeat: int = 3) -> float:
@@ -86,6 +88,7 @@ def main(rows: int, repeat: int, folder: str, bad: int) -> dict:
             if primary_key:
                 con.execute("ALTER TABLE t ADD PRIMARY KEY (id)")
             con.close()
+
         return seed
 
     def dk_upsert():
@@ -102,15 +105,20 @@ def main(rows: int, repeat: int, folder: str, bad: int) -> dict:
         con = duckdb.connect(path)
         con.register("upd", upd)
         sets = ", ".join(f"{c} = u.{c}" for c in COLUMNS.split(", ")[1:])
-        con.execute(f"MERGE INTO t USING upd u ON t.id = u.id WHEN MATCHED THEN UPDATE SET {sets}"
-                    f" WHEN NOT MATCHED THEN INSERT ({COLUMNS}) VALUES ({', '.join('u.' + c for c in COLUMNS.split(', '))})")
+        con.execute(
+            f"MERGE INTO t USING upd u ON t.id = u.id WHEN MATCHED THEN UPDATE SET {sets}"
+            f" WHEN NOT MATCHED THEN INSERT ({COLUMNS}) VALUES ({', '.join('u.' + c for c in COLUMNS.split(', '))})"
+        )
         con.close()
 
     upserts = [
         ("DuckDB INSERT OR REPLACE (table with PRIMARY KEY)", median(insert_or_replace, seed_sql(True), repeat), ""),
         ("DuckDB MERGE INTO (table without index)", median(merge_into, seed_sql(False), repeat), ""),
-        ("dk save(if_exists='upsert') of 10% of the rows", median(dk_upsert, seed_dk, repeat),
-         "reports which keys existed"),
+        (
+            "dk save(if_exists='upsert') of 10% of the rows",
+            median(dk_upsert, seed_dk, repeat),
+            "reports which keys existed",
+        ),
     ]
 
     # -- load -----------------------------------------------------------------------------------
@@ -138,6 +146,7 @@ def main(rows: int, repeat: int, folder: str, bad: int) -> dict:
             remove(path)
             with dk.connect(url) as s:
                 df.iloc[clash if with_clashes else []].dk.save(s, "t")
+
         return seed
 
     def append(expected: int, frame=df):
@@ -145,6 +154,7 @@ def main(rows: int, repeat: int, folder: str, bad: int) -> dict:
             with dk.connect(url) as s:
                 res = frame.dk.save(s, "t", if_exists="append")
             assert res.failed == expected and res.succeeded == rows - expected, res
+
         return run
 
     dirty = df.copy()
@@ -158,11 +168,17 @@ def main(rows: int, repeat: int, folder: str, bad: int) -> dict:
 
     failures = [
         ("clean append (no bad rows)", median(append(0), seed_keys(False), repeat), ""),
-        (f"dirty append ({bad:,} existing keys at random)", median(append(bad), seed_keys(True), repeat),
-         "each reported with its row"),
+        (
+            f"dirty append ({bad:,} existing keys at random)",
+            median(append(bad), seed_keys(True), repeat),
+            "each reported with its row",
+        ),
         ("clean append, table with a CHECK", median(append(0), seed_checked, repeat), ""),
-        (f"dirty append ({bad:,} CHECK violations at random)", median(append(bad, dirty), seed_checked, repeat),
-         "each with DuckDB's message"),
+        (
+            f"dirty append ({bad:,} CHECK violations at random)",
+            median(append(bad, dirty), seed_checked, repeat),
+            "each with DuckDB's message",
+        ),
     ]
     remove(path)
     return {

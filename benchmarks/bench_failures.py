@@ -57,16 +57,25 @@ def measure(url: str, df, clash, repeat: int, table: str, earlier: bool) -> list
             assert res.failed == expected and res.succeeded == rows - expected, res
             if expected:
                 assert sorted(res.failures["row"]) == sorted(clash.tolist())
+
         return run
 
     results = [
         ("clean save (no bad rows)", timed(save(0), lambda: seed(False), repeat), ""),
-        (f"dirty save ({bad:,} existing keys at random)", timed(save(bad), lambda: seed(True), repeat),
-         "each conflict reported with its row"),
+        (
+            f"dirty save ({bad:,} existing keys at random)",
+            timed(save(bad), lambda: seed(True), repeat),
+            "each conflict reported with its row",
+        ),
     ]
     if earlier:
-        results.append(("dirty save, earlier design (row-by-row retry)",
-                        timed(save(bad, RowByRowWriter), lambda: seed(True), 1), "1 run"))
+        results.append(
+            (
+                "dirty save, earlier design (row-by-row retry)",
+                timed(save(bad, RowByRowWriter), lambda: seed(True), 1),
+                "1 run",
+            )
+        )
     with dk.connect(url) as s:
         s.drop(table)
     return results
@@ -93,7 +102,10 @@ if __name__ == "__main__":
     ap.add_argument("--bad", type=int, default=1_000)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--folder", default="/tmp")
-    ap.add_argument("--postgres", default=os.environ.get("DK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
-                    help="PostgreSQL URL to measure too ('' to skip)")
+    ap.add_argument(
+        "--postgres",
+        default=os.environ.get("DK_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL URL to measure too ('' to skip)",
+    )
     a = ap.parse_args()
     print(save_results("failures", main(a.rows, a.bad, a.repeat, a.folder, a.postgres or None)))

@@ -30,18 +30,20 @@ from dataknobs_pd.types import TypeMapper
 def frame(n: int) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     words = np.array(["alpha", "beta", "gamma", "delta", "epsilon", None], dtype=object)
-    return pd.DataFrame({
-        "id": np.arange(n, dtype="int64"),
-        "i32": rng.integers(-(2**31), 2**31 - 1, n, dtype="int32"),
-        "f64": rng.normal(size=n),
-        "f32": rng.normal(size=n).astype("float32"),
-        "flag": rng.integers(0, 2, n).astype(bool),
-        "n": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 1000, n)), dtype="Int64"),
-        "s": pd.Series(words[rng.integers(0, len(words), n)], dtype="string"),
-        "cat": pd.Categorical(rng.choice(["red", "green", "blue"], n)),
-        "ts": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 10**9, n), unit="s"),
-        "tz": (pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10**12, n), unit="ms")),
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(n, dtype="int64"),
+            "i32": rng.integers(-(2**31), 2**31 - 1, n, dtype="int32"),
+            "f64": rng.normal(size=n),
+            "f32": rng.normal(size=n).astype("float32"),
+            "flag": rng.integers(0, 2, n).astype(bool),
+            "n": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 1000, n)), dtype="Int64"),
+            "s": pd.Series(words[rng.integers(0, len(words), n)], dtype="string"),
+            "cat": pd.Categorical(rng.choice(["red", "green", "blue"], n)),
+            "ts": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 10**9, n), unit="s"),
+            "tz": (pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(rng.integers(0, 10**12, n), unit="ms")),
+        }
+    )
 
 
 def best_of(fns: dict, repeat: int) -> dict:
@@ -91,14 +93,25 @@ def main() -> None:
         def to_pandas():
             mapper.to_pandas(arrow, schema)
 
-        t = best_of({"dk_save": dk_save, "raw_save": raw_save, "dk_load": dk_load, "raw_load": raw_load,
-                     "to_arrow": to_arrow, "to_pandas": to_pandas}, args.repeat)
+        t = best_of(
+            {
+                "dk_save": dk_save,
+                "raw_save": raw_save,
+                "dk_load": dk_load,
+                "raw_load": raw_load,
+                "to_arrow": to_arrow,
+                "to_pandas": to_pandas,
+            },
+            args.repeat,
+        )
         rows = [("save", t["dk_save"], t["raw_save"]), ("load", t["dk_load"], t["raw_load"])]
         rows.append(("save+load", rows[0][1] + rows[1][1], rows[0][2] + rows[1][2]))
         size_dk = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(f"{work}/store") for f in fs)
         print(f"{args.rows:,} rows x {df.shape[1]} columns ({', '.join(map(str, df.dtypes.unique()))})")
-        print(f"pandas {pd.__version__}, pyarrow {pa.__version__}; files: dk {size_dk / 2**20:.1f} MiB, "
-              f"raw {os.path.getsize(raw_path) / 2**20:.1f} MiB")
+        print(
+            f"pandas {pd.__version__}, pyarrow {pa.__version__}; files: dk {size_dk / 2**20:.1f} MiB, "
+            f"raw {os.path.getsize(raw_path) / 2**20:.1f} MiB"
+        )
         print(f"{'':10} {'dk (s)':>8} {'raw (s)':>8} {'dk / raw':>9}")
         for name, d, r in rows:
             print(f"{name:10} {d:8.3f} {r:8.3f} {d / r:8.2f}x")

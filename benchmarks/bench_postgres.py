@@ -34,8 +34,16 @@ from common import mixed_frame, report, save_results
 import dataknobs_pd as dk
 
 SERVER = os.environ.get("DK_TEST_POSTGRES_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_TYPES = {"id": "bigint", "qty": "integer", "price": "double precision", "name": "text", "grade": "text",
-            "ts": "timestamp", "score": "bigint", "flag": "boolean"}
+PG_TYPES = {
+    "id": "bigint",
+    "qty": "integer",
+    "price": "double precision",
+    "name": "text",
+    "grade": "text",
+    "ts": "timestamp",
+    "score": "bigint",
+    "flag": "boolean",
+}
 
 
 def interleaved(ops: list[tuple], repeat: int) -> list[tuple[str, float, str]]:
@@ -80,6 +88,7 @@ def run(url: str, rows: int, repeat: int) -> dict:
                     store.drop(table)
             else:
                 sql(f'DROP TABLE IF EXISTS "{table}"')
+
         return go
 
     def dk_save():
@@ -93,6 +102,7 @@ def run(url: str, rows: int, repeat: int) -> dict:
                 if key:
                     cur.execute('ALTER TABLE "raw_t" ADD PRIMARY KEY ("id")')
             conn.commit()
+
         return go
 
     def psycopg_save():
@@ -108,13 +118,16 @@ def run(url: str, rows: int, repeat: int) -> dict:
     def pandas_save():
         df.to_sql("pandas_t", engine, index=False, chunksize=100_000)
 
-    saves = interleaved([
-        ("dk save (exact dtypes, primary key)", dk_save, drop("dk_t"), repeat, ""),
-        ("ADBC adbc_ingest", adbc_save(), drop("raw_t"), repeat, "no key, dtypes not kept"),
-        ("ADBC adbc_ingest + ADD PRIMARY KEY", adbc_save(True), drop("raw_t"), repeat, "dtypes not kept"),
-        ("psycopg binary COPY (write_row)", psycopg_save, drop("copy_t"), 1, "no key"),
-        ("pandas to_sql (SQLAlchemy + psycopg)", pandas_save, drop("pandas_t"), 1, "no key"),
-    ], repeat)
+    saves = interleaved(
+        [
+            ("dk save (exact dtypes, primary key)", dk_save, drop("dk_t"), repeat, ""),
+            ("ADBC adbc_ingest", adbc_save(), drop("raw_t"), repeat, "no key, dtypes not kept"),
+            ("ADBC adbc_ingest + ADD PRIMARY KEY", adbc_save(True), drop("raw_t"), repeat, "dtypes not kept"),
+            ("psycopg binary COPY (write_row)", psycopg_save, drop("copy_t"), 1, "no key"),
+            ("pandas to_sql (SQLAlchemy + psycopg)", pandas_save, drop("pandas_t"), 1, "no key"),
+        ],
+        repeat,
+    )
 
     def pangres_setup():  # the same rows under a primary key, written by ADBC (untimed)
         drop("pangres_t")()
@@ -128,13 +141,22 @@ def run(url: str, rows: int, repeat: int) -> dict:
         assert res.ok and res.succeeded == len(upd)
 
     def pangres_update():
-        pangres.upsert(con=engine, df=upd.set_index("id"), table_name="pangres_t", if_row_exists="update",
-                       create_table=False, chunksize=10_000)  # pangres' own default sends one statement: too many params
+        pangres.upsert(
+            con=engine,
+            df=upd.set_index("id"),
+            table_name="pangres_t",
+            if_row_exists="update",
+            create_table=False,
+            chunksize=10_000,
+        )  # pangres' own default sends one statement: too many params
 
-    updates = interleaved([
-        ("dk update_batch (stage + one UPDATE per chunk)", dk_update, None, repeat, ""),
-        ("pangres upsert (if_row_exists='update')", pangres_update, pangres_setup, 1, ""),
-    ], repeat)
+    updates = interleaved(
+        [
+            ("dk update_batch (stage + one UPDATE per chunk)", dk_update, None, repeat, ""),
+            ("pangres upsert (if_row_exists='update')", pangres_update, pangres_setup, 1, ""),
+        ],
+        repeat,
+    )
     check = dk.load(store, "dk_t", where=[("id", "in", upd["id"].head(5).tolist())])
     assert check["name"].tolist() == upd["name"].head(5).tolist()
 
@@ -151,11 +173,14 @@ def run(url: str, rows: int, repeat: int) -> dict:
     def pandas_load():
         pd.read_sql('SELECT * FROM "dk_t"', engine)
 
-    loads = interleaved([
-        ("dk load (exact dtypes, key order)", dk_load, None, repeat, ""),
-        ("ADBC fetch_arrow_table + to_pandas", adbc_load, None, repeat, "dtypes not restored"),
-        ("pandas read_sql (SQLAlchemy + psycopg)", pandas_load, None, 1, "dtypes not restored"),
-    ], repeat)
+    loads = interleaved(
+        [
+            ("dk load (exact dtypes, key order)", dk_load, None, repeat, ""),
+            ("ADBC fetch_arrow_table + to_pandas", adbc_load, None, repeat, "dtypes not restored"),
+            ("pandas read_sql (SQLAlchemy + psycopg)", pandas_load, None, 1, "dtypes not restored"),
+        ],
+        repeat,
+    )
     store.close()
     conn.close()
     engine.dispose()

@@ -35,8 +35,11 @@ def main(rows: int, repeat: int, folder: str) -> dict:
     saves = [
         ("dk save (exact dtypes, key, row isolation)", timed(dk_save, lambda: remove_db(paths["dk"]), repeat), ""),
         ("ADBC adbc_ingest", timed(adbc_save, lambda: remove_db(paths["adbc"]), repeat), "no key, timestamps as text"),
-        ("pandas to_sql (sqlite3)", timed(pandas_save, lambda: remove_db(paths["pandas"]), max(1, repeat - 1)),
-         "no key"),
+        (
+            "pandas to_sql (sqlite3)",
+            timed(pandas_save, lambda: remove_db(paths["pandas"]), max(1, repeat - 1)),
+            "no key",
+        ),
     ]
 
     def dk_load():

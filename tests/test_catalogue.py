@@ -67,9 +67,11 @@ def test_the_catalogue_cannot_be_written_through_the_api(tmp_path, url):
     with dk.connect(url) as store:
         a, b = _frames(store)
         hostile = pd.DataFrame({"name": ["a", "b"], "schema": ["{broken", "{broken"]})
-        for call in (lambda: hostile.dk.save(store, "_dk_schema", if_exists="upsert", key="name"),
-                     lambda: hostile.dk.save(store, "_dk_schema", if_exists="replace"),
-                     lambda: store.drop("_dk_schema")):
+        for call in (
+            lambda: hostile.dk.save(store, "_dk_schema", if_exists="upsert", key="name"),
+            lambda: hostile.dk.save(store, "_dk_schema", if_exists="replace"),
+            lambda: store.drop("_dk_schema"),
+        ):
             with pytest.raises(dk.InvalidArgumentError, match="reserved"):
                 call()
         assert_frame_equal(dk.load(store, "a"), a)

@@ -33,8 +33,10 @@ def keep_dtypes():
 def cluster(keep_dtypes):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=40) as lc, Client(lc) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40) as lc,
+        Client(lc) as client,
+    ):
         yield client
 
 
@@ -126,8 +128,10 @@ def test_a_killed_worker_never_writes_a_row_twice(tmp_path):
         return part
 
     df = pd.DataFrame({"id": np.arange(6000), "v": np.arange(6000) * 1.0})
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=50) as lc, Client(lc):
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50) as lc,
+        Client(lc),
+    ):
         ddf = dd.from_pandas(df, npartitions=6).map_partitions(slow, meta=df.iloc[:0])
 
         def killer():

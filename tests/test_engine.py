@@ -90,17 +90,20 @@ def test_every_row_refused(faulty):
 def test_outside_backend_from_an_entry_point_runs_the_contract(tmp_path):
     pkg = tmp_path / "toystore"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text(textwrap.dedent('''
+    (pkg / "__init__.py").write_text(
+        textwrap.dedent('''
         from dataknobs_pd.backends.memory import MemoryBackend
 
         class ToyBackend(MemoryBackend):
             """An outside store: the memory store under another scheme."""
-    '''))
+    ''')
+    )
     info = tmp_path / "toystore-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toystore\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text("[dataknobs_pd.backends]\ntoy = toystore:ToyBackend\n")
-    (tmp_path / "test_toy.py").write_text(textwrap.dedent('''
+    (tmp_path / "test_toy.py").write_text(
+        textwrap.dedent("""
         import uuid
         import pytest
         import dataknobs_pd as dk
@@ -116,11 +119,16 @@ def test_outside_backend_from_an_entry_point_runs_the_contract(tmp_path):
             def store(self):
                 with dk.connect(f"toy://{uuid.uuid4().hex}") as s:
                     yield s
-    '''))
+    """)
+    )
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", str(tmp_path / "test_toy.py")],
-        cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
-        capture_output=True, text=True, timeout=300)
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     passed = int(out.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
     assert passed > 100  # the whole contract ran on the outside backend

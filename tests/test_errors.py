@@ -59,10 +59,16 @@ def test_unknown_connect_options_name_the_valid_ones(url):
         dk.connect(url, colour="red")
 
 
-@pytest.mark.parametrize("url, scheme", [
-    ("postgresql+psycopg://u@h/db", "postgresql"), ("postgresql+psycopg2://u@h/db", "postgresql"),
-    ("sqlite+pysqlite:///a.db", "sqlite"), ("duckdb+duckdb:///x.duckdb", "duckdb"), ("SQLite:///a.db", "sqlite"),
-])
+@pytest.mark.parametrize(
+    "url, scheme",
+    [
+        ("postgresql+psycopg://u@h/db", "postgresql"),
+        ("postgresql+psycopg2://u@h/db", "postgresql"),
+        ("sqlite+pysqlite:///a.db", "sqlite"),
+        ("duckdb+duckdb:///x.duckdb", "duckdb"),
+        ("SQLite:///a.db", "sqlite"),
+    ],
+)
 def test_urls_with_a_driver_part_name_the_same_store(url, scheme):
     from dataknobs_pd.urls import scheme_of
 

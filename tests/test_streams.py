@@ -13,8 +13,11 @@ import dataknobs_pd as dk
 
 @pytest.fixture(params=["memory", "sqlite", "parquet"])
 def url(request, tmp_path):
-    return {"memory": f"memory://streams-{tmp_path.name}", "sqlite": f"sqlite:///{tmp_path}/s.db",
-            "parquet": f"parquet://{tmp_path}/p"}[request.param]
+    return {
+        "memory": f"memory://streams-{tmp_path.name}",
+        "sqlite": f"sqlite:///{tmp_path}/s.db",
+        "parquet": f"parquet://{tmp_path}/p",
+    }[request.param]
 
 
 def test_a_csv_read_in_chunks_is_one_call(url, tmp_path):
@@ -26,9 +29,11 @@ def test_a_csv_read_in_chunks_is_one_call(url, tmp_path):
 
 
 def test_keys_repeated_across_frames_fail_at_validate_with_whole_stream_positions(url):
-    frames = [pd.DataFrame({"id": [1, 2, 3], "v": [1, 2, 3]}),
-              pd.DataFrame({"id": [4, 2, 5], "v": [4, 20, 5]}, index=[10, 11, 12]),
-              pd.DataFrame({"id": [6, 5, 1, None], "v": [6, 50, 10, 0]}, index=[20, 21, 22, 23])]
+    frames = [
+        pd.DataFrame({"id": [1, 2, 3], "v": [1, 2, 3]}),
+        pd.DataFrame({"id": [4, 2, 5], "v": [4, 20, 5]}, index=[10, 11, 12]),
+        pd.DataFrame({"id": [6, 5, 1, None], "v": [6, 50, 10, 0]}, index=[20, 21, 22, 23]),
+    ]
     res = dk.save(iter(frames), url, "t", if_exists="upsert")
     assert (res.total, res.succeeded, res.failed) == (10, 6, 4)
     f = res.failures
@@ -64,8 +69,10 @@ def test_update_batch_over_a_stream(url):
 
 def test_later_frames_may_bring_new_categories(url):
     cat = pd.CategoricalDtype(["a"])
-    frames = [pd.DataFrame({"id": [1], "c": pd.Series(["a"], dtype=cat)}),
-              pd.DataFrame({"id": [2], "c": pd.Series(["b"], dtype=pd.CategoricalDtype(["b"]))})]
+    frames = [
+        pd.DataFrame({"id": [1], "c": pd.Series(["a"], dtype=cat)}),
+        pd.DataFrame({"id": [2], "c": pd.Series(["b"], dtype=pd.CategoricalDtype(["b"]))}),
+    ]
     dk.save(frames, url, "t")
     out = dk.load(url, "t")
     assert out["c"].tolist() == ["a", "b"] and list(out["c"].cat.categories) == ["a", "b"]

@@ -27,35 +27,48 @@ def test_schema_survives_json():
     assert s.column("id").nullable is False and s.column("f64").nullable is True
 
 
-@pytest.mark.parametrize("obj, kind", [
-    (pd.Series([1, 2], dtype="int16"), "int16"),
-    (pd.Series([1, None], dtype="Int64"), "int64"),
-    (pd.Series(["a"], dtype="string"), "string"),
-    (pd.Series(pd.Categorical(["a"])), "category"),
-    (pd.Series([decimal.Decimal("1.5")]), "decimal"),
-    (pd.Series([b"x"]), "bytes"),
-    (pd.Series([dt.date(2020, 1, 1)]), "date"),
-    (pd.Series([{"a": 1}]), "json"),
-    (pd.Series(pd.to_datetime(["2020-01-01"], utc=True)), "datetime"),
-    (pd.Series(pd.to_timedelta([1], unit="s")), "timedelta"),
-    (np.dtype("uint32"), "uint32"),
-    ("float32", "float32"),
-    ("boolean", "bool"),
-    (3, "int64"),
-    (2.5, "float64"),
-    ("text", "string"),
-    (decimal.Decimal("2"), "decimal"),
-    (pd.Timestamp("2020-01-01"), "datetime"),
-])
+@pytest.mark.parametrize(
+    "obj, kind",
+    [
+        (pd.Series([1, 2], dtype="int16"), "int16"),
+        (pd.Series([1, None], dtype="Int64"), "int64"),
+        (pd.Series(["a"], dtype="string"), "string"),
+        (pd.Series(pd.Categorical(["a"])), "category"),
+        (pd.Series([decimal.Decimal("1.5")]), "decimal"),
+        (pd.Series([b"x"]), "bytes"),
+        (pd.Series([dt.date(2020, 1, 1)]), "date"),
+        (pd.Series([{"a": 1}]), "json"),
+        (pd.Series(pd.to_datetime(["2020-01-01"], utc=True)), "datetime"),
+        (pd.Series(pd.to_timedelta([1], unit="s")), "timedelta"),
+        (np.dtype("uint32"), "uint32"),
+        ("float32", "float32"),
+        ("boolean", "bool"),
+        (3, "int64"),
+        (2.5, "float64"),
+        ("text", "string"),
+        (decimal.Decimal("2"), "decimal"),
+        (pd.Timestamp("2020-01-01"), "datetime"),
+    ],
+)
 def test_infer_field_type(obj, kind):
     assert tm.infer_field_type(obj) == kind
 
 
-@pytest.mark.parametrize("field, nullable, dtype", [
-    ("int32", True, "Int32"), ("int32", False, "int32"), ("uint8", True, "UInt8"), ("bool", True, "boolean"),
-    ("bool", False, "bool"), ("float64", True, "float64"), ("string", True, "string"),
-    ("datetime", True, "datetime64[ns]"), ("decimal", True, "object"), ("category", True, "category"),
-])
+@pytest.mark.parametrize(
+    "field, nullable, dtype",
+    [
+        ("int32", True, "Int32"),
+        ("int32", False, "int32"),
+        ("uint8", True, "UInt8"),
+        ("bool", True, "boolean"),
+        ("bool", False, "bool"),
+        ("float64", True, "float64"),
+        ("string", True, "string"),
+        ("datetime", True, "datetime64[ns]"),
+        ("decimal", True, "object"),
+        ("category", True, "category"),
+    ],
+)
 def test_get_pandas_dtype(field, nullable, dtype):
     assert str(tm.get_pandas_dtype(field, nullable=nullable)) == dtype
 
@@ -65,11 +78,20 @@ def test_get_pandas_dtype_unknown():
         tm.get_pandas_dtype("nope")
 
 
-@pytest.mark.parametrize("value, field, expected", [
-    ("12", "int64", 12), (7, "float64", 7.0), ("1.25", "decimal", decimal.Decimal("1.25")),
-    ("2020-02-29", "date", dt.date(2020, 2, 29)), ('{"a": [1]}', "json", {"a": [1]}), (5, "string", "5"),
-    ("2020-01-01 10:00", "datetime", pd.Timestamp("2020-01-01 10:00")), (None, "int64", None), (1, "bool", True),
-])
+@pytest.mark.parametrize(
+    "value, field, expected",
+    [
+        ("12", "int64", 12),
+        (7, "float64", 7.0),
+        ("1.25", "decimal", decimal.Decimal("1.25")),
+        ("2020-02-29", "date", dt.date(2020, 2, 29)),
+        ('{"a": [1]}', "json", {"a": [1]}),
+        (5, "string", "5"),
+        ("2020-01-01 10:00", "datetime", pd.Timestamp("2020-01-01 10:00")),
+        (None, "int64", None),
+        (1, "bool", True),
+    ],
+)
 def test_convert_value(value, field, expected):
     assert tm.convert_value(value, field) == expected
 
@@ -81,24 +103,33 @@ def test_convert_value_refuses_changes(value, field):
 
 
 def test_optimize_dtypes_changes_no_value():
-    df = pd.DataFrame({
-        "small": np.array([1, 2, 100], dtype="int64"),
-        "neg": np.array([-40000, 0, 5], dtype="int64"),
-        "u": np.array([1, 2, 3], dtype="uint64"),
-        "nullable": pd.array([1, None, 3], dtype="Int64"),
-        "f_exact": [0.5, 1.25, np.nan],
-        "f_inexact": [0.1, 0.2, 0.3],
-        "repeated": pd.Series(["a", "a", "b"] , dtype=object),
-        "unique": pd.Series(["x", "y", "z"], dtype=object),
-    })
+    df = pd.DataFrame(
+        {
+            "small": np.array([1, 2, 100], dtype="int64"),
+            "neg": np.array([-40000, 0, 5], dtype="int64"),
+            "u": np.array([1, 2, 3], dtype="uint64"),
+            "nullable": pd.array([1, None, 3], dtype="Int64"),
+            "f_exact": [0.5, 1.25, np.nan],
+            "f_inexact": [0.1, 0.2, 0.3],
+            "repeated": pd.Series(["a", "a", "b"], dtype=object),
+            "unique": pd.Series(["x", "y", "z"], dtype=object),
+        }
+    )
     out = tm.optimize_dtypes(df, category_ratio=0.7)
     assert out.dtypes.astype(str).to_dict() == {
-        "small": "int8", "neg": "int32", "u": "uint8", "nullable": "Int8", "f_exact": "float32",
-        "f_inexact": "float64", "repeated": "category", "unique": "object",
+        "small": "int8",
+        "neg": "int32",
+        "u": "uint8",
+        "nullable": "Int8",
+        "f_exact": "float32",
+        "f_inexact": "float64",
+        "repeated": "category",
+        "unique": "object",
     }
     for col in df.columns:
         assert out[col].astype(object).equals(df[col].astype(object)) or np.allclose(
-            out[col].astype(float), df[col].astype(float), equal_nan=True)
+            out[col].astype(float), df[col].astype(float), equal_nan=True
+        )
     assert out.memory_usage(deep=True).sum() < df.memory_usage(deep=True).sum()
 
 
@@ -129,12 +160,19 @@ def _column(draw, kind, n):
     if kind.startswith("datetime"):
         unit = kind.split("[")[1][:-1].split(",")[0]
         ints = draw(st.lists(st.none() | st.integers(-(2**33), 2**33), min_size=n, max_size=n))
-        s = pd.Series(pd.array([pd.NaT if v is None else pd.Timestamp(v, unit="s") for v in ints],
-                               dtype="datetime64[s]")).astype(f"datetime64[{unit}]")
+        s = pd.Series(
+            pd.array([pd.NaT if v is None else pd.Timestamp(v, unit="s") for v in ints], dtype="datetime64[s]")
+        ).astype(f"datetime64[{unit}]")
         return s.dt.tz_localize("UTC").dt.tz_convert("America/New_York") if "," in kind else s
     if kind == "decimal":
-        vals = draw(st.lists(st.none() | st.decimals(allow_nan=False, allow_infinity=False, places=3,
-                                                        min_value=-10**20, max_value=10**20), min_size=n, max_size=n))
+        vals = draw(
+            st.lists(
+                st.none()
+                | st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=-(10**20), max_value=10**20),
+                min_size=n,
+                max_size=n,
+            )
+        )
         return pd.Series(vals, dtype=object)
     if kind == "bytes":
         return pd.Series(draw(st.lists(st.none() | st.binary(max_size=8), min_size=n, max_size=n)), dtype=object)
@@ -142,8 +180,9 @@ def _column(draw, kind, n):
         return pd.Series(draw(st.lists(st.none() | st.dates(), min_size=n, max_size=n)), dtype=object)
     if kind.startswith("timedelta"):
         vals = draw(st.lists(st.none() | st.integers(-(2**50), 2**50), min_size=n, max_size=n))
-        return pd.Series(pd.array([pd.NaT if v is None else pd.Timedelta(v, unit="us") for v in vals],
-                                  dtype="timedelta64[us]")).astype(kind)
+        return pd.Series(
+            pd.array([pd.NaT if v is None else pd.Timedelta(v, unit="us") for v in vals], dtype="timedelta64[us]")
+        ).astype(kind)
     if kind == "json":
         leaf = st.none() | st.booleans() | st.integers(-1000, 1000) | _text
         js = st.recursive(leaf, lambda c: st.lists(c, max_size=3) | st.dictionaries(_text, c, max_size=3), max_leaves=5)
@@ -152,9 +191,31 @@ def _column(draw, kind, n):
     raise AssertionError(kind)
 
 
-KINDS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "float32", "float64", "Int64", "boolean",
-         "str", "string", "category", "datetime64[s]", "datetime64[ns]", "datetime64[us, America/New_York]",
-         "decimal", "json", "bytes", "date", "timedelta64[us]", "timedelta64[ns]"]
+KINDS = [
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "float32",
+    "float64",
+    "Int64",
+    "boolean",
+    "str",
+    "string",
+    "category",
+    "datetime64[s]",
+    "datetime64[ns]",
+    "datetime64[us, America/New_York]",
+    "decimal",
+    "json",
+    "bytes",
+    "date",
+    "timedelta64[us]",
+    "timedelta64[ns]",
+]
 
 
 @st.composite

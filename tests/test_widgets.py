@@ -60,12 +60,20 @@ def huge():
     n = 1_000_000
     frame = pd.DataFrame({"id": np.arange(1, n + 1), "value": np.arange(n) * 0.5, "tag": ["a", "b"] * (n // 2)})
     failures = {
-        i: RowFailure("missing", "MissingKey", f"key id={i + 1} is not in the table") if i % 4
+        i: RowFailure("missing", "MissingKey", f"key id={i + 1} is not in the table")
+        if i % 4
         else RowFailure("convert", "OutOfRange", f"column 'value': {i * 0.5} is too large")
         for i in range(n)
     }
-    return BatchResult(operation="update_batch", table="big", url="memory://big", frame=frame, key=["id"],
-                       failures=failures, elapsed=2.0)
+    return BatchResult(
+        operation="update_batch",
+        table="big",
+        url="memory://big",
+        frame=frame,
+        key=["id"],
+        failures=failures,
+        elapsed=2.0,
+    )
 
 
 # -- the summary -------------------------------------------------------------------------------------
@@ -81,13 +89,17 @@ def test_header_counts_status_and_store(dirty):
 
 def test_failures_grouped_by_stage_and_error(dirty):
     w = BatchReport(dirty)
-    rows = re.findall(r"<tr><td>(\w+)</td><td><strong>(\w+)</strong></td><td class='dk-num'>([\d,]+)</td>",
-                      w.groups.value)
-    assert rows == [("convert", "TypeConversion", "11"), ("missing", "MissingKey", "5"),
-                    ("validate", "DuplicateKey", "2"), ("validate", "NullKey", "2")]
+    rows = re.findall(
+        r"<tr><td>(\w+)</td><td><strong>(\w+)</strong></td><td class='dk-num'>([\d,]+)</td>", w.groups.value
+    )
+    assert rows == [
+        ("convert", "TypeConversion", "11"),
+        ("missing", "MissingKey", "5"),
+        ("validate", "DuplicateKey", "2"),
+        ("validate", "NullKey", "2"),
+    ]
     assert "the value cannot become the column&#x27;s type" in w.groups.value  # what each error means
-    assert [label for label, _ in w.stage.options] == [
-        "All stages (20)", "convert (11)", "missing (5)", "validate (4)"]
+    assert [label for label, _ in w.stage.options] == ["All stages (20)", "convert (11)", "missing (5)", "validate (4)"]
     w.stage.value = "validate"
     assert [label for label, _ in w.error.options] == ["All errors (4)", "DuplicateKey (2)", "NullKey (2)"]
 
@@ -236,8 +248,14 @@ def test_password_is_never_shown(tmp_path):
     res = df.dk.save(url, "t")
     assert res.failed == 1 and "***" in res.url
     w = BatchReport(res)
-    shown = [render_html(res), render_text(res), str(res), repr(res), *res._repr_mimebundle_().values(),
-             *(c.value for c in w.children if hasattr(c, "value"))]
+    shown = [
+        render_html(res),
+        render_text(res),
+        str(res),
+        repr(res),
+        *res._repr_mimebundle_().values(),
+        *(c.value for c in w.children if hasattr(c, "value")),
+    ]
     assert not [s for s in shown if "s3cret" in str(s)]
 
 
@@ -265,7 +283,10 @@ def test_dry_run_report_shows_the_diff_and_how_to_commit(tmp_path):
     assert w.changes_view.layout.display is None
     cv = w.changes_view
     assert cv.action.value == "update" and [label for label, _ in cv.action.options] == [
-        "All actions (50)", "update (49)", "unchanged (1)"]
+        "All actions (50)",
+        "update (49)",
+        "unchanged (1)",
+    ]
     page = cv.children[2].value
     assert page.count("<tr>") == 1 + 10 and "<del>0.0</del> → <ins>1.0</ins>" in page
     cv.search.value = "99"
@@ -278,12 +299,29 @@ def test_dry_run_report_shows_the_diff_and_how_to_commit(tmp_path):
 def test_a_million_changes_stay_responsive():
     n = 1_000_000
     frame = pd.DataFrame({"id": np.arange(n), "v": np.arange(n) * 0.5})
-    changes = pd.DataFrame({
-        "row": np.arange(n), "index": pd.Series(np.arange(n), dtype=object), "key": pd.Series(np.arange(n), dtype=object),
-        "action": np.where(np.arange(n) % 3, "update", "insert"),
-        "changed": [["v"]] * n, "before": [{"v": 0.0}] * n, "after": [{"v": 1.0}] * n})
-    res = BatchResult(operation="save", table="big", url="memory://big", frame=frame, key=["id"], failures={},
-                      elapsed=1.0, changes=changes, dry_run=True, committed=False)
+    changes = pd.DataFrame(
+        {
+            "row": np.arange(n),
+            "index": pd.Series(np.arange(n), dtype=object),
+            "key": pd.Series(np.arange(n), dtype=object),
+            "action": np.where(np.arange(n) % 3, "update", "insert"),
+            "changed": [["v"]] * n,
+            "before": [{"v": 0.0}] * n,
+            "after": [{"v": 1.0}] * n,
+        }
+    )
+    res = BatchResult(
+        operation="save",
+        table="big",
+        url="memory://big",
+        frame=frame,
+        key=["id"],
+        failures={},
+        elapsed=1.0,
+        changes=changes,
+        dry_run=True,
+        committed=False,
+    )
     t0 = time.perf_counter()
     w = BatchReport(res)
     cv = w.changes_view

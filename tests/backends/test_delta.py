@@ -62,8 +62,10 @@ def load_at(store, table: str, version=None, as_of=None) -> pd.DataFrame:
 
 def frame(ids, v=None, **extra) -> pd.DataFrame:
     ids = list(ids)
-    data = {"id": pd.Series(ids, dtype="int64"), "v": pd.Series(v if v is not None else [i * 10 for i in ids],
-                                                              dtype="int64")}
+    data = {
+        "id": pd.Series(ids, dtype="int64"),
+        "v": pd.Series(v if v is not None else [i * 10 for i in ids], dtype="int64"),
+    }
     data.update(extra)
     return pd.DataFrame(data)
 
@@ -89,17 +91,42 @@ def s3_store(s3):
 
 # -- natural types for plain readers ------------------------------------------------------------------
 KINDS = {
-    "id": "int64", "i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64",
-    "u8": "int16", "u16": "int32", "u32": "int64",  # widened: every value fits
-    "f32": "float", "f64": "double", "Int64": "int64", "boolean": "bool", "bool": "bool",
-    "str": "string", "string": "string", "obj_str": "string", "obj_str_nan": "string",
-    "cat_str": "string", "cat_ord": "string", "cat_num": "int64",
-    "dt_s": "timestamp[us]", "dt_ms": "timestamp[us]", "dt_us": "timestamp[us]", "dt_ns": "timestamp[us]",
-    "dt_utc": "timestamp[us, tz=UTC]", "dt_ny": "timestamp[us, tz=UTC]",
+    "id": "int64",
+    "i8": "int8",
+    "i16": "int16",
+    "i32": "int32",
+    "i64": "int64",
+    "u8": "int16",
+    "u16": "int32",
+    "u32": "int64",  # widened: every value fits
+    "f32": "float",
+    "f64": "double",
+    "Int64": "int64",
+    "boolean": "bool",
+    "bool": "bool",
+    "str": "string",
+    "string": "string",
+    "obj_str": "string",
+    "obj_str_nan": "string",
+    "cat_str": "string",
+    "cat_ord": "string",
+    "cat_num": "int64",
+    "dt_s": "timestamp[us]",
+    "dt_ms": "timestamp[us]",
+    "dt_us": "timestamp[us]",
+    "dt_ns": "timestamp[us]",
+    "dt_utc": "timestamp[us, tz=UTC]",
+    "dt_ny": "timestamp[us, tz=UTC]",
     "td": "int64",  # seconds... in the unit of the column (here ns)
-    "dec": "decimal128(38, 4)", "bytes": "binary", "date": "date32[day]", "json": "string",
-    "pa_int": "int64", "pa_str": "string", "pa_f64": "double",
-    "_dk_ns_dt_ns": "int16", "_dk_ns_dt_ny": "int16",  # the nanoseconds below the microsecond
+    "dec": "decimal128(38, 4)",
+    "bytes": "binary",
+    "date": "date32[day]",
+    "json": "string",
+    "pa_int": "int64",
+    "pa_str": "string",
+    "pa_f64": "double",
+    "_dk_ns_dt_ns": "int16",
+    "_dk_ns_dt_ny": "int16",  # the nanoseconds below the microsecond
 }
 
 
@@ -127,8 +154,13 @@ def test_deltalake_reads_natural_types_and_values(store):
     assert t.column("dt_ny").to_pylist() == ny
     assert t.column("_dk_ns_dt_ns").to_pylist() == [None if pd.isna(v) else 7 for v in df["dt_ns"]]
     assert t.column("td").to_pylist() == [None if pd.isna(v) else v.value for v in df["td"]]
-    lists = pd.DataFrame({"id": [1, 2], "lst": pd.Series([[1, 2], None], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
-                          "st": pd.Series([{"a": 1}, None], dtype=pd.ArrowDtype(pa.struct([("a", pa.int64())])))})
+    lists = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "lst": pd.Series([[1, 2], None], dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
+            "st": pd.Series([{"a": 1}, None], dtype=pd.ArrowDtype(pa.struct([("a", pa.int64())]))),
+        }
+    )
     lists.dk.save(store, "nested")
     n = plain(store, "nested").to_pyarrow_table().sort_by("id")
     assert pa.types.is_list(n.schema.field("lst").type) and pa.types.is_struct(n.schema.field("st").type)
@@ -151,8 +183,21 @@ def duckdb_delta():
     extension is built for one DuckDB version, so it runs apart from the DuckDB of the project's venv."""
     target = Path(os.environ.get("DK_DUCKDB_DELTA", Path.home() / ".cache" / "dataknobs-pd" / f"duckdb-delta-{DUCKDB}"))
     if not (target / "duckdb_extension_delta").exists():
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target),
-                        f"duckdb=={DUCKDB}", f"duckdb-extension-delta=={DUCKDB}"], check=True, timeout=600)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--target",
+                str(target),
+                f"duckdb=={DUCKDB}",
+                f"duckdb-extension-delta=={DUCKDB}",
+            ],
+            check=True,
+            timeout=600,
+        )
     return target
 
 
@@ -175,9 +220,14 @@ def test_duckdb_delta_scan_reads_natural_types(store, tmp_path, duckdb_delta):
     df = dtype_matrix()
     df.dk.save(store, "m")
     df.iloc[:2].assign(i8=np.int8(-1)).dk.update_batch(store, "m")  # a rewrite: files added and removed
-    proc = subprocess.run([sys.executable, "-c", DUCK_SCRIPT, table_uri(store, "m").removeprefix("file://")],
-                          env=dict(os.environ, PYTHONPATH=str(duckdb_delta)), capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", DUCK_SCRIPT, table_uri(store, "m").removeprefix("file://")],
+        env=dict(os.environ, PYTHONPATH=str(duckdb_delta)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout)
     assert seen["version"] == DUCKDB
@@ -186,24 +236,26 @@ def test_duckdb_delta_scan_reads_natural_types(store, tmp_path, duckdb_delta):
     assert (types["i8"], types["u8"], types["u16"]) == ("TINYINT", "SMALLINT", "INTEGER")
     assert {types[c] for c in ("str", "string", "cat_str", "json", "pa_str")} == {"VARCHAR"}
     assert (types["dt_ns"], types["dt_ny"]) == ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE")
-    assert (types["dec"], types["date"], types["bytes"], types["bool"]) == \
-        ("DECIMAL(38,4)", "DATE", "BLOB", "BOOLEAN")
+    assert (types["dec"], types["date"], types["bytes"], types["bool"]) == ("DECIMAL(38,4)", "DATE", "BLOB", "BOOLEAN")
     rows = seen["rows"]
     assert [r[0] for r in rows] == df["id"].tolist()
     assert [r[1] for r in rows] == [-1, -1] + df["i8"].iloc[2:].tolist()
-    assert [r[2] for r in rows] == df["u32"].tolist() and [r[3] for r in rows] == \
-        [None if pd.isna(v) else v for v in df["obj_str"]]
+    assert [r[2] for r in rows] == df["u32"].tolist() and [r[3] for r in rows] == [
+        None if pd.isna(v) else v for v in df["obj_str"]
+    ]
     assert pd.Timestamp(rows[0][5]) == df["dt_ny"].iloc[0].floor("us")
     assert rows[0][6] == "1.1000" and rows[0][7] == "2020-02-29" and rows[0][8] == df["td"].iloc[0].value
 
 
 # -- exact or refused ----------------------------------------------------------------------------------
 def test_values_delta_cannot_hold_fail_their_row_at_convert(store):
-    df = pd.DataFrame({
-        "id": [1, 2, 3, 4],
-        "u64": np.array([1, 2**63, 2**64 - 1, 5], dtype="uint64"),
-        "t": np.array(["2020-01-01", "2020-01-02", "2020-01-03", "12000-01-01"], dtype="datetime64[s]"),
-    })
+    df = pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "u64": np.array([1, 2**63, 2**64 - 1, 5], dtype="uint64"),
+            "t": np.array(["2020-01-01", "2020-01-02", "2020-01-03", "12000-01-01"], dtype="datetime64[s]"),
+        }
+    )
     res = df.dk.save(store, "t")
     assert res.failures["row"].tolist() == [1, 2, 3]
     assert set(res.failures["stage"]) == {"convert"} and set(res.failures["error"]) == {"OutOfRange"}
@@ -318,12 +370,18 @@ def test_new_columns_ride_in_the_calls_one_commit_with_exact_dtypes(store):
     frame(range(10)).dk.save(store, "t")
     frame(range(10, 20)).dk.save(store, "t", if_exists="append")
     untouched = files_of(store, "t")
-    ns = pd.Series(pd.to_datetime(["2020-01-01 00:00:00.000000001", None, "2021-06-01 12:00:00.000000999"])
-                   .tz_localize("Europe/Paris"))
-    new = frame([20, 21, 22]).assign(i=pd.array([1, None, 3], dtype="Int64"),
-                                     b=pd.array([True, None, False], dtype="boolean"),
-                                     s=pd.array(["x", None, "z"], dtype="string"), c=pd.Categorical(["p", "q", "p"]),
-                                     ns=ns)
+    ns = pd.Series(
+        pd.to_datetime(["2020-01-01 00:00:00.000000001", None, "2021-06-01 12:00:00.000000999"]).tz_localize(
+            "Europe/Paris"
+        )
+    )
+    new = frame([20, 21, 22]).assign(
+        i=pd.array([1, None, 3], dtype="Int64"),
+        b=pd.array([True, None, False], dtype="boolean"),
+        s=pd.array(["x", None, "z"], dtype="string"),
+        c=pd.Categorical(["p", "q", "p"]),
+        ns=ns,
+    )
     res = new.dk.save(store, "t", if_exists="append", new_columns="add")
     assert res.ok and list(res.added) == ["i", "b", "s", "c", "ns"] and res.version == 2
     assert versions(store, "t") == 2 and store.backend.history("t")[0]["operation"] == "insert"
@@ -333,8 +391,12 @@ def test_new_columns_ride_in_the_calls_one_commit_with_exact_dtypes(store):
     out = dk.load(store, "t")
     assert_frame_equal(out.iloc[20:].reset_index(drop=True), new.assign(c=new["c"].astype(out["c"].dtype)))
     assert out.iloc[:20][["i", "b", "s", "c", "ns"]].isna().all().all()
-    assert {c: str(out[c].dtype) for c in ["i", "b", "s", "ns"]} == \
-        {"i": "Int64", "b": "boolean", "s": "string", "ns": "datetime64[ns, Europe/Paris]"}
+    assert {c: str(out[c].dtype) for c in ["i", "b", "s", "ns"]} == {
+        "i": "Int64",
+        "b": "boolean",
+        "s": "string",
+        "ns": "datetime64[ns, Europe/Paris]",
+    }
     assert list(load_at(store, "t", version=1).columns) == ["id", "v"]  # earlier versions keep their schema
 
 
@@ -354,8 +416,9 @@ def test_new_columns_with_updates_are_one_merge_that_keeps_constraints_and_other
     assert out.loc[[1, 2, 3], "note"].tolist() == ["a", pd.NA, pd.NA] and out["note"].dtype == "string"
     assert out.loc[[1, 2, 3], "lo"].tolist() == [1, 2, 3] and out.loc[5005, "hi"] == 1 and len(out) == 1010
     with pytest.raises(dk.BatchError):
-        pd.DataFrame({"id": [4, 4000], "lo": [0, 0], "x": [1.5, 2.5]}).dk.update_batch(store, "t", new_columns="add",
-                                                                         errors="raise")
+        pd.DataFrame({"id": [4, 4000], "lo": [0, 0], "x": [1.5, 2.5]}).dk.update_batch(
+            store, "t", new_columns="add", errors="raise"
+        )
     assert versions(store, "t") == before + 1 and "x" not in pa.schema(plain(store, "t").schema().to_arrow()).names
 
 
@@ -368,8 +431,18 @@ def test_deletes_and_upserts_beside_new_columns_in_one_transaction(store):
         b.add_columns("t", [Column("x", "int64", pa.int64(), True, {"name": "Int64"})])
         grown = b.schema("t")
         assert b.delete("t", pa.table({"id": pa.array([1, 2, 77], pa.int64())}), grown).tolist() == [True, True, False]
-        b.write("t", pa.table({"id": pa.array([3, 50], pa.int64()), "v": pa.array([-3, -50], pa.int64()),
-                               "x": pa.array([30, 500], pa.int64())}), grown, "upsert")
+        b.write(
+            "t",
+            pa.table(
+                {
+                    "id": pa.array([3, 50], pa.int64()),
+                    "v": pa.array([-3, -50], pa.int64()),
+                    "x": pa.array([30, 500], pa.int64()),
+                }
+            ),
+            grown,
+            "upsert",
+        )
     assert versions(store, "t") == 1
     out = dk.load(store, "t")
     assert out["id"].tolist() == [0, 3, 4, 5, 6, 7, 8, 9, 50]
@@ -381,8 +454,15 @@ def test_the_merge_of_new_columns_matches_whole_keys_and_keeps_nested_values(sto
     lists = pd.ArrowDtype(pa.list_(pa.int64()))
     df = pd.DataFrame({"k": ["a", "b"], "t": ts, "lst": pd.Series([[1, 2], None], dtype=lists), "v": [1, 2]})
     df.dk.save(store, "n", key=["k", "t"])
-    up = pd.DataFrame({"k": ["b", "a"], "t": [ts[1], ts[0] + pd.Timedelta(8, "ns")],  # a key apart by 8 ns: new
-                       "lst": pd.Series([[9], [7]], dtype=lists), "v": [20, 70], 'say "q"': ["x", "y"]})
+    up = pd.DataFrame(
+        {
+            "k": ["b", "a"],
+            "t": [ts[1], ts[0] + pd.Timedelta(8, "ns")],  # a key apart by 8 ns: new
+            "lst": pd.Series([[9], [7]], dtype=lists),
+            "v": [20, 70],
+            'say "q"': ["x", "y"],
+        }
+    )
     assert up.dk.save(store, "n", key=["k", "t"], if_exists="upsert", new_columns="add").ok
     out = dk.load(store, "n")
     assert out["t"].tolist() == [ts[0], ts[0] + pd.Timedelta(8, "ns"), ts[1]]
@@ -408,8 +488,9 @@ def test_dry_runs_and_refused_calls_leave_no_commit_behind(where, store, s3_stor
     def files() -> list[str]:
         if where == "s3":
             return sorted(s3.objects(prefix))
-        return sorted(str(p) for p in Path(st.backend.loc.root).rglob("*")) if Path(st.backend.loc.root).exists() \
-            else []
+        return (
+            sorted(str(p) for p in Path(st.backend.loc.root).rglob("*")) if Path(st.backend.loc.root).exists() else []
+        )
 
     res = frame([1, 2]).dk.save(st, "new", dry_run=True)
     assert res.committed is False and res.changes["action"].tolist() == ["insert", "insert"]
@@ -417,9 +498,11 @@ def test_dry_runs_and_refused_calls_leave_no_commit_behind(where, store, s3_stor
     frame(range(3)).dk.save(st, "t")
     before = (files(), pa.schema(plain(st, "t").schema().to_arrow()), st.backend.history("t"))
     new = frame([1, 5]).assign(x=[1.5, 2.5])
-    for call in (lambda: new.dk.save(st, "t", if_exists="upsert", new_columns="add", dry_run=True),
-                 lambda: new.dk.update_batch(st, "t", new_columns="add", dry_run=True),
-                 lambda: new.dk.update_batch(st, "t", new_columns="add", errors="raise")):
+    for call in (
+        lambda: new.dk.save(st, "t", if_exists="upsert", new_columns="add", dry_run=True),
+        lambda: new.dk.update_batch(st, "t", new_columns="add", dry_run=True),
+        lambda: new.dk.update_batch(st, "t", new_columns="add", errors="raise"),
+    ):
         with contextlib.suppress(dk.BatchError):
             assert call().added == {"x": "float64"}
         assert (files(), pa.schema(plain(st, "t").schema().to_arrow()), st.backend.history("t")) == before
@@ -440,8 +523,11 @@ def test_history_and_time_travel(store):
     assert hist["version"].tolist() == [3, 2, 1, 0]
     assert hist["operation"].tolist() == ["replace", "delete", "upsert", "create"]
     assert hist["rows"].tolist() == [1, 1, 2, 3]
-    assert (hist["inserted"].tolist(), hist["updated"].tolist(), hist["deleted"].tolist()) == \
-        ([1, 0, 1, 3], [0, 0, 1, 0], [0, 1, 0, 0])
+    assert (hist["inserted"].tolist(), hist["updated"].tolist(), hist["deleted"].tolist()) == (
+        [1, 0, 1, 3],
+        [0, 0, 1, 0],
+        [0, 1, 0, 0],
+    )
     assert hist["timestamp"].is_monotonic_decreasing and str(hist["timestamp"].dt.tz) == "UTC"
     assert_frame_equal(load_at(store, "t", version=0), v0)
     assert load_at(store, "t", version=1)["v"].tolist() == [10, -2, 30, -4]
@@ -536,8 +622,10 @@ def _race(url: str, options: dict, go: Path, writers: int = 2) -> None:
     assert not seen["problems"], seen["problems"][:3]
     assert seen["loads"] > 0 and seen["counts"] == sorted(seen["counts"])  # versions only grow
     # whole versions only: each count is that of the first rows plus the rows of some set of writers
-    possible = {len(set(range(ROWS // 2)).union(*(range(lo, hi) for i, (lo, hi) in enumerate(ranges) if m >> i & 1)))
-                for m in range(2 ** writers)}
+    possible = {
+        len(set(range(ROWS // 2)).union(*(range(lo, hi) for i, (lo, hi) in enumerate(ranges) if m >> i & 1)))
+        for m in range(2**writers)
+    }
     assert set(seen["counts"]) <= possible, (set(seen["counts"]), possible)
     store.close()
 
@@ -583,8 +671,9 @@ def test_commits_on_s3_never_overwrite_a_log_entry(s3_store, s3):
     from botocore.exceptions import ClientError
 
     with pytest.raises(ClientError, match="PreconditionFailed"):
-        s3.client().put_object(Bucket=s3_server.BUCKET, Key=f"{prefix}/_delta_log/{1:020d}.json", Body=b"x",
-                               IfNoneMatch="*")
+        s3.client().put_object(
+            Bucket=s3_server.BUCKET, Key=f"{prefix}/_delta_log/{1:020d}.json", Body=b"x", IfNoneMatch="*"
+        )
 
 
 def test_s3_read_only_user_reads_and_writes_nothing(s3_store, s3):
@@ -597,11 +686,13 @@ def test_s3_read_only_user_reads_and_writes_nothing(s3_store, s3):
     reader = dk.connect(url, storage_options=s3.options("reader"))
     expected = dk.load(s3_store, "t")
     assert_frame_equal(dk.load(reader, "t"), expected)
-    for call in (lambda: df.dk.save(reader, "t", if_exists="upsert"),
-                 lambda: df.iloc[:3].dk.delete(reader, "t"),
-                 lambda: dtype_matrix(n=20).iloc[12:].dk.save(reader, "t", if_exists="append"),
-                 lambda: df.dk.save(reader, "new"),
-                 lambda: reader.drop("t")):
+    for call in (
+        lambda: df.dk.save(reader, "t", if_exists="upsert"),
+        lambda: df.iloc[:3].dk.delete(reader, "t"),
+        lambda: dtype_matrix(n=20).iloc[12:].dk.save(reader, "t", if_exists="append"),
+        lambda: df.dk.save(reader, "new"),
+        lambda: reader.drop("t"),
+    ):
         with pytest.raises(dk.StorageError, match="access denied"):
             call()
     assert sorted(s3.objects(prefix)) == before
@@ -679,7 +770,10 @@ def test_time_travel_and_history_through_the_public_api(tmp_path):
 def test_stores_without_history_say_so(tmp_path, url):
     url = url.format(tmp=tmp_path)
     pd.DataFrame({"id": [1]}).dk.save(url, "t", if_exists="replace")
-    for call in (lambda: dk.load(url, "t", version=0), lambda: dk.load(url, "t", as_of="2020-01-01"),
-                 lambda: dk.connect(url).history("t")):
+    for call in (
+        lambda: dk.load(url, "t", version=0),
+        lambda: dk.load(url, "t", as_of="2020-01-01"),
+        lambda: dk.connect(url).history("t"),
+    ):
         with pytest.raises(dk.InvalidArgumentError, match="keeps no history.*delta://"):
             call()

@@ -50,8 +50,14 @@ def sql(path, query, *params):
 
 
 def run(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 # -- native types ------------------------------------------------------------------------------
@@ -61,21 +67,67 @@ def test_columns_get_natural_duckdb_types(store, path):
     df["wide"] = pd.Series([decimal.Decimal("1" * 45 + ".5"), None] * 3 + [decimal.Decimal(-2)], dtype=object)
     df["lst"] = pd.Series([[1, 2], None, [], [3], [4], [5], [6]], dtype=pd.ArrowDtype(pa.list_(pa.int64())))
     df.dk.save(store, "m")
-    types = {c: (t, n) for c, t, n in sql(path, "SELECT column_name, data_type, comment FROM duckdb_columns()"
-                                                  " WHERE table_name = 'm'")}
-    assert {c: t for c, (t, _) in types.items() if c in (
-        "id", "u8", "u32", "f32", "bool", "str", "cat_str", "cat_num", "dt_s", "dt_ms", "dt_us", "dt_ns", "dt_utc",
-        "dt_ny", "dec", "bytes", "date", "json", "td_us", "lst")} == {
-        "id": "BIGINT", "u8": "UTINYINT", "u32": "UINTEGER", "f32": "FLOAT", "bool": "BOOLEAN", "str": "VARCHAR",
-        "cat_str": "ENUM('c', 'b', 'a')", "cat_num": "BIGINT", "dt_s": "TIMESTAMP_S", "dt_ms": "TIMESTAMP_MS",
-        "dt_us": "TIMESTAMP", "dt_ns": "TIMESTAMP_NS", "dt_utc": "TIMESTAMP WITH TIME ZONE", "dt_ny": "TIMESTAMPTZ_NS",
-        "dec": "DECIMAL(38,4)", "bytes": "BLOB", "date": "DATE", "json": "JSON", "td_us": "INTERVAL", "lst": "BIGINT[]"}
+    types = {
+        c: (t, n)
+        for c, t, n in sql(path, "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE table_name = 'm'")
+    }
+    assert {
+        c: t
+        for c, (t, _) in types.items()
+        if c
+        in (
+            "id",
+            "u8",
+            "u32",
+            "f32",
+            "bool",
+            "str",
+            "cat_str",
+            "cat_num",
+            "dt_s",
+            "dt_ms",
+            "dt_us",
+            "dt_ns",
+            "dt_utc",
+            "dt_ny",
+            "dec",
+            "bytes",
+            "date",
+            "json",
+            "td_us",
+            "lst",
+        )
+    } == {
+        "id": "BIGINT",
+        "u8": "UTINYINT",
+        "u32": "UINTEGER",
+        "f32": "FLOAT",
+        "bool": "BOOLEAN",
+        "str": "VARCHAR",
+        "cat_str": "ENUM('c', 'b', 'a')",
+        "cat_num": "BIGINT",
+        "dt_s": "TIMESTAMP_S",
+        "dt_ms": "TIMESTAMP_MS",
+        "dt_us": "TIMESTAMP",
+        "dt_ns": "TIMESTAMP_NS",
+        "dt_utc": "TIMESTAMP WITH TIME ZONE",
+        "dt_ny": "TIMESTAMPTZ_NS",
+        "dec": "DECIMAL(38,4)",
+        "bytes": "BLOB",
+        "date": "DATE",
+        "json": "JSON",
+        "td_us": "INTERVAL",
+        "lst": "BIGINT[]",
+    }
     # the two encodings say what they hold
     assert types["td"] == ("BIGINT", "duration in nanoseconds (timedelta64[ns])")
     assert types["wide"][0] == "VARCHAR" and "exact text" in types["wide"][1]
     # values, as plain SQL sees them
-    row = sql(path, "SELECT dt_ny, dt_ns, td, td_us, dec, json->>'$.a[1]', cat_str::VARCHAR, cat_ord::VARCHAR, u32, date,"
-                    " epoch_ns(dt_ns) FROM m WHERE id = 1")[0]
+    row = sql(
+        path,
+        "SELECT dt_ny, dt_ns, td, td_us, dec, json->>'$.a[1]', cat_str::VARCHAR, cat_ord::VARCHAR, u32, date,"
+        " epoch_ns(dt_ns) FROM m WHERE id = 1",
+    )[0]
     assert row[0] == dt.datetime(2021, 3, 14, 1, 59, 59, tzinfo=dt.UTC)
     assert row[2] == 1_000_000_000 and row[3] == dt.timedelta(seconds=1)
     assert row[4] == decimal.Decimal("1.1") and row[5] == "2" and row[6] == "b"
@@ -97,7 +149,8 @@ def test_categories_grow_as_the_enum_grows_and_rows_keep_their_order(store, path
     pd.DataFrame({"c": pd.Categorical(["b", "a"]), "n": [1, 2]}).dk.save(store, "t")  # no key: insertion order
     pd.DataFrame({"c": pd.Categorical(["z", "a"]), "n": [3, 4]}).dk.save(store, "t", if_exists="append")
     assert sql(path, "SELECT data_type FROM duckdb_columns() WHERE table_name = 't' AND column_name = 'c'") == [
-        ("ENUM('a', 'b', 'z')",)]
+        ("ENUM('a', 'b', 'z')",)
+    ]
     out = dk.load(store, "t")
     assert out["n"].tolist() == [1, 2, 3, 4] and out["c"].tolist() == ["b", "a", "z", "a"]
     assert list(out["c"].cat.categories) == ["a", "b", "z"]
@@ -105,12 +158,14 @@ def test_categories_grow_as_the_enum_grows_and_rows_keep_their_order(store, path
 
 def test_values_duckdb_cannot_hold_fail_their_rows_at_convert(store):
     far = np.array(["2020-01-01", "9999-12-31"], dtype="datetime64[s]").astype("int64")
-    df = pd.DataFrame({
-        "id": [1, 2, 3],
-        # 10**13 s is about 317,000 years: beyond TIMESTAMPTZ's and INTERVAL's microseconds
-        "aware": pd.Series(np.array([far[0], 10**13, far[1]], dtype="datetime64[s]")).dt.tz_localize("UTC"),
-        "span": pd.Series(np.array([1, 2, 10**13], dtype="timedelta64[s]")),
-    })
+    df = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            # 10**13 s is about 317,000 years: beyond TIMESTAMPTZ's and INTERVAL's microseconds
+            "aware": pd.Series(np.array([far[0], 10**13, far[1]], dtype="datetime64[s]")).dt.tz_localize("UTC"),
+            "span": pd.Series(np.array([1, 2, 10**13], dtype="timedelta64[s]")),
+        }
+    )
     res = df.dk.save(store, "t")
     assert res.failures["row"].tolist() == [1, 2]
     assert set(res.failures["stage"]) == {"convert"} and set(res.failures["error"]) == {"OutOfRange"}
@@ -123,8 +178,15 @@ def test_filters_compare_exactly_in_every_unit(store):
     t0 = pd.Timestamp("2021-03-14 02:30:00")
     ns = pd.Series([t0, t0 + pd.Timedelta(1, "ns"), t0 + pd.Timedelta(2, "ns")])
     wide = [decimal.Decimal("9" * 40), decimal.Decimal("-" + "9" * 40), decimal.Decimal(5)]
-    df = pd.DataFrame({"id": [1, 2, 3], "ns": ns, "aware": ns.dt.tz_localize("Asia/Tokyo"),
-                       "span": pd.to_timedelta([1, 2, 3], unit="ns"), "wide": pd.Series(wide, dtype=object)})
+    df = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "ns": ns,
+            "aware": ns.dt.tz_localize("Asia/Tokyo"),
+            "span": pd.to_timedelta([1, 2, 3], unit="ns"),
+            "wide": pd.Series(wide, dtype=object),
+        }
+    )
     df.dk.save(store, "t")
     assert dk.load(store, "t", where=[("ns", ">", t0 + pd.Timedelta(1, "ns"))])["id"].tolist() == [3]
     edge = (t0 + pd.Timedelta(1, "ns")).tz_localize("Asia/Tokyo").tz_convert("UTC")
@@ -143,17 +205,25 @@ def test_filter_values_are_bound_not_spliced(store):
 
 
 def test_a_table_made_elsewhere_loads_with_its_types_and_key(store, path):
-    sql(path, "CREATE TABLE ext (code INTEGER PRIMARY KEY, n INTEGER NOT NULL, m INTEGER, name VARCHAR,"
-              " seen TIMESTAMPTZ, d DECIMAL(10, 2), tags VARCHAR[], mood ENUM('sad', 'ok'))")
-    sql(path, "INSERT INTO ext VALUES (2, 1, NULL, 'b', '2020-01-01 00:00:00+00', 1.25, ['x'], 'ok'),"
-              " (1, 2, 7, NULL, NULL, NULL, NULL, NULL)")
+    sql(
+        path,
+        "CREATE TABLE ext (code INTEGER PRIMARY KEY, n INTEGER NOT NULL, m INTEGER, name VARCHAR,"
+        " seen TIMESTAMPTZ, d DECIMAL(10, 2), tags VARCHAR[], mood ENUM('sad', 'ok'))",
+    )
+    sql(
+        path,
+        "INSERT INTO ext VALUES (2, 1, NULL, 'b', '2020-01-01 00:00:00+00', 1.25, ['x'], 'ok'),"
+        " (1, 2, 7, NULL, NULL, NULL, NULL, NULL)",
+    )
     assert store.schema("ext").key == ["code"]
     out = dk.load(store, "ext")
     assert out["code"].tolist() == [1, 2] and out["code"].dtype == "int32" and out["n"].dtype == "int32"
     assert out["m"].dtype == "Int32" and out["m"].isna().tolist() == [False, True]
     assert out["name"].tolist() == [None, "b"] and out["mood"].tolist() == [None, "ok"]
     assert out["seen"].dtype == "datetime64[us, UTC]" and out["d"].iloc[1] == decimal.Decimal("1.25")
-    assert pd.DataFrame({"code": np.array([1], dtype="int32"), "name": ["a"]}).dk.update_batch(store, "ext", key="code").ok
+    assert (
+        pd.DataFrame({"code": np.array([1], dtype="int32"), "name": ["a"]}).dk.update_batch(store, "ext", key="code").ok
+    )
     assert sql(path, "SELECT name FROM ext ORDER BY code") == [("a",), ("b",)]
 
 
@@ -161,8 +231,11 @@ def test_primary_key_option_declares_the_key(path):
     with dk.connect(f"duckdb:///{path}", primary_key=True) as store:
         pd.DataFrame({"id": [1, 2], "v": ["a", "b"]}).dk.save(store, "t")
         pd.DataFrame({"id": [2, 3], "v": ["B", "C"]}).dk.save(store, "t", if_exists="upsert")
-    assert sql(path, "SELECT constraint_column_names FROM duckdb_constraints() WHERE table_name = 't'"
-                     " AND constraint_type = 'PRIMARY KEY'") == [(["id"],)]
+    assert sql(
+        path,
+        "SELECT constraint_column_names FROM duckdb_constraints() WHERE table_name = 't'"
+        " AND constraint_type = 'PRIMARY KEY'",
+    ) == [(["id"],)]
     sql(path, "INSERT OR REPLACE INTO t VALUES (3, 'c')")  # what a declared key lets other users do
     assert sql(path, "SELECT * FROM t ORDER BY id") == [(1, "a"), (2, "B"), (3, "c")]
 
@@ -188,8 +261,11 @@ def test_reading_in_chunks_while_writing_in_the_same_thread(store):
 # -- failures without savepoints ----------------------------------------------------------------
 @pytest.fixture
 def prices(store, path):
-    sql(path, "CREATE TABLE prices (id BIGINT PRIMARY KEY, price DOUBLE CHECK (price > 0), qty INTEGER,"
-              " CHECK (qty < 100 OR qty IS NULL))")
+    sql(
+        path,
+        "CREATE TABLE prices (id BIGINT PRIMARY KEY, price DOUBLE CHECK (price > 0), qty INTEGER,"
+        " CHECK (qty < 100 OR qty IS NULL))",
+    )
     return store
 
 
@@ -255,14 +331,17 @@ def test_a_statement_duckdb_refuses_anyway_ends_the_call_whole(store, path):
 # -- processes and threads ----------------------------------------------------------------------
 def test_a_second_process_gets_a_clear_error_while_the_file_is_open(store, path):
     pd.DataFrame({"id": [1]}).dk.save(store, "t")
-    out = run("""
+    out = run(
+        """
         import sys, time, dataknobs_pd as dk
         start = time.monotonic()
         try:
             dk.connect("duckdb:///" + sys.argv[1], timeout=0.5)
         except dk.StorageError as e:
             print(f"{time.monotonic() - start:.2f}", e)
-    """, path)
+    """,
+        path,
+    )
     assert out.returncode == 0, out.stderr
     waited, message = out.stdout.split(" ", 1)
     assert float(waited) >= 0.5 and "another process has this DuckDB file open" in message and "timeout=" in message
@@ -271,13 +350,24 @@ def test_a_second_process_gets_a_clear_error_while_the_file_is_open(store, path)
 def test_a_second_process_waits_for_the_file_within_its_timeout(path):
     store = dk.connect(f"duckdb:///{path}")
     pd.DataFrame({"id": [1], "v": ["first"]}).dk.save(store, "t")
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import sys, pandas as pd, dataknobs_pd as dk
         print("trying", flush=True)
         with dk.connect("duckdb:///" + sys.argv[1], timeout=60) as s:
             pd.DataFrame({"id": [2], "v": ["second"]}).dk.save(s, "t", if_exists="append")
         print("saved", flush=True)
-    """), path], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """),
+            path,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout.readline().strip() == "trying"
     time.sleep(1.0)  # the child waits while this process holds the file
     assert child.poll() is None
@@ -292,10 +382,13 @@ def test_read_only_stores_share_the_file_and_refuse_writes(path):
     with dk.connect(f"duckdb:///{path}") as s:
         pd.DataFrame({"id": [1, 2]}).dk.save(s, "t")
     with dk.connect(f"duckdb:///{path}", read_only=True) as ro:
-        out = run("""
+        out = run(
+            """
             import sys, dataknobs_pd as dk
             print(dk.load(dk.connect("duckdb:///" + sys.argv[1], read_only=True), "t")["id"].tolist())
-        """, path)
+        """,
+            path,
+        )
         assert out.stdout.strip() == "[1, 2]", out.stderr
         with pytest.raises(dk.StorageError, match="read-only"):
             pd.DataFrame({"id": [3]}).dk.save(ro, "t", if_exists="append")
@@ -359,7 +452,11 @@ def test_kill_9_during_a_replacing_save_leaves_the_old_table_whole(path):
     old = pd.DataFrame({"id": np.arange(1000), "v": np.linspace(0, 1, 1000), "s": "old"})
     with dk.connect(f"duckdb:///{path}") as s:
         old.dk.save(s, "t")
-    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent("""
         import sys, numpy as np, pandas as pd, dataknobs_pd as dk
         from dataknobs_pd.backends.duckdb import DuckDBBackend
         write = DuckDBBackend.write
@@ -372,7 +469,14 @@ def test_kill_9_during_a_replacing_save_leaves_the_old_table_whole(path):
         df = pd.DataFrame({"id": np.arange(n), "v": np.ones(n), "s": "new"})
         df.dk.save("duckdb:///" + sys.argv[1], "t", if_exists="replace", chunksize=100_000)
         print("done", flush=True)
-    """), path], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """),
+            path,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = [child.stdout.readline().strip() for _ in range(5)]
     assert seen == ["chunk"] * 5, child.stderr.read()
     os.kill(child.pid, signal.SIGKILL)

@@ -101,25 +101,30 @@ def test_parquet_parts_carry_the_dk_schema_and_read_with_plain_pyarrow(tmp_path)
 
 
 def test_csv_and_jsonl_use_natural_text_forms(tmp_path):
-    df = pd.DataFrame({
-        "id": [1, 2],
-        "when": pd.to_datetime(["2021-03-14 01:59:59", None]).as_unit("s"),
-        "ny": pd.to_datetime(["2020-01-01 00:00", "2020-07-01 00:00"]).as_unit("us").tz_localize("America/New_York"),
-        "raw": pd.Series([b"\x00\x01", None], dtype=object),
-        "dec": pd.Series([decimal.Decimal("1.10"), None], dtype=object),
-        "f": [float("inf"), float("nan")],
-        "s": pd.Series(["", None], dtype="string"),
-        "j": pd.Series([{"a": [1, 2]}, None], dtype=object),
-        "day": pd.Series([dt.date(2020, 2, 29), None], dtype=object),
-        "td": pd.to_timedelta([90, None], unit="s").as_unit("ms"),
-    })
+    df = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "when": pd.to_datetime(["2021-03-14 01:59:59", None]).as_unit("s"),
+            "ny": pd.to_datetime(["2020-01-01 00:00", "2020-07-01 00:00"])
+            .as_unit("us")
+            .tz_localize("America/New_York"),
+            "raw": pd.Series([b"\x00\x01", None], dtype=object),
+            "dec": pd.Series([decimal.Decimal("1.10"), None], dtype=object),
+            "f": [float("inf"), float("nan")],
+            "s": pd.Series(["", None], dtype="string"),
+            "j": pd.Series([{"a": [1, 2]}, None], dtype=object),
+            "day": pd.Series([dt.date(2020, 2, 29), None], dtype=object),
+            "td": pd.to_timedelta([90, None], unit="s").as_unit("ms"),
+        }
+    )
     csv = connect(tmp_path / "c", "csv")
     df.dk.save(csv, "t")
     with open(f"{folder(csv)}/{part_files(csv)[0]}", encoding="utf-8") as f:
         text = f.read()
     assert text.splitlines()[0] == '"id","when","ny","raw","dec","f","s","j","day","td"'
-    assert text.splitlines()[1] == ('1,"2021-03-14 01:59:59","2020-01-01 05:00:00.000000Z","AAE=",1.10,inf,"",'
-                                    '"{""a"": [1, 2]}",2020-02-29,"90000"')
+    assert text.splitlines()[1] == (
+        '1,"2021-03-14 01:59:59","2020-01-01 05:00:00.000000Z","AAE=",1.10,inf,"","{""a"": [1, 2]}",2020-02-29,"90000"'
+    )
     assert text.splitlines()[2] == '2,,"2020-07-01 04:00:00.000000Z",,,,,,,'  # NaN is a missing float
     back = pd.read_csv(io.StringIO(text))  # other tools read it
     assert back["id"].tolist() == [1, 2] and back["dec"].iloc[0] == 1.1
@@ -128,9 +133,18 @@ def test_csv_and_jsonl_use_natural_text_forms(tmp_path):
     df.dk.save(jsonl, "t")
     with open(f"{folder(jsonl)}/{part_files(jsonl)[0]}", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f]  # strict JSON, one object per line
-    assert rows[0] == {"id": 1, "when": "2021-03-14 01:59:59", "ny": "2020-01-01 05:00:00.000000Z",
-                       "raw": "AAE=", "dec": "1.10", "f": "Infinity", "s": "", "j": {"a": [1, 2]},
-                       "day": "2020-02-29", "td": "90000"}
+    assert rows[0] == {
+        "id": 1,
+        "when": "2021-03-14 01:59:59",
+        "ny": "2020-01-01 05:00:00.000000Z",
+        "raw": "AAE=",
+        "dec": "1.10",
+        "f": "Infinity",
+        "s": "",
+        "j": {"a": [1, 2]},
+        "day": "2020-02-29",
+        "td": "90000",
+    }
     assert rows[1]["s"] is None and rows[1]["f"] is None and rows[1]["j"] is None
     for store in (csv, jsonl):
         assert_frame_equal(dk.load(store, "t"), df, check_dtype=True)
@@ -138,42 +152,76 @@ def test_csv_and_jsonl_use_natural_text_forms(tmp_path):
 
 # -- exact values ------------------------------------------------------------------------------------
 def hard_frame() -> pd.DataFrame:
-    strings = ["", None, "\r", "a\r\nb", "nul\x00x", "NA", "null", "None", "nan", " ", "\\N", '"', "'",
-               ",;\t|", "😀 ünï 日本", "x" * 100_000, '{"not": "json"}', "=1+1"]
+    strings = [
+        "",
+        None,
+        "\r",
+        "a\r\nb",
+        "nul\x00x",
+        "NA",
+        "null",
+        "None",
+        "nan",
+        " ",
+        "\\N",
+        '"',
+        "'",
+        ",;\t|",
+        "😀 ünï 日本",
+        "x" * 100_000,
+        '{"not": "json"}',
+        "=1+1",
+    ]
     n = len(strings)
 
     def pick(values):
         return [values[i % len(values)] for i in range(n)]
 
-    return pd.DataFrame({
-        "id": np.arange(n, dtype="uint64") * (2**63 // n) + 2**63,  # beyond int64
-        "s": pd.Series(strings, dtype="string"),
-        "obj": pd.Series(strings, dtype=object),
-        "f64": np.array(pick([5e-324, -0.0, 1.7976931348623157e308, -np.inf, 0.1 + 0.2, 1e22, np.nan]),
-                        dtype="float64"),
-        "f32": np.array(pick([np.finfo("float32").tiny, np.finfo("float32").max, -0.0, 1 / 3, np.nan]),
-                        dtype="float32"),
-        "u64": np.array(pick([0, 2**64 - 1, 2**63]), dtype="uint64"),
-        "i64": np.array(pick([-(2**63), 2**63 - 1]), dtype="int64"),
-        "dec": pd.Series(pick([decimal.Decimal("1" * 50 + ".5"), decimal.Decimal("-0.5"), None]), dtype=object),
-        "bytes": pd.Series(pick([bytes(range(256)), b"", None, b"\n,\""]), dtype=object),
-        "ts_ns": pd.Series(pick([pd.Timestamp("1677-09-21 00:12:43.145224193"),
-                                 pd.Timestamp("2262-04-11 23:47:16.854775807"), pd.NaT])).astype("datetime64[ns]"),
-        "kolkata": pd.Series(pick([pd.Timestamp("2021-01-01 10:00", tz="Asia/Kolkata"), pd.NaT]),
-                             dtype="datetime64[us, Asia/Kolkata]"),
-        "old_ny": pd.Series(pick([pd.Timestamp("1850-06-01 12:00", tz="America/New_York")]),
-                            dtype="datetime64[s, America/New_York]"),  # before 1883: an offset of -4:56:02
-        "td": pd.Series(pick([pd.Timedelta(-1), pd.Timedelta(days=-3, nanoseconds=5), pd.NaT]),
-                        dtype="timedelta64[ns]"),
-        "cat": pd.Categorical(pick(['q"uote', "com,ma", None, "new\nline"])),
-        "lst": pd.Series(pick([[1, 2], [], None, [3]]), dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
-        "st": pd.Series(pick([{"a": 1, "b": "x"}, None]),
-                        dtype=pd.ArrowDtype(pa.struct([("a", pa.int64()), ("b", pa.string())]))),
-        "dic": pd.Series(pick(["lo", "hi", None]),
-                         dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))),
-        "json": pd.Series(pick([{"k": [1.5, None, "x"]}, "just a string", 7, None]), dtype=object),
-        "odd, \"name\"\n": pick([1, 2]),
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(n, dtype="uint64") * (2**63 // n) + 2**63,  # beyond int64
+            "s": pd.Series(strings, dtype="string"),
+            "obj": pd.Series(strings, dtype=object),
+            "f64": np.array(
+                pick([5e-324, -0.0, 1.7976931348623157e308, -np.inf, 0.1 + 0.2, 1e22, np.nan]), dtype="float64"
+            ),
+            "f32": np.array(
+                pick([np.finfo("float32").tiny, np.finfo("float32").max, -0.0, 1 / 3, np.nan]), dtype="float32"
+            ),
+            "u64": np.array(pick([0, 2**64 - 1, 2**63]), dtype="uint64"),
+            "i64": np.array(pick([-(2**63), 2**63 - 1]), dtype="int64"),
+            "dec": pd.Series(pick([decimal.Decimal("1" * 50 + ".5"), decimal.Decimal("-0.5"), None]), dtype=object),
+            "bytes": pd.Series(pick([bytes(range(256)), b"", None, b'\n,"']), dtype=object),
+            "ts_ns": pd.Series(
+                pick(
+                    [
+                        pd.Timestamp("1677-09-21 00:12:43.145224193"),
+                        pd.Timestamp("2262-04-11 23:47:16.854775807"),
+                        pd.NaT,
+                    ]
+                )
+            ).astype("datetime64[ns]"),
+            "kolkata": pd.Series(
+                pick([pd.Timestamp("2021-01-01 10:00", tz="Asia/Kolkata"), pd.NaT]),
+                dtype="datetime64[us, Asia/Kolkata]",
+            ),
+            "old_ny": pd.Series(
+                pick([pd.Timestamp("1850-06-01 12:00", tz="America/New_York")]), dtype="datetime64[s, America/New_York]"
+            ),  # before 1883: an offset of -4:56:02
+            "td": pd.Series(
+                pick([pd.Timedelta(-1), pd.Timedelta(days=-3, nanoseconds=5), pd.NaT]), dtype="timedelta64[ns]"
+            ),
+            "cat": pd.Categorical(pick(['q"uote', "com,ma", None, "new\nline"])),
+            "lst": pd.Series(pick([[1, 2], [], None, [3]]), dtype=pd.ArrowDtype(pa.list_(pa.int64()))),
+            "st": pd.Series(
+                pick([{"a": 1, "b": "x"}, None]),
+                dtype=pd.ArrowDtype(pa.struct([("a", pa.int64()), ("b", pa.string())])),
+            ),
+            "dic": pd.Series(pick(["lo", "hi", None]), dtype=pd.ArrowDtype(pa.dictionary(pa.int32(), pa.string()))),
+            "json": pd.Series(pick([{"k": [1.5, None, "x"]}, "just a string", 7, None]), dtype=object),
+            'odd, "name"\n': pick([1, 2]),
+        }
+    )
 
 
 def test_hard_values_round_trip_exactly(tmp_path, fmt):
@@ -221,8 +269,12 @@ _WRITER = textwrap.dedent("""
 def _kill_mid_write(store, op: str, n: int, chunk: int, parts_before_kill: int = 2) -> subprocess.Popen:
     """Run `op` of a large frame in another process and kill -9 it once it has written some new parts."""
     before = set(part_files(store))
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, store.url, op, str(n), str(chunk)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, store.url, op, str(n), str(chunk)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while len(set(part_files(store)) - before) < parts_before_kill:
         assert proc.poll() is None, proc.stderr.read().decode()
@@ -234,8 +286,9 @@ def _kill_mid_write(store, op: str, n: int, chunk: int, parts_before_kill: int =
     return proc
 
 
-@pytest.mark.parametrize("fmt, n, chunk", [("parquet", 1_500_000, 50_000), ("csv", 600_000, 40_000),
-                                           ("jsonl", 300_000, 20_000)])
+@pytest.mark.parametrize(
+    "fmt, n, chunk", [("parquet", 1_500_000, 50_000), ("csv", 600_000, 40_000), ("jsonl", 300_000, 20_000)]
+)
 def test_kill_9_in_the_middle_of_a_large_save_leaves_the_old_table_whole(tmp_path, fmt, n, chunk):
     store = connect(tmp_path, fmt)
     old = dtype_matrix(n=50)
@@ -293,7 +346,7 @@ def test_overlapping_parts_come_back_in_key_order(tmp_path, fmt):
     rng = np.random.default_rng(3)
     ids = rng.permutation(2000)
     for lo in range(0, 2000, 500):  # four appends of random keys: the parts' key ranges overlap
-        numbered(500).assign(id=ids[lo:lo + 500]).dk.save(store, "t", if_exists="append")
+        numbered(500).assign(id=ids[lo : lo + 500]).dk.save(store, "t", if_exists="append")
     full = dk.load(store, "t")
     assert full["id"].tolist() == list(range(2000))
     chunks = list(dk.load(store, "t", chunksize=333))
@@ -311,7 +364,7 @@ def test_many_small_writes_are_compacted(tmp_path, monkeypatch):
     keyed, plain = connect(tmp_path / "k", "parquet"), connect(tmp_path / "p", "jsonl")
     ids = rng.permutation(200)
     for i in range(20):  # twenty appends of ten rows: keys all over the range; and rows without a key
-        numbered(10).assign(id=ids[10 * i:10 * i + 10]).dk.save(keyed, "t", if_exists="append")
+        numbered(10).assign(id=ids[10 * i : 10 * i + 10]).dk.save(keyed, "t", if_exists="append")
         pd.DataFrame({"n": np.arange(10 * i, 10 * i + 10)}).dk.save(plain, "t", if_exists="append")
         assert len(listed(keyed)) <= 6 and len(listed(plain)) <= 6
     assert dk.load(keyed, "t")["id"].tolist() == list(range(200))
@@ -486,7 +539,7 @@ class _Counted(io.RawIOBase):
 
     def readinto(self, buf):
         data = self.read(len(buf))
-        buf[:len(data)] = data
+        buf[: len(data)] = data
         return len(data)
 
     def seek(self, pos, whence=0):
@@ -533,8 +586,13 @@ def test_where_is_pushed_down_to_parts_and_row_groups(counting):
     open_store, reset = counting
     store = open_store("parquet", row_group_rows=5_000)
     n = 200_000
-    df = pd.DataFrame({"id": np.arange(n), "t": pd.date_range("2020-01-01", periods=n, freq="min"),
-                       "x": np.random.default_rng(0).normal(size=n)})
+    df = pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "t": pd.date_range("2020-01-01", periods=n, freq="min"),
+            "x": np.random.default_rng(0).normal(size=n),
+        }
+    )
     df.dk.save(store, "t", chunksize=50_000)  # 4 parts of 10 row groups
     stats = reset()
     assert len(dk.load(store, "t")) == n
@@ -561,7 +619,8 @@ def test_chunked_reads_stream_without_reading_the_whole_table(counting):
     pd.DataFrame({"id": np.arange(n), "x": np.arange(n) * 0.5}).dk.save(store, "t", chunksize=100_000)
     rng = np.random.default_rng(1)
     pd.DataFrame({"id": rng.permutation(np.arange(n, 2 * n)), "x": rng.normal(size=n)}).dk.save(
-        store, "u", chunksize=100_000)
+        store, "u", chunksize=100_000
+    )
     for table in ("t", "u"):  # sorted, disjoint parts; and overlapping ones that are merged
         stats = reset()
         full = sum(len(c) for c in dk.load(store, table, chunksize=n))
@@ -588,8 +647,9 @@ def test_any_fsspec_file_system(fmt):
     assert_frame_equal(dk.load(store, "m"), expected, check_dtype=True)
     assert store.tables() == ["m"]
     store.drop("m")
-    assert store.tables() == [] and not [p for p in fsspec.filesystem("memory").find(url.split("://", 1)[1])
-                                         if "part-" in p]
+    assert store.tables() == [] and not [
+        p for p in fsspec.filesystem("memory").find(url.split("://", 1)[1]) if "part-" in p
+    ]
 
 
 NAMES = ["../escape", "a/b", "..", ".", ".hidden", "sp ace", "ünï", "semi;colon", "per%cent", "back\\slash", "UPPER"]
@@ -643,8 +703,7 @@ def test_errors_name_the_option_or_the_path(tmp_path):
         dk.connect(f"csv://{tmp_path}/afile")
     with pytest.raises(dk.DataKnobsError, match="names no folder"):
         dk.connect("jsonl://")
-    missing = next(p for p, mod in [("gcs", "gcsfs"), ("abfs", "adlfs"), ("sftp", "paramiko")]
-                   if not _importable(mod))
+    missing = next(p for p, mod in [("gcs", "gcsfs"), ("abfs", "adlfs"), ("sftp", "paramiko")] if not _importable(mod))
     with pytest.raises(dk.BackendUnavailableError, match=f"{missing}://"):
         dk.connect(f"parquet://{missing}://bucket/x")
 

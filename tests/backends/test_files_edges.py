@@ -34,8 +34,14 @@ def connect(tmp_path, fmt, **options):
 def rows(ids, who: int, rnd: int = 0) -> pd.DataFrame:
     """Rows whose values tell who wrote them: v = id * 10 + w."""
     ids = np.asarray(ids, dtype="int64")
-    return pd.DataFrame({"id": ids, "w": np.full(len(ids), who, dtype="int64"),
-                         "r": np.full(len(ids), rnd, dtype="int64"), "v": ids * 10 + who})
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "w": np.full(len(ids), who, dtype="int64"),
+            "r": np.full(len(ids), rnd, dtype="int64"),
+            "v": ids * 10 + who,
+        }
+    )
 
 
 def consistent(df: pd.DataFrame) -> bool:
@@ -110,16 +116,21 @@ _READER = textwrap.dedent("""
 """)
 
 
-def _race(tmp_path, stores: list, writers: list[tuple[int, int]], slow: float, how: str = "save",
-          readers: int = 0) -> list[tuple[list[dict], list[dict]]]:
+def _race(
+    tmp_path, stores: list, writers: list[tuple[int, int]], slow: float, how: str = "save", readers: int = 0
+) -> list[tuple[list[dict], list[dict]]]:
     """Writers (lo, n) and readers in processes, released at once on each store's table "t" in turn;
     per store, the writers' reports and the readers'."""
     goes = [tmp_path / f"go-{k}" for k in range(len(stores))]
     stops = [tmp_path / f"stop-{k}" for k in range(len(stores))]
     targets = [(s._url, s._options, str(go)) for s, go in zip(stores, goes)]
     run = {"cwd": ROOT, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    procs = [subprocess.Popen([sys.executable, "-c", _RACER, str(i), str(lo), str(n), str(slow), how,
-                               json.dumps(targets)], **run) for i, (lo, n) in enumerate(writers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, str(i), str(lo), str(n), str(slow), how, json.dumps(targets)], **run
+        )
+        for i, (lo, n) in enumerate(writers)
+    ]
     watched = json.dumps([(*t, str(stop)) for t, stop in zip(targets, stops)])
     readers_ = [subprocess.Popen([sys.executable, "-c", _READER, watched], **run) for _ in range(readers)]
 
@@ -262,8 +273,7 @@ def test_threads_sharing_one_store_write_and_read_at_once(tmp_path, fmt):
 
     def reader(chunked):
         while not done.is_set() or not seen:
-            df = (pd.concat(dk.load(store, "t", chunksize=150), ignore_index=True) if chunked
-                  else dk.load(store, "t"))
+            df = pd.concat(dk.load(store, "t", chunksize=150), ignore_index=True) if chunked else dk.load(store, "t")
             assert consistent(df), "an inconsistent read"
             assert set(range(400)) <= set(df["id"])
             for i in range(n_writers):  # a snapshot: a writer's new keys appear a whole round at a time, in order
@@ -316,7 +326,7 @@ def test_a_cell_larger_than_the_readers_block_reads_back(tmp_path, fmt):
     n = 300_000 if fmt == "csv" else 3_000
     s = pd.Series(["small"] * n, dtype="string")
     s.iloc[n // 2] = "x" * (9 << 20)
-    s.iloc[n // 2 + 1] = "é,\"\n" * (6 << 20)  # 30 MB of text that needs quoting
+    s.iloc[n // 2 + 1] = 'é,"\n' * (6 << 20)  # 30 MB of text that needs quoting
     df = pd.DataFrame({"id": np.arange(n, dtype="int64"), "s": s})
     assert df.dk.save(store, "t").ok
     assert_frame_equal(dk.load(store, "t"), df)
@@ -324,7 +334,10 @@ def test_a_cell_larger_than_the_readers_block_reads_back(tmp_path, fmt):
     assert [len(c) for c in chunks] == [n // 3] * 3
     assert_frame_equal(pd.concat(chunks), df)
     assert dk.load(store, "t", where=[("id", ">=", n // 2)], columns=["s"])["s"].str.len().tolist()[:3] == [
-        9 << 20, 24 << 20, 5]
+        9 << 20,
+        24 << 20,
+        5,
+    ]
 
 
 # -- 3. caches that outlive the truth -----------------------------------------------------------------
@@ -356,9 +369,31 @@ def test_folders_removed_behind_the_stores_back(tmp_path, fmt, gone):
 
 
 # -- 5. hostile table names ---------------------------------------------------------------------------
-ROUND_TRIP = ["it's", 'say "hi"', "a;b", "x'; DROP TABLE t; --", "--", "new\nline", "tab\tcr\r", "ünï 日本 😀",
-              "../x", "../../etc/passwd", "/abs", "a/b", "a\\b", ".", "..", "...", "~", "%2E", "%", " ", "a" * 190,
-              "CON", "nul.txt"]
+ROUND_TRIP = [
+    "it's",
+    'say "hi"',
+    "a;b",
+    "x'; DROP TABLE t; --",
+    "--",
+    "new\nline",
+    "tab\tcr\r",
+    "ünï 日本 😀",
+    "../x",
+    "../../etc/passwd",
+    "/abs",
+    "a/b",
+    "a\\b",
+    ".",
+    "..",
+    "...",
+    "~",
+    "%2E",
+    "%",
+    " ",
+    "a" * 190,
+    "CON",
+    "nul.txt",
+]
 REFUSED = ["", "a" * 300, "é" * 150, "_dk_locks", "_DK_x", "\ud800", "a\x00b"]
 
 

@@ -40,40 +40,79 @@ sql = pg.sql  # a statement on its own admin connection
 
 
 def test_native_types_not_null_primary_key_and_schema_row(store, url):
-    df = pd.DataFrame({
-        "id": np.array([1, 2], dtype="int64"), "i8": np.array([1, 2], dtype="int8"),
-        "u16": np.array([1, 2], dtype="uint16"), "u32": np.array([1, 2], dtype="uint32"),
-        "u64": np.array([1, 2], dtype="uint64"), "f32": np.array([1, 2], dtype="float32"), "f": [1.5, None],
-        "b": [True, False], "s": ["x", None], "by": [b"x", None], "d": [dt.date(2020, 1, 1), None],
-        "dec": [decimal.Decimal("1.25"), None], "t": pd.to_datetime(["2020-01-01", None]).as_unit("us"),
-        "tz": pd.to_datetime(["2020-01-01", None]).as_unit("ms").tz_localize("Europe/Paris"),
-        "td": pd.to_timedelta([1, None], unit="s").as_unit("us"), "j": [{"a": 1}, None],
-    })
+    df = pd.DataFrame(
+        {
+            "id": np.array([1, 2], dtype="int64"),
+            "i8": np.array([1, 2], dtype="int8"),
+            "u16": np.array([1, 2], dtype="uint16"),
+            "u32": np.array([1, 2], dtype="uint32"),
+            "u64": np.array([1, 2], dtype="uint64"),
+            "f32": np.array([1, 2], dtype="float32"),
+            "f": [1.5, None],
+            "b": [True, False],
+            "s": ["x", None],
+            "by": [b"x", None],
+            "d": [dt.date(2020, 1, 1), None],
+            "dec": [decimal.Decimal("1.25"), None],
+            "t": pd.to_datetime(["2020-01-01", None]).as_unit("us"),
+            "tz": pd.to_datetime(["2020-01-01", None]).as_unit("ms").tz_localize("Europe/Paris"),
+            "td": pd.to_timedelta([1, None], unit="s").as_unit("us"),
+            "j": [{"a": 1}, None],
+        }
+    )
     df.dk.save(store, "t")
-    cols = dict(sql(url, "SELECT column_name, format_type(atttypid, atttypmod) || ' ' || is_nullable"
-                         " FROM information_schema.columns c JOIN pg_attribute a ON a.attrelid = 't'::regclass"
-                         " AND a.attname = c.column_name WHERE table_schema = current_schema() AND table_name = 't'"))
+    cols = dict(
+        sql(
+            url,
+            "SELECT column_name, format_type(atttypid, atttypmod) || ' ' || is_nullable"
+            " FROM information_schema.columns c JOIN pg_attribute a ON a.attrelid = 't'::regclass"
+            " AND a.attname = c.column_name WHERE table_schema = current_schema() AND table_name = 't'",
+        )
+    )
     assert cols == {
-        "id": "bigint NO", "i8": "smallint NO", "u16": "integer NO", "u32": "bigint NO",
-        "u64": "numeric(20,0) NO", "f32": "real YES", "f": "double precision YES", "b": "boolean NO",
-        "s": "text YES", "by": "bytea YES", "d": "date YES", "dec": "numeric(38,2) YES",
-        "t": "timestamp without time zone YES", "tz": "timestamp with time zone YES", "td": "interval YES",
+        "id": "bigint NO",
+        "i8": "smallint NO",
+        "u16": "integer NO",
+        "u32": "bigint NO",
+        "u64": "numeric(20,0) NO",
+        "f32": "real YES",
+        "f": "double precision YES",
+        "b": "boolean NO",
+        "s": "text YES",
+        "by": "bytea YES",
+        "d": "date YES",
+        "dec": "numeric(38,2) YES",
+        "t": "timestamp without time zone YES",
+        "tz": "timestamp with time zone YES",
+        "td": "interval YES",
         "j": "jsonb YES",
     }
-    assert sql(url, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
-                    " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 't'::regclass AND i.indisprimary") == [("id",)]
+    assert sql(
+        url,
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
+        " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 't'::regclass AND i.indisprimary",
+    ) == [("id",)]
     assert sql(url, 'SELECT name FROM "_dk_schema"') == [("t",)]
     assert sql(url, "SELECT reloptions FROM pg_class WHERE oid = 't'::regclass")[0][0] == ["fillfactor=90"]
     assert_frame_equal(dk.load(store, "t"), df)
 
 
 def test_values_are_natural_for_other_sql_tools(store, url):
-    df = pd.DataFrame({"id": [1, 2], "when": pd.to_datetime(["2020-01-01 12:00", "2021-06-01 00:00"]).tz_localize("UTC"),
-                       "j": [{"k": "v", "n": [1, 2]}, None], "amount": [decimal.Decimal("1.10"), decimal.Decimal(2)],
-                       "took": pd.to_timedelta(["1 day 2h", "3s"])})
+    df = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "when": pd.to_datetime(["2020-01-01 12:00", "2021-06-01 00:00"]).tz_localize("UTC"),
+            "j": [{"k": "v", "n": [1, 2]}, None],
+            "amount": [decimal.Decimal("1.10"), decimal.Decimal(2)],
+            "took": pd.to_timedelta(["1 day 2h", "3s"]),
+        }
+    )
     df.dk.save(store, "t")
-    rows = sql(url, "SELECT j->>'k', (j->'n'->>1)::int, amount::text, took = interval '1 day 2 hours' FROM t"
-                    " WHERE \"when\" < '2021-01-01'")
+    rows = sql(
+        url,
+        "SELECT j->>'k', (j->'n'->>1)::int, amount::text, took = interval '1 day 2 hours' FROM t"
+        " WHERE \"when\" < '2021-01-01'",
+    )
     assert rows == [("v", 2, "1.10", True)]
     assert sql(url, "SELECT sum(amount)::text FROM t") == [("3.10",)]
 
@@ -81,15 +120,19 @@ def test_values_are_natural_for_other_sql_tools(store, url):
 def test_nanoseconds_survive_and_filter_exactly(store, url):
     base = pd.Timestamp("2021-03-14 01:59:59.000001")
     ts = pd.Series([base + pd.Timedelta(nanoseconds=n) for n in (999, 1, 0, 500)], dtype="datetime64[ns]")
-    df = pd.DataFrame({"v": [1, 2, 3, 4], "td": pd.to_timedelta([1, -1, 1001, -1001], unit="ns")},
-                      index=pd.Index(ts, name="t"))
+    df = pd.DataFrame(
+        {"v": [1, 2, 3, 4], "td": pd.to_timedelta([1, -1, 1001, -1001], unit="ns")}, index=pd.Index(ts, name="t")
+    )
     df.dk.save(store, "ns")
     out = dk.load(store, "ns")
     assert_frame_equal(out, df.sort_index())
     # the timestamp column stays a real timestamp (microseconds) and the nanoseconds sit beside it
     assert sql(url, 'SELECT "t", "_dk_ns_t" FROM ns ORDER BY v') == [
-        (dt.datetime(2021, 3, 14, 1, 59, 59, 1), 999), (dt.datetime(2021, 3, 14, 1, 59, 59, 1), 1),
-        (dt.datetime(2021, 3, 14, 1, 59, 59, 1), 0), (dt.datetime(2021, 3, 14, 1, 59, 59, 1), 500)]
+        (dt.datetime(2021, 3, 14, 1, 59, 59, 1), 999),
+        (dt.datetime(2021, 3, 14, 1, 59, 59, 1), 1),
+        (dt.datetime(2021, 3, 14, 1, 59, 59, 1), 0),
+        (dt.datetime(2021, 3, 14, 1, 59, 59, 1), 500),
+    ]
     pick = dk.load(store, "ns", where=[("t", "==", base + pd.Timedelta(nanoseconds=500))])
     assert pick["v"].tolist() == [4]
     later = dk.load(store, "ns", where=[("t", ">", base + pd.Timedelta(nanoseconds=1))], order_by=[("t", "desc")])
@@ -101,13 +144,17 @@ def test_nanoseconds_survive_and_filter_exactly(store, url):
 
 
 def test_values_postgres_cannot_hold_fail_their_rows_at_convert(store):
-    df = pd.DataFrame({
-        "id": range(6),
-        "s": ["ok", "nul\x00inside", "ok", "ok", "ok", "ok"],
-        "j": [{"a": 1}, None, {"b": float("nan")}, ["x\x00"], {"c": "\\u0000 is text here"}, None],
-        "t": np.array(["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-04", "2020-01-05", "300000-01-01"],
-                      dtype="datetime64[s]"),
-    })
+    df = pd.DataFrame(
+        {
+            "id": range(6),
+            "s": ["ok", "nul\x00inside", "ok", "ok", "ok", "ok"],
+            "j": [{"a": 1}, None, {"b": float("nan")}, ["x\x00"], {"c": "\\u0000 is text here"}, None],
+            "t": np.array(
+                ["2020-01-01", "2020-01-02", "2020-01-03", "2020-01-04", "2020-01-05", "300000-01-01"],
+                dtype="datetime64[s]",
+            ),
+        }
+    )
     res = df.dk.save(store, "t")
     f = res.failures.set_index("row")
     assert list(f.index) == [1, 2, 3, 5] and set(f["stage"]) == {"convert"}
@@ -127,15 +174,19 @@ def test_uint64_keeps_its_whole_range(store):
 
 
 def test_range_filters_on_decimal_date_and_interval(store):
-    df = pd.DataFrame({
-        "d": pd.Series([decimal.Decimal(x) for x in ("9.5", "10.25", "-3")], dtype=object),
-        "day": pd.Series([dt.date(2020, 1, 1), dt.date(2021, 1, 1), dt.date(2019, 1, 1)], dtype=object),
-        "took": pd.to_timedelta(["1h", "2 days", "1s"]),
-    })
+    df = pd.DataFrame(
+        {
+            "d": pd.Series([decimal.Decimal(x) for x in ("9.5", "10.25", "-3")], dtype=object),
+            "day": pd.Series([dt.date(2020, 1, 1), dt.date(2021, 1, 1), dt.date(2019, 1, 1)], dtype=object),
+            "took": pd.to_timedelta(["1h", "2 days", "1s"]),
+        }
+    )
     df.dk.save(store, "t")
     assert dk.load(store, "t", where=[("d", ">", decimal.Decimal("9.9"))])["d"].tolist() == [decimal.Decimal("10.25")]
     assert len(dk.load(store, "t", where=[("day", ">=", dt.date(2020, 1, 1))])) == 2
-    assert dk.load(store, "t", where=[("took", ">", pd.Timedelta("1 day"))])["took"].tolist() == [pd.Timedelta("2 days")]
+    assert dk.load(store, "t", where=[("took", ">", pd.Timedelta("1 day"))])["took"].tolist() == [
+        pd.Timedelta("2 days")
+    ]
 
 
 def test_check_constraint_failures_are_isolated_with_sqlstate_and_constraint_name(store, url):
@@ -155,8 +206,11 @@ def test_check_constraint_failures_are_isolated_with_sqlstate_and_constraint_nam
 
 def test_trigger_refusals_carry_their_sqlstate_and_message(store, url):
     pd.DataFrame({"id": [1, 2], "v": ["a", "b"]}).dk.save(store, "t")
-    sql(url, "CREATE FUNCTION no_x() RETURNS trigger LANGUAGE plpgsql AS "
-             "$$BEGIN IF NEW.v = 'x' THEN RAISE EXCEPTION 'v may not be x'; END IF; RETURN NEW; END$$")
+    sql(
+        url,
+        "CREATE FUNCTION no_x() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$BEGIN IF NEW.v = 'x' THEN RAISE EXCEPTION 'v may not be x'; END IF; RETURN NEW; END$$",
+    )
     sql(url, 'CREATE TRIGGER no_x BEFORE INSERT OR UPDATE ON "t" FOR EACH ROW EXECUTE FUNCTION no_x()')
     res = pd.DataFrame({"id": [1, 2, 3], "v": ["A", "x", "C"]}).dk.save(store, "t", if_exists="upsert")
     assert res.failures["row"].tolist() == [1] and res.failures["code"].tolist() == ["P0001"]
@@ -202,10 +256,16 @@ def test_names_postgres_would_cut_or_that_clash_are_refused(store):
 
 
 def test_foreign_table_loads(store, url):
-    sql(url, "CREATE TABLE plain (k int PRIMARY KEY, x float8, s varchar(10), iv interval, n numeric(10,2),"
-             " ts timestamptz, d date, j jsonb)")
-    sql(url, "INSERT INTO plain VALUES (2, 1.5, 'b', '1 day 2 hours', 3.25, '2020-01-01 00:00+02', '2020-02-29',"
-             " '{\"a\": [1]}'), (1, NULL, NULL, NULL, NULL, NULL, NULL, NULL)")
+    sql(
+        url,
+        "CREATE TABLE plain (k int PRIMARY KEY, x float8, s varchar(10), iv interval, n numeric(10,2),"
+        " ts timestamptz, d date, j jsonb)",
+    )
+    sql(
+        url,
+        "INSERT INTO plain VALUES (2, 1.5, 'b', '1 day 2 hours', 3.25, '2020-01-01 00:00+02', '2020-02-29',"
+        " '{\"a\": [1]}'), (1, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
     out = dk.load(store, "plain")
     assert out["k"].tolist() == [1, 2] and str(out["k"].dtype) == "Int32"
     assert out["s"].tolist() == [None, "b"] and out["iv"].iloc[1] == pd.Timedelta("1 day 2 hours")
@@ -281,8 +341,9 @@ def test_missing_driver_names_the_extra(monkeypatch):
 
 def _frame(ids, v):
     ids = np.asarray(ids, dtype="int64")
-    return pd.DataFrame({"id": ids, "v": np.full(len(ids), v, dtype="int64"),
-                         "s": pd.Series(ids.astype(str), dtype="str")})
+    return pd.DataFrame(
+        {"id": ids, "v": np.full(len(ids), v, dtype="int64"), "s": pd.Series(ids.astype(str), dtype="str")}
+    )
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-table", "upsert-into-existing"])
@@ -376,11 +437,13 @@ def test_threads_write_different_tables_of_one_store(store):
 
 
 def test_pyarrow_types_beyond_the_matrix(store):
-    df = pd.DataFrame({
-        "d32": pd.Series([dt.date(2020, 1, 1), None, dt.date(1, 1, 1)], dtype=pd.ArrowDtype(pa.date32())),
-        "bin": pd.Series([b"\x00", None, b""], dtype=pd.ArrowDtype(pa.binary())),
-        "ts": pd.Series([1, None, -1], dtype=pd.ArrowDtype(pa.timestamp("ns", tz="Asia/Tokyo"))),
-    })
+    df = pd.DataFrame(
+        {
+            "d32": pd.Series([dt.date(2020, 1, 1), None, dt.date(1, 1, 1)], dtype=pd.ArrowDtype(pa.date32())),
+            "bin": pd.Series([b"\x00", None, b""], dtype=pd.ArrowDtype(pa.binary())),
+            "ts": pd.Series([1, None, -1], dtype=pd.ArrowDtype(pa.timestamp("ns", tz="Asia/Tokyo"))),
+        }
+    )
     assert df.dk.save(store, "t").ok
     assert_frame_equal(dk.load(store, "t"), df)
 

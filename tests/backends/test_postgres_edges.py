@@ -63,6 +63,7 @@ def _until(condition, seconds=10.0):
 
 # -- item 1: writers creating the same table at once ----------------------------------------------
 
+
 def _create_worker(url, lo, hi, tag, barrier, out):
     import dataknobs_pd as dk  # noqa: F401 - registers the accessor in the spawned process
 
@@ -81,8 +82,10 @@ def test_processes_creating_the_same_table_at_once_lose_no_row(url, writers):
     ranges = [(i * rows // 2, i * rows // 2 + rows) for i in range(writers)]  # neighbours overlap by half
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(writers), ctx.Queue()
-    procs = [ctx.Process(target=_create_worker, args=(url, lo, hi, f"w{i}", barrier, out))
-             for i, (lo, hi) in enumerate(ranges)]
+    procs = [
+        ctx.Process(target=_create_worker, args=(url, lo, hi, f"w{i}", barrier, out))
+        for i, (lo, hi) in enumerate(ranges)
+    ]
     [p.start() for p in procs]
     try:
         reports = sorted(out.get(timeout=180) for _ in procs)
@@ -92,7 +95,9 @@ def test_processes_creating_the_same_table_at_once_lose_no_row(url, writers):
     # every writer waits for the one creating the table, then upserts into it: all succeed
     assert reports == [(f"w{i}", rows, rows, 0, None) for i in range(writers)]
     union = ranges[-1][1]
-    assert sql(url, 'SELECT count(*), count(DISTINCT id), min(id), max(id) FROM "fresh"') == [(union, union, 0, union - 1)]
+    assert sql(url, 'SELECT count(*), count(DISTINCT id), min(id), max(id) FROM "fresh"') == [
+        (union, union, 0, union - 1)
+    ]
     out = dk.load(url, "fresh")
     for lo, hi in ranges:  # each id holds the tag of a writer that sent it
         senders = out["id"].between(lo, hi - 1)
@@ -148,6 +153,7 @@ def test_claims_taken_in_opposite_orders_end_one_call_with_a_concurrent_write_er
                 done.append(first)
             except Exception as e:  # noqa: BLE001 - checked below
                 errors.append(e)
+
         return go
 
     assert _run_threads([claims("a", "b"), claims("b", "a")], seconds=60) == []
@@ -179,8 +185,16 @@ def test_two_creates_racing_without_a_claim_is_a_concurrent_write_error(url):
     threads = [threading.Thread(target=first, daemon=True), threading.Thread(target=second, daemon=True)]
     [t.start() for t in threads]
     # the second CREATE waits on the first one's catalogue entry, then fails when it commits
-    _until(lambda: sql(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
-                            " AND wait_event_type = 'Lock'", (app,)) == [(1,)])
+    _until(
+        lambda: (
+            sql(
+                url,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                (app,),
+            )
+            == [(1,)]
+        )
+    )
     release.set()
     [t.join(30) for t in threads]
     assert len(errors) == 1 and isinstance(errors[0], dk.ConcurrentWriteError), errors
@@ -189,6 +203,7 @@ def test_two_creates_racing_without_a_claim_is_a_concurrent_write_error(url):
 
 
 # -- item 3: internal names never collide with the user's ----------------------------------------
+
 
 def test_user_table_named_like_the_stage_or_a_catalogue_is_the_users(store, url):
     """Tables are named through the store's schema: neither pg_temp nor pg_catalog stands in for them."""
@@ -206,8 +221,9 @@ def test_user_table_named_like_the_stage_or_a_catalogue_is_the_users(store, url)
     data = pa.table({"id": pa.array([2, 3], pa.int64()), "v": pa.array([20.0, 30.0])})
     with backend.transaction():
         backend.create("_dk_stage", schema)
-        backend.write("_dk_stage", pa.table({"id": pa.array([1, 2], pa.int64()), "v": pa.array([1.0, 2.0])}),
-                      schema, "insert")
+        backend.write(
+            "_dk_stage", pa.table({"id": pa.array([1, 2], pa.int64()), "v": pa.array([1.0, 2.0])}), schema, "insert"
+        )
     with backend.transaction():
         assert backend.write("_dk_stage", data, schema, "upsert") is None  # no row left out
     assert sql(url, 'SELECT id, v FROM "_dk_stage" ORDER BY id') == [(1, 1.0), (2, 20.0), (3, 30.0)]
@@ -231,11 +247,16 @@ def test_a_table_made_elsewhere_with_columns_named_like_the_hidden_ones(store, u
 
 # -- item 13: names PostgreSQL cannot hold --------------------------------------------------------
 
+
 def test_names_postgres_cannot_hold_are_refused_before_any_query(store):
     backend = store.backend
     for name, why in (("a\x00b", "NUL"), ("x" * 64, "63 bytes"), ("€" * 22, "63 bytes")):
-        for call in (backend.schema, backend.claim, backend.drop,
-                     lambda n: list(backend.read(n, None, [], [], [], None, 10))):
+        for call in (
+            backend.schema,
+            backend.claim,
+            backend.drop,
+            lambda n: list(backend.read(n, None, [], [], [], None, 10)),
+        ):
             with pytest.raises(dk.InvalidArgumentError, match=why) as info:
                 call(name)
             assert repr(name)[:20] in str(info.value)
@@ -244,8 +265,10 @@ def test_names_postgres_cannot_hold_are_refused_before_any_query(store):
         backend.create("t", schema)
     with pytest.raises(dk.InvalidArgumentError, match="'ctid'.*system column"):
         pd.DataFrame({"id": [1], "ctid": [1]}).dk.save(store, "t")
-    for frame in (pd.DataFrame({"c" * 64: [1]}),
-                  pd.DataFrame({"t" + "n" * 60: pd.to_datetime(["2020-01-01"]).as_unit("ns")})):  # its companion
+    for frame in (
+        pd.DataFrame({"c" * 64: [1]}),
+        pd.DataFrame({"t" + "n" * 60: pd.to_datetime(["2020-01-01"]).as_unit("ns")}),
+    ):  # its companion
         with pytest.raises(dk.InvalidArgumentError, match="63 bytes"):
             frame.dk.save(store, "t")
     assert store.tables() == []
@@ -264,8 +287,23 @@ def test_a_name_one_byte_too_long_never_reaches_the_table_it_would_be_cut_to(sto
     assert_frame_equal(dk.load(store, "€" * 21), df)
 
 
-@pytest.mark.parametrize("name", ['it\'s "q"', "t; DROP TABLE keep; --", "-- c", "two\nlines", "naïve ☃ 日本 😀",
-                                  "a/b", "../x", " padded ", "a.b", "public.keep", "%s $1 ?", "l" * 63])
+@pytest.mark.parametrize(
+    "name",
+    [
+        'it\'s "q"',
+        "t; DROP TABLE keep; --",
+        "-- c",
+        "two\nlines",
+        "naïve ☃ 日本 😀",
+        "a/b",
+        "../x",
+        " padded ",
+        "a.b",
+        "public.keep",
+        "%s $1 ?",
+        "l" * 63,
+    ],
+)
 def test_hostile_names_round_trip(store, name):
     pd.DataFrame({"id": [1], "v": ["k"]}).dk.save(store, "keep")
     df = pd.DataFrame({"id": [1, 2, 3], name[:60]: [1.5, 2.5, None]}, index=pd.Index([7, 8, 9], name=name[:50] + "i"))
@@ -281,6 +319,7 @@ def test_hostile_names_round_trip(store, name):
 
 
 # -- item 10: threads sharing one Store ----------------------------------------------------------
+
 
 def test_threads_sharing_one_store_write_and_read_one_table(store):
     base = 4_000
@@ -303,6 +342,7 @@ def test_threads_sharing_one_store_write_and_read_one_table(store):
                 assert shared.dk.update_batch(store, "t").ok
                 res = fresh.dk.save(store, f"fresh{r}", if_exists="upsert")  # every thread creates it at once
                 assert (res.succeeded, res.failed) == (1_000, 0)
+
         return go
 
     def read(seen):
@@ -325,8 +365,8 @@ def test_threads_sharing_one_store_write_and_read_one_table(store):
     expected = np.zeros(base + writers * rounds * new, dtype="int64")
     expected[:20] = -1
     for i in range(writers):
-        expected[100 + i * 100: 100 + i * 100 + rounds * 20] = 100 + i
-        expected[base + i * rounds * new: base + (i + 1) * rounds * new] = i
+        expected[100 + i * 100 : 100 + i * 100 + rounds * 20] = 100 + i
+        expected[base + i * rounds * new : base + (i + 1) * rounds * new] = i
     assert out["id"].tolist() == list(range(len(expected)))
     assert out["v"].tolist() == expected.tolist()
     for r in range(rounds):
@@ -375,6 +415,7 @@ def test_a_password_with_slash_or_at_connects_and_stays_hidden(url, password):
 
 
 # -- item 6: refusals are StorageErrors ----------------------------------------------------------
+
 
 def test_refusals_of_the_server_are_storage_errors(url):
     with pytest.raises(dk.StorageError, match="cannot connect"):

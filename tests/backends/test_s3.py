@@ -63,8 +63,9 @@ def test_layout_and_rewrites_on_s3(saved, s3):
         back = pd.read_parquet(f"s3://{s3_server.BUCKET}/{prefix}/t", storage_options=s3.options())
         assert back.sort_values("id", ignore_index=True)["i8"].tolist() == expected["i8"].tolist()
     chunks = list(dk.load(store, "t", chunksize=8, where=[("id", ">", 20)]))
-    assert_frame_equal(pd.concat(chunks, ignore_index=True),
-                       expected[expected["id"] > 20].reset_index(drop=True), check_dtype=True)
+    assert_frame_equal(
+        pd.concat(chunks, ignore_index=True), expected[expected["id"] > 20].reset_index(drop=True), check_dtype=True
+    )
 
 
 def test_a_read_that_started_before_a_commit_reads_its_version_whole(s3):

@@ -19,14 +19,24 @@ def test_declares_types_not_null_and_primary_key(sqlite_store):
     df = pd.DataFrame({"id": [1], "f": [1.5], "s": ["x"], "b": [b"x"], "n": pd.array([None], dtype="Int64")})
     df.dk.save(sqlite_store, "t")
     info = {r[1]: (r[2], r[3], r[5]) for r in sql(sqlite_store, 'PRAGMA table_info("t")')}
-    assert info == {"id": ("INTEGER", 1, 1), "f": ("REAL", 0, 0), "s": ("TEXT", 0, 0), "b": ("BLOB", 0, 0),
-                    "n": ("INTEGER", 0, 0)}
+    assert info == {
+        "id": ("INTEGER", 1, 1),
+        "f": ("REAL", 0, 0),
+        "s": ("TEXT", 0, 0),
+        "b": ("BLOB", 0, 0),
+        "n": ("INTEGER", 0, 0),
+    }
     assert sql(sqlite_store, 'SELECT name FROM "_dk_schema"') == [("t",)]
 
 
 def test_values_are_natural_for_other_sqlite_tools(sqlite_store):
-    df = pd.DataFrame({"id": [1], "when": pd.to_datetime(["2020-01-01 00:00:01"]).as_unit("s"),
-                       "d": [pd.Timestamp("2021-05-06").date()]})
+    df = pd.DataFrame(
+        {
+            "id": [1],
+            "when": pd.to_datetime(["2020-01-01 00:00:01"]).as_unit("s"),
+            "d": [pd.Timestamp("2021-05-06").date()],
+        }
+    )
     df.dk.save(sqlite_store, "t")
     assert sql(sqlite_store, 'SELECT "when", "d" FROM "t"') == [(1577836801, "2021-05-06")]
 
@@ -34,15 +44,18 @@ def test_values_are_natural_for_other_sqlite_tools(sqlite_store):
 def test_check_constraint_failures_are_isolated_by_halving(sqlite_store):
     pd.DataFrame({"id": [0], "v": [1]}).dk.save(sqlite_store, "t")
     con = sqlite3.connect(sqlite_store.backend.path)
-    con.execute('CREATE TRIGGER no_neg BEFORE INSERT ON "t" WHEN NEW.v < 0 BEGIN SELECT RAISE(ABORT, \'v must be >= 0\'); END')
+    con.execute(
+        "CREATE TRIGGER no_neg BEFORE INSERT ON \"t\" WHEN NEW.v < 0 BEGIN SELECT RAISE(ABORT, 'v must be >= 0'); END"
+    )
     con.commit()
     con.close()
     n = 1000
     v = np.arange(n)
     bad = [3, 500, 501, 998]
     v[bad] = -1
-    res = pd.DataFrame({"id": np.arange(1, n + 1), "v": v}).dk.save(sqlite_store, "t", if_exists="append",
-                                                                   chunksize=256)
+    res = pd.DataFrame({"id": np.arange(1, n + 1), "v": v}).dk.save(
+        sqlite_store, "t", if_exists="append", chunksize=256
+    )
     assert res.failures["row"].tolist() == bad
     assert set(res.failures["stage"]) == {"write"}
     assert "v must be >= 0" in res.failures["message"].iloc[0]

@@ -68,7 +68,11 @@ def test_processes_racing_to_create_one_table_lose_no_row(tmp_path, mode):
         for tag, (lo, hi) in ranges.items():
             procs[tag] = subprocess.Popen(
                 [sys.executable, "-c", WRITER, url, mode, str(lo), str(hi), tag, str(tmp_path / tag)],
-                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         deadline = time.monotonic() + 60
         while not all((tmp_path / tag).exists() for tag in ranges):
             assert time.monotonic() < deadline, "the writers never started"
@@ -170,8 +174,9 @@ def test_a_table_named_like_a_statement_alias(sqlite_store):
 # -- item 4: insertion order whatever the columns are called -------------------------------
 
 
-@pytest.mark.parametrize("columns", [["rowid"], ["ROWID", "_rowid_"], ["rowid", "_rowid_", "oid"],
-                                     ["RowId", "_ROWID_", "Oid", "x"]])
+@pytest.mark.parametrize(
+    "columns", [["rowid"], ["ROWID", "_rowid_"], ["rowid", "_rowid_", "oid"], ["RowId", "_ROWID_", "Oid", "x"]]
+)
 def test_keyless_tables_keep_insertion_order_whatever_their_columns(sqlite_store, columns):
     df = pd.DataFrame({c: [30, 10, 20] for c in columns})
     df.dk.save(sqlite_store, "t")
@@ -209,6 +214,7 @@ def test_threads_sharing_one_store_write_and_read_exactly(tmp_path, where):
                     work()
                 except BaseException as e:  # noqa: BLE001 - reported by the main thread
                     errors.append(e)
+
             return threading.Thread(target=target)
 
         def writer(k):
@@ -238,9 +244,19 @@ def test_threads_sharing_one_store_write_and_read_exactly(tmp_path, where):
         assert not any(t.is_alive() for t in threads), "a thread hung"
         assert not errors, repr(errors[0])
 
-        want = pd.concat([base.assign(v=np.where(base["id"] < rounds * 50, -1, 0))] + [
-            pd.DataFrame({"id": np.arange(rounds * per, dtype="int64") + 1000 + k * 10_000,
-                          "v": np.full(rounds * per, k + 1)}) for k in range(writers)], ignore_index=True)
+        want = pd.concat(
+            [base.assign(v=np.where(base["id"] < rounds * 50, -1, 0))]
+            + [
+                pd.DataFrame(
+                    {
+                        "id": np.arange(rounds * per, dtype="int64") + 1000 + k * 10_000,
+                        "v": np.full(rounds * per, k + 1),
+                    }
+                )
+                for k in range(writers)
+            ],
+            ignore_index=True,
+        )
         assert_frame_equal(dk.load(st, "t"), want)
         for k in range(writers):
             assert dk.load(st, f"own{k}")["v"].tolist() == [rounds - 1]
@@ -277,8 +293,11 @@ def test_names_sqlite_reserves_are_refused_before_writing(sqlite_store, name):
     for mode in ("fail", "replace", "append", "upsert"):
         with pytest.raises(dk.InvalidArgumentError, match="sqlite_"):
             df.dk.save(sqlite_store, name, if_exists=mode)
-    for call in (lambda: df.dk.update_batch(sqlite_store, name), lambda: dk.load(sqlite_store, name),
-                 lambda: sqlite_store.drop(name)):
+    for call in (
+        lambda: df.dk.update_batch(sqlite_store, name),
+        lambda: dk.load(sqlite_store, name),
+        lambda: sqlite_store.drop(name),
+    ):
         with pytest.raises(dk.InvalidArgumentError, match="sqlite_"):
             call()
     assert sqlite_store.tables() == ["keep"]
@@ -298,8 +317,9 @@ def test_nul_in_names_is_an_invalid_argument_in_the_backend(sqlite_store):
         b.schema("a\x00b")
     with pytest.raises(dk.InvalidArgumentError, match="NUL"), b.transaction():
         b.create("a\x00b", schema)
-    bad = TableSchema(columns=[schema.columns[0], Column("v\x00w", "int64", pa.int64(), True, {"name": "Int64"})],
-                      key=["id"])
+    bad = TableSchema(
+        columns=[schema.columns[0], Column("v\x00w", "int64", pa.int64(), True, {"name": "Int64"})], key=["id"]
+    )
     with pytest.raises(dk.InvalidArgumentError, match="NUL"), b.transaction():
         b.create("u", bad)
     assert sqlite_store.tables() == ["t"]
@@ -312,8 +332,9 @@ def small_disk(tmp_path):
         pytest.skip("mounting a small tmpfs needs root")
     disk = tmp_path / "disk"
     disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
-                      check=False, capture_output=True, timeout=30).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=False, capture_output=True, timeout=30
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         yield disk

@@ -32,15 +32,22 @@ NOTEBOOK = ROOT / "notebooks" / "03-batch-failures.ipynb"
 OUT = ROOT / "test-output"
 CHROMIUM = os.environ.get("DATAKNOBS_PD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 # What the notebook's dirty batch must produce (notebooks/data/penguins-2009-remeasured.csv).
 TOTAL, SUCCEEDED, FAILED = 125, 105, 20
 SETTINGS = {  # JupyterLab user settings: no news or update checks, every cell in the DOM
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
-    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none",
-                                                                   "autoStartDefaultKernel": True},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+        "windowingMode": "none",
+        "autoStartDefaultKernel": True,
+    },
 }
 
 
@@ -65,9 +72,11 @@ def _fresh_copy(work: Path) -> Path:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium package (as root: apt-get install -y "
-                    "chromium, or `make browser-deps`), or set DATAKNOBS_PD_CHROMIUM to a Chromium binary",
-                    pytrace=False)
+        pytest.fail(
+            f"no Chromium at {CHROMIUM}: install Debian's chromium package (as root: apt-get install -y "
+            "chromium, or `make browser-deps`), or set DATAKNOBS_PD_CHROMIUM to a Chromium binary",
+            pytrace=False,
+        )
     try:
         import jupyterlab  # noqa: F401
         import playwright  # noqa: F401
@@ -79,29 +88,52 @@ def lab(tmp_path_factory):
     _fresh_copy(work)
     kernel = jpath / "kernels" / "python3"  # the kernel runs this interpreter, with this checkout importable
     kernel.mkdir(parents=True)
-    (kernel / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ipykernel)", "language": "python",
-    }))
+    (kernel / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (ipykernel)",
+                "language": "python",
+            }
+        )
+    )
     for name, value in SETTINGS.items():
         (settings / name).parent.mkdir(parents=True, exist_ok=True)
         (settings / name).write_text(json.dumps(value))
     env = dict(os.environ)
-    env.update({
-        "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])]),
-        "JUPYTER_PATH": str(jpath), "JUPYTERLAB_SETTINGS_DIR": str(settings),
-        "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"), "JUPYTER_CONFIG_DIR": str(base / "config"),
-        "JUPYTER_RUNTIME_DIR": str(base / "runtime"), "JUPYTER_PLATFORM_DIRS": "1",
-    })
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])]),
+            "JUPYTER_PATH": str(jpath),
+            "JUPYTERLAB_SETTINGS_DIR": str(settings),
+            "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+            "JUPYTER_CONFIG_DIR": str(base / "config"),
+            "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+    )
     port, token = _free_port(), secrets.token_hex(16)
     url = f"http://127.0.0.1:{port}"
     with open(base / "lab.log", "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-             f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-             f"--ServerApp.root_dir={work}", "--allow-root", "--LabApp.extension_manager=readonly",
-             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-            cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "jupyterlab",
+                "--no-browser",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={work}",
+                "--allow-root",
+                "--LabApp.extension_manager=readonly",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            ],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             _wait_for_server(proc, url, token, base / "lab.log")
@@ -150,12 +182,21 @@ def page(lab):
 def _shoot(page, locator, path: Path, pad: int = 20) -> None:
     """A screenshot of one element with a blank margin around it (the cells around it hidden)."""
     locator.scroll_into_view_if_needed()
-    style = page.add_style_tag(content=".jp-Notebook .jp-Cell{visibility:hidden}.dk-widget,.dk-widget *{visibility:visible}"
-                                       "*::-webkit-scrollbar{display:none}")
+    style = page.add_style_tag(
+        content=".jp-Notebook .jp-Cell{visibility:hidden}.dk-widget,.dk-widget *{visibility:visible}"
+        "*::-webkit-scrollbar{display:none}"
+    )
     try:
         box = locator.bounding_box()
-        page.screenshot(path=str(path), clip={"x": max(0, box["x"] - pad), "y": max(0, box["y"] - pad),
-                                              "width": box["width"] + 2 * pad, "height": box["height"] + 2 * pad})
+        page.screenshot(
+            path=str(path),
+            clip={
+                "x": max(0, box["x"] - pad),
+                "y": max(0, box["y"] - pad),
+                "width": box["width"] + 2 * pad,
+                "height": box["height"] + 2 * pad,
+            },
+        )
     finally:
         style.evaluate("el => el.remove()")
 
@@ -260,8 +301,10 @@ def test_report_widget_in_jupyterlab(lab, page):
     expect(dirty.locator(".dk-groups tbody tr")).to_have_count(4)
     groups = [[_text(td) for td in r.locator("td").all()[:3]] for r in dirty.locator(".dk-groups tbody tr").all()]
     assert groups == [
-        ["convert", "TypeConversion", "11"], ["missing", "MissingKey", "5"],
-        ["validate", "DuplicateKey", "2"], ["validate", "NullKey", "2"],
+        ["convert", "TypeConversion", "11"],
+        ["missing", "MissingKey", "5"],
+        ["validate", "DuplicateKey", "2"],
+        ["validate", "NullKey", "2"],
     ]
     expect(saved.locator(".dk-pill")).to_have_text("All rows written")
     expect(again.locator(".dk-pill")).to_have_text("All rows written")
