@@ -20,7 +20,7 @@ from . import changes, keys
 from .backends.base import Backend
 from .changes import CHANGE_COLUMNS
 from .errors import BatchError, ConcurrentWriteError, WriteError
-from .failures import Failures, RowFailure, Stage, bisect, classify, repeated, unholdable, validate
+from .failures import Failures, RowError, RowFailure, Stage, bisect, classify, repeated, unholdable, validate
 from .progress import Progress
 from .result import BatchResult
 from .schema import Column, TableSchema
@@ -186,6 +186,7 @@ class BatchWriter:
         contiguous = rows[-1] - rows[0] + 1 == len(rows)
         part = df.iloc[rows[0]:rows[-1] + 1] if contiguous else df.iloc[rows]
         if plan.mode == "delete":
+            assert plan.schema.key is not None, "rows are deleted by key"
             data, bad = self.mapper.to_arrow(keys.key_frame(part, plan.schema.key), _key_schema(plan.schema))
         else:
             # A default range index says nothing when updating rows, but labels the rows it inserts.
@@ -215,14 +216,14 @@ class BatchWriter:
             part = data.slice(lo, hi - lo)
             with backend.savepoint():
                 if mode == "delete":
-                    existed = backend.delete(table, part, schema)
+                    existed: np.ndarray | None = backend.delete(table, part, schema)
                 else:
                     existed = backend.write(table, part, schema, mode)
             for i, f in classify(part, schema, mode, existed).items():
                 failures[int(rows[lo + i])] = f
 
         def failed(i: int, e: WriteError) -> None:
-            failures[int(rows[i])] = RowFailure(Stage.WRITE, e.error, str(e), e.code)
+            failures[int(rows[i])] = RowFailure(Stage.WRITE, RowError(e.error), str(e), e.code)
 
         bisect(data.num_rows, attempt, failed, (WriteError,))
 
@@ -296,4 +297,5 @@ def _drop(rows: np.ndarray, bad: Failures, failures: Failures) -> np.ndarray:
 
 
 def _key_schema(schema: TableSchema) -> TableSchema:
+    assert schema.key is not None, "rows are deleted by key"
     return TableSchema(columns=[schema.column(k) for k in schema.key], key=schema.key)

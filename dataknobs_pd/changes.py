@@ -24,6 +24,7 @@ _IN_LIST = 10_000  # key values per `in` filter: a bound parameter each on SQL s
 def stored_rows(backend, table: str, schema: TableSchema, data: pa.Table) -> pa.Table:
     """The stored rows whose key is among those of `data`, with the columns of `data`: one keyed read."""
     key = schema.key
+    assert key is not None, "only a keyed table's rows are read by key"
     columns = list(data.column_names)
     pieces = []
     for lo in range(0, data.num_rows, _IN_LIST):
@@ -67,12 +68,21 @@ def diff(data: pa.Table, stored: pa.Table | None, key: list[str] | None, mode: s
         rows = np.flatnonzero(differs[c])
         if not len(rows):
             continue
-        old = stored.column(c).take(pa.array(at[rows])).to_pylist()
-        new = data.column(c).take(pa.array(rows)).to_pylist()
+        old = _values(stored.column(c).take(pa.array(at[rows])))
+        new = _values(data.column(c).take(pa.array(rows)))
         for i, o, v in zip(rows.tolist(), old, new):
             changed[i].append(c)
             before[i][c], after[i][c] = o, v
     return _frame(actions, changed, before, after)
+
+
+def _values(a) -> list:
+    """The values as Python objects, as `to_pylist` gives them; numbers and booleans without nulls
+    (the common case) through NumPy, several times faster."""
+    t = a.type
+    if a.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+        return a.to_numpy(zero_copy_only=False).tolist()
+    return a.to_pylist()
 
 
 def _frame(actions, changed, before, after) -> pd.DataFrame:

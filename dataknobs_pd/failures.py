@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -190,8 +191,11 @@ def _is_range_error(text: str) -> bool:
 
 
 # -- narrowing down --------------------------------------------------------------------------
-def bisect(n: int, attempt: Callable[[int, int], None], failed: Callable[[int, Exception], None],
-           errors: tuple[type[BaseException], ...]) -> None:
+E = TypeVar("E", bound=BaseException)
+
+
+def bisect(n: int, attempt: Callable[[int, int], None], failed: Callable[[int, E], None],
+           errors: tuple[type[E], ...]) -> None:
     """Run attempt(lo, hi) over [0, n); a range that raises one of `errors` is halved until the positions
     at fault stand alone, and failed(position, error) is called for each. Ranges run in order.
 
@@ -227,7 +231,11 @@ def failures_frame(failed_rows: pd.DataFrame | None, key: list[str] | None, fail
     rows = np.array(sorted(failures), dtype=np.int64)
     fs = [failures[r] for r in rows]
     here = np.arange(len(rows))
-    labels = failed_rows.index.tolist() if len(rows) else []
+    if len(rows):
+        assert failed_rows is not None, "failures come with their failed rows"
+        labels = failed_rows.index.tolist()
+    else:
+        labels = []
     out = pd.DataFrame(
         {
             "row": rows,

@@ -21,7 +21,7 @@ def _interactive() -> bool:
 class Progress:
     """A rows/s bar with the failures so far; does nothing when disabled."""
 
-    def __init__(self, total: int, desc: str, enabled: bool | None):
+    def __init__(self, total: int | None, desc: str, enabled: bool | None):
         if enabled is None:
             enabled = (total is None or total >= AUTO_MIN_ROWS) and _interactive()  # None: a stream
         self.bar = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -30,6 +32,8 @@ class BatchResult:
         if frame is not None:
             total = len(frame)
             failed_rows = frame.iloc[np.array(sorted(failures), dtype=np.int64)]
+        elif total is None:
+            raise TypeError("BatchResult needs frame= or total=")
         self.operation = operation
         self.table = table
         self.url = url
@@ -44,7 +48,7 @@ class BatchResult:
         self.failures = failures_frame(failed_rows, key, failures, partition)
         self.dry_run = dry_run
         self.added = added or {}  # columns this call added to the table: {label: dtype}
-        self._commit = None  # a dry run's call, for commit()
+        self._commit: Callable[[], BatchResult] | None = None  # a dry run's call, for commit()
         self.version = version  # the table version this call created, on stores that keep history
         self.changes = changes  # one row per written row: action, changed columns, before/after (None: not tracked)
 

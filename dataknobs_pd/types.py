@@ -184,8 +184,8 @@ class TypeMapper(DtypeTools):
                 continue
             s = df[labels[col.name]]
             if col.kind == "null" and s.notna().any():  # saved with no values: the first ones decide its kind
-                grown: Column | None = self._first_values(s, col, table)
-                schema, changed = schema.with_column(grown), True
+                typed = self._first_values(s, col, table)
+                schema, changed = schema.with_column(typed), True
             elif col.kind == "datetime":
                 _check_zone(s, col, table)
             elif col.kind == "category" and not col.dtype["ordered"]:

@@ -141,7 +141,7 @@ class RoundTripContract:
             {
                 "id": rng.permutation(n).astype("int64"),
                 "x": rng.normal(size=n),
-                "s": pd.Series(rng.choice(["a", "bb", None, "ccc"], n), dtype="str"),
+                "s": pd.Series(rng.choice(np.array(["a", "bb", None, "ccc"], dtype=object), n), dtype="str"),
                 "t": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 10**9, n), unit="s"),
             }
         )

@@ -4,6 +4,7 @@ and key, paged; each page is built from the slice in view, so a million changes 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +26,7 @@ def changes_view(result, widgets):
     ch = result.changes
     cats = ch["action"].astype("category")
     codes, actions = np.asarray(cats.cat.codes), list(cats.cat.categories)
-    state = {"page": 0, "positions": None, "keys": None}
+    state: dict[str, Any] = {"page": 0, "positions": None, "keys": None}
     counts = W.HTML(f"<div class='dk-report'><div class='dk-h'>changes by action</div>{counts_html(ch)}</div>")
     default = "update" if "update" in actions else ALL
     action = W.Dropdown(options=[(f"All actions ({len(ch):,})", ALL)] + [

@@ -271,8 +271,8 @@ def rows_html(res, failures: pd.DataFrame) -> str:
     if keys is None:
         keys = failures["key"].tolist()
     for i, f in enumerate(failures[["row", "index", "key", "stage", "error", "message"]].itertuples(index=False)):
-        bad_col = _COLUMN_IN_MESSAGE.search(str(f.message or ""))
-        bad_col = bad_col.group(1) if bad_col else None
+        found = _COLUMN_IN_MESSAGE.search(str(f.message or ""))
+        bad_col = found.group(1) if found else None
         tr = [f"<td class='dk-num'>{int(f.row):,}</td>"]
         if with_index:
             tr.append(f"<td>{_cell(f.index)}</td>")

@@ -14,6 +14,7 @@ import keyword
 import math
 import os
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,7 +98,7 @@ def _shows_errors(method):
     return run
 
 
-_Base = W.VBox if W is not None else object
+_Base: Any = W.VBox if W is not None else object  # a widget only with ipywidgets installed
 
 
 class BatchReport(_Base):
@@ -128,10 +129,11 @@ class BatchReport(_Base):
                                                   (f"Changes ({len(result.changes):,})", "changes")])
             self.views.add_class("dk-w-views")
             self.changes_view.layout.display = "none"
+            view = self.changes_view
 
             def show(change):
                 box.layout.display = "none" if change["new"] == "changes" else None
-                self.changes_view.layout.display = None if change["new"] == "changes" else "none"
+                view.layout.display = None if change["new"] == "changes" else "none"
 
             self.views.observe(show, "value")
             children += [self.views, box, self.changes_view]

@@ -109,6 +109,7 @@ class DeltaBackend(Backend):
         """Add nullable columns; Delta's schema gains them with the call's one commit (old files read as nulls)."""
         with self.transaction():
             st = self._existing(table)
+            assert st.schema is not None  # _existing: the table exists
             schema = replace(st.schema, columns=st.schema.data_columns + list(columns) + st.schema.index_columns)
             ph.check_columns(schema, table)
             st.schema = schema
@@ -128,6 +129,7 @@ class DeltaBackend(Backend):
     def _touch(self, table: str) -> Staged:
         """The table as this transaction sees it; its latest version is read on first touch."""
         tx = self._current()
+        assert tx is not None, "tables are touched inside a transaction"
         st = tx.tables.get(table)
         if st is None:
             dt = self._open(table)
@@ -187,6 +189,7 @@ class DeltaBackend(Backend):
         if version is None:  # found by the commit's token
             with self.loc.io(f"reading the history of table {st.name!r}"):
                 dt = st.base
+                assert dt is not None  # a commit without its version wrote into a table that exists
                 dt.update_incremental()  # the version read, brought up to date: cheaper than opening it anew
                 for limit in (1, 20):  # ours is almost always the latest commit
                     version = next((h["version"] for h in dt.history(limit) if h.get(TOKEN_KEY) == token), None)

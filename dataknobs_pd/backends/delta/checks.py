@@ -60,6 +60,7 @@ def rules_for(st: Staged) -> Rules:
         if not st.has_rows:
             rules = Rules({}, ())
         else:
+            assert st.base is not None and st.base_schema is not None  # has_rows: the table exists
             with st.loc.io(f"reading table {st.name!r}"):
                 config = st.base.metadata().configuration
                 fields = list(pa.schema(st.base.schema().to_arrow()))
@@ -82,8 +83,8 @@ class Checker:
         out: dict[int, Violation] = {}
         for name in rules.not_null:
             if name in rows.column_names:
-                for i in np.flatnonzero(rows.column(name).is_null().to_numpy(zero_copy_only=False)):
-                    out.setdefault(int(i), Violation(
+                for null in np.flatnonzero(rows.column(name).is_null().to_numpy(zero_copy_only=False)):
+                    out.setdefault(int(null), Violation(
                         RowError.NotNull, NOT_NULL_CODE,
                         f"column {name!r} is NOT NULL in Delta table {table!r} and this row has no value"))
         if rules.checks and rows.num_rows:
@@ -127,11 +128,13 @@ class Checker:
         rules = rules_for(st)
         if not rules:
             return
+        assert st.schema is not None, "rows are written to a table that exists"
         full = ph.stored_schema(st.schema)
         parts = []
         if len(new):
             parts.append(complete(stored.take(new), full))
         if len(changed):
+            assert pos is not None, "rows to update come with their positions among the keys"
             parts.append(complete(_with_stored(st, stored.take(changed), pos[changed], rules), full))
         candidates = pa.concat_tables(parts) if parts else full.empty_table()
         found = self.violations(candidates, rules, st.name)
@@ -146,6 +149,7 @@ class Checker:
     def known(st: Staged, data: pa.Table) -> bool:
         """Whether these rows were all checked before (raising WriteError if one breaks a rule)."""
         checked = st.cache.get("checked")  # (key index, verdicts) of the last rows checked against the rules
+        assert st.schema is not None, "rows are written to a table that exists"
         if not st.schema.key or checked is None:
             return False
         at = checked[0].get_indexer(key_index(data.select(st.schema.key)))
@@ -157,6 +161,7 @@ class Checker:
 
 def _with_stored(st: Staged, changes: pa.Table, pos: np.ndarray, rules: Rules) -> pa.Table:
     """Rows being updated, with the stored values of the columns a rule names that the call leaves alone."""
+    assert st.schema is not None, "rows are written to a table that exists"
     names = ph.stored_schema(st.schema).names
     missing = [c for c in dict.fromkeys(rules.columns(names) + list(rules.not_null)) if c not in changes.column_names]
     if not missing:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -42,6 +43,7 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
         return None
     if not st.changed:
         return None
+    assert st.schema is not None, "a table that changes and is not dropped has a schema"
     token = uuid.uuid4().hex
     read = st.base.version() if st.base is not None else None
     props = CommitProperties(
@@ -60,7 +62,8 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
                 else:
                     write_deltalake(st.base, data, mode="overwrite", schema_mode="overwrite", commit_properties=props)
             elif not (st.updates or st.deletes):
-                evolve = "merge" if full != pa.schema(st.base.schema().to_arrow()) else None
+                assert st.base is not None, "rows are appended to a table that exists"
+                evolve: Literal["merge"] | None = "merge" if full != pa.schema(st.base.schema().to_arrow()) else None
                 write_deltalake(st.base, _new_rows(st, full, _next_seq(st)), mode="append", schema_mode=evolve,
                                 commit_properties=props)
             elif st.grows(full):
@@ -79,12 +82,14 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
         raise
     if read is None:
         return token, 0  # a new table: its first version
+    assert st.base is not None  # the table `read` is a version of
     # delta-rs brings the table it wrote to up to the version it committed (not after create_write_transaction)
     return token, (st.base.version() if st.base.version() != read else None)
 
 
 def _new_rows(st: Staged, full: pa.Schema, first_seq: int) -> pa.Table:
     """The staged new rows, every column of the table, sorted by key (or numbered in insertion order)."""
+    assert st.schema is not None, "rows of a table that is not dropped"
     data = pa.concat_tables([complete(t, full) for t in st.inserts]) if st.inserts else full.empty_table()
     data = data.combine_chunks()  # delta-rs writes one batch faster than many small ones
     if st.schema.key:
@@ -99,6 +104,7 @@ def _new_rows(st: Staged, full: pa.Schema, first_seq: int) -> pa.Table:
 
 def _next_seq(st: Staged) -> int:
     """The insertion number after the last row of a table without a key."""
+    assert st.schema is not None, "rows of a table that is not dropped"
     if st.schema.key or st.base is None:
         return 0
     top = st.snapshot().max_of(ph.SEQ)
@@ -135,13 +141,15 @@ def _rewritten(st: Staged, full: pa.Schema) -> tuple[pa.Table, list[int], pa.Tab
     if st.inserts:
         parts.append(_new_rows(st, full, 0))
     data = (pa.concat_tables(parts) if parts else full.empty_table()).combine_chunks()
-    key = ph.stored_names(st.schema, st.schema.key)
+    assert st.schema is not None, "rows of a table that is not dropped"
+    key = ph.stored_key(st.schema)
     deleted = pa.concat_tables(deleted).select(key) if deleted else full.empty_table().select(key)
     return data, sorted(touched), deleted
 
 
 def _replace_files(st: Staged, full: pa.Schema, props: CommitProperties, stage: str) -> None:
     """One commit that adds the touched files written anew (with the new rows) and removes the old ones."""
+    assert st.base is not None, "files of a table that exists are replaced"
     loc = st.loc
     data, touched, _ = _rewritten(st, full)
     folder = loc.folder(st.name)
@@ -154,8 +162,8 @@ def _replace_files(st: Staged, full: pa.Schema, props: CommitProperties, stage: 
     now = int(time.time() * 1000)
     files = st.keys().files
     sizes = st.snapshot().sizes()
-    actions = [AddAction(a["path"], a["size"], {}, a["modificationTime"], True, a.get("stats") or "")
-               for a in adds]
+    actions: list[AddAction | RemoveAction] = [
+        AddAction(a["path"], a["size"], {}, a["modificationTime"], True, a.get("stats") or "") for a in adds]
     actions += [RemoveAction(files[f], True, now, sizes.get(files[f]), {}) for f in touched]
     st.base.create_write_transaction(actions, "append", full, commit_properties=props)
 
@@ -168,7 +176,8 @@ def _merge(st: Staged, full: pa.Schema, props: CommitProperties) -> None:
         complete(data, full).append_column(GONE, pa.repeat(False, data.num_rows)),
         complete(deleted, full).append_column(GONE, pa.repeat(True, deleted.num_rows)),
     ])
-    key = ph.stored_names(st.schema, st.schema.key)
+    assert st.schema is not None and st.base is not None, "a merge into a table that exists"
+    key = ph.stored_key(st.schema)
     values = {_quote(c): f"s.{_quote(c)}" for c in full.names}  # only columns named here join the schema
     (st.base.merge(source, " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in key), source_alias="s",
                    target_alias="t", merge_schema=True, commit_properties=props)

@@ -67,7 +67,7 @@ def version_at(latest: DeltaTable, loc, table: str, version: int | None, as_of) 
     if version is None and as_of is None:
         return latest
     with loc.io(f"reading table {table!r}"):
-        if as_of is None:
+        if as_of is None and version is not None:
             return loc.delta_table(table, int(version))
         try:
             when = pd.Timestamp(as_of)

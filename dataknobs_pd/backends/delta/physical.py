@@ -19,6 +19,7 @@ UTC instants). So, stored ("physical") and back ("logical", the dk schema's Arro
 from __future__ import annotations
 
 import functools
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -103,6 +104,12 @@ def stored_names(schema: TableSchema, names: list[str]) -> list[str]:
     out = list(names)
     out += [NS + n for n in names if has_ns(schema.column(n))]
     return out
+
+
+def stored_key(schema: TableSchema) -> list[str]:
+    """The stored columns that hold the key of a keyed table."""
+    assert schema.key is not None, "a table without a key"
+    return stored_names(schema, schema.key)
 
 
 def exact_order(t: pa.DataType) -> bool:
@@ -242,6 +249,6 @@ def _isolate(arr: pa.Array, t: pa.DataType) -> dict[int, str]:
 def _show(arr: pa.Array, i: int) -> str:
     t = arr.type
     if pa.types.is_timestamp(t) or pa.types.is_date(t):  # numpy shows years Python's datetime cannot
-        unit = t.unit if pa.types.is_timestamp(t) else "D"
+        unit: Literal["s", "ms", "us", "ns", "D"] = t.unit if pa.types.is_timestamp(t) else "D"
         return str(np.datetime64(arr.cast(pa.int64() if pa.types.is_timestamp(t) else pa.int32())[i].as_py(), unit))
     return repr(arr[i].as_py())

@@ -69,12 +69,14 @@ class Staged:
 
     def grows(self, full: pa.Schema) -> bool:
         """Whether the stored columns `full` include some the version read lacks (columns were added)."""
+        assert self.base is not None, "only a table that exists grows"
         have = set(pa.schema(self.base.schema().to_arrow()).names)
         return any(n not in have for n in full.names)
 
     def snapshot(self) -> Snapshot:
         snap = self.cache.get("snapshot")
         if snap is None:
+            assert self.base is not None, "only a table that exists has a snapshot"
             snap = self.cache["snapshot"] = Snapshot(self.base, self.loc)
         return snap
 
@@ -82,9 +84,12 @@ class Staged:
         """Every key of the version read, with its file and row (read once per transaction)."""
         keys = self.cache.get("keys")
         if keys is None:
-            names = ph.stored_names(self.base_schema, self.base_schema.key)
+            assert self.base_schema is not None, "only a table that exists has keys"
+            names = ph.stored_key(self.base_schema)
             snap = self.snapshot()
-            parts, files, file_of = [], [], []
+            parts: list[pa.Table] = []
+            files: list[str] = []
+            file_of: list[np.ndarray] = []
             with self.loc.io(f"reading the keys of table {self.name!r}"):
                 for path, fragment in snap.fragments():
                     t = fragment.to_table(columns=names, schema=snap.dataset_schema)
@@ -105,11 +110,13 @@ class Staged:
         """Position of each row's key (`stored`: rows in stored form) among the table's, -1 when not there."""
         if not self.has_rows:
             return np.full(stored.num_rows, -1, dtype=np.int64)
-        return self.keys().find(stored.select(ph.stored_names(self.schema, self.schema.key)))
+        assert self.schema is not None, "rows are found in a table that exists"
+        return self.keys().find(stored.select(ph.stored_key(self.schema)))
 
     def file(self, path: str) -> pa.Table:
         """A whole data file of the version read, with every stored column of the table as it is now
         (the file is read once per transaction; columns added since read as nulls)."""
+        assert self.schema is not None, "the files of a table that exists"
         files = self.cache.setdefault("files", {})
         if path not in files:
             with self.loc.io(f"reading table {self.name!r}"):
@@ -118,6 +125,7 @@ class Staged:
 
     def rows_at(self, pos: np.ndarray, columns: list[str]) -> pa.Table:
         """The stored rows at positions `pos` among the keys, in that order, with `columns`."""
+        assert self.schema is not None, "the rows of a table that exists"
         keys = self.keys()
         parts, order = [], []
         for f in np.unique(keys.file_of[pos]):

@@ -142,7 +142,7 @@ def unholdable(data: pa.Table, schema: TableSchema) -> dict[int, Unholdable]:
     for name in data.column_names:
         col, arr = schema.column(name), data.column(name)
         t, p = col.arrow, plan(col)
-        bad, why = None, None
+        bad, why = None, ""
         wide = (pa.types.is_timestamp(t) and t.tz is not None) or (pa.types.is_duration(t) and t.unit != "ns")
         if wide and _PER_US.get(t.unit, 1) > 1:
             limit = INT64_MAX // _PER_US[t.unit]
@@ -190,10 +190,10 @@ def foreign_column(name: str, t: pa.DataType, nullable: bool) -> Column:
     if pa.types.is_timestamp(t):
         t = pa.timestamp(t.unit, tz="UTC" if t.tz else None)
         return Column(name, "datetime", t, True, {"name": f"datetime64[{t.unit}{', UTC' if t.tz else ''}]"})
-    kind = {"date32": "date"}.get(str(t)) or ("decimal" if pa.types.is_decimal(t) else None) or (
+    plain = {"date32": "date"}.get(str(t)) or ("decimal" if pa.types.is_decimal(t) else None) or (
         "bytes" if pa.types.is_binary(t) or pa.types.is_large_binary(t) else None)
-    if kind:
-        return Column(name, kind, t, True, {"name": "object", "na": "none"})
+    if plain:  # kept as Python objects
+        return Column(name, plain, t, True, {"name": "object", "na": "none"})
     # the rest (lists, structs, intervals, times): pyarrow-backed, as DuckDB reads them
     return Column(name, "json" if pa.types.is_nested(t) else str(t), t, True,
                   {"name": str(pd.ArrowDtype(t)), "arrow": True})

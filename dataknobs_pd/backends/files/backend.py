@@ -7,6 +7,7 @@ import os
 import time
 import urllib.parse
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import replace
 
@@ -73,11 +74,13 @@ class FileBackend(Backend):
     def tables(self):
         s, m = self.storage, self.manifests
         with s.io("listing tables"):
+            listed: Mapping[str, dict | None]
             if s.object_store:  # every key under the root in one listing
-                listed: dict[str, dict | None] = {}
+                folders: dict[str, dict] = {}
                 for key, e in s.find(s.root).items():
                     folder, _, rest = key.partition("/")
-                    listed.setdefault(folder, {})[rest] = e
+                    folders.setdefault(folder, {})[rest] = e
+                listed = folders
             else:
                 listed = dict.fromkeys(s.ls(s.root) if not s.local or os.path.isdir(s.root) else [])
             names = []
@@ -112,7 +115,7 @@ class FileBackend(Backend):
                     f"table {table!r} in {self.display} is stored as {other}; open it with "
                     f"{other}://{self.url.split('://', 1)[1]}, or use another table name")
             # parts a crashed writer left behind: removed when this table is published
-            self.tx.current().orphans[table] = [n for n in names if is_part(n, self.fmt.suffix)]
+            self.tx.mine().orphans[table] = [n for n in names if is_part(n, self.fmt.suffix)]
             self.tx.put(table, State(table, schema))
 
     def _formats_in(self, names: list[str]) -> list[str]:
@@ -142,7 +145,7 @@ class FileBackend(Backend):
         retention = self.retention if retention is None else retention
         with self.transaction():
             self.claim(table)
-            locked = table in self.tx.current().locks
+            locked = table in self.tx.mine().locks
             with self.storage.io(f"vacuuming table {table!r}"):
                 head = self.manifests.head(table)
                 st = head.state
@@ -227,7 +230,9 @@ class FileBackend(Backend):
         small = [i for i, p in enumerate(parts) if p.rows < full // 2]
         if st.schema.key:
             small.sort(key=lambda i: parts[i].rows)
-        groups, group, rows = [], [], 0
+        groups: list[list[int]] = []
+        group: list[int] = []
+        rows = 0
         for i in small:
             adjacent = st.schema.key or not group or i == group[-1] + 1
             if group and (rows + parts[i].rows > full or not adjacent):
@@ -254,7 +259,7 @@ class FileBackend(Backend):
         path = f"{folder}/{name}"
         with self.storage.io(f"writing table {st.name!r}"):
             self.storage.ensure_dir(folder)
-        self.pool.submit(self.tx.current(), path, data.replace_schema_metadata(None), st.schema)
+        self.pool.submit(self.tx.mine(), path, data.replace_schema_metadata(None), st.schema)
         lo = hi = None
         if st.schema.key:
             keys = data.select(st.schema.key)
@@ -269,10 +274,12 @@ class FileBackend(Backend):
         if not st.parts or n == 0:
             return part_of, row_of
         key = st.schema.key
+        assert key is not None, "rows are located by key"
         keys = data.select(key)
         kmin, kmax = parts_.row(keys, int(order[0])), parts_.row(keys, int(order[-1]))
         for i, part in enumerate(st.parts):
-            if part.hi < kmin or part.lo > kmax:
+            lo, hi = part.bounds
+            if hi < kmin or lo > kmax:
                 continue
             pos = parts_.match(self._part_keys(st, part), keys, key)
             hit = pos >= 0

@@ -97,6 +97,12 @@ class Transactions:
         tx = self._tx
         return tx if tx is not None and tx.owner == threading.get_ident() else None
 
+    def mine(self) -> Tx:
+        """This thread's open transaction, which every change of a table runs inside."""
+        tx = self.current()
+        assert tx is not None, "no transaction is open in this thread"
+        return tx
+
     def get(self, table: str) -> State | None:
         """The table as this thread sees it: its transaction's view (loaded on first touch), else committed."""
         tx = self.current()
@@ -109,7 +115,7 @@ class Transactions:
         return tx.states[table]
 
     def put(self, table: str, st: State | None) -> None:
-        self.current().states[table] = st
+        self.mine().states[table] = st
 
     @contextmanager
     def transaction(self):

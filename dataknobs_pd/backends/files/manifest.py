@@ -41,6 +41,12 @@ class Part:
     lo: tuple | None = None  # first key (keyed tables: every part is sorted by key)
     hi: tuple | None = None  # last key
 
+    @property
+    def bounds(self) -> tuple[tuple, tuple]:
+        """(first key, last key), which every part of a keyed table has."""
+        assert self.lo is not None and self.hi is not None, f"part {self.file} of a table without a key"
+        return self.lo, self.hi
+
 
 @dataclass(frozen=True)
 class State:
@@ -175,7 +181,7 @@ class Manifests:
                "schema": json.loads(st.schema.to_json()),
                "parts": [{"file": p.file, "rows": p.rows, "bytes": p.size} for p in st.parts]}
         if st.schema.key and st.parts:
-            doc["bounds"] = parts_.encode_bounds([b for p in st.parts for b in (p.lo, p.hi)], st.schema)
+            doc["bounds"] = parts_.encode_bounds([b for p in st.parts for b in p.bounds], st.schema)
         doc["retired"] = [{"file": f, "since": since} for f, since in st.retired]
         return json.dumps(doc, indent=1).encode()
 

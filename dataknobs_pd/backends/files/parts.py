@@ -61,6 +61,7 @@ def complete(data: pa.Table, schema: TableSchema) -> pa.Table:
 
 def encode_bounds(rows: list[tuple], schema: TableSchema) -> str:
     """Key tuples (first and last key of every part) as base64 Arrow IPC: exact for any key type."""
+    assert schema.key is not None, "only the parts of a keyed table have bounds"
     cols = [pa.array([r[i] for r in rows], type=schema.column(k).arrow) for i, k in enumerate(schema.key)]
     table = pa.table(cols, names=schema.key)
     sink = pa.BufferOutputStream()
@@ -80,6 +81,7 @@ def may_match(first: tuple | None, last: tuple | None, where: list, schema: Tabl
     """False when a part's key range [first, last] rules out every OR group of `where` (first key column only)."""
     if not where or first is None:
         return True
+    assert last is not None and schema.key is not None, "a part of a keyed table has both bounds"
     k0, t = schema.key[0], schema.column(schema.key[0]).arrow
     lo, hi = first[0], last[0]
     return any(all(_term_may_match(lo, hi, op, value, t) for col, op, value in group if col == k0)
@@ -106,24 +108,27 @@ def merge(streams: list, key: list[str]) -> Iterator[pa.Table]:
     sort = [(k, "ascending") for k in key]
     while True:
         for i, it in enumerate(its):
-            while not done[i] and (bufs[i] is None or bufs[i].num_rows == 0):
+            while not done[i] and _empty(bufs[i]):
                 try:
                     bufs[i] = next(it)
                 except StopIteration:
                     done[i], bufs[i] = True, None
-        live = [i for i in range(len(its)) if bufs[i] is not None and bufs[i].num_rows]
+        live = [(i, b) for i, b in enumerate(bufs) if b is not None and b.num_rows]
         if not live:
             return
-        pending = [i for i in live if not done[i]]  # streams that may hold more rows after their buffer
-        frontier = min(row(bufs[i].select(key), bufs[i].num_rows - 1) for i in pending) if pending else None
+        pending = [b for i, b in live if not done[i]]  # streams that may hold more rows after their buffer
+        frontier = min(row(b.select(key), b.num_rows - 1) for b in pending) if pending else None
         pieces = []
-        for i in live:
-            b = bufs[i]
+        for i, b in live:
             take = b.num_rows if frontier is None else _count_le(b.select(key), frontier)
             if take:
                 pieces.append(b.slice(0, take))
                 bufs[i] = b.slice(take)
         yield pa.concat_tables(pieces).sort_by(sort)
+
+
+def _empty(b: pa.Table | None) -> bool:
+    return b is None or b.num_rows == 0
 
 
 def _count_le(keys: pa.Table, frontier: tuple) -> int:

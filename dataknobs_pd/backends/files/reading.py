@@ -104,9 +104,9 @@ def _read(b: FileBackend, st: State, files: dict, columns, where, order, limit, 
             data = data.slice(0, limit)
         stream = iter([data])
     elif key:
-        parts.sort(key=lambda p: p.lo)
+        parts.sort(key=lambda p: p.bounds[0])
         streams = [scans(p) for p in parts]
-        if all(a.hi < c.lo for a, c in pairwise(parts)):
+        if all(a.bounds[1] < c.bounds[0] for a, c in pairwise(parts)):
             stream = (t for s in streams for t in s)
         else:
             stream = parts_.merge(streams, key)

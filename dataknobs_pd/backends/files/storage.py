@@ -10,7 +10,7 @@ import time
 import urllib.parse
 import weakref
 from contextlib import contextmanager, suppress
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import fsspec
 import pyarrow as pa
@@ -169,8 +169,8 @@ class Storage:
             return out
         if self.s3:  # one request whether or not the folder exists (ls makes two for a missing one)
             parent, _, name = path.rpartition("/")
-            found = self.find(parent, name + "/")
-            return {rest[len(name) + 1:].partition("/")[0]: e for rest, e in found.items()}
+            below = self.find(parent, name + "/")
+            return {rest[len(name) + 1:].partition("/")[0]: e for rest, e in below.items()}
         self.fs.invalidate_cache(path)
         try:
             found = self.fs.ls(path, detail=True)
@@ -323,12 +323,12 @@ class Storage:
 
 
 def _entry(info: dict, now: float) -> Entry:
-    when = info.get("mtime") or info.get("LastModified") or info.get("created")
+    when: Any = info.get("mtime") or info.get("LastModified") or info.get("created")  # datetime, number or text
     age = now - (when.timestamp() if hasattr(when, "timestamp") else float(when or now))
     return Entry(age, int(info.get("size") or 0))
 
 
-def _precondition_failed(e: BaseException) -> bool:
+def _precondition_failed(e: BaseException | None) -> bool:
     """An S3 refusal of a conditional write (412 PreconditionFailed), however s3fs wrapped it."""
     while e is not None:
         text = f"{type(e).__name__} {e}"
