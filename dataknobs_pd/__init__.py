@@ -1,8 +1,8 @@
 """dataknobs-pd: save pandas DataFrames to real stores, load them back exactly, update them by key.
 
-    import dataknobs_pd as dk      # registers the DataFrame accessor `dk`
-    res = df.dk.save("sqlite:///flights.db", "flights")
-    out = pd.DataFrame.dk.load("sqlite:///flights.db", "flights")
+import dataknobs_pd as dk      # registers the DataFrame accessor `dk`
+res = df.dk.save("sqlite:///flights.db", "flights")
+out = pd.DataFrame.dk.load("sqlite:///flights.db", "flights")
 """
 
 from . import accessor as _accessor  # noqa: F401  (registers df.dk)
@@ -29,7 +29,25 @@ from .types import TypeMapper
 __version__ = "1.0.0rc1"  # as in pyproject.toml (`make dist` checks)
 
 __all__ = [
-    "BackendUnavailableError", "BatchError", "BatchResult", "ConcurrentWriteError", "ConnectionLostError",
-    "DataKnobsError", "InvalidArgumentError", "KeyRequiredError", "SchemaMismatchError", "StorageError", "Store", "TableExistsError", "TableNotFoundError", "TableSchema", "TypeMapper",
-    "UnsupportedDtypeError", "connect", "delete", "load", "save", "update_batch",
+    "BackendUnavailableError",
+    "BatchError",
+    "BatchResult",
+    "ConcurrentWriteError",
+    "ConnectionLostError",
+    "DataKnobsError",
+    "InvalidArgumentError",
+    "KeyRequiredError",
+    "SchemaMismatchError",
+    "StorageError",
+    "Store",
+    "TableExistsError",
+    "TableNotFoundError",
+    "TableSchema",
+    "TypeMapper",
+    "UnsupportedDtypeError",
+    "connect",
+    "delete",
+    "load",
+    "save",
+    "update_batch",
 ]

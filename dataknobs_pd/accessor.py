@@ -19,9 +19,17 @@ class DkAccessor:
         self._df = df
 
     def save(
-        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, if_exists: str = "fail",
-        errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
-        dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
+        self,
+        store: Store | str,
+        table: str,
+        key: str | Sequence[str] | None = None,
+        if_exists: str = "fail",
+        errors: str = "collect",
+        chunksize: int | None = None,
+        progress: bool | None = None,
+        dry_run: bool = False,
+        track_changes: bool = False,
+        new_columns: str = "fail",
     ) -> BatchResult:
         """Write the frame to `table`: create it, replace it, append to it or upsert into it by key.
 
@@ -38,31 +46,74 @@ class DkAccessor:
         new_columns: "fail" (SchemaMismatchError for a column the table lacks) or "add" (add it; rows
             already stored hold no value in it).
         """
-        return api.save(self._df, store, table, key=key, if_exists=if_exists, errors=errors,
-                        chunksize=chunksize, progress=progress, dry_run=dry_run,
-                        track_changes=track_changes, new_columns=new_columns)
+        return api.save(
+            self._df,
+            store,
+            table,
+            key=key,
+            if_exists=if_exists,
+            errors=errors,
+            chunksize=chunksize,
+            progress=progress,
+            dry_run=dry_run,
+            track_changes=track_changes,
+            new_columns=new_columns,
+        )
 
     def update_batch(
-        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, insert_missing: bool = False,
-        errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
-        dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
+        self,
+        store: Store | str,
+        table: str,
+        key: str | Sequence[str] | None = None,
+        insert_missing: bool = False,
+        errors: str = "collect",
+        chunksize: int | None = None,
+        progress: bool | None = None,
+        dry_run: bool = False,
+        track_changes: bool = False,
+        new_columns: str = "fail",
     ) -> BatchResult:
         """Change the frame's columns on the rows of `table` with the same key; the other columns stay.
 
         A key not in the table fails with stage "missing", unless insert_missing=True inserts the row.
         The other arguments are those of `save`.
         """
-        return api.update_batch(self._df, store, table, key=key, insert_missing=insert_missing, errors=errors,
-                                chunksize=chunksize, progress=progress, dry_run=dry_run,
-                                track_changes=track_changes, new_columns=new_columns)
+        return api.update_batch(
+            self._df,
+            store,
+            table,
+            key=key,
+            insert_missing=insert_missing,
+            errors=errors,
+            chunksize=chunksize,
+            progress=progress,
+            dry_run=dry_run,
+            track_changes=track_changes,
+            new_columns=new_columns,
+        )
 
     def delete(
-        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, errors: str = "collect",
-        chunksize: int | None = None, progress: bool | None = None, dry_run: bool = False,
+        self,
+        store: Store | str,
+        table: str,
+        key: str | Sequence[str] | None = None,
+        errors: str = "collect",
+        chunksize: int | None = None,
+        progress: bool | None = None,
+        dry_run: bool = False,
         track_changes: bool = False,
     ) -> BatchResult:
         """Delete the rows of `table` whose key is in the frame; keys not in the table fail as "missing"."""
-        return api.delete(self._df, store, table, key=key, errors=errors, chunksize=chunksize, progress=progress,
-                          dry_run=dry_run, track_changes=track_changes)
+        return api.delete(
+            self._df,
+            store,
+            table,
+            key=key,
+            errors=errors,
+            chunksize=chunksize,
+            progress=progress,
+            dry_run=dry_run,
+            track_changes=track_changes,
+        )
 
     load = staticmethod(api.load)  # usable as pd.DataFrame.dk.load(store, table, ...)

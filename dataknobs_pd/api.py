@@ -34,9 +34,17 @@ _mapper = TypeMapper()
 
 
 def save(
-    df: pd.DataFrame, store: Store | str, table: str, key: str | Sequence[str] | None = None,
-    if_exists: str = "fail", errors: str = "collect", chunksize: int | None = None,
-    progress: bool | None = None, dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
+    df: pd.DataFrame,
+    store: Store | str,
+    table: str,
+    key: str | Sequence[str] | None = None,
+    if_exists: str = "fail",
+    errors: str = "collect",
+    chunksize: int | None = None,
+    progress: bool | None = None,
+    dry_run: bool = False,
+    track_changes: bool = False,
+    new_columns: str = "fail",
 ) -> BatchResult:
     """Write `df` to `table`: create it, replace it, append to it or upsert into it by key.
 
@@ -56,7 +64,8 @@ def save(
     def plan(existing: TableSchema | None) -> Plan:
         if existing is not None and if_exists == "fail":
             raise TableExistsError(
-                f"table {table!r} already exists in {store.url}; pass if_exists='replace', 'append' or 'upsert'")
+                f"table {table!r} already exists in {store.url}; pass if_exists='replace', 'append' or 'upsert'"
+            )
         if existing is None or if_exists == "replace":
             if existing is None:
                 _check_case(store, table)
@@ -64,20 +73,39 @@ def save(
                 fresh.append(_mapper.schema(df, key_cols))
             return Plan(fresh[0], "insert", create=True)
         schema, changed, added = _fit(df, existing, key_cols, table, new_columns)
-        return Plan(schema, "upsert" if if_exists == "upsert" else "insert", schema_changed=changed,
-                    added=tuple(added))
+        return Plan(schema, "upsert" if if_exists == "upsert" else "insert", schema_changed=changed, added=tuple(added))
 
     job = Job("save", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
     res = _run(job, errors, chunksize, progress, dry_run, track_changes)
     if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
-        res._commit = functools.partial(save, data, store, table, key=key, if_exists=if_exists, errors=errors, chunksize=chunksize, progress=progress, track_changes=track_changes, new_columns=new_columns)
+        res._commit = functools.partial(
+            save,
+            data,
+            store,
+            table,
+            key=key,
+            if_exists=if_exists,
+            errors=errors,
+            chunksize=chunksize,
+            progress=progress,
+            track_changes=track_changes,
+            new_columns=new_columns,
+        )
     return res
 
 
 def update_batch(
-    df: pd.DataFrame, store: Store | str, table: str, key: str | Sequence[str] | None = None,
-    insert_missing: bool = False, errors: str = "collect", chunksize: int | None = None,
-    progress: bool | None = None, dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
+    df: pd.DataFrame,
+    store: Store | str,
+    table: str,
+    key: str | Sequence[str] | None = None,
+    insert_missing: bool = False,
+    errors: str = "collect",
+    chunksize: int | None = None,
+    progress: bool | None = None,
+    dry_run: bool = False,
+    track_changes: bool = False,
+    new_columns: str = "fail",
 ) -> BatchResult:
     """Change the columns present in `df` on the rows whose key is in the table.
 
@@ -97,14 +125,32 @@ def update_batch(
     job = Job("update_batch", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
     res = _run(job, errors, chunksize, progress, dry_run, track_changes)
     if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
-        res._commit = functools.partial(update_batch, data, store, table, key=key, insert_missing=insert_missing, errors=errors, chunksize=chunksize, progress=progress, track_changes=track_changes, new_columns=new_columns)
+        res._commit = functools.partial(
+            update_batch,
+            data,
+            store,
+            table,
+            key=key,
+            insert_missing=insert_missing,
+            errors=errors,
+            chunksize=chunksize,
+            progress=progress,
+            track_changes=track_changes,
+            new_columns=new_columns,
+        )
     return res
 
 
 def delete(
-    df: pd.DataFrame, store: Store | str, table: str, key: str | Sequence[str] | None = None,
-    errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
-    dry_run: bool = False, track_changes: bool = False,
+    df: pd.DataFrame,
+    store: Store | str,
+    table: str,
+    key: str | Sequence[str] | None = None,
+    errors: str = "collect",
+    chunksize: int | None = None,
+    progress: bool | None = None,
+    dry_run: bool = False,
+    track_changes: bool = False,
 ) -> BatchResult:
     """Delete the rows whose key appears in `df` (a frame or an iterable of frames); keys not in the
     table fail with stage "missing"."""
@@ -121,34 +167,73 @@ def delete(
     job = Job("delete", store.backend, store.url, table, frames, plan, again=again)
     res = _run(job, errors, chunksize, progress, dry_run, track_changes)
     if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
-        res._commit = functools.partial(delete, data, store, table, key=key, errors=errors, chunksize=chunksize, progress=progress, track_changes=track_changes)
+        res._commit = functools.partial(
+            delete,
+            data,
+            store,
+            table,
+            key=key,
+            errors=errors,
+            chunksize=chunksize,
+            progress=progress,
+            track_changes=track_changes,
+        )
     return res
 
 
 @overload
 def load(
-    store: Store | str, table: str, columns: Sequence | None = None, where=None, order_by=None,
-    limit: int | None = None, chunksize: None = None, version: int | None = None, as_of=None,
+    store: Store | str,
+    table: str,
+    columns: Sequence | None = None,
+    where=None,
+    order_by=None,
+    limit: int | None = None,
+    chunksize: None = None,
+    version: int | None = None,
+    as_of=None,
 ) -> pd.DataFrame: ...
 
 
 @overload
 def load(
-    store: Store | str, table: str, columns: Sequence | None = None, where=None, order_by=None,
-    limit: int | None = None, *, chunksize: int, version: int | None = None, as_of=None,
+    store: Store | str,
+    table: str,
+    columns: Sequence | None = None,
+    where=None,
+    order_by=None,
+    limit: int | None = None,
+    *,
+    chunksize: int,
+    version: int | None = None,
+    as_of=None,
 ) -> Iterator[pd.DataFrame]: ...
 
 
 @overload
 def load(
-    store: Store | str, table: str, columns: Sequence | None = None, where=None, order_by=None,
-    limit: int | None = None, chunksize: int | None = None, version: int | None = None, as_of=None,
+    store: Store | str,
+    table: str,
+    columns: Sequence | None = None,
+    where=None,
+    order_by=None,
+    limit: int | None = None,
+    chunksize: int | None = None,
+    version: int | None = None,
+    as_of=None,
 ) -> pd.DataFrame | Iterator[pd.DataFrame]: ...
 
 
 def load(
-    store: Store | str, table: str, columns: Sequence | None = None, where=None, order_by=None,
-    limit: int | None = None, chunksize: int | None = None, version: int | None = None, as_of=None,
+    store: Store | str,
+    table: str,
+    columns: Sequence | None = None,
+    where=None,
+    order_by=None,
+    limit: int | None = None,
+    chunksize: int | None = None,
+    version: int | None = None,
+    as_of=None,
 ) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Read a table back with the dtypes, column order and index it was saved with.
 
@@ -172,13 +257,12 @@ def load(
         raise InvalidArgumentError(f"chunksize= must be a positive int, got {chunksize!r}")
     filters = normalize(where, schema)
     order = order_terms(order_by, schema)
-    view = TableSchema(
-        columns=[schema.column(n) for n in selected], key=schema.key, index_names=schema.index_names
-    )
+    view = TableSchema(columns=[schema.column(n) for n in selected], key=schema.key, index_names=schema.index_names)
     batch_rows = chunksize or 1_000_000
     if earlier:
-        batches = store.backend.read_version(table, schema, selected, filters, order, limit, batch_rows,
-                                             version=version, as_of=as_of)
+        batches = store.backend.read_version(
+            table, schema, selected, filters, order, limit, batch_rows, version=version, as_of=as_of
+        )
     else:
         batches = store.backend.read(table, schema, selected, filters, order, limit, batch_rows)
     if chunksize:
@@ -250,7 +334,8 @@ def _check_case(store: Store, table: str) -> None:
     other = next((t for t in store.backend.tables() if t.casefold() == folded and t != table), None)
     if other is not None:
         raise InvalidArgumentError(
-            f"table {table!r} differs only by case from table {other!r} in {store.url}; use {other!r} or another name")
+            f"table {table!r} differs only by case from table {other!r} in {store.url}; use {other!r} or another name"
+        )
 
 
 def _select(schema: TableSchema, columns, table: str) -> list[str]:
@@ -285,8 +370,9 @@ def _same_key(existing: TableSchema, key_cols: list[str] | None, table: str) -> 
         )
 
 
-def _fit(df: pd.DataFrame, existing: TableSchema, key_cols, table: str, new_columns: str
-         ) -> tuple[TableSchema, bool, list]:
+def _fit(
+    df: pd.DataFrame, existing: TableSchema, key_cols, table: str, new_columns: str
+) -> tuple[TableSchema, bool, list]:
     """Check `df`'s key against the stored table, then its columns (TypeMapper.fit)."""
     if existing.key and key_cols is None:
         key_cols = existing.key if all(_has(df, k) for k in existing.key) else None
@@ -317,5 +403,6 @@ def _check_common(df, table, errors, chunksize) -> None:
         raise InvalidArgumentError(f"chunksize= must be a positive int, got {chunksize!r}")
     if len(df.columns) == 0 and is_default_index(df.index):
         raise InvalidArgumentError(
-            f"the frame has {len(df):,} rows and no columns (and only a default index): nothing to store in {table!r}")
+            f"the frame has {len(df):,} rows and no columns (and only a default index): nothing to store in {table!r}"
+        )
     check_column_names(df)

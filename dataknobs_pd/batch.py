@@ -102,11 +102,19 @@ class BatchWriter:
                 plan = job.plan(existing)
         single = job.single
         result = BatchResult(
-            operation=job.operation, table=job.table, url=job.url, key=plan.schema.key, failures=tally.failures,
-            elapsed=time.perf_counter() - start, committed=committed, frame=single,
-            total=tally.total, failed_rows=None if single is not None else tally.failed_rows(),
+            operation=job.operation,
+            table=job.table,
+            url=job.url,
+            key=plan.schema.key,
+            failures=tally.failures,
+            elapsed=time.perf_counter() - start,
+            committed=committed,
+            frame=single,
+            total=tally.total,
+            failed_rows=None if single is not None else tally.failed_rows(),
             partition=None if single is not None else tally.partition,
-            changes=tally.changes() if job.track or job.dry_run else None, dry_run=job.dry_run,
+            changes=tally.changes() if job.track or job.dry_run else None,
+            dry_run=job.dry_run,
             added={c.pandas_label: c.dtype["name"] for c in tally.added},
             version=job.backend.last_version(job.table) if committed else None,
         )
@@ -125,8 +133,7 @@ class BatchWriter:
         tally = _Tally()
         single = job.single
         try:
-            with Progress(None if single is None else len(single), f"{job.operation} {job.table}",
-                          job.progress) as bar:
+            with Progress(None if single is None else len(single), f"{job.operation} {job.table}", job.progress) as bar:
                 with backend.transaction():
                     backend.claim(job.table)
                     now = backend.schema(job.table)
@@ -178,13 +185,14 @@ class BatchWriter:
         job.backend.set_schema(job.table, plan.schema)
 
     # -- one chunk ---------------------------------------------------------------------
-    def _chunk(self, job: Job, plan: Plan, df: pd.DataFrame, rows: np.ndarray, failures: Failures
-               ) -> pd.DataFrame | None:
+    def _chunk(
+        self, job: Job, plan: Plan, df: pd.DataFrame, rows: np.ndarray, failures: Failures
+    ) -> pd.DataFrame | None:
         """Convert and write the rows `rows` of `df`; with change tracking, what each written row changed."""
         if len(rows) == 0:
             return None
         contiguous = rows[-1] - rows[0] + 1 == len(rows)
-        part = df.iloc[rows[0]:rows[-1] + 1] if contiguous else df.iloc[rows]
+        part = df.iloc[rows[0] : rows[-1] + 1] if contiguous else df.iloc[rows]
         if plan.mode == "delete":
             assert plan.schema.key is not None, "rows are deleted by key"
             data, bad = self.mapper.to_arrow(keys.key_frame(part, plan.schema.key), _key_schema(plan.schema))
@@ -198,8 +206,11 @@ class BatchWriter:
         tracked = None
         if job.track or job.dry_run:
             key, mode = plan.schema.key, plan.mode
-            stored = changes.stored_rows(job.backend, job.table, plan.schema, data) if (
-                key and mode in ("upsert", "update") and not plan.create) else None
+            stored = (
+                changes.stored_rows(job.backend, job.table, plan.schema, data)
+                if (key and mode in ("upsert", "update") and not plan.create)
+                else None
+            )
             tracked = changes.diff(data, stored, key, mode)
             tracked.insert(0, "row", rows)
         self._write(job, plan, data, rows, failures)

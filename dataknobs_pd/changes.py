@@ -86,14 +86,19 @@ def _values(a) -> list:
 
 
 def _frame(actions, changed, before, after) -> pd.DataFrame:
-    return pd.DataFrame({
-        "action": pd.Series(actions, dtype=object), "changed": pd.Series(changed, dtype=object),
-        "before": pd.Series(before, dtype=object), "after": pd.Series(after, dtype=object),
-    })
+    return pd.DataFrame(
+        {
+            "action": pd.Series(actions, dtype=object),
+            "changed": pd.Series(changed, dtype=object),
+            "before": pd.Series(before, dtype=object),
+            "after": pd.Series(after, dtype=object),
+        }
+    )
 
 
 def _positions(have: pa.Table, want: pa.Table, key: list[str]) -> np.ndarray:
     """For each row of `want`, its row in `have` by key, or -1."""
+
     def index(t: pa.Table) -> pd.Index:
         frame = t.select(key).to_pandas()
         return pd.Index(frame.iloc[:, 0]) if len(key) == 1 else pd.MultiIndex.from_frame(frame)

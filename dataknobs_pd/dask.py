@@ -39,7 +39,8 @@ try:
     from dask.dataframe.extensions import register_dataframe_accessor
 except ImportError as e:  # pragma: no cover - the extra is missing
     raise BackendUnavailableError(
-        f"dataknobs_pd.dask needs Dask ({e.name or e}); run: pip install 'dataknobs-pd[dask]'") from e
+        f"dataknobs_pd.dask needs Dask ({e.name or e}); run: pip install 'dataknobs-pd[dask]'"
+    ) from e
 
 __all__ = ["DaskAccessor", "Partitions", "load"]
 
@@ -78,7 +79,7 @@ class Partitions:
 
     def _local(self, parts) -> Iterator[pd.DataFrame]:
         ahead = self.ahead or max(2, os.cpu_count() or 2)
-        batches = [parts[lo:lo + ahead] for lo in range(0, len(parts), ahead)]
+        batches = [parts[lo : lo + ahead] for lo in range(0, len(parts), ahead)]
         if not batches:
             return
         with ThreadPoolExecutor(1, thread_name_prefix="dk-dask") as pool:  # the next batch computes meanwhile
@@ -98,35 +99,75 @@ class DaskAccessor:
         self._ddf = ddf
 
     def save(
-        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, if_exists: str = "fail",
-        errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
-        dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
+        self,
+        store: Store | str,
+        table: str,
+        key: str | Sequence[str] | None = None,
+        if_exists: str = "fail",
+        errors: str = "collect",
+        chunksize: int | None = None,
+        progress: bool | None = None,
+        dry_run: bool = False,
+        track_changes: bool = False,
+        new_columns: str = "fail",
     ) -> BatchResult:
         """Write every partition to `table` (see dataknobs_pd.save); one report for the whole frame."""
-        return api.save(Partitions(self._ddf), store, table, key=key, if_exists=if_exists, errors=errors,
-                        chunksize=chunksize, progress=progress)
+        return api.save(
+            Partitions(self._ddf),
+            store,
+            table,
+            key=key,
+            if_exists=if_exists,
+            errors=errors,
+            chunksize=chunksize,
+            progress=progress,
+        )
 
     def update_batch(
-        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, insert_missing: bool = False,
-        errors: str = "collect", chunksize: int | None = None, progress: bool | None = None,
-        dry_run: bool = False, track_changes: bool = False, new_columns: str = "fail",
+        self,
+        store: Store | str,
+        table: str,
+        key: str | Sequence[str] | None = None,
+        insert_missing: bool = False,
+        errors: str = "collect",
+        chunksize: int | None = None,
+        progress: bool | None = None,
+        dry_run: bool = False,
+        track_changes: bool = False,
+        new_columns: str = "fail",
     ) -> BatchResult:
         """Change the frame's columns on the rows with the same key (see dataknobs_pd.update_batch)."""
-        return api.update_batch(Partitions(self._ddf), store, table, key=key, insert_missing=insert_missing,
-                                errors=errors, chunksize=chunksize, progress=progress)
+        return api.update_batch(
+            Partitions(self._ddf),
+            store,
+            table,
+            key=key,
+            insert_missing=insert_missing,
+            errors=errors,
+            chunksize=chunksize,
+            progress=progress,
+        )
 
     def delete(
-        self, store: Store | str, table: str, key: str | Sequence[str] | None = None, errors: str = "collect",
-        chunksize: int | None = None, progress: bool | None = None, dry_run: bool = False,
+        self,
+        store: Store | str,
+        table: str,
+        key: str | Sequence[str] | None = None,
+        errors: str = "collect",
+        chunksize: int | None = None,
+        progress: bool | None = None,
+        dry_run: bool = False,
         track_changes: bool = False,
     ) -> BatchResult:
         """Delete the rows whose key is in the frame (see dataknobs_pd.delete)."""
-        return api.delete(Partitions(self._ddf), store, table, key=key, errors=errors, chunksize=chunksize,
-                          progress=progress)
+        return api.delete(
+            Partitions(self._ddf), store, table, key=key, errors=errors, chunksize=chunksize, progress=progress
+        )
 
 
-def load(store: Store | str, table: str, columns: Sequence | None = None, where=None,
-         npartitions: int | None = None) -> dd.DataFrame:
+def load(
+    store: Store | str, table: str, columns: Sequence | None = None, where=None, npartitions: int | None = None
+) -> dd.DataFrame:
     """A lazy Dask DataFrame of `table`: exact dtypes and index, split by key range into `npartitions`
     (default: one per worker thread) when the table has a single sortable key."""
     store = as_store(store)
@@ -137,7 +178,8 @@ def load(store: Store | str, table: str, columns: Sequence | None = None, where=
     if store.scheme == "memory" and _client() is not None:
         raise InvalidArgumentError(
             f"{store.url} lives in this process, so the workers of a distributed cluster cannot read it; "
-            f"load it with dk.load and dd.from_pandas, or use a store they can reach")
+            f"load it with dk.load and dd.from_pandas, or use a store they can reach"
+        )
     spec = (store._url, store._options)  # what a worker needs to open the store itself
     groups = _groups(where)
     split = _split(store, table, schema, npartitions or _threads()) if schema.key and len(schema.key) == 1 else None
@@ -148,8 +190,11 @@ def load(store: Store | str, table: str, columns: Sequence | None = None, where=
     pieces = []
     for i in range(len(edges) - 1):
         upper = "<=" if i == len(edges) - 2 else "<"
-        ranged = [g + [(k, ">=", edges[i]), (k, upper, edges[i + 1])] for g in groups] if groups else \
-            [[(k, ">=", edges[i]), (k, upper, edges[i + 1])]]
+        ranged = (
+            [g + [(k, ">=", edges[i]), (k, upper, edges[i + 1])] for g in groups]
+            if groups
+            else [[(k, ">=", edges[i]), (k, upper, edges[i + 1])]]
+        )
         # without a filter each range's first row number is known: the default index runs on across partitions
         pieces.append((spec, table, columns, ranged, None if groups else starts[i]))
     key_is_index = schema.index_names and [str(n) for n in schema.index_names] == schema.key
@@ -183,8 +228,21 @@ def _split(store: Store, table: str, schema, n: int) -> tuple[list, list] | None
     each range starts (None: no such split)."""
     k = schema.key[0]
     col = schema.column(k)
-    if col.kind not in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32",
-                        "float64", "datetime", "date", "string"):
+    if col.kind not in (
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float32",
+        "float64",
+        "datetime",
+        "date",
+        "string",
+    ):
         return None
     keys = api.load(store, table, columns=[k] if not col.index else None)
     values = keys.index if col.index else keys[col.pandas_label]

@@ -16,12 +16,30 @@ if TYPE_CHECKING:
     from .schema import Column
 
 _NUMPY_KINDS = {
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64", "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float32",
+    "float64",
+    "bool",
 }
 _MASKED = {  # nullable extension dtype name -> field kind
-    "Int8": "int8", "Int16": "int16", "Int32": "int32", "Int64": "int64", "UInt8": "uint8",
-    "UInt16": "uint16", "UInt32": "uint32", "UInt64": "uint64", "Float32": "float32",
-    "Float64": "float64", "boolean": "bool",
+    "Int8": "int8",
+    "Int16": "int16",
+    "Int32": "int32",
+    "Int64": "int64",
+    "UInt8": "uint8",
+    "UInt16": "uint16",
+    "UInt32": "uint32",
+    "UInt64": "uint64",
+    "Float32": "float32",
+    "Float64": "float64",
+    "boolean": "bool",
 }
 _OBJECT_KINDS = {"string", "decimal", "bytes", "date", "json", "null"}
 
@@ -30,6 +48,7 @@ class DtypeTools:
     """Mixed into TypeMapper (which provides `describe`)."""
 
     if TYPE_CHECKING:
+
         def describe(self, s: pd.Series, name: str, label=None, index: bool = False) -> Column: ...
 
     def infer_field_type(self, obj) -> str:
@@ -47,7 +66,9 @@ class DtypeTools:
     def get_pandas_dtype(self, field_type: str, nullable: bool = True):
         """The pandas dtype that holds a field type (a nullable one unless nullable=False)."""
         if field_type in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"):
-            return pd.api.types.pandas_dtype(field_type.capitalize().replace("Uint", "UInt") if nullable else field_type)
+            return pd.api.types.pandas_dtype(
+                field_type.capitalize().replace("Uint", "UInt") if nullable else field_type
+            )
         if field_type in ("float32", "float64"):
             return np.dtype(field_type)
         if field_type == "bool":

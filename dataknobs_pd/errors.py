@@ -72,4 +72,3 @@ class WriteError(DataKnobsError):
         super().__init__(message)
         self.error = error
         self.code = code
-

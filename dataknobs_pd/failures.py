@@ -106,17 +106,21 @@ def validate(key_frame: pd.DataFrame, null: np.ndarray, dup: np.ndarray, offset:
         first = key_frame.reset_index().groupby(key, dropna=False, sort=False)["index"].transform("min")
         for p in dup:
             where = "of this frame" if offset is None else "of this input"
-            out[int(p)] = RowFailure(Stage.VALIDATE, RowError.DuplicateKey,
-                                     f"key ({names}) repeats row {int(first.iloc[p]) + (offset or 0)} {where}")
+            out[int(p)] = RowFailure(
+                Stage.VALIDATE,
+                RowError.DuplicateKey,
+                f"key ({names}) repeats row {int(first.iloc[p]) + (offset or 0)} {where}",
+            )
     return out
 
 
 def repeated(key_frame: pd.DataFrame, positions: np.ndarray, earlier: np.ndarray) -> Failures:
     """Rows of a stream whose key an earlier frame already had (at row `earlier` of the whole input)."""
     names = ", ".join(map(str, key_frame.columns))
-    return {int(p): RowFailure(Stage.VALIDATE, RowError.DuplicateKey,
-                               f"key ({names}) repeats row {int(e)} of this input")
-            for p, e in zip(positions, earlier)}
+    return {
+        int(p): RowFailure(Stage.VALIDATE, RowError.DuplicateKey, f"key ({names}) repeats row {int(e)} of this input")
+        for p, e in zip(positions, earlier)
+    }
 
 
 def unholdable(facts: dict[int, Unholdable]) -> Failures:
@@ -156,19 +160,25 @@ def classify(data: pa.Table, schema: TableSchema, mode: str, existed: np.ndarray
     out: Failures = {}
     if mode == "insert" and key:
         for i in np.flatnonzero(existed):
-            out[int(i)] = RowFailure(Stage.WRITE, RowError.KeyConflict,
-                                     f"key {_key_text(key, data, int(i))} already exists in the table")
+            out[int(i)] = RowFailure(
+                Stage.WRITE, RowError.KeyConflict, f"key {_key_text(key, data, int(i))} already exists in the table"
+            )
     if mode in ("update", "delete"):
         for i in np.flatnonzero(~existed):
-            out[int(i)] = RowFailure(Stage.MISSING, RowError.MissingKey,
-                                     f"key {_key_text(key, data, int(i))} is not in the table")
+            out[int(i)] = RowFailure(
+                Stage.MISSING, RowError.MissingKey, f"key {_key_text(key, data, int(i))} is not in the table"
+            )
     absent = absent_columns(schema, data) if mode in ("insert", "upsert") else []
     if absent:
         names = ", ".join(repr(a) for a in absent)
-        why = " (the table keeps the index it was saved with: give the frame that index)" if any(
-            a.startswith(INDEX_PREFIX) for a in absent) else ""
-        failure = RowFailure(Stage.WRITE, RowError.NotNull,
-                             f"a new row needs a value for column(s) {names}, which the frame lacks{why}")
+        why = (
+            " (the table keeps the index it was saved with: give the frame that index)"
+            if any(a.startswith(INDEX_PREFIX) for a in absent)
+            else ""
+        )
+        failure = RowFailure(
+            Stage.WRITE, RowError.NotNull, f"a new row needs a value for column(s) {names}, which the frame lacks{why}"
+        )
         for i in np.flatnonzero(~existed):
             out.setdefault(int(i), failure)
     return out
@@ -194,8 +204,9 @@ def _is_range_error(text: str) -> bool:
 E = TypeVar("E", bound=BaseException)
 
 
-def bisect(n: int, attempt: Callable[[int, int], None], failed: Callable[[int, E], None],
-           errors: tuple[type[E], ...]) -> None:
+def bisect(
+    n: int, attempt: Callable[[int, int], None], failed: Callable[[int, E], None], errors: tuple[type[E], ...]
+) -> None:
     """Run attempt(lo, hi) over [0, n); a range that raises one of `errors` is halved until the positions
     at fault stand alone, and failed(position, error) is called for each. Ranges run in order.
 
@@ -220,8 +231,9 @@ def bisect(n: int, attempt: Callable[[int, int], None], failed: Callable[[int, E
 FAILURE_COLUMNS = ["row", "index", "key", "stage", "error", "message", "code"]
 
 
-def failures_frame(failed_rows: pd.DataFrame | None, key: list[str] | None, failures: Failures,
-                   partition: dict[int, int] | None = None) -> pd.DataFrame:
+def failures_frame(
+    failed_rows: pd.DataFrame | None, key: list[str] | None, failures: Failures, partition: dict[int, int] | None = None
+) -> pd.DataFrame:
     """One row per failed input row: position, index label, key, stage, error, message, the store's code,
     and for a stream the frame (partition) it came in.
 

@@ -50,8 +50,10 @@ def normalize(where, schema) -> list[list[tuple[str, str, object]]]:
             elif _missing(value):  # NaN, NaT and NA mean "missing", as None does
                 value = None
             if value is None and op not in ("==", "!=", "in", "not in"):
-                raise InvalidArgumentError(f"where= ({col!r}, {op!r}, {value!r}): a missing value can only be "
-                                     f"compared with == or != (is null / is not null)")
+                raise InvalidArgumentError(
+                    f"where= ({col!r}, {op!r}, {value!r}): a missing value can only be "
+                    f"compared with == or != (is null / is not null)"
+                )
             if value is not None:
                 _check_value(col, op, value, schema.column(col).arrow)
             conj.append((col, op, value))
@@ -122,8 +124,14 @@ def to_expression(where, schema):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ops = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
-           ">=": operator.ge}
+    ops = {
+        "==": operator.eq,
+        "!=": operator.ne,
+        "<": operator.lt,
+        "<=": operator.le,
+        ">": operator.gt,
+        ">=": operator.ge,
+    }
     any_of = None
     for group in where:
         all_of = None

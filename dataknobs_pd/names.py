@@ -17,7 +17,8 @@ def check_table_name(table) -> None:
         raise InvalidArgumentError(f"table name {table!r} contains a NUL character, which no store can keep")
     if table.lower().startswith(RESERVED):
         raise InvalidArgumentError(
-            f"table name {table!r} is reserved: names starting with {RESERVED!r} are the stores' own catalogue")
+            f"table name {table!r} is reserved: names starting with {RESERVED!r} are the stores' own catalogue"
+        )
 
 
 def check_column_names(df: pd.DataFrame) -> None:
@@ -29,4 +30,5 @@ def check_column_names(df: pd.DataFrame) -> None:
                 raise InvalidArgumentError(f"{what} name {name!r} contains a NUL character, which no store can keep")
             if text.lower().startswith(RESERVED):
                 raise InvalidArgumentError(
-                    f"{what} name {name!r} is reserved: names starting with {RESERVED!r} are the stores' own")
+                    f"{what} name {name!r} is reserved: names starting with {RESERVED!r} are the stores' own"
+                )

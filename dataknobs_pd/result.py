@@ -20,10 +20,22 @@ class BatchResult:
     """
 
     def __init__(
-        self, *, operation: str, table: str, url: str, key: list[str] | None, failures: Failures, elapsed: float,
-        committed: bool = True, frame: pd.DataFrame | None = None, total: int | None = None,
-        failed_rows: pd.DataFrame | None = None, partition: dict[int, int] | None = None,
-        changes: pd.DataFrame | None = None, dry_run: bool = False, added: dict | None = None,
+        self,
+        *,
+        operation: str,
+        table: str,
+        url: str,
+        key: list[str] | None,
+        failures: Failures,
+        elapsed: float,
+        committed: bool = True,
+        frame: pd.DataFrame | None = None,
+        total: int | None = None,
+        failed_rows: pd.DataFrame | None = None,
+        partition: dict[int, int] | None = None,
+        changes: pd.DataFrame | None = None,
+        dry_run: bool = False,
+        added: dict | None = None,
         version: int | None = None,
     ):
         """`frame` is the input when it was one frame; a stream gives `total` and `failed_rows` instead
@@ -59,8 +71,10 @@ class BatchResult:
         if not self.dry_run:
             raise InvalidArgumentError("commit() runs a dry run for real; this call was not a dry run")
         if self._commit is None:
-            raise InvalidArgumentError("this dry run read a one-shot stream of frames, which cannot be read again; "
-                                       "run the call again without dry_run=True")
+            raise InvalidArgumentError(
+                "this dry run read a one-shot stream of frames, which cannot be read again; "
+                "run the call again without dry_run=True"
+            )
         return self._commit()
 
     @property
@@ -89,15 +103,24 @@ class BatchResult:
             return out
         counts = self.changes["action"].value_counts()
         stage = "dry run" if self.dry_run else "written"
-        acts = pd.DataFrame({"stage": stage, "error": None, "action": [a for a in ACTIONS if a in counts],
-                             "rows": [int(counts[a]) for a in ACTIONS if a in counts]})
+        acts = pd.DataFrame(
+            {
+                "stage": stage,
+                "error": None,
+                "action": [a for a in ACTIONS if a in counts],
+                "rows": [int(counts[a]) for a in ACTIONS if a in counts],
+            }
+        )
         out["action"] = None
         return pd.concat([out, acts], ignore_index=True)[["stage", "error", "action", "rows"]]
 
     def __str__(self) -> str:
         verb = {"save": "saved", "update_batch": "updated", "delete": "deleted"}.get(self.operation, "written")
-        tail = " (dry run: nothing written)" if self.dry_run else (
-            "" if self.committed else " (errors='raise': nothing written)")
+        tail = (
+            " (dry run: nothing written)"
+            if self.dry_run
+            else ("" if self.committed else " (errors='raise': nothing written)")
+        )
         if self.version is not None:
             tail += f" (version {self.version})"
         if self.added:

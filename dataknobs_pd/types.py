@@ -33,9 +33,15 @@ def _arrow_kind(t: pa.DataType) -> str:
     if pa.types.is_floating(t):
         return {16: "float16", 32: "float32", 64: "float64"}[t.bit_width]
     checks = [
-        (pa.types.is_boolean, "bool"), (pa.types.is_string, "string"), (pa.types.is_large_string, "string"),
-        (pa.types.is_timestamp, "datetime"), (pa.types.is_duration, "timedelta"), (pa.types.is_date, "date"),
-        (pa.types.is_decimal, "decimal"), (pa.types.is_binary, "bytes"), (pa.types.is_large_binary, "bytes"),
+        (pa.types.is_boolean, "bool"),
+        (pa.types.is_string, "string"),
+        (pa.types.is_large_string, "string"),
+        (pa.types.is_timestamp, "datetime"),
+        (pa.types.is_duration, "timedelta"),
+        (pa.types.is_date, "date"),
+        (pa.types.is_decimal, "decimal"),
+        (pa.types.is_binary, "bytes"),
+        (pa.types.is_large_binary, "bytes"),
     ]
     for check, kind in checks:
         if check(t):
@@ -44,9 +50,7 @@ def _arrow_kind(t: pa.DataType) -> str:
 
 
 def is_default_index(index: pd.Index) -> bool:
-    return (
-        isinstance(index, pd.RangeIndex) and index.name is None and index.start == 0 and index.step == 1
-    )
+    return isinstance(index, pd.RangeIndex) and index.name is None and index.start == 0 and index.step == 1
 
 
 def _json_default(v):
@@ -88,8 +92,7 @@ class TypeMapper(DtypeTools):
                 cols.append(self.describe(level, sname, label=label, index=True))
         if key:
             cols = [
-                Column(c.name, c.kind, c.arrow, False, c.dtype, c.label, c.index) if c.name in key else c
-                for c in cols
+                Column(c.name, c.kind, c.arrow, False, c.dtype, c.label, c.index) if c.name in key else c for c in cols
             ]
         return TableSchema(columns=cols, key=list(key) if key else None, index_names=index_names)
 
@@ -99,11 +102,29 @@ class TypeMapper(DtypeTools):
         if isinstance(d, pd.CategoricalDtype):
             cats = d.categories
             inner = self.describe(pd.Series(cats), name)
-            if inner.kind not in ("string", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                                  "uint64", "float32", "float64", "bool", "datetime", "timedelta"):
+            if inner.kind not in (
+                "string",
+                "int8",
+                "int16",
+                "int32",
+                "int64",
+                "uint8",
+                "uint16",
+                "uint32",
+                "uint64",
+                "float32",
+                "float64",
+                "bool",
+                "datetime",
+                "timedelta",
+            ):
                 raise UnsupportedDtypeError(f"column {name!r}: categories of {cats.dtype} are not supported")
-            spec = {"name": "category", "ordered": bool(d.ordered), "categories": _jsonable(cats),
-                    "categories_dtype": inner.dtype}
+            spec = {
+                "name": "category",
+                "ordered": bool(d.ordered),
+                "categories": _jsonable(cats),
+                "categories_dtype": inner.dtype,
+            }
             return Column(name, "category", inner.arrow, True, spec, label, index)
         if isinstance(d, pd.ArrowDtype):
             t = d.pyarrow_dtype
@@ -128,8 +149,11 @@ class TypeMapper(DtypeTools):
         if d == np.dtype(object):
             kind = self._object_kind(s, name)
             arrow = {
-                "string": pa.large_string(), "json": pa.large_string(), "null": pa.large_string(),
-                "bytes": pa.binary(), "date": pa.date32(),
+                "string": pa.large_string(),
+                "json": pa.large_string(),
+                "null": pa.large_string(),
+                "bytes": pa.binary(),
+                "date": pa.date32(),
             }.get(kind)
             if kind == "decimal":
                 arrow = _decimal_type(s, name)
@@ -157,8 +181,9 @@ class TypeMapper(DtypeTools):
             + ("; use pd.to_datetime for datetimes" if isinstance(bad, dt.datetime) else "")
         )
 
-    def fit(self, df: pd.DataFrame, existing: TableSchema, table: str, new_columns: str = "fail"
-            ) -> tuple[TableSchema, bool, list[Column]]:
+    def fit(
+        self, df: pd.DataFrame, existing: TableSchema, table: str, new_columns: str = "fail"
+    ) -> tuple[TableSchema, bool, list[Column]]:
         """Check the columns of `df` against a stored schema; return the schema the write needs
         (unordered categories grown by the frame's new ones; with new_columns="add", the frame's new
         columns after the stored ones), whether it differs from `existing`, and the added columns.
@@ -171,11 +196,14 @@ class TypeMapper(DtypeTools):
             raise SchemaMismatchError(
                 f"column(s) {extra} are not in table {table!r} (columns: "
                 f"{[c.pandas_label for c in existing.data_columns]}); pass new_columns='add' to add them, "
-                f"drop them, or save with if_exists='replace'")
+                f"drop them, or save with if_exists='replace'"
+            )
         labels = {str(label): label for label in df.columns}
         schema, changed = existing, False
-        added = [_nullable(self.describe(df[label], str(label), label=None if isinstance(label, str) else label))
-                 for label in extra]
+        added = [
+            _nullable(self.describe(df[label], str(label), label=None if isinstance(label, str) else label))
+            for label in extra
+        ]
         if added:
             data, index = existing.data_columns, existing.index_columns
             schema, changed = replace(existing, columns=data + added + index), True
@@ -201,13 +229,12 @@ class TypeMapper(DtypeTools):
         if new.arrow != col.arrow or new.kind not in ("string", "json"):
             raise SchemaMismatchError(
                 f"column {col.pandas_label!r} of table {table!r} was saved with no values (as text) and cannot "
-                f"hold the frame's {s.dtype} values; save the table again with if_exists='replace'")
+                f"hold the frame's {s.dtype} values; save the table again with if_exists='replace'"
+            )
         return Column(col.name, new.kind, col.arrow, col.nullable, col.dtype, col.label, col.index)
 
     # -- pandas -> Arrow ---------------------------------------------------------------
-    def to_arrow(
-        self, df: pd.DataFrame, schema: TableSchema, with_index: bool = True
-    ) -> tuple[pa.Table, Failures]:
+    def to_arrow(self, df: pd.DataFrame, schema: TableSchema, with_index: bool = True) -> tuple[pa.Table, Failures]:
         """Convert the columns of `df` that `schema` holds; rows that cannot convert are left out.
 
         with_index=False leaves out unnamed index levels (a default range index says nothing
@@ -276,15 +303,34 @@ class TypeMapper(DtypeTools):
             na = s.isna().to_numpy()
             vals = [None if m else json.dumps(v, default=_json_default) for v, m in zip(s.tolist(), na)]
             return pa.array(vals, type=t)
-        if s.dtype == object and col.kind in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                                               "uint64", "float32", "float64", "bool", "datetime", "timedelta"):
+        if s.dtype == object and col.kind in (
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "uint16",
+            "uint32",
+            "uint64",
+            "float32",
+            "float64",
+            "bool",
+            "datetime",
+            "timedelta",
+        ):
             return _cast(pa.array(s, from_pandas=True), t)
         if isinstance(s.dtype, pd.ArrowDtype):
             arr = pa.chunked_array(s.array.__arrow_array__()).combine_chunks()
             return arr if arr.type == t else _cast(arr, t)
-        if s.dtype.kind == "M" and pa.types.is_timestamp(t) and (t.tz is None) != (getattr(s.dtype, "tz", None) is None):
-            raise TypeError(f"column {col.name!r}: cannot store {'naive' if t.tz else 'tz-aware'} timestamps in a "
-                            f"{'tz-aware' if t.tz else 'naive'} column")
+        if (
+            s.dtype.kind == "M"
+            and pa.types.is_timestamp(t)
+            and (t.tz is None) != (getattr(s.dtype, "tz", None) is None)
+        ):
+            raise TypeError(
+                f"column {col.name!r}: cannot store {'naive' if t.tz else 'tz-aware'} timestamps in a "
+                f"{'tz-aware' if t.tz else 'naive'} column"
+            )
         try:
             arr = pa.array(s, type=t, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -327,8 +373,10 @@ class TypeMapper(DtypeTools):
         n = table.num_rows
         if index:
             names = [
-                schema.index_names[int(c.name[len(INDEX_PREFIX):-2])] if c.name.startswith(INDEX_PREFIX)
-                else c.pandas_label for c, _ in index
+                schema.index_names[int(c.name[len(INDEX_PREFIX) : -2])]
+                if c.name.startswith(INDEX_PREFIX)
+                else c.pandas_label
+                for c, _ in index
             ]
             if len(index) == 1:
                 idx = pd.Index(index[0][1], name=names[0])
@@ -337,8 +385,9 @@ class TypeMapper(DtypeTools):
         else:
             idx = pd.RangeIndex(n)
         # Series with explicit dtypes: the DataFrame constructor would infer str from object arrays.
-        columns = {label: pd.Series(v, index=idx, dtype=getattr(v, "dtype", None), copy=False)
-                   for label, v in data.items()}
+        columns = {
+            label: pd.Series(v, index=idx, dtype=getattr(v, "dtype", None), copy=False) for label, v in data.items()
+        }
         return pd.DataFrame(columns, index=idx) if columns else pd.DataFrame(index=idx)
 
     def array_to_pandas(self, arr: pa.ChunkedArray | pa.Array, col: Column):
@@ -432,8 +481,17 @@ def _pandas_dtype(spec: dict):
     return pd.api.types.pandas_dtype(name)
 
 
-_NULLABLE = {"int8": "Int8", "int16": "Int16", "int32": "Int32", "int64": "Int64", "uint8": "UInt8",
-             "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64", "bool": "boolean"}
+_NULLABLE = {
+    "int8": "Int8",
+    "int16": "Int16",
+    "int32": "Int32",
+    "int64": "Int64",
+    "uint8": "UInt8",
+    "uint16": "UInt16",
+    "uint32": "UInt32",
+    "uint64": "UInt64",
+    "bool": "boolean",
+}
 
 
 def _nullable(col: Column) -> Column:
@@ -454,7 +512,8 @@ def _check_zone(s: pd.Series, col: Column, table: str) -> None:
         raise SchemaMismatchError(
             f"column {col.pandas_label!r} of table {table!r} holds {'tz-aware' if col.arrow.tz else 'naive'} "
             f"timestamps ({col.dtype['name']}) and the frame's are {'tz-aware' if aware else 'naive'} ({d}); "
-            f"convert them first ({fix})")
+            f"convert them first ({fix})"
+        )
 
 
 def _grow_categories(s: pd.Series, col: Column) -> Column | None:

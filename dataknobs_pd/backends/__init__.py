@@ -17,12 +17,24 @@ ENTRY_POINT_GROUP = "dataknobs_pd.backends"
 BUILTIN: dict[str, tuple[str, str | None, str]] = {
     "memory": ("dataknobs_pd.backends.memory:MemoryBackend", None, "in-process tables"),
     "sqlite": ("dataknobs_pd.backends.sqlite:SQLiteBackend", None, "SQLite file (the embedded default)"),
-    "parquet": ("dataknobs_pd.backends.files:ParquetBackend", "files", "a folder of Parquet files (local or fsspec URL)"),
+    "parquet": (
+        "dataknobs_pd.backends.files:ParquetBackend",
+        "files",
+        "a folder of Parquet files (local or fsspec URL)",
+    ),
     "csv": ("dataknobs_pd.backends.files:CSVBackend", "files", "a folder of CSV files (local or fsspec URL)"),
-    "jsonl": ("dataknobs_pd.backends.files:JSONLBackend", "files", "a folder of JSON-lines files (local or fsspec URL)"),
+    "jsonl": (
+        "dataknobs_pd.backends.files:JSONLBackend",
+        "files",
+        "a folder of JSON-lines files (local or fsspec URL)",
+    ),
     "postgresql": ("dataknobs_pd.backends.postgres:PostgresBackend", "postgres", "PostgreSQL server"),
     "postgres": ("dataknobs_pd.backends.postgres:PostgresBackend", "postgres", "PostgreSQL server"),
-    "duckdb": ("dataknobs_pd.backends.duckdb:DuckDBBackend", "duckdb", "DuckDB file or :memory: (embedded, analytical)"),
+    "duckdb": (
+        "dataknobs_pd.backends.duckdb:DuckDBBackend",
+        "duckdb",
+        "DuckDB file or :memory: (embedded, analytical)",
+    ),
     "delta": ("dataknobs_pd.backends.delta:DeltaBackend", "delta", "Delta Lake tables (local or fsspec URL)"),
 }
 

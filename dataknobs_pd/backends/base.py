@@ -80,8 +80,14 @@ class Backend(ABC):
 
     @abstractmethod
     def read(
-        self, table: str, schema: TableSchema, columns: list[str], where: list, order: list,
-        limit: int | None, batch_rows: int,
+        self,
+        table: str,
+        schema: TableSchema,
+        columns: list[str],
+        where: list,
+        order: list,
+        limit: int | None,
+        batch_rows: int,
     ) -> Iterator[pa.Table]:
         """Yield the selected rows in batches of at most `batch_rows`, in the logical Arrow types.
 
@@ -92,17 +98,27 @@ class Backend(ABC):
     # -- history: stores that keep earlier versions of their tables override these -------
     def history(self, table: str) -> list[dict]:
         """The table's versions, newest first: version, timestamp, operation, rows ..."""
-        raise InvalidArgumentError(f"{self.url.split('://', 1)[0]}:// keeps no history of its tables; "
-                                   f"versions are kept by delta:// stores")
+        raise InvalidArgumentError(
+            f"{self.url.split('://', 1)[0]}:// keeps no history of its tables; versions are kept by delta:// stores"
+        )
 
     def schema_at(self, table: str, version: int | None = None, as_of=None) -> TableSchema:
         """The dk schema of an earlier version (by number, or the one current at `as_of`)."""
         self.history(table)
         raise NotImplementedError
 
-    def read_version(self, table: str, schema: TableSchema, columns: list[str], where: list, order: list,
-                     limit: int | None, batch_rows: int, version: int | None = None, as_of=None
-                     ) -> Iterator[pa.Table]:
+    def read_version(
+        self,
+        table: str,
+        schema: TableSchema,
+        columns: list[str],
+        where: list,
+        order: list,
+        limit: int | None,
+        batch_rows: int,
+        version: int | None = None,
+        as_of=None,
+    ) -> Iterator[pa.Table]:
         """`read` of an earlier version of the table."""
         self.history(table)
         raise NotImplementedError

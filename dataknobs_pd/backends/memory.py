@@ -60,8 +60,10 @@ class MemoryBackend(Backend):
     def add_columns(self, table, columns):
         stored, schema = self._t[table]
         order = schema.data_columns + list(columns) + schema.index_columns
-        cols = [stored.column(c.name) if c.name in stored.column_names else pa.nulls(stored.num_rows, c.arrow)
-                for c in order]
+        cols = [
+            stored.column(c.name) if c.name in stored.column_names else pa.nulls(stored.num_rows, c.arrow)
+            for c in order
+        ]
         self._t[table] = (pa.table(cols, schema=pa.schema([c.field for c in order])), schema)
 
     # -- data --------------------------------------------------------------------------
@@ -78,8 +80,7 @@ class MemoryBackend(Backend):
         if len(new_rows):
             add = data.take(new_rows)
             cols = [
-                add.column(f.name) if f.name in add.column_names else pa.nulls(len(add), f.type)
-                for f in stored.schema
+                add.column(f.name) if f.name in add.column_names else pa.nulls(len(add), f.type) for f in stored.schema
             ]
             stored = pa.concat_tables([stored, pa.table(cols, schema=stored.schema)])
         self._t[table] = (stored, self._t[table][1])
@@ -131,6 +132,3 @@ def _key_index(table: pa.Table, key: list[str]) -> pd.Index:
     if len(key) == 1:
         return pd.Index(frame.iloc[:, 0])
     return pd.MultiIndex.from_frame(frame)
-
-
-

@@ -17,7 +17,9 @@ def q(name: str) -> str:
 
 
 def where_sql(
-    where: list, encode: Callable[[str, list], list], param: str | Callable[[], str] = "?",
+    where: list,
+    encode: Callable[[str, list], list],
+    param: str | Callable[[], str] = "?",
     column_sql: Callable[[str, str], str] | None = None,
 ) -> tuple[str, list]:
     """Normalized filters as ' WHERE ...' with bound values; `encode(column, values)` stores values.
@@ -58,8 +60,12 @@ def where_sql(
     return " WHERE " + " OR ".join(ors), params
 
 
-def order_sql(order: list[tuple[str, bool]], key: list[str] | None, fallback: str | None,
-              column_sql: Callable[[str], str] | None = None) -> str:
+def order_sql(
+    order: list[tuple[str, bool]],
+    key: list[str] | None,
+    fallback: str | None,
+    column_sql: Callable[[str], str] | None = None,
+) -> str:
     """' ORDER BY ...': the order asked for, else the key, else `fallback` (insertion order).
 
     `column_sql(column)` may wrap a column for sorting (e.g. a CAST); it defaults to quoting.

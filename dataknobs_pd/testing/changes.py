@@ -24,14 +24,17 @@ def same(store, table, before):
 
 
 def base_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": np.arange(1, 7, dtype="int64"),
-        "f": [1.0, np.nan, 3.0, 4.0, np.inf, 6.0],
-        "s": pd.array(["a", None, "c", "d", "e", "f"], dtype="string"),
-        "t": pd.to_datetime(["2020-01-01", None, "2020-01-03", "2020-01-04", "2020-01-05", "2020-01-06"])
-        .tz_localize("America/New_York"),
-        "n": pd.array([1, 2, None, 4, 5, 6], dtype="Int64"),
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(1, 7, dtype="int64"),
+            "f": [1.0, np.nan, 3.0, 4.0, np.inf, 6.0],
+            "s": pd.array(["a", None, "c", "d", "e", "f"], dtype="string"),
+            "t": pd.to_datetime(
+                ["2020-01-01", None, "2020-01-03", "2020-01-04", "2020-01-05", "2020-01-06"]
+            ).tz_localize("America/New_York"),
+            "n": pd.array([1, 2, None, 4, 5, 6], dtype="Int64"),
+        }
+    )
 
 
 class DryRunContract:
@@ -82,7 +85,9 @@ class DryRunContract:
         deleted = df.iloc[[0, 2]].dk.delete(store, "t", dry_run=True)
         assert deleted.changes["action"].tolist() == ["delete", "delete"]
         appended = up.dk.save(store, "t", if_exists="append", dry_run=True)
-        assert appended.failures["error"].tolist() == ["KeyConflict"] and appended.changes["action"].tolist() == ["insert"]
+        assert appended.failures["error"].tolist() == ["KeyConflict"] and appended.changes["action"].tolist() == [
+            "insert"
+        ]
 
     def test_track_changes_on_a_real_call(self, based):
         store, df = based
@@ -109,8 +114,14 @@ class NewColumnsContract:
     def test_new_columns_are_added_and_stored_rows_read_back_missing(self, store, call):
         df = base_frame()
         df.dk.save(store, "t")
-        new = pd.DataFrame({"id": [2, 7] if call != "append" else [7, 8], "i": np.array([10, 20], dtype="int64"),
-                            "b": [True, False], "u": pd.array(["x", "y"], dtype="string")})
+        new = pd.DataFrame(
+            {
+                "id": [2, 7] if call != "append" else [7, 8],
+                "i": np.array([10, 20], dtype="int64"),
+                "b": [True, False],
+                "u": pd.array(["x", "y"], dtype="string"),
+            }
+        )
         if call == "update_batch":
             res = new.iloc[:1].dk.update_batch(store, "t", new_columns="add")
         else:
@@ -120,9 +131,11 @@ class NewColumnsContract:
         assert list(out.columns) == ["id", "f", "s", "t", "n", "i", "b", "u"]
         assert str(out["i"].dtype) == "Int64" and str(out["b"].dtype) == "boolean"
         assert out.set_index("id").loc[1, ["i", "b", "u"]].isna().all()
-        assert_frame_equal(out[list(df.columns)].iloc[:6].reset_index(drop=True),
-                           df.iloc[:6].reset_index(drop=True).assign(**({} if call == "append" else {})),
-                           check_dtype=True) if call == "append" else None
+        assert_frame_equal(
+            out[list(df.columns)].iloc[:6].reset_index(drop=True),
+            df.iloc[:6].reset_index(drop=True).assign(**({} if call == "append" else {})),
+            check_dtype=True,
+        ) if call == "append" else None
         written = out.set_index("id").loc[new["id"].iloc[0]]
         assert written["i"] == 10 and bool(written["b"]) is True and written["u"] == "x"
 

@@ -29,9 +29,16 @@ def changes_view(result, widgets):
     state: dict[str, Any] = {"page": 0, "positions": None, "keys": None}
     counts = W.HTML(f"<div class='dk-report'><div class='dk-h'>changes by action</div>{counts_html(ch)}</div>")
     default = "update" if "update" in actions else ALL
-    action = W.Dropdown(options=[(f"All actions ({len(ch):,})", ALL)] + [
-        (f"{a} ({int((ch['action'] == a).sum()):,})", a) for a in ("insert", "update", "unchanged", "delete")
-        if a in actions], value=default, layout=W.Layout(width="auto", margin="0 6px 0 0"))
+    action = W.Dropdown(
+        options=[(f"All actions ({len(ch):,})", ALL)]
+        + [
+            (f"{a} ({int((ch['action'] == a).sum()):,})", a)
+            for a in ("insert", "update", "unchanged", "delete")
+            if a in actions
+        ],
+        value=default,
+        layout=W.Layout(width="auto", margin="0 6px 0 0"),
+    )
     action.add_class("dk-w-action")
     search = W.Text(placeholder="search key", continuous_update=False, layout=W.Layout(width="200px"))
     search.add_class("dk-w-change-search")
@@ -52,7 +59,8 @@ def changes_view(result, widgets):
                 if state["keys"] is None:
                     state["keys"] = _text(ch["key"].tolist())
                 mask &= pc.fill_null(pc.match_substring(state["keys"], text, ignore_case=True), False).to_numpy(
-                    zero_copy_only=False)
+                    zero_copy_only=False
+                )
             state["positions"] = np.flatnonzero(mask)
         return state["positions"]
 
@@ -65,8 +73,10 @@ def changes_view(result, widgets):
         body = diff_html(result, ch.iloc[pos[lo:hi]]) if len(pos) else "<p class='dk-foot'>No row matches.</p>"
         table.value = f"<div class='dk-report'>{body}</div>"
         shown = f"<b>{lo + 1:,}–{hi:,}</b> of <b>{len(pos):,}</b>" if len(pos) else "<b>0</b>"
-        position.value = (f"<div class='dk-report' style='margin-left:10px'>Rows {shown} "
-                          f"<span class='dk-mute'>· page {state['page'] + 1:,} of {pages:,}</span></div>")
+        position.value = (
+            f"<div class='dk-report' style='margin-left:10px'>Rows {shown} "
+            f"<span class='dk-mute'>· page {state['page'] + 1:,} of {pages:,}</span></div>"
+        )
         prev_b.disabled = state["page"] == 0
         next_b.disabled = state["page"] >= pages - 1
 
@@ -83,8 +93,14 @@ def changes_view(result, widgets):
     prev_b.on_click(lambda _: turn(-1))
     next_b.on_click(lambda _: turn(+1))
     render()
-    box = W.VBox([counts, W.HBox([action, search], layout=W.Layout(margin="0 0 6px")), table,
-                  W.HBox([prev_b, next_b, position], layout=W.Layout(margin="6px 0 0", align_items="center"))])
+    box = W.VBox(
+        [
+            counts,
+            W.HBox([action, search], layout=W.Layout(margin="0 0 6px")),
+            table,
+            W.HBox([prev_b, next_b, position], layout=W.Layout(margin="6px 0 0", align_items="center")),
+        ]
+    )
     box.add_class("dk-w-changes")
     box.render, box.action, box.search, box.next_button = render, action, search, next_b
     return box

@@ -33,10 +33,15 @@ def counts(changes: pd.DataFrame) -> dict[str, int]:
 
 def counts_html(changes: pd.DataFrame) -> str:
     """The actions as badges with their counts."""
-    parts = [f"<span class='dk-stat'><b>{n:,}</b> <span class='dk-act dk-act-{a}'>{a}</span></span>"
-             for a, n in counts(changes).items()]
-    return "<div class='dk-stats dk-actions'>" + "".join(parts) + "</div>" if parts else \
-        "<p class='dk-foot'>No row would be written.</p>"
+    parts = [
+        f"<span class='dk-stat'><b>{n:,}</b> <span class='dk-act dk-act-{a}'>{a}</span></span>"
+        for a, n in counts(changes).items()
+    ]
+    return (
+        "<div class='dk-stats dk-actions'>" + "".join(parts) + "</div>"
+        if parts
+        else "<p class='dk-foot'>No row would be written.</p>"
+    )
 
 
 def diff_html(res, page: pd.DataFrame) -> str:
@@ -51,8 +56,10 @@ def diff_html(res, page: pd.DataFrame) -> str:
     columns = columns[:MAX_DIFF_COLUMNS]
     head = "<tr><th class='dk-num'>row</th>" + ("<th>index</th>" if with_index else "")
     head += f"<th>key <span class='dk-mute'>({html.escape(', '.join(res.key or []))})</span></th><th>action</th>"
-    head += "".join(("<th class='dk-first-value'>" if i == 0 else "<th>") + f"{html.escape(str(c))}</th>"
-                    for i, c in enumerate(columns))
+    head += "".join(
+        ("<th class='dk-first-value'>" if i == 0 else "<th>") + f"{html.escape(str(c))}</th>"
+        for i, c in enumerate(columns)
+    )
     head += "</tr>"
     body = []
     for r in page[["row", "index", "key", "action", "before", "after"]].itertuples(index=False):
@@ -64,20 +71,30 @@ def diff_html(res, page: pd.DataFrame) -> str:
         for j, c in enumerate(columns):
             first = " dk-first-value" if j == 0 else ""
             if c in r.after:
-                tr.append(f"<td class='dk-val dk-changed{first}'><del>{_cell(r.before.get(c))}</del> → "
-                          f"<ins>{_cell(r.after[c])}</ins></td>")
+                tr.append(
+                    f"<td class='dk-val dk-changed{first}'><del>{_cell(r.before.get(c))}</del> → "
+                    f"<ins>{_cell(r.after[c])}</ins></td>"
+                )
             else:
                 tr.append(f"<td class='dk-val{first}'></td>")
         body.append("<tr>" + "".join(tr) + "</tr>")
     note = f"<p class='dk-foot'>{more:,} more changed columns are in <code>res.changes</code>.</p>" if more > 0 else ""
-    return ("<div class='dk-scroll'><table class='dk-table dk-diff'><thead>" + head + "</thead><tbody>"
-            + "".join(body) + "</tbody></table></div>" + note)
+    return (
+        "<div class='dk-scroll'><table class='dk-table dk-diff'><thead>"
+        + head
+        + "</thead><tbody>"
+        + "".join(body)
+        + "</tbody></table></div>"
+        + note
+    )
 
 
 def dry_run_note(name: str = "res") -> str:
     """What a dry run's report says first: nothing was written, and how to write it."""
-    return (f"<p class='dk-foot dk-dry'><b>Dry run: nothing was written.</b> To write it: "
-            f"<code>{html.escape(name)}.commit()</code></p>")
+    return (
+        f"<p class='dk-foot dk-dry'><b>Dry run: nothing was written.</b> To write it: "
+        f"<code>{html.escape(name)}.commit()</code></p>"
+    )
 
 
 def static_html(res, max_rows: int = MAX_ROWS) -> str:
@@ -87,8 +104,10 @@ def static_html(res, max_rows: int = MAX_ROWS) -> str:
     changed = ch[ch["action"] != "unchanged"]
     if len(changed):
         shown = changed.iloc[:max_rows]
-        parts.append(f"<div class='dk-h'>changed rows ({'all' if len(shown) == len(changed) else f'first {len(shown):,} of'} "
-                     f"{len(changed):,})</div>")
+        parts.append(
+            f"<div class='dk-h'>changed rows ({'all' if len(shown) == len(changed) else f'first {len(shown):,} of'} "
+            f"{len(changed):,})</div>"
+        )
         parts.append(diff_html(res, shown))
     return "".join(parts)
 

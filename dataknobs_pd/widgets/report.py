@@ -132,7 +132,7 @@ def _cell(v, mark: bool = False) -> str:
         if text == "":
             out = "<span class='dk-na'>''</span>"
         elif len(text) > MAX_CELL:
-            out = f"<span title='{html.escape(text)}'>{html.escape(text[:MAX_CELL - 1])}…</span>"
+            out = f"<span title='{html.escape(text)}'>{html.escape(text[: MAX_CELL - 1])}…</span>"
         else:
             out = html.escape(text)
     return f"<mark>{out}</mark>" if mark else out
@@ -156,8 +156,11 @@ def head_html(res) -> str:
     """The title line (status, operation, table, store) and the counts."""
     e = html.escape
     kind, words = status(res)
-    verb = VERBS.get(res.operation, "written") if res.committed else (
-        "would be written" if getattr(res, "dry_run", False) else "valid")
+    verb = (
+        VERBS.get(res.operation, "written")
+        if res.committed
+        else ("would be written" if getattr(res, "dry_run", False) else "valid")
+    )
     stats = [
         ("total", fmt_int(res.total), "rows"),
         ("succeeded", fmt_int(res.succeeded), verb),
@@ -259,7 +262,7 @@ def rows_html(res, failures: pd.DataFrame) -> str:
         head1 += f"<th class='dk-group dk-first-value' colspan='{len(cols)}'>input row{more}</th>"
     head1 += "</tr>"
     head2 = "<tr><th class='dk-num'>row</th>" + ("<th>index</th>" if with_index else "")
-    head2 += (f"<th>key <span class='dk-mute'>({html.escape(', '.join(res.key))})</span></th>" if with_key else "")
+    head2 += f"<th>key <span class='dk-mute'>({html.escape(', '.join(res.key))})</span></th>" if with_key else ""
     head2 += "<th>stage</th><th>error</th><th>message</th>"
     head2 += "".join(
         ("<th class='dk-first-value'>" if i == 0 else "<th>") + f"{html.escape(n)}</th>" for i, n in enumerate(names)
@@ -278,16 +281,22 @@ def rows_html(res, failures: pd.DataFrame) -> str:
             tr.append(f"<td>{_cell(f.index)}</td>")
         if with_key:
             tr.append(f"<td class='dk-key'>{_cell(_key_text(keys[i]), mark=f.error in _KEY_ERRORS)}</td>")
-        tr.append(f"<td class='dk-stage dk-mute'>{html.escape(str(f.stage))}</td>"
-                  f"<td class='dk-error'>{html.escape(str(f.error))}</td>")
+        tr.append(
+            f"<td class='dk-stage dk-mute'>{html.escape(str(f.stage))}</td>"
+            f"<td class='dk-error'>{html.escape(str(f.error))}</td>"
+        )
         tr.append(f"<td class='dk-msg'>{_message(f.message)}</td>")
         for j, name in enumerate(names):
             cls = "dk-val dk-first-value" if j == 0 else "dk-val"
             tr.append(f"<td class='{cls}'>{_cell(vals[j][i], mark=name == bad_col)}</td>")
         body.append("<tr>" + "".join(tr) + "</tr>")
     return (
-        "<div class='dk-scroll'><table class='dk-table dk-rows'><thead>" + head1 + head2 + "</thead><tbody>"
-        + "".join(body) + "</tbody></table></div>"
+        "<div class='dk-scroll'><table class='dk-table dk-rows'><thead>"
+        + head1
+        + head2
+        + "</thead><tbody>"
+        + "".join(body)
+        + "</tbody></table></div>"
     )
 
 
@@ -310,8 +319,10 @@ def render_html(res, max_rows: int = MAX_ROWS) -> str:
         parts.append("<div class='dk-h'>failures by stage and error</div>")
         parts.append(groups_html(res.summary(changes=False), res.failed))
         shown = min(max_rows, res.failed)
-        parts.append(f"<div class='dk-h'>failing rows ({'all' if shown == res.failed else f'first {shown:,} of'} "
-                     f"{res.failed:,})</div>")
+        parts.append(
+            f"<div class='dk-h'>failing rows ({'all' if shown == res.failed else f'first {shown:,} of'} "
+            f"{res.failed:,})</div>"
+        )
         parts.append(rows_html(res, res.failures.iloc[:shown]))
         parts.append(
             "<p class='dk-foot'>All of them: <code>res.failures</code> (why) and <code>res.failed_rows()</code> "
@@ -329,7 +340,9 @@ def render_text(res, max_rows: int = MAX_ROWS) -> str:
     lines = [str(res), f"store: {res.url}"]
     if res.failed:
         lines.append("failures by stage and error:")
-        for stage, error, n in res.summary(changes=False)[["stage", "error", "rows"]].itertuples(index=False, name=None):
+        for stage, error, n in res.summary(changes=False)[["stage", "error", "rows"]].itertuples(
+            index=False, name=None
+        ):
             lines.append(f"  {stage:<9} {error:<16} {n:>10,}")
         shown = res.failures.head(max_rows)[["row", "index", "key", "stage", "error", "message"]].copy()
         keys = exact_keys(res, input_rows(res, shown["row"].to_numpy(dtype=np.int64)))
@@ -338,12 +351,14 @@ def render_text(res, max_rows: int = MAX_ROWS) -> str:
         if not show_index(res):
             shown = shown.drop(columns="index")
         shown["message"] = [m if len(str(m)) <= MAX_CELL else str(m)[: MAX_CELL - 1] + "…" for m in shown["message"]]
-        lines.append(f"failing rows ({'all' if len(shown) == res.failed else f'first {len(shown):,} of'} "
-                     f"{res.failed:,}):")
+        lines.append(
+            f"failing rows ({'all' if len(shown) == res.failed else f'first {len(shown):,} of'} {res.failed:,}):"
+        )
         lines.extend(_text_table(shown))
         if res.failed > max_rows:
-            lines.append(f"... and {res.failed - max_rows:,} more: res.failures has them all, "
-                         "res.failed_rows() the input rows")
+            lines.append(
+                f"... and {res.failed - max_rows:,} more: res.failures has them all, res.failed_rows() the input rows"
+            )
     if res.changes is not None:
         from .diff import text_lines
 

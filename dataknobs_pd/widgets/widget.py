@@ -52,8 +52,11 @@ def live_widget(res):
     try:
         return BatchReport(res)
     except Exception as e:  # noqa: BLE001  (the static report is still shown; say why the live one is not)
-        warnings.warn(f"dataknobs_pd: the batch report widget failed ({type(e).__name__}: {e}); "
-                      "showing the static report", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"dataknobs_pd: the batch report widget failed ({type(e).__name__}: {e}); showing the static report",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
 
 
@@ -91,8 +94,10 @@ def _shows_errors(method):
         try:
             return method(self, *args, **kwargs)
         except Exception as e:
-            self.table.value = (f"<div class='dk-report'><mark>the report could not update: {type(e).__name__}: "
-                                f"{html.escape(str(e))}</mark></div>")
+            self.table.value = (
+                f"<div class='dk-report'><mark>the report could not update: {type(e).__name__}: "
+                f"{html.escape(str(e))}</mark></div>"
+            )
             raise
 
     return run
@@ -125,8 +130,12 @@ class BatchReport(_Base):
         self.changes_view = changes_view(result, W) if result.changes is not None else None
         if failures and self.changes_view is not None:  # two views, one at a time
             box = W.VBox(failures)
-            self.views = W.ToggleButtons(options=[(f"Failures ({result.failed:,})", "failures"),
-                                                  (f"Changes ({len(result.changes):,})", "changes")])
+            self.views = W.ToggleButtons(
+                options=[
+                    (f"Failures ({result.failed:,})", "failures"),
+                    (f"Changes ({len(result.changes):,})", "changes"),
+                ]
+            )
             self.views.add_class("dk-w-views")
             self.changes_view.layout.display = "none"
             view = self.changes_view
@@ -155,14 +164,18 @@ class BatchReport(_Base):
 
         self.groups = W.HTML(
             "<div class='dk-report'><div class='dk-h'>failures by stage and error</div>"
-            + groups_html(self.summary, self.result.failed) + "</div>"
+            + groups_html(self.summary, self.result.failed)
+            + "</div>"
         )
         title = W.HTML("<div class='dk-report'><div class='dk-h'>failing rows</div></div>")
         small = {"width": "auto"}
         self.stage = W.Dropdown(options=self._stage_options(), value=ALL, layout=W.Layout(**small, margin="0 6px 0 0"))
-        self.error = W.Dropdown(options=self._error_options(ALL), value=ALL, layout=W.Layout(**small, margin="0 6px 0 0"))
-        self.search = W.Text(placeholder="search key, index, message", continuous_update=False,
-                             layout=W.Layout(width="260px"))
+        self.error = W.Dropdown(
+            options=self._error_options(ALL), value=ALL, layout=W.Layout(**small, margin="0 6px 0 0")
+        )
+        self.search = W.Text(
+            placeholder="search key, index, message", continuous_update=False, layout=W.Layout(width="260px")
+        )
         self.stage.add_class("dk-w-stage")
         self.error.add_class("dk-w-error")
         self.search.add_class("dk-w-search")
@@ -185,8 +198,11 @@ class BatchReport(_Base):
         self.last_button = button("angle-double-right", "last page", "last")
         self.position = W.HTML()
         self.position.add_class("dk-w-position")
-        self.size = W.Dropdown(options=[(f"{n} per page", n) for n in sorted({*PAGE_SIZES, self.page_size})],
-                               value=self.page_size, layout=W.Layout(width="auto", margin="0 0 0 12px"))
+        self.size = W.Dropdown(
+            options=[(f"{n} per page", n) for n in sorted({*PAGE_SIZES, self.page_size})],
+            value=self.page_size,
+            layout=W.Layout(width="auto", margin="0 0 0 12px"),
+        )
         self.size.observe(self._on_size, "value")
         pager = W.HBox(
             [self.first_button, self.prev_button, self.next_button, self.last_button, self.position, self.size],
@@ -194,8 +210,11 @@ class BatchReport(_Base):
         )
 
         self.variable = W.Text(value=variable, layout=W.Layout(width="110px", margin="0 6px 0 0"))
-        self.copy_button = W.Button(icon="table", tooltip="put these rows into a notebook variable as a DataFrame",
-                                    layout=W.Layout(width="auto"))
+        self.copy_button = W.Button(
+            icon="table",
+            tooltip="put these rows into a notebook variable as a DataFrame",
+            layout=W.Layout(width="auto"),
+        )
         self.copy_button.add_class("dk-w-copy")
         self.copy_button.on_click(self._copy)
         self.copy_status = W.HTML()
@@ -206,10 +225,14 @@ class BatchReport(_Base):
             f"<code>{html.escape(variable)} = {html.escape(name)}.failed_rows()</code></div>",
             layout=W.Layout(margin="0 0 0 12px"),
         )
-        label = W.HTML("<div class='dk-report'><span class='dk-mute'>Fix and resubmit:</span></div>",
-                       layout=W.Layout(margin="0 8px 0 0"))
-        export = W.HBox([label, self.variable, self.copy_button, self.code_hint],
-                        layout=W.Layout(margin="10px 0 0", align_items="center", flex_flow="row wrap"))
+        label = W.HTML(
+            "<div class='dk-report'><span class='dk-mute'>Fix and resubmit:</span></div>",
+            layout=W.Layout(margin="0 8px 0 0"),
+        )
+        export = W.HBox(
+            [label, self.variable, self.copy_button, self.code_hint],
+            layout=W.Layout(margin="10px 0 0", align_items="center", flex_flow="row wrap"),
+        )
         return [self.groups, title, filters, self.table, pager, export, self.copy_status]
 
     def _stage_options(self):
@@ -271,7 +294,7 @@ class BatchReport(_Base):
         """The failures on the page in view."""
         pos = self.positions()
         lo = self.page * self.page_size
-        return self.failures.iloc[pos[lo: lo + self.page_size]]
+        return self.failures.iloc[pos[lo : lo + self.page_size]]
 
     def render(self) -> None:
         pos = self.positions()
@@ -329,8 +352,9 @@ class BatchReport(_Base):
     def _copy(self, _button=None) -> None:
         name = self.variable.value.strip()
         if not name.isidentifier() or keyword.iskeyword(name):
-            self.copy_status.value = (f"<div class='dk-report'><mark>{html.escape(name)!s} is not a valid "
-                                      "Python name</mark></div>")
+            self.copy_status.value = (
+                f"<div class='dk-report'><mark>{html.escape(name)!s} is not a valid Python name</mark></div>"
+            )
             return
         rows = self.selected_rows()
         self.copied = rows

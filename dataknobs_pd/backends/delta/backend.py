@@ -73,8 +73,14 @@ class DeltaBackend(Backend):
             return found
         with self.loc.io(f"reading the history of table {table!r}"):
             for limit in (1, None):
-                text = next((h[SCHEMA_KEY] for h in dt.history(limit) if SCHEMA_KEY in h
-                             and h.get("version", -1) <= dt.version()), None)
+                text = next(
+                    (
+                        h[SCHEMA_KEY]
+                        for h in dt.history(limit)
+                        if SCHEMA_KEY in h and h.get("version", -1) <= dt.version()
+                    ),
+                    None,
+                )
                 if text is not None:
                     break
         found = TableSchema.from_json(text, table) if text is not None else natural_schema(dt)

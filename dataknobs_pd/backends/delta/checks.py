@@ -41,7 +41,7 @@ class Rules:
 
 
 def rules_of(configuration: dict, fields: list[pa.Field], dk_required: set[str]) -> Rules:
-    checks = {k[len(_CONSTRAINT):]: v for k, v in sorted(configuration.items()) if k.startswith(_CONSTRAINT)}
+    checks = {k[len(_CONSTRAINT) :]: v for k, v in sorted(configuration.items()) if k.startswith(_CONSTRAINT)}
     not_null = tuple(f.name for f in fields if not f.nullable and f.name not in dk_required)
     return Rules(checks, not_null)
 
@@ -84,15 +84,25 @@ class Checker:
         for name in rules.not_null:
             if name in rows.column_names:
                 for null in np.flatnonzero(rows.column(name).is_null().to_numpy(zero_copy_only=False)):
-                    out.setdefault(int(null), Violation(
-                        RowError.NotNull, NOT_NULL_CODE,
-                        f"column {name!r} is NOT NULL in Delta table {table!r} and this row has no value"))
+                    out.setdefault(
+                        int(null),
+                        Violation(
+                            RowError.NotNull,
+                            NOT_NULL_CODE,
+                            f"column {name!r} is NOT NULL in Delta table {table!r} and this row has no value",
+                        ),
+                    )
         if rules.checks and rows.num_rows:
             for name, expr in rules.checks.items():
                 for i in self._failing(rows, expr, name, table):
-                    out.setdefault(i, Violation(
-                        RowError.CheckConstraint, CHECK_CODE,
-                        f"CHECK constraint {name} ({expr}) of Delta table {table!r} is violated by this row"))
+                    out.setdefault(
+                        i,
+                        Violation(
+                            RowError.CheckConstraint,
+                            CHECK_CODE,
+                            f"CHECK constraint {name} ({expr}) of Delta table {table!r} is violated by this row",
+                        ),
+                    )
         return out
 
     def _failing(self, rows: pa.Table, expr: str, name: str, table: str) -> list[int]:
@@ -101,7 +111,8 @@ class Checker:
         except ImportError as e:
             raise BackendUnavailableError(
                 f"Delta table {table!r} has CHECK constraints; checking each row against them before the commit "
-                f"needs the datafusion package: pip install 'dataknobs-pd[delta]'") from e
+                f"needs the datafusion package: pip install 'dataknobs-pd[delta]'"
+            ) from e
         numbered = rows.append_column(ROW, pa.array(np.arange(rows.num_rows, dtype=np.int64)))
         alias = f"dk_rows_{uuid.uuid4().hex}"
         with self._lock:
@@ -111,16 +122,19 @@ class Checker:
                 self._ctx.from_arrow(numbered, name=alias)
                 found = self._ctx.sql(f'SELECT "{ROW}" FROM "{alias}" WHERE ({expr}) IS NOT TRUE').to_arrow_table()
             except Exception as e:
-                raise StorageError(f"CHECK constraint {name} ({expr}) of Delta table {table!r} cannot be evaluated "
-                                   f"on the rows to write: {str(e).splitlines()[0][:300]}") from e
+                raise StorageError(
+                    f"CHECK constraint {name} ({expr}) of Delta table {table!r} cannot be evaluated "
+                    f"on the rows to write: {str(e).splitlines()[0][:300]}"
+                ) from e
             finally:
                 with suppress(Exception):  # nothing registered when from_arrow failed
                     self._ctx.deregister_table(alias)
         return sorted(int(v) for v in found.column(0).to_pylist())
 
     # -- the rows a call stages -------------------------------------------------------------------
-    def check(self, st: Staged, data: pa.Table, stored: pa.Table, new: np.ndarray, changed: np.ndarray,
-              pos: np.ndarray | None) -> None:
+    def check(
+        self, st: Staged, data: pa.Table, stored: pa.Table, new: np.ndarray, changed: np.ndarray, pos: np.ndarray | None
+    ) -> None:
         """Raise WriteError when a row to insert (`new`) or to update (`changed`) breaks a rule of the table.
 
         The engine then halves the chunk until the rows at fault stand alone. The verdicts are kept by

@@ -47,9 +47,14 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
     token = uuid.uuid4().hex
     read = st.base.version() if st.base is not None else None
     props = CommitProperties(
-        custom_metadata={SCHEMA_KEY: st.schema.to_json(), OP_KEY: st.operation(), ROWS_KEY: st.counts(),
-                         TOKEN_KEY: token},
-        app_transactions=[Transaction(APP_ID, read + 1 if read is not None else 0)])
+        custom_metadata={
+            SCHEMA_KEY: st.schema.to_json(),
+            OP_KEY: st.operation(),
+            ROWS_KEY: st.counts(),
+            TOKEN_KEY: token,
+        },
+        app_transactions=[Transaction(APP_ID, read + 1 if read is not None else 0)],
+    )
     full = ph.stored_schema(st.schema)
     stage = None
     try:
@@ -57,15 +62,25 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
             if st.fresh:
                 data = _new_rows(st, full, 0)
                 if st.base is None:
-                    write_deltalake(loc.uri(st.name), data, mode="error", commit_properties=props,
-                                    storage_options=loc.delta_options or None)
+                    write_deltalake(
+                        loc.uri(st.name),
+                        data,
+                        mode="error",
+                        commit_properties=props,
+                        storage_options=loc.delta_options or None,
+                    )
                 else:
                     write_deltalake(st.base, data, mode="overwrite", schema_mode="overwrite", commit_properties=props)
             elif not (st.updates or st.deletes):
                 assert st.base is not None, "rows are appended to a table that exists"
                 evolve: Literal["merge"] | None = "merge" if full != pa.schema(st.base.schema().to_arrow()) else None
-                write_deltalake(st.base, _new_rows(st, full, _next_seq(st)), mode="append", schema_mode=evolve,
-                                commit_properties=props)
+                write_deltalake(
+                    st.base,
+                    _new_rows(st, full, _next_seq(st)),
+                    mode="append",
+                    schema_mode=evolve,
+                    commit_properties=props,
+                )
             elif st.grows(full):
                 _merge(st, full, props)
             else:
@@ -76,9 +91,12 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
             loc.remove_quietly(f"{loc.folder(st.name)}/{stage}")
         cause = e.__cause__
         if isinstance(cause, CommitFailedError) or (
-                isinstance(cause, DeltaError) and "already exists" in str(cause).lower()):
-            raise ConcurrentWriteError(f"table {st.name!r} in {loc.display} was changed by another writer "
-                                       f"during this call; nothing was written") from cause
+            isinstance(cause, DeltaError) and "already exists" in str(cause).lower()
+        ):
+            raise ConcurrentWriteError(
+                f"table {st.name!r} in {loc.display} was changed by another writer "
+                f"during this call; nothing was written"
+            ) from cause
         raise
     if read is None:
         return token, 0  # a new table: its first version
@@ -154,8 +172,7 @@ def _replace_files(st: Staged, full: pa.Schema, props: CommitProperties, stage: 
     data, touched, _ = _rewritten(st, full)
     folder = loc.folder(st.name)
     if data.num_rows:  # delta-rs writes the files and their statistics as a table of their own, then harvested
-        write_deltalake(loc.uri_of(f"{folder}/{stage}"), data, mode="error",
-                        storage_options=loc.delta_options or None)
+        write_deltalake(loc.uri_of(f"{folder}/{stage}"), data, mode="error", storage_options=loc.delta_options or None)
         adds = loc.harvest(folder, stage)
     else:
         adds = []
@@ -163,7 +180,8 @@ def _replace_files(st: Staged, full: pa.Schema, props: CommitProperties, stage: 
     files = st.keys().files
     sizes = st.snapshot().sizes()
     actions: list[AddAction | RemoveAction] = [
-        AddAction(a["path"], a["size"], {}, a["modificationTime"], True, a.get("stats") or "") for a in adds]
+        AddAction(a["path"], a["size"], {}, a["modificationTime"], True, a.get("stats") or "") for a in adds
+    ]
     actions += [RemoveAction(files[f], True, now, sizes.get(files[f]), {}) for f in touched]
     st.base.create_write_transaction(actions, "append", full, commit_properties=props)
 
@@ -172,19 +190,29 @@ def _merge(st: Staged, full: pa.Schema, props: CommitProperties) -> None:
     """One Delta merge by key of the rewritten rows (with the new columns) and of the keys deleted."""
     # Files the merge leaves alone lack the new columns and read as nulls.
     data, _, deleted = _rewritten(st, full)
-    source = pa.concat_tables([
-        complete(data, full).append_column(GONE, pa.repeat(False, data.num_rows)),
-        complete(deleted, full).append_column(GONE, pa.repeat(True, deleted.num_rows)),
-    ])
+    source = pa.concat_tables(
+        [
+            complete(data, full).append_column(GONE, pa.repeat(False, data.num_rows)),
+            complete(deleted, full).append_column(GONE, pa.repeat(True, deleted.num_rows)),
+        ]
+    )
     assert st.schema is not None and st.base is not None, "a merge into a table that exists"
     key = ph.stored_key(st.schema)
     values = {_quote(c): f"s.{_quote(c)}" for c in full.names}  # only columns named here join the schema
-    (st.base.merge(source, " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in key), source_alias="s",
-                   target_alias="t", merge_schema=True, commit_properties=props)
-     .when_matched_delete(f"s.{GONE}")
-     .when_matched_update(values)
-     .when_not_matched_insert(values)
-     .execute())
+    (
+        st.base.merge(
+            source,
+            " AND ".join(f"t.{_quote(k)} = s.{_quote(k)}" for k in key),
+            source_alias="s",
+            target_alias="t",
+            merge_schema=True,
+            commit_properties=props,
+        )
+        .when_matched_delete(f"s.{GONE}")
+        .when_matched_update(values)
+        .when_not_matched_insert(values)
+        .execute()
+    )
 
 
 def _quote(name: str) -> str:

@@ -43,10 +43,15 @@ def natural_schema(dt: DeltaTable) -> TableSchema:
     from ...types import TypeMapper
 
     arrow = pa.schema(dt.schema().to_arrow())
-    plain = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean, pa.types.is_string,
-             pa.types.is_large_string, pa.types.is_timestamp)
-    empty = arrow.empty_table().to_pandas(
-        types_mapper=lambda t: None if any(f(t) for f in plain) else pd.ArrowDtype(t))
+    plain = (
+        pa.types.is_integer,
+        pa.types.is_floating,
+        pa.types.is_boolean,
+        pa.types.is_string,
+        pa.types.is_large_string,
+        pa.types.is_timestamp,
+    )
+    empty = arrow.empty_table().to_pandas(types_mapper=lambda t: None if any(f(t) for f in plain) else pd.ArrowDtype(t))
     return TypeMapper().schema(empty.drop(columns=[n for n in empty.columns if str(n).startswith("_dk_")]))
 
 
@@ -54,16 +59,16 @@ def check_version(version: int | None, as_of) -> None:
     """Refuse a version= that is no version number, and version= with as_of=."""
     if version is not None and as_of is not None:
         raise InvalidArgumentError("pass version= or as_of=, not both")
-    if version is not None and (isinstance(version, bool) or not isinstance(version, (int, np.integer))
-                                or version < 0):
+    if version is not None and (isinstance(version, bool) or not isinstance(version, (int, np.integer)) or version < 0):
         raise InvalidArgumentError(f"version= takes a version number (an int >= 0), got {version!r}")
 
 
 def version_at(latest: DeltaTable, loc, table: str, version: int | None, as_of) -> DeltaTable:
     """The version asked for (by number, or the one current at `as_of`) of a table whose latest is `latest`."""
     if version is not None and version > latest.version():
-        raise InvalidArgumentError(f"table {table!r} has versions up to {latest.version()}; "
-                                   f"version={version} does not exist")
+        raise InvalidArgumentError(
+            f"table {table!r} has versions up to {latest.version()}; version={version} does not exist"
+        )
     if version is None and as_of is None:
         return latest
     with loc.io(f"reading table {table!r}"):

@@ -32,8 +32,9 @@ class Location:
         self.display = mask(url)
         path = url.split("://", 1)[1]
         if not path:
-            raise InvalidArgumentError(f"{url!r} names no folder; use e.g. delta:///path/to/folder "
-                                       f"or delta://s3://bucket/prefix")
+            raise InvalidArgumentError(
+                f"{url!r} names no folder; use e.g. delta:///path/to/folder or delta://s3://bucket/prefix"
+            )
         options = dict(storage_options or {})
         if not all(isinstance(k, str) for k in options):
             raise InvalidArgumentError(f"storage_options= takes str keys, got {list(options)!r}")
@@ -43,8 +44,9 @@ class Location:
         try:
             self.fs, root = fsspec.core.url_to_fs(path, **fs_options)
         except ImportError as e:
-            raise BackendUnavailableError(f"{self.display} needs a package that is not installed ({e}); run: "
-                                          f"pip install 'dataknobs-pd[delta,s3]'") from e
+            raise BackendUnavailableError(
+                f"{self.display} needs a package that is not installed ({e}); run: pip install 'dataknobs-pd[delta,s3]'"
+            ) from e
         except (ValueError, TypeError) as e:
             raise InvalidArgumentError(f"cannot open {self.display}: {e} (check storage_options)") from e
         self.local = isinstance(self.fs, LocalFileSystem)
@@ -85,14 +87,19 @@ class Location:
         except DataKnobsError:
             raise
         except PermissionError as e:
-            raise StorageError(f"{doing} in {self.display}: access denied ({e}); check the credentials and "
-                               f"permissions given in storage_options") from e
+            raise StorageError(
+                f"{doing} in {self.display}: access denied ({e}); check the credentials and "
+                f"permissions given in storage_options"
+            ) from e
         except Exception as e:  # every failure of the store becomes a dk error
             text = str(e)
-            if any(w in text for w in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId",
-                                       "SignatureDoesNotMatch")):
-                raise StorageError(f"{doing} in {self.display}: access denied ({text.splitlines()[0][:300]}); "
-                                   f"check the credentials and permissions given in storage_options") from e
+            if any(
+                w in text for w in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+            ):
+                raise StorageError(
+                    f"{doing} in {self.display}: access denied ({text.splitlines()[0][:300]}); "
+                    f"check the credentials and permissions given in storage_options"
+                ) from e
             raise StorageError(f"{doing} in {self.display} failed: {type(e).__name__}: {text[:500]}") from e
 
     def probe(self) -> None:
@@ -108,8 +115,9 @@ class Location:
             except FileNotFoundError:
                 bucket = self.root.split("/", 1)[0]
                 if self.object_store and not self.fs.exists(bucket):
-                    raise StorageError(f"{self.display}: bucket {bucket!r} does not exist "
-                                       f"(dataknobs-pd does not create buckets)") from None
+                    raise StorageError(
+                        f"{self.display}: bucket {bucket!r} does not exist (dataknobs-pd does not create buckets)"
+                    ) from None
 
     # -- listing and removing -------------------------------------------------------------------------
     def ls(self, path: str) -> list[str]:
@@ -172,8 +180,10 @@ def delta_folder(table: str) -> str:
     times everywhere, and its S3 listings of keys with '~' are refused (moto); '!' is safe in S3 keys."""
     enc = folder_name(table).replace("~", "%7E").replace("%", "!")
     if len(enc) > 240:
-        raise InvalidArgumentError(f"table name {table[:40]!r}... is too long for a Delta store: {len(enc)} bytes "
-                                   f"once encoded for a folder name, at most 240")
+        raise InvalidArgumentError(
+            f"table name {table[:40]!r}... is too long for a Delta store: {len(enc)} bytes "
+            f"once encoded for a folder name, at most 240"
+        )
     return enc
 
 

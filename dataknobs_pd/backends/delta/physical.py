@@ -92,11 +92,14 @@ def check_columns(schema: TableSchema, table: str) -> None:
     for c in schema.columns:
         other = seen.setdefault(c.name.casefold(), c.name)
         if other != c.name:
-            raise InvalidArgumentError(f"columns {other!r} and {c.name!r} of table {table!r} differ only by case, "
-                                       f"which Delta Lake cannot keep apart; rename one of them")
+            raise InvalidArgumentError(
+                f"columns {other!r} and {c.name!r} of table {table!r} differ only by case, "
+                f"which Delta Lake cannot keep apart; rename one of them"
+            )
         if pa.types.is_decimal(c.arrow) and c.arrow.scale > 38:
-            raise UnsupportedDtypeError(f"column {c.name!r}: decimals with {c.arrow.scale} digits after the point; "
-                                        f"Delta Lake keeps at most 38")
+            raise UnsupportedDtypeError(
+                f"column {c.name!r}: decimals with {c.arrow.scale} digits after the point; Delta Lake keeps at most 38"
+            )
 
 
 def stored_names(schema: TableSchema, names: list[str]) -> list[str]:
@@ -116,9 +119,16 @@ def exact_order(t: pa.DataType) -> bool:
     """Whether stored values compare as the logical ones do (a filter on them can be pushed down)."""
     if pa.types.is_timestamp(t):
         return t.unit != "ns"
-    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_date32(t)
-            or pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_duration(t)
-            or (pa.types.is_decimal(t) and t.precision <= 38))
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_date32(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_duration(t)
+        or (pa.types.is_decimal(t) and t.precision <= 38)
+    )
 
 
 # -- logical -> stored -------------------------------------------------------------------------
@@ -192,8 +202,12 @@ def unholdable(data: pa.Table, schema: TableSchema) -> dict[int, Unholdable]:
     for name in data.column_names:
         col = schema.column(name)
         t = col.arrow
-        if not (_may_fail(t) or pa.types.is_uint64(t) or pa.types.is_date(t)
-                or (pa.types.is_timestamp(t) and t.unit != "ns")):
+        if not (
+            _may_fail(t)
+            or pa.types.is_uint64(t)
+            or pa.types.is_date(t)
+            or (pa.types.is_timestamp(t) and t.unit != "ns")
+        ):
             continue  # every value fits its stored type
         arr = data.column(name)
         arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr

@@ -72,8 +72,16 @@ class Snapshot:
         return pc.max(self.dataset.to_table(columns=[column]).column(0)).as_py()
 
 
-def read_rows(snap: Snapshot, schema: TableSchema, columns: list[str], where: list, order: list,
-              limit: int | None, batch_rows: int, table: str) -> Iterator[pa.Table]:
+def read_rows(
+    snap: Snapshot,
+    schema: TableSchema,
+    columns: list[str],
+    where: list,
+    order: list,
+    limit: int | None,
+    batch_rows: int,
+    table: str,
+) -> Iterator[pa.Table]:
     """The selected rows of the version, in the dk schema's logical types, ordered, in batches."""
     key = schema.key or []
     sort = list(order) or [(k, True) for k in key]
@@ -85,8 +93,9 @@ def read_rows(snap: Snapshot, schema: TableSchema, columns: list[str], where: li
         sort = [(ph.SEQ, True)]
     pushed = _pushdown(where, schema)
     fragments = _files(snap, pushed, sort, schema)
-    dataset = ds.FileSystemDataset([f for _, f in fragments], snap.dataset_schema, snap.dataset.format,
-                                   snap.dataset.filesystem)
+    dataset = ds.FileSystemDataset(
+        [f for _, f in fragments], snap.dataset_schema, snap.dataset.format, snap.dataset.filesystem
+    )
     expr = to_expression(pushed, snap.dataset_schema) if pushed else None
     with snap.loc.io(f"reading table {table!r}"):
         data = dataset.to_table(columns=stored, filter=expr)
@@ -164,8 +173,13 @@ def _may_hold(actions: pa.Table, col: str, op: str, value) -> np.ndarray:
         return everywhere
     lo, hi = actions.column(lo_name), actions.column(hi_name)
     t = lo.type
-    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_date(t) or pa.types.is_decimal(t)
-            or pa.types.is_timestamp(t)):
+    if not (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_date(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_timestamp(t)
+    ):
         return everywhere  # strings may be cut short in statistics: never prune on them
     if pa.types.is_timestamp(t):
         # Delta keeps timestamp statistics in milliseconds: the max may be up to 1 ms short
@@ -178,6 +192,7 @@ def _may_hold(actions: pa.Table, col: str, op: str, value) -> np.ndarray:
 
         def conv(v):
             return pa.scalar(v, type=t)
+
     try:
         if op == "in":
             vals = [v for v in value if v is not None]
@@ -187,9 +202,13 @@ def _may_hold(actions: pa.Table, col: str, op: str, value) -> np.ndarray:
             m = pc.and_(pc.less_equal(lo, high), pc.greater_equal(hi, low))
         else:
             v = conv(value)
-            m = {"==": lambda: pc.and_(pc.less_equal(lo, v), pc.greater_equal(hi, v)),
-                 "<": lambda: pc.less(lo, v), "<=": lambda: pc.less_equal(lo, v),
-                 ">": lambda: pc.greater(hi, v), ">=": lambda: pc.greater_equal(hi, v)}[op]()
+            m = {
+                "==": lambda: pc.and_(pc.less_equal(lo, v), pc.greater_equal(hi, v)),
+                "<": lambda: pc.less(lo, v),
+                "<=": lambda: pc.less_equal(lo, v),
+                ">": lambda: pc.greater(hi, v),
+                ">=": lambda: pc.greater_equal(hi, v),
+            }[op]()
     except (pa.ArrowException, TypeError, ValueError, KeyError):
         return everywhere
     return pc.fill_null(m, True).to_numpy(zero_copy_only=False)

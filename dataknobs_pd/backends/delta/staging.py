@@ -99,11 +99,14 @@ class Staged:
             table = pa.concat_tables(parts) if parts else snap.dataset_schema.empty_table().select(names)
             index = key_index(table)
             if not index.is_unique:
-                raise StorageError(f"table {self.name!r} in {self.loc.display} holds a key more than once (written "
-                                   f"by another tool?); keyed writes need unique keys")
+                raise StorageError(
+                    f"table {self.name!r} in {self.loc.display} holds a key more than once (written "
+                    f"by another tool?); keyed writes need unique keys"
+                )
             row_of = np.concatenate([np.arange(len(f)) for f in file_of]) if file_of else np.array([], np.int64)
-            keys = self.cache["keys"] = Keys(files, np.concatenate(file_of) if file_of else np.array([], np.int32),
-                                             row_of, index)
+            keys = self.cache["keys"] = Keys(
+                files, np.concatenate(file_of) if file_of else np.array([], np.int32), row_of, index
+            )
         return keys
 
     def find(self, stored: pa.Table) -> np.ndarray:
@@ -137,8 +140,11 @@ class Staged:
         return pa.concat_tables(parts).take(np.argsort(np.concatenate(order)))
 
     def counts(self) -> dict:
-        return {"inserted": sum(t.num_rows for t in self.inserts), "updated": sum(len(p) for _, p in self.updates),
-                "deleted": int(sum(len(np.unique(p)) for p in self.deletes))}
+        return {
+            "inserted": sum(t.num_rows for t in self.inserts),
+            "updated": sum(len(p) for _, p in self.updates),
+            "deleted": int(sum(len(np.unique(p)) for p in self.deletes)),
+        }
 
     def operation(self) -> str:
         """What the commit does, as history names it."""

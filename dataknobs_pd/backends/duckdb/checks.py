@@ -40,10 +40,16 @@ class Table:
 def constraints(query, name: str, qualified: str, where: tuple[str, str]) -> Table:
     """The table's declared columns and CHECK expressions; `query(sql, params)` runs on any connection."""
     db, nsp = where
-    cols = query("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ?"
-                 " AND table_name = ? ORDER BY column_index", [db, nsp, name])
-    checks = query("SELECT expression FROM duckdb_constraints() WHERE database_name = ? AND schema_name = ?"
-                   " AND table_name = ? AND constraint_type = 'CHECK' ORDER BY constraint_index", [db, nsp, name])
+    cols = query(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ?"
+        " AND table_name = ? ORDER BY column_index",
+        [db, nsp, name],
+    )
+    checks = query(
+        "SELECT expression FROM duckdb_constraints() WHERE database_name = ? AND schema_name = ?"
+        " AND table_name = ? AND constraint_type = 'CHECK' ORDER BY constraint_index",
+        [db, nsp, name],
+    )
     return Table(name, qualified, [(c, t) for c, t in cols], [c for (c,) in checks])
 
 
@@ -56,8 +62,10 @@ def rows_sql(table: Table, key: list[str], given: list[str], new: bool, old: boo
         parts.append(f"SELECT {cols}, s.{q(ROW)} FROM {q(STAGE)} s WHERE NOT s.{q(OLD)}")
     if old:
         cols = ", ".join(f"{'s' if c in given else 't'}.{q(c)} AS {q(c)}" for c, _ in table.columns)
-        parts.append(f"SELECT {cols}, s.{q(ROW)} FROM {q(STAGE)} s JOIN {table.qualified} t"
-                     f" ON {key_match(key, 't', 's')} WHERE s.{q(OLD)}")
+        parts.append(
+            f"SELECT {cols}, s.{q(ROW)} FROM {q(STAGE)} s JOIN {table.qualified} t"
+            f" ON {key_match(key, 't', 's')} WHERE s.{q(OLD)}"
+        )
     return " UNION ALL ".join(parts)
 
 
@@ -89,8 +97,9 @@ class Refused:
     """A chunk refused whole, while the engine narrows it down: the facts gathered for it, and the
     slices found fine, waiting to be written together."""
 
-    def __init__(self, table: str, mode: str, data: pa.Table, existed: np.ndarray | None,
-                 bad: dict[int, tuple[str, str]]):
+    def __init__(
+        self, table: str, mode: str, data: pa.Table, existed: np.ndarray | None, bad: dict[int, tuple[str, str]]
+    ):
         self.table, self.mode, self.existed, self.bad = table, mode, existed, bad
         self.data = data  # held: its buffers identify the slices, and must not be reused meanwhile
         self.positions = sorted(bad)
@@ -98,8 +107,14 @@ class Refused:
         # A slice shares the chunk's buffers and only moves its offset, so one column's buffers tell
         # where a slice comes from (the engine only hands over slices of the chunk it narrows down;
         # checking every column would cost more than DuckDB's write of the slice).
-        self.anchor = next((i for i, c in enumerate(data.columns) if c.num_chunks == 1
-                            and any(b is not None for b in c.chunk(0).buffers())), None)
+        self.anchor = next(
+            (
+                i
+                for i, c in enumerate(data.columns)
+                if c.num_chunks == 1 and any(b is not None for b in c.chunk(0).buffers())
+            ),
+            None,
+        )
         if self.anchor is not None:
             first = data.column(self.anchor).chunk(0)
             self.buffers = [b and b.address for b in first.buffers()]
@@ -140,5 +155,5 @@ class Refused:
         data = pa.concat_tables([self.data.slice(s, n) for s, n in spans]).combine_chunks()
         existed = None
         if self.existed is not None:
-            existed = np.concatenate([self.existed[s:s + n] for s, n in spans])
+            existed = np.concatenate([self.existed[s : s + n] for s, n in spans])
         return data, existed

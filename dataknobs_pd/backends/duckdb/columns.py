@@ -27,10 +27,22 @@ INT64_MAX = 2**63 - 1
 _PER_US = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 _SIMPLE = {
-    pa.int8(): "TINYINT", pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT",
-    pa.uint8(): "UTINYINT", pa.uint16(): "USMALLINT", pa.uint32(): "UINTEGER", pa.uint64(): "UBIGINT",
-    pa.float16(): "FLOAT", pa.float32(): "FLOAT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN",
-    pa.string(): "VARCHAR", pa.large_string(): "VARCHAR", pa.binary(): "BLOB", pa.large_binary(): "BLOB",
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.uint8(): "UTINYINT",
+    pa.uint16(): "USMALLINT",
+    pa.uint32(): "UINTEGER",
+    pa.uint64(): "UBIGINT",
+    pa.float16(): "FLOAT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.string(): "VARCHAR",
+    pa.large_string(): "VARCHAR",
+    pa.binary(): "BLOB",
+    pa.large_binary(): "BLOB",
     pa.date32(): "DATE",
 }
 _TIMESTAMP = {"s": "TIMESTAMP_S", "ms": "TIMESTAMP_MS", "us": "TIMESTAMP", "ns": "TIMESTAMP_NS"}
@@ -63,13 +75,22 @@ def plan(col: Column) -> Plan:
         return Plan("JSON")
     if pa.types.is_duration(t):
         if t.unit == "ns":  # INTERVAL keeps microseconds
-            return Plan("BIGINT", stage=lambda a: a.cast(pa.int64()), back=lambda a: a.cast(t),
-                        comment=f"duration in nanoseconds ({col.dtype.get('name', 'timedelta64[ns]')})")
+            return Plan(
+                "BIGINT",
+                stage=lambda a: a.cast(pa.int64()),
+                back=lambda a: a.cast(t),
+                comment=f"duration in nanoseconds ({col.dtype.get('name', 'timedelta64[ns]')})",
+            )
         # Read through epoch_us: DuckDB's Arrow intervals count nanoseconds and overflow past 292 years.
         return Plan("INTERVAL", select="epoch_us({})", back=lambda a: a.cast(pa.duration("us")).cast(t))
     if pa.types.is_decimal(t) and t.precision > 38:  # beyond DuckDB's DECIMAL(38): exact text
-        return Plan("VARCHAR", stage=lambda a: a.cast(pa.large_string()), back=lambda a: a.cast(t),
-                    compare="CAST({} AS DOUBLE)", comment=f"decimal({t.precision}, {t.scale}) as exact text")
+        return Plan(
+            "VARCHAR",
+            stage=lambda a: a.cast(pa.large_string()),
+            back=lambda a: a.cast(t),
+            compare="CAST({} AS DOUBLE)",
+            comment=f"decimal({t.precision}, {t.scale}) as exact text",
+        )
     return Plan(_sql(t, col))
 
 
@@ -93,7 +114,8 @@ def _sql(t: pa.DataType, col: Column) -> str | None:
             if pa.types.is_duration(f.type) or (pa.types.is_decimal(f.type) and f.type.precision > 38):
                 raise UnsupportedDtypeError(
                     f"column {col.name!r} ({t}): DuckDB cannot keep {f.type} values inside a list, struct or map "
-                    f"exactly; store them in a column of their own")
+                    f"exactly; store them in a column of their own"
+                )
         parts = [_sql(f.type, col) for f in inner]
         if any(p is None for p in parts):
             return None
@@ -190,10 +212,14 @@ def foreign_column(name: str, t: pa.DataType, nullable: bool) -> Column:
     if pa.types.is_timestamp(t):
         t = pa.timestamp(t.unit, tz="UTC" if t.tz else None)
         return Column(name, "datetime", t, True, {"name": f"datetime64[{t.unit}{', UTC' if t.tz else ''}]"})
-    plain = {"date32": "date"}.get(str(t)) or ("decimal" if pa.types.is_decimal(t) else None) or (
-        "bytes" if pa.types.is_binary(t) or pa.types.is_large_binary(t) else None)
+    plain = (
+        {"date32": "date"}.get(str(t))
+        or ("decimal" if pa.types.is_decimal(t) else None)
+        or ("bytes" if pa.types.is_binary(t) or pa.types.is_large_binary(t) else None)
+    )
     if plain:  # kept as Python objects
         return Column(name, plain, t, True, {"name": "object", "na": "none"})
     # the rest (lists, structs, intervals, times): pyarrow-backed, as DuckDB reads them
-    return Column(name, "json" if pa.types.is_nested(t) else str(t), t, True,
-                  {"name": str(pd.ArrowDtype(t)), "arrow": True})
+    return Column(
+        name, "json" if pa.types.is_nested(t) else str(t), t, True, {"name": str(pd.ArrowDtype(t)), "arrow": True}
+    )

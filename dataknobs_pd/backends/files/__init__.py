@@ -57,22 +57,41 @@ __all__ = ["CSVBackend", "FileBackend", "JSONLBackend", "ParquetBackend", "folde
 class ParquetBackend(FileBackend):
     """parquet://PATH: Parquet parts; `where` prunes parts by key range and row groups by statistics."""
 
-    def __init__(self, url: str, storage_options: dict | None = None, fsync: bool = True,
-                 lock_timeout: float = 600.0, retention: float | None = None, row_group_rows: int | None = None):
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict | None = None,
+        fsync: bool = True,
+        lock_timeout: float = 600.0,
+        retention: float | None = None,
+        row_group_rows: int | None = None,
+    ):
         super().__init__(url, Parquet(row_group_rows), storage_options, fsync, lock_timeout, retention)
 
 
 class CSVBackend(FileBackend):
     """csv://PATH: CSV parts with a header; the dk schema in the manifest beside them."""
 
-    def __init__(self, url: str, storage_options: dict | None = None, fsync: bool = True,
-                 lock_timeout: float = 600.0, retention: float | None = None):
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict | None = None,
+        fsync: bool = True,
+        lock_timeout: float = 600.0,
+        retention: float | None = None,
+    ):
         super().__init__(url, CSV(), storage_options, fsync, lock_timeout, retention)
 
 
 class JSONLBackend(FileBackend):
     """jsonl://PATH: JSON-lines parts, one object per row; the dk schema in the manifest beside them."""
 
-    def __init__(self, url: str, storage_options: dict | None = None, fsync: bool = True,
-                 lock_timeout: float = 600.0, retention: float | None = None):
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict | None = None,
+        fsync: bool = True,
+        lock_timeout: float = 600.0,
+        retention: float | None = None,
+    ):
         super().__init__(url, JSONL(), storage_options, fsync, lock_timeout, retention)

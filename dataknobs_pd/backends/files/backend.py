@@ -32,8 +32,15 @@ class FileBackend(Backend):
 
     chunk_cells = 10_000_000  # cells per write call, so per new part (written while the next chunk converts)
 
-    def __init__(self, url: str, fmt: Format, storage_options: dict | None = None, fsync: bool = True,
-                 lock_timeout: float = 600.0, retention: float | None = None):
+    def __init__(
+        self,
+        url: str,
+        fmt: Format,
+        storage_options: dict | None = None,
+        fsync: bool = True,
+        lock_timeout: float = 600.0,
+        retention: float | None = None,
+    ):
         super().__init__(url, storage_options=storage_options, fsync=fsync)
         for name, value in (("lock_timeout", lock_timeout), ("retention", retention)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
@@ -49,8 +56,16 @@ class FileBackend(Backend):
         self.holds = Holds(self._remove)
         self.manifests = Manifests(self.storage, fmt.name, self.holds.generation)
         self.pool = Writers(self.storage, fmt)
-        self.tx = Transactions(self.storage, self.manifests, self.holds, self.pool.settle, self._remove,
-                               fmt.suffix, lock_timeout, self.retention)
+        self.tx = Transactions(
+            self.storage,
+            self.manifests,
+            self.holds,
+            self.pool.settle,
+            self._remove,
+            fmt.suffix,
+            lock_timeout,
+            self.retention,
+        )
 
     def _dir(self, table: str) -> str:
         return self.storage.dir(table)
@@ -92,7 +107,9 @@ class FileBackend(Backend):
                     versions = m.versions(table)
                     legacy = not versions and s.exists(f"{s.dir(table)}/{m.legacy}")
                 else:
-                    versions = m.numbered({r[len(m.log) + 1:]: e for r, e in files.items() if r.startswith(m.log + "/")})
+                    versions = m.numbered(
+                        {r[len(m.log) + 1 :]: e for r, e in files.items() if r.startswith(m.log + "/")}
+                    )
                     legacy = m.legacy in files
                 if versions[max(versions)].size if versions else legacy:  # an empty newest manifest: dropped
                     names.append(table)
@@ -113,7 +130,8 @@ class FileBackend(Backend):
             if other:
                 raise StorageError(
                     f"table {table!r} in {self.display} is stored as {other}; open it with "
-                    f"{other}://{self.url.split('://', 1)[1]}, or use another table name")
+                    f"{other}://{self.url.split('://', 1)[1]}, or use another table name"
+                )
             # parts a crashed writer left behind: removed when this table is published
             self.tx.mine().orphans[table] = [n for n in names if is_part(n, self.fmt.suffix)]
             self.tx.put(table, State(table, schema))

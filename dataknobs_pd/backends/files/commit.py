@@ -82,8 +82,17 @@ class Transactions:
     """The transactions of one store: one at a time, owned by the thread that opened it; nested ones
     are savepoints. Parts are written as the transaction goes; the commit publishes them at once."""
 
-    def __init__(self, storage: Storage, manifests: Manifests, holds: Holds, settle: Callable,
-                 remove: Callable, suffix: str, lock_timeout: float, retention: float):
+    def __init__(
+        self,
+        storage: Storage,
+        manifests: Manifests,
+        holds: Holds,
+        settle: Callable,
+        remove: Callable,
+        suffix: str,
+        lock_timeout: float,
+        retention: float,
+    ):
         self.storage, self.manifests, self.holds = storage, manifests, holds
         self._settle = settle  # settle(tx, path=None, cancel=False, needed=None): wait for part writes
         self._remove = remove
@@ -269,8 +278,11 @@ class Transactions:
         keeps for earlier readers: leftovers of crashed writers (a running writer's parts are younger)."""
         folder, log = self.storage.dir(table), self.manifests.folder(table)
         keep = {p.file for p in st.parts} | {f for f, _ in st.retired} if st else set()
-        out = [f"{folder}/{n}" for n, e in self.storage.entries(folder).items()
-               if is_part(n, self.suffix) and n not in keep and e.age >= grace]
+        out = [
+            f"{folder}/{n}"
+            for n, e in self.storage.entries(folder).items()
+            if is_part(n, self.suffix) and n not in keep and e.age >= grace
+        ]
         return out + [f"{log}/{n}" for n, e in self.storage.entries(log).items() if ".tmp-" in n and e.age >= grace]
 
     @staticmethod
@@ -278,8 +290,10 @@ class Transactions:
         return (now.version, now.stamp) != (then.version, then.stamp)
 
     def _conflict(self, table: str) -> ConcurrentWriteError:
-        return ConcurrentWriteError(f"table {table!r} in {self.storage.display} was changed by another writer "
-                                    f"during this call; nothing was written")
+        return ConcurrentWriteError(
+            f"table {table!r} in {self.storage.display} was changed by another writer "
+            f"during this call; nothing was written"
+        )
 
 
 def is_part(name: str, suffix: str) -> bool:

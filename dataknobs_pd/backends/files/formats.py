@@ -38,8 +38,9 @@ class Format:
         """Write one part to the open pyarrow file `out`."""
         raise NotImplementedError
 
-    def scan(self, f, schema: TableSchema, columns: list[str], expr, where_columns: list[str],
-             batch_rows: int) -> Iterator[pa.Table]:
+    def scan(
+        self, f, schema: TableSchema, columns: list[str], expr, where_columns: list[str], batch_rows: int
+    ) -> Iterator[pa.Table]:
         """Yield the rows of the open part `f` matching `expr` (on `where_columns`), only `columns`."""
         raise NotImplementedError
 
@@ -62,15 +63,24 @@ class Parquet(Format):
                 ints = pc.abs(data.column(name).cast(pa.int64()))
                 bad = pc.fill_null(pc.greater(ints, limit), False).to_numpy(zero_copy_only=False)
                 for i in np.flatnonzero(bad):
-                    facts.setdefault(int(i), Unholdable(
-                        name, f"{text.show(data.column(name), int(i))} is beyond what Parquet can hold in a "
-                              f"seconds column (it stores milliseconds)"))
+                    facts.setdefault(
+                        int(i),
+                        Unholdable(
+                            name,
+                            f"{text.show(data.column(name), int(i))} is beyond what Parquet can hold in a "
+                            f"seconds column (it stores milliseconds)",
+                        ),
+                    )
         return without_rows(data, facts), facts
 
     def write(self, out, data, schema):
         meta = {SCHEMA_META: schema.to_json().encode()}
-        pq.write_table(data.replace_schema_metadata(meta), out, row_group_size=self.row_group_rows,
-                       use_dictionary=dictionary_columns(data))
+        pq.write_table(
+            data.replace_schema_metadata(meta),
+            out,
+            row_group_size=self.row_group_rows,
+            use_dictionary=dictionary_columns(data),
+        )
 
     def scan(self, f, schema, columns, expr, where_columns, batch_rows):
         # Given the table's schema, the scan reads a column the part lacks as nulls.

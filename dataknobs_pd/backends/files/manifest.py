@@ -98,8 +98,9 @@ class Manifests:
         s = self.storage
         if s.s3:  # the log and the legacy manifest in one listing
             found = s.find(s.dir(table), self.log)
-            return self.numbered({n[len(self.log) + 1:]: e for n, e in found.items()
-                                  if n.startswith(self.log + "/")}), self.legacy in found
+            return self.numbered(
+                {n[len(self.log) + 1 :]: e for n, e in found.items() if n.startswith(self.log + "/")}
+            ), self.legacy in found
         return self.numbered(s.entries(self.folder(table))), True
 
     @staticmethod
@@ -111,8 +112,9 @@ class Manifests:
     def superseded(versions: dict[int, Entry], newest: int, retention: float) -> list[int]:
         """Versions before `newest` whose successor was written at least `retention` seconds ago: no writer
         can still be trying to put them (one that does finds a newer version and gives up, see commit.py)."""
-        return [v for v in versions if v < newest and (versions[v + 1].age if v + 1 in versions else math.inf)
-                >= retention]
+        return [
+            v for v in versions if v < newest and (versions[v + 1].age if v + 1 in versions else math.inf) >= retention
+        ]
 
     def head(self, table: str) -> Head:
         """The newest manifest of the table."""
@@ -157,17 +159,24 @@ class Manifests:
         try:
             d = json.loads(raw)
         except ValueError as e:
-            raise StorageError(f"table {table!r} in {self.storage.display}: its manifest is not valid JSON ({e})") \
-                from e
+            raise StorageError(
+                f"table {table!r} in {self.storage.display}: its manifest is not valid JSON ({e})"
+            ) from e
         if d.get("format") != self.fmt:
             raise StorageError(f"table {table!r} in {self.storage.display}: manifest of format {d.get('format')!r}")
         version, stamp = d["version"], d.get("stamp")
         schema = TableSchema.from_json(json.dumps(d["schema"]), table)
         bounds = parts_.decode_bounds(d.get("bounds")) if schema.key else None
         parts = tuple(
-            Part(p["file"], p["rows"], p.get("bytes"), bounds[2 * i] if bounds else None,
-                 bounds[2 * i + 1] if bounds else None)
-            for i, p in enumerate(d["parts"]))
+            Part(
+                p["file"],
+                p["rows"],
+                p.get("bytes"),
+                bounds[2 * i] if bounds else None,
+                bounds[2 * i + 1] if bounds else None,
+            )
+            for i, p in enumerate(d["parts"])
+        )
         retired = tuple((r["file"], r["since"]) for r in d.get("retired", ()))
         return Head(version, stamp, State(d.get("table", table), schema, parts, version, stamp, retired), legacy)
 
@@ -176,10 +185,16 @@ class Manifests:
         which a listing tells apart by its size."""
         if st is None:
             return b""
-        doc = {"dataknobs_pd": 2, "format": self.fmt, "table": table, "version": version,
-               "stamp": uuid.uuid4().hex, "committed": time.time(),
-               "schema": json.loads(st.schema.to_json()),
-               "parts": [{"file": p.file, "rows": p.rows, "bytes": p.size} for p in st.parts]}
+        doc = {
+            "dataknobs_pd": 2,
+            "format": self.fmt,
+            "table": table,
+            "version": version,
+            "stamp": uuid.uuid4().hex,
+            "committed": time.time(),
+            "schema": json.loads(st.schema.to_json()),
+            "parts": [{"file": p.file, "rows": p.rows, "bytes": p.size} for p in st.parts],
+        }
         if st.schema.key and st.parts:
             doc["bounds"] = parts_.encode_bounds([b for p in st.parts for b in p.bounds], st.schema)
         doc["retired"] = [{"file": f, "since": since} for f, since in st.retired]

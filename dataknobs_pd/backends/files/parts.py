@@ -54,8 +54,10 @@ def match(have: pa.Table, want: pa.Table, key: list[str]) -> np.ndarray:
 def complete(data: pa.Table, schema: TableSchema) -> pa.Table:
     """All columns of the schema, in its order and types; the absent ones null."""
     n = data.num_rows
-    cols = [data.column(c.name).cast(c.arrow) if c.name in data.column_names else pa.nulls(n, c.arrow)
-            for c in schema.columns]
+    cols = [
+        data.column(c.name).cast(c.arrow) if c.name in data.column_names else pa.nulls(n, c.arrow)
+        for c in schema.columns
+    ]
     return pa.table(cols, schema=schema.arrow_schema)
 
 
@@ -84,8 +86,7 @@ def may_match(first: tuple | None, last: tuple | None, where: list, schema: Tabl
     assert last is not None and schema.key is not None, "a part of a keyed table has both bounds"
     k0, t = schema.key[0], schema.column(schema.key[0]).arrow
     lo, hi = first[0], last[0]
-    return any(all(_term_may_match(lo, hi, op, value, t) for col, op, value in group if col == k0)
-               for group in where)
+    return any(all(_term_may_match(lo, hi, op, value, t) for col, op, value in group if col == k0) for group in where)
 
 
 def _term_may_match(lo, hi, op: str, value, t: pa.DataType) -> bool:

@@ -78,8 +78,9 @@ def snapshot(b: FileBackend, table: str) -> tuple[State, list[str], dict]:
         if (st.version, st.stamp) == seen:  # the same version twice: the part is really missing
             raise StorageError(f"table {table!r} in {b.display}: a part its manifest lists is missing ({missing})")
         seen = (st.version, st.stamp)
-    raise StorageError(f"table {table!r} in {b.display} was changed by other writers {_TRIES} times "
-                       f"while being read; read it again")
+    raise StorageError(
+        f"table {table!r} in {b.display} was changed by other writers {_TRIES} times while being read; read it again"
+    )
 
 
 def _read(b: FileBackend, st: State, files: dict, columns, where, order, limit, batch_rows) -> Iterator[pa.Table]:
@@ -115,8 +116,9 @@ def _read(b: FileBackend, st: State, files: dict, columns, where, order, limit, 
     yield from rebatch(stream, target, limit, batch_rows)
 
 
-def scan(b: FileBackend, st: State, part: Part, columns: list[str], where: list | None, batch_rows: int,
-         opened=None) -> Iterator[pa.Table]:
+def scan(
+    b: FileBackend, st: State, part: Part, columns: list[str], where: list | None, batch_rows: int, opened=None
+) -> Iterator[pa.Table]:
     """Yield the rows of one part matching `where`, only `columns`, in file order (from `opened`, if given)."""
     path = f"{b.storage.dir(st.name)}/{part.file}"
     expr = to_expression(where, st.schema.arrow_schema) if where else None

@@ -44,7 +44,8 @@ def folder_name(table: str) -> str:
     if len(enc) > _MAX_FOLDER:
         raise InvalidArgumentError(
             f"table name {table[:40]!r}... is too long for a file store: {len(enc)} bytes once encoded "
-            f"for a folder name, at most {_MAX_FOLDER}")
+            f"for a folder name, at most {_MAX_FOLDER}"
+        )
     return enc
 
 
@@ -71,16 +72,21 @@ class Storage:
         scheme, _, path = url.partition("://")
         self.display = mask(url)
         if not path:
-            raise InvalidArgumentError(f"{url!r} names no folder; use e.g. {scheme}:///path/to/folder "
-                                       f"or {scheme}://s3://bucket/prefix")
+            raise InvalidArgumentError(
+                f"{url!r} names no folder; use e.g. {scheme}:///path/to/folder or {scheme}://s3://bucket/prefix"
+            )
         try:
             self.fs, root = fsspec.core.url_to_fs(path, **(storage_options or {}))
         except ImportError as e:
             protocol = path.split("://", 1)[0]
-            hint = "pip install 'dataknobs-pd[s3]'" if protocol in ("s3", "s3a") else \
-                f"install the fsspec implementation of {protocol}:// (see fsspec's known implementations)"
-            raise BackendUnavailableError(f"{self.display} needs a package that is not installed ({e}); run: {hint}") \
-                from e
+            hint = (
+                "pip install 'dataknobs-pd[s3]'"
+                if protocol in ("s3", "s3a")
+                else f"install the fsspec implementation of {protocol}:// (see fsspec's known implementations)"
+            )
+            raise BackendUnavailableError(
+                f"{self.display} needs a package that is not installed ({e}); run: {hint}"
+            ) from e
         except (ValueError, TypeError) as e:
             raise InvalidArgumentError(f"cannot open {self.display}: {e} (check storage_options)") from e
         self.root = root.rstrip("/") or root
@@ -103,8 +109,10 @@ class Storage:
         except DataKnobsError:
             raise
         except PermissionError as e:
-            raise StorageError(f"{doing} in {self.display}: access denied ({e}); check the credentials and "
-                               f"permissions given in storage_options") from e
+            raise StorageError(
+                f"{doing} in {self.display}: access denied ({e}); check the credentials and "
+                f"permissions given in storage_options"
+            ) from e
         except FileNotFoundError as e:
             raise StorageError(f"{doing} in {self.display}: not found ({e})") from e
         except Exception as e:  # every failure of the store becomes a dk error
@@ -129,8 +137,9 @@ class Storage:
                 seen = _BUCKETS.setdefault(self.fs, set())
                 if self.object_store and bucket not in seen:
                     if not self.fs.exists(bucket):
-                        raise StorageError(f"{self.display}: bucket {bucket!r} does not exist "
-                                           f"(dataknobs-pd does not create buckets)") from None
+                        raise StorageError(
+                            f"{self.display}: bucket {bucket!r} does not exist (dataknobs-pd does not create buckets)"
+                        ) from None
                     seen.add(bucket)
 
     # -- folders and files ---------------------------------------------------------------------
@@ -170,7 +179,7 @@ class Storage:
         if self.s3:  # one request whether or not the folder exists (ls makes two for a missing one)
             parent, _, name = path.rpartition("/")
             below = self.find(parent, name + "/")
-            return {rest[len(name) + 1:].partition("/")[0]: e for rest, e in below.items()}
+            return {rest[len(name) + 1 :].partition("/")[0]: e for rest, e in below.items()}
         self.fs.invalidate_cache(path)
         try:
             found = self.fs.ls(path, detail=True)
@@ -187,7 +196,7 @@ class Storage:
             found = self.fs.find(path, prefix=prefix, detail=True) if prefix else self.fs.find(path, detail=True)
         except FileNotFoundError:
             return {}
-        return {k[len(path) + 1:]: _entry(e, now) for k, e in found.items()}
+        return {k[len(path) + 1 :]: _entry(e, now) for k, e in found.items()}
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path) if self.local else self.fs.exists(path)
@@ -314,7 +323,8 @@ class Storage:
                     os.close(fd)
                     raise StorageError(
                         f"table {table!r} in {self.display} stayed locked by another writer for the "
-                        f"{timeout:g} s this call waits (lock_timeout); nothing was written") from None
+                        f"{timeout:g} s this call waits (lock_timeout); nothing was written"
+                    ) from None
                 time.sleep(pause)
                 pause = min(2 * pause, 0.02)
             except OSError as e:

@@ -48,8 +48,13 @@ def _is_nested(t: pa.DataType) -> bool:
 
 def native_csv(t: pa.DataType) -> bool:
     """Types the Arrow CSV writer already formats as our text form (written unquoted)."""
-    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
-            or pa.types.is_decimal(t) or pa.types.is_date(t))
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_date(t)
+    )
 
 
 def to_text(arr: pa.Array, t: pa.DataType) -> pa.Array:
@@ -115,7 +120,8 @@ def _parse_timestamps(arr: pa.Array, t: pa.DataType) -> pa.Array:
     value = pc.if_else(
         below,
         pc.subtract(pc.multiply(pc.add(secs, 1), factor), pc.subtract(factor, frac)),
-        pc.add(pc.multiply(secs, factor), frac))
+        pc.add(pc.multiply(secs, factor), frac),
+    )
     return value.cast(pa.timestamp(t.unit, t.tz))
 
 
@@ -166,14 +172,17 @@ def _same(a: pa.Array, b: pa.Array) -> np.ndarray:
     if pa.types.is_nested(a.type) or pa.types.is_dictionary(a.type):
         return np.array([x == y or (_nan(x) and _nan(y)) for x, y in zip(a.to_pylist(), b.to_pylist())], dtype=bool)
     eq = pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False)
-    both_null = (a.is_null().to_numpy(zero_copy_only=False) & b.is_null().to_numpy(zero_copy_only=False))
+    both_null = a.is_null().to_numpy(zero_copy_only=False) & b.is_null().to_numpy(zero_copy_only=False)
     out = eq | both_null
     if pa.types.is_floating(a.type):
         out |= pc.fill_null(pc.and_(pc.is_nan(a), pc.is_nan(b)), False).to_numpy(zero_copy_only=False)
     if pa.types.is_floating(a.type) or pa.types.is_decimal(a.type):
         # -0.0 == 0.0 compares equal; keep the sign too
-        sa = pc.fill_null(pc.less(pc.divide(pa.scalar(1.0), pc.cast(a, pa.float64())), 0), False) \
-            if pa.types.is_floating(a.type) else None
+        sa = (
+            pc.fill_null(pc.less(pc.divide(pa.scalar(1.0), pc.cast(a, pa.float64())), 0), False)
+            if pa.types.is_floating(a.type)
+            else None
+        )
         if sa is not None:
             sb = pc.fill_null(pc.less(pc.divide(pa.scalar(1.0), pc.cast(b, pa.float64())), 0), False)
             out &= (sa.to_numpy(zero_copy_only=False) == sb.to_numpy(zero_copy_only=False)) | both_null
@@ -202,8 +211,11 @@ def read_csv(source, schema: TableSchema, columns: list[str], block_size: int = 
     """
     parse = pcsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)  # one null column: empty line
     convert = pcsv.ConvertOptions(
-        column_types={n: TEXT for n in schema.names}, null_values=[""], strings_can_be_null=True,
-        quoted_strings_can_be_null=False, include_columns=columns,
+        column_types={n: TEXT for n in schema.names},
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        include_columns=columns,
         include_missing_columns=True,  # a column added to the table after this part was written: nulls
     )
     fields = [schema.column(n).field for n in columns]
@@ -212,16 +224,18 @@ def read_csv(source, schema: TableSchema, columns: list[str], block_size: int = 
     while True:
         skip = done
         try:
-            reader = pcsv.open_csv(view, read_options=pcsv.ReadOptions(block_size=block_size),
-                                   parse_options=parse, convert_options=convert)
+            reader = pcsv.open_csv(
+                view, read_options=pcsv.ReadOptions(block_size=block_size), parse_options=parse, convert_options=convert
+            )
             for batch in reader:
                 if skip >= batch.num_rows:
                     skip -= batch.num_rows
                     continue
                 batch, skip = batch.slice(skip), 0
                 done += batch.num_rows
-                yield pa.table([from_text(batch.column(n), f.type) for n, f in zip(columns, fields)],
-                               schema=pa.schema(fields))
+                yield pa.table(
+                    [from_text(batch.column(n), f.type) for n, f in zip(columns, fields)], schema=pa.schema(fields)
+                )
             return
         except pa.ArrowInvalid as e:
             if "straddling" not in str(e) or block_size >= _MAX_BLOCK:
@@ -241,7 +255,7 @@ class _Window(io.RawIOBase):
 
     def readinto(self, buf):
         data = self.f.read_at(len(buf), self.pos)
-        buf[:len(data)] = data
+        buf[: len(data)] = data
         self.pos += len(data)
         return len(data)
 
@@ -258,7 +272,7 @@ def write_jsonl(sink, data: pa.Table, schema: TableSchema) -> None:
     out = []
     step = 65536
     for lo in range(0, n, step):
-        rows = zip(*(p[lo:lo + step] for p in pieces)) if pieces else ([] for _ in range(min(step, n - lo)))
+        rows = zip(*(p[lo : lo + step] for p in pieces)) if pieces else ([] for _ in range(min(step, n - lo)))
         out.append("".join("{" + ",".join(r) + "}\n" for r in rows).encode("utf-8"))
     sink.write(b"".join(out))
 
@@ -340,8 +354,10 @@ def _from_json(values: list, col: Column) -> pa.Array:
     if pa.types.is_integer(inner) or pa.types.is_boolean(inner):
         out = pa.array(values, type=inner)
     elif pa.types.is_floating(inner):
-        vals = [v if v is None or isinstance(v, float) else _SPECIAL_IN[v] if isinstance(v, str) else float(v)
-                for v in values]
+        vals = [
+            v if v is None or isinstance(v, float) else _SPECIAL_IN[v] if isinstance(v, str) else float(v)
+            for v in values
+        ]
         out = pa.array(vals, type=pa.float64()).cast(inner)
     elif col.kind == "json" and (pa.types.is_string(inner) or pa.types.is_large_string(inner)):
         out = pa.array([None if v is None else json.dumps(v) for v in values], type=inner)
