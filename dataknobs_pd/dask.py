@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import api
+from .dtypes import NUMBER_KINDS
 from .errors import BackendUnavailableError, InvalidArgumentError
 from .result import BatchResult
 from .store import Store, as_store
@@ -228,21 +229,7 @@ def _split(store: Store, table: str, schema, n: int) -> tuple[list, list] | None
     each range starts (None: no such split)."""
     k = schema.key[0]
     col = schema.column(k)
-    if col.kind not in (
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "float32",
-        "float64",
-        "datetime",
-        "date",
-        "string",
-    ):
+    if col.kind not in (*NUMBER_KINDS, "datetime", "date", "string"):
         return None
     keys = api.load(store, table, columns=[k] if not col.index else None)
     values = keys.index if col.index else keys[col.pandas_label]

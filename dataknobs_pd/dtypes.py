@@ -15,19 +15,9 @@ from .errors import UnsupportedDtypeError
 if TYPE_CHECKING:
     from .schema import Column
 
-_NUMPY_KINDS = {
-    "int8",
-    "int16",
-    "int32",
-    "int64",
-    "uint8",
-    "uint16",
-    "uint32",
-    "uint64",
-    "float32",
-    "float64",
-    "bool",
-}
+INT_KINDS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+NUMBER_KINDS = (*INT_KINDS, "float32", "float64")
+NUMPY_KINDS = frozenset((*NUMBER_KINDS, "bool"))  # kinds whose values a NumPy array holds as they are
 _MASKED = {  # nullable extension dtype name -> field kind
     "Int8": "int8",
     "Int16": "int16",
@@ -102,7 +92,7 @@ class DtypeTools:
                 return str(value)
             dtype = self.get_pandas_dtype(field_type, nullable=False)
             out = pd.Series([value]).astype(dtype).iloc[0]
-            if field_type in _NUMPY_KINDS and field_type != "bool" and not field_type.startswith("float"):
+            if field_type in INT_KINDS:
                 if out != value and not (isinstance(value, str) and str(out) == value.strip()):
                     raise ValueError(f"{value!r} changes when converted")
             return out.item() if isinstance(out, np.generic) else out

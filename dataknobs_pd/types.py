@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .dtypes import _MASKED, _NUMPY_KINDS, DtypeTools
+from .dtypes import _MASKED, NUMPY_KINDS, DtypeTools
 from .errors import SchemaMismatchError, UnsupportedDtypeError
 from .failures import Failures, bisect, required, unconvertible
 from .schema import INDEX_PREFIX, Column, TableSchema
@@ -102,22 +102,7 @@ class TypeMapper(DtypeTools):
         if isinstance(d, pd.CategoricalDtype):
             cats = d.categories
             inner = self.describe(pd.Series(cats), name)
-            if inner.kind not in (
-                "string",
-                "int8",
-                "int16",
-                "int32",
-                "int64",
-                "uint8",
-                "uint16",
-                "uint32",
-                "uint64",
-                "float32",
-                "float64",
-                "bool",
-                "datetime",
-                "timedelta",
-            ):
+            if inner.kind not in NUMPY_KINDS | {"string", "datetime", "timedelta"}:
                 raise UnsupportedDtypeError(f"column {name!r}: categories of {cats.dtype} are not supported")
             spec = {
                 "name": "category",
@@ -303,21 +288,7 @@ class TypeMapper(DtypeTools):
             na = s.isna().to_numpy()
             vals = [None if m else json.dumps(v, default=_json_default) for v, m in zip(s.tolist(), na)]
             return pa.array(vals, type=t)
-        if s.dtype == object and col.kind in (
-            "int8",
-            "int16",
-            "int32",
-            "int64",
-            "uint8",
-            "uint16",
-            "uint32",
-            "uint64",
-            "float32",
-            "float64",
-            "bool",
-            "datetime",
-            "timedelta",
-        ):
+        if s.dtype == object and col.kind in NUMPY_KINDS | {"datetime", "timedelta"}:
             return _cast(pa.array(s, from_pandas=True), t)
         if isinstance(s.dtype, pd.ArrowDtype):
             arr = pa.chunked_array(s.array.__arrow_array__()).combine_chunks()
@@ -413,7 +384,7 @@ class TypeMapper(DtypeTools):
         dtype = _pandas_dtype(spec)
         if name in _MASKED:
             return dtype.__from_arrow__(arr)
-        if col.kind in _NUMPY_KINDS:
+        if col.kind in NUMPY_KINDS:
             return arr.to_numpy().astype(dtype, copy=False)
         return pd.array(arr.to_pandas(), dtype=dtype) if len(arr) else pd.array([], dtype=dtype)
 
