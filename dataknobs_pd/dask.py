@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import api
+from .borrowed import BorrowedStore
 from .dtypes import NUMBER_KINDS
 from .errors import BackendUnavailableError, InvalidArgumentError
 from .result import BatchResult
@@ -176,12 +177,14 @@ def load(
     meta = api.load(store, table, columns=columns, where=where, limit=0)  # reads no row: the dtypes, exactly
     if npartitions is not None and (not isinstance(npartitions, int) or npartitions < 1):
         raise InvalidArgumentError(f"npartitions= must be a positive int, got {npartitions!r}")
-    if store.scheme == "memory" and _client() is not None:
+    here = store.scheme == "memory" or isinstance(store, BorrowedStore)  # only this process can use it
+    if here and _client() is not None:
         raise InvalidArgumentError(
-            f"{store.url} lives in this process, so the workers of a distributed cluster cannot read it; "
-            f"load it with dk.load and dd.from_pandas, or use a store they can reach"
+            f"{store.url} lives in this process (an in-process store, or a connection you lent), so the workers "
+            f"of a distributed cluster cannot read it; load it with dk.load and dd.from_pandas, or give its URL"
         )
-    spec = (store._url, store._options)  # what a worker needs to open the store itself
+    # what a task needs to open the store: the Store itself in this process, else its URL and options
+    spec = store if here else (store._url, store._options)
     groups = _groups(where)
     split = _split(store, table, schema, npartitions or _threads()) if schema.key and len(schema.key) == 1 else None
     if split is None:
@@ -204,10 +207,11 @@ def load(
 
 
 def _read(piece) -> pd.DataFrame:
-    (url, options), table, columns, where, start = piece
+    spec, table, columns, where, start = piece
     from .store import connect
 
-    out = api.load(connect(url, **options), table, columns=columns, where=where or None)
+    store = spec if isinstance(spec, Store) else connect(spec[0], **spec[1])
+    out = api.load(store, table, columns=columns, where=where or None)
     if start and isinstance(out.index, pd.RangeIndex):
         out.index = pd.RangeIndex(start, start + len(out))
     return out

@@ -84,14 +84,22 @@ class Store:
     def __exit__(self, *exc):
         self.close()
 
+    def __dask_tokenize__(self):  # Dask names the tasks of a lazy load by their arguments, this store among them
+        return (type(self).__name__, self._url, id(self))
+
     def __repr__(self):
         return f"<Store {self.url}>"
 
 
-def connect(url: str, **options) -> Store:
-    """Return the Store for `url` (the same pooled instance for the same URL and options)."""
+def connect(url, **options) -> Store:
+    """Return the Store for `url` (the same pooled instance for the same URL and options), or over a
+    connection the user holds (a sqlite3, SQLAlchemy, ADBC, psycopg or DuckDB one: see borrowed.py)."""
     if isinstance(url, Store):
         return url
+    if not isinstance(url, str):
+        from .borrowed import borrow
+
+        return borrow(url, **options)
     scheme = scheme_of(url)
     key = (url, tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _POOL_LOCK:
@@ -111,14 +119,16 @@ def _check_options(cls, scheme: str, options: dict) -> None:
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise InvalidArgumentError(
-            f"unknown option(s) {unknown} for {scheme}:// stores; valid: {', '.join(valid) if valid else 'none'}")
+            f"unknown option(s) {unknown} for {scheme}:// stores; valid: {', '.join(valid) if valid else 'none'}"
+        )
 
 
 def as_store(store) -> Store:
-    """A Store from a Store or a URL string."""
+    """A Store from a Store, a URL string, or a connection the user holds."""
     if isinstance(store, Store):
-        if store.closed:  # reopen with the same options (storage_options, pool_size, ...)
-            return connect(store._url, **store._options)
+        if store.closed:  # reopen with the same options (storage_options, pool_size, ...), or the same connection
+            borrowed = getattr(store, "borrowed", None)
+            return connect(store._url if borrowed is None else borrowed, **store._options)
         return store
     return connect(store)
 

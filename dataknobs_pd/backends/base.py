@@ -26,6 +26,9 @@ from ..schema import TableSchema
 class Backend(ABC):
     """One store. Instances are pooled per URL by `Store`; they must be safe to share."""
 
+    #: the Store over a connection the user lent, kept alive by its backend while a read still uses it
+    borrowed_store: object | None = None
+
     #: rows per chunk are chosen so that a chunk holds about this many cells
     chunk_cells = 1_000_000
 

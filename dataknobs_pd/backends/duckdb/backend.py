@@ -56,8 +56,14 @@ class DuckDBBackend(Backend):
 
     chunk_cells = 8_000_000  # big chunks: DuckDB parallelizes within a statement; per-statement costs are fixed
 
-    def __init__(self, url: str, timeout: float = 5.0, read_only: bool = False, primary_key: bool = False,
-                 config: dict | None = None):
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 5.0,
+        read_only: bool = False,
+        primary_key: bool = False,
+        config: dict | None = None,
+    ):
         super().__init__(url)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
             raise InvalidArgumentError(f"timeout={timeout!r} is not valid; use a number of seconds >= 0")
@@ -66,7 +72,30 @@ class DuckDBBackend(Backend):
         path = url.split("://", 1)[1].removeprefix("/")  # duckdb:///rel.duckdb, duckdb:////abs.duckdb
         self.path = path or ":memory:"
         self.read_only, self.primary_key = bool(read_only), bool(primary_key)
-        self._root = self._open(float(timeout), dict(config or {}))
+        self._start(self._open(float(timeout), dict(config or {})))
+
+    @classmethod
+    def borrowing(cls, conn: duckdb.DuckDBPyConnection) -> DuckDBBackend:
+        """A backend beside a DuckDB connection the user holds: its own connection to the same database
+        (conn.cursor(), also in memory), closed at close(); the user's is never closed here."""
+        try:
+            root = conn.cursor()
+            row = root.execute(
+                "SELECT path, readonly FROM duckdb_databases() WHERE database_name = current_database()"
+            ).fetchone()
+            assert row is not None  # the current database is always listed
+            path, read_only = row
+        except duckdb.Error as e:
+            raise StorageError(f"cannot use the DuckDB connection given as the store: {e}") from e
+        backend = cls.__new__(cls)  # an alternative constructor: the database is open already
+        backend.path, backend.read_only, backend.primary_key = path or ":memory:", read_only, False
+        Backend.__init__(backend, f"duckdb:///{backend.path}")
+        backend._start(root)
+        return backend
+
+    def _start(self, root: duckdb.DuckDBPyConnection) -> None:
+        """Take `root` as the connection the threads' own are made from, and find or make the catalogue."""
+        self._root = root
         self._local = threading.local()
         self._guard = threading.Lock()
         self._cursors: list[tuple[threading.Thread, duckdb.DuckDBPyConnection]] = []
@@ -79,7 +108,7 @@ class DuckDBBackend(Backend):
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {q(META)} (name VARCHAR NOT NULL, schema VARCHAR NOT NULL)")
         except duckdb.Error as e:
             self.close()  # release the file
-            raise StorageError(f"cannot open {mask(url)}: {e}") from e
+            raise StorageError(f"cannot open {mask(self.url)}: {e}") from e
         self._has_meta = bool(self._catalogue_rows(META))
 
     def _open(self, timeout: float, config: dict) -> duckdb.DuckDBPyConnection:
@@ -100,7 +129,8 @@ class DuckDBBackend(Backend):
                         f"cannot open {mask(self.url)}: another process has this DuckDB file open, and DuckDB lets "
                         f"only one process at a time open a file for writing (waited {timeout:g}s; pass timeout= "
                         f"to wait longer, close the store in the other process, or open the file with "
-                        f"read_only=True from every process that only reads). DuckDB said: {e}") from e
+                        f"read_only=True from every process that only reads). DuckDB said: {e}"
+                    ) from e
                 time.sleep(0.05)
             except duckdb.InvalidInputException as e:  # e.g. an unknown setting in config=
                 raise InvalidArgumentError(f"cannot open {mask(self.url)}: {e}") from e
@@ -115,7 +145,7 @@ class DuckDBBackend(Backend):
             cur = self._new_cursor()
             self._local.cur = cur
             with self._guard:
-                for thread, c in [e for e in self._cursors if not e[0].is_alive()]:
+                for _, c in [e for e in self._cursors if not e[0].is_alive()]:
                     c.close()
                 self._cursors = [e for e in self._cursors if e[0].is_alive()] + [(threading.current_thread(), cur)]
         return cur
@@ -133,9 +163,13 @@ class DuckDBBackend(Backend):
         if tx is not None:
             tx.broken = True
         if isinstance(e, duckdb.TransactionException) and "conflict" in str(e).lower():
-            return ConcurrentWriteError(f"{doing}: another transaction changed the same rows at the same time ({e}); "
-                                        f"this call was rolled back, nothing of it was written: run it again")
-        whole = " (DuckDB ends the transaction on a failed statement, so nothing of this call was written)" if tx else ""
+            return ConcurrentWriteError(
+                f"{doing}: another transaction changed the same rows at the same time ({e}); "
+                f"this call was rolled back, nothing of it was written: run it again"
+            )
+        whole = (
+            " (DuckDB ends the transaction on a failed statement, so nothing of this call was written)" if tx else ""
+        )
         return StorageError(f"{doing} in {mask(self.url)}: {e}{whole}")
 
     def _run(self, tx: _Tx, sql: str, params=None, doing: str = "writing", numpy: bool = False):
@@ -198,8 +232,11 @@ class DuckDBBackend(Backend):
                 self._flush(tx)
                 for table in sorted(tx.keyed):  # one index build after the load is cheaper than per row
                     key = self.schema(table).key
-                    self._run(tx, f"ALTER TABLE {q(table)} ADD PRIMARY KEY ({', '.join(q(k) for k in key)})",
-                              doing=f"adding the primary key of {table!r}")
+                    self._run(
+                        tx,
+                        f"ALTER TABLE {q(table)} ADD PRIMARY KEY ({', '.join(q(k) for k in key)})",
+                        doing=f"adding the primary key of {table!r}",
+                    )
             except BaseException:
                 if tx.begun:
                     try:
@@ -209,8 +246,10 @@ class DuckDBBackend(Backend):
                 raise
             if tx.broken:  # something swallowed the error of a failed statement: never commit half a call
                 tx.cur.execute("ROLLBACK")
-                raise StorageError(f"a statement failed in this call's DuckDB transaction on {mask(self.url)}; "
-                                   f"it was rolled back, nothing of it was written")
+                raise StorageError(
+                    f"a statement failed in this call's DuckDB transaction on {mask(self.url)}; "
+                    f"it was rolled back, nothing of it was written"
+                )
             if tx.begun:
                 try:
                     tx.cur.execute("COMMIT")
@@ -265,13 +304,18 @@ class DuckDBBackend(Backend):
     # -- catalogue -----------------------------------------------------------------------------
     def _catalogue_rows(self, table: str) -> list[tuple]:
         db, nsp = self._where
-        return self._query("SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?"
-                           " AND table_name = ? AND NOT temporary", [db, nsp, table])
+        return self._query(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?"
+            " AND table_name = ? AND NOT temporary",
+            [db, nsp, table],
+        )
 
     def tables(self):
         db, nsp = self._where
-        rows = self._query("SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?"
-                           " AND NOT temporary", [db, nsp])
+        rows = self._query(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND NOT temporary",
+            [db, nsp],
+        )
         return sorted(r[0] for r in rows if not r[0].lower().startswith("_dk_"))
 
     def schema(self, table):
@@ -286,11 +330,16 @@ class DuckDBBackend(Backend):
     def _foreign_schema(self, table: str) -> TableSchema:
         """A schema for a table this package did not create, from the types DuckDB reads its columns as."""
         db, nsp = self._where
-        cols = self._query("SELECT column_name, is_nullable FROM duckdb_columns() WHERE database_name = ?"
-                           " AND schema_name = ? AND table_name = ? ORDER BY column_index", [db, nsp, table])
-        keys = self._query("SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ?"
-                           " AND schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
-                           [db, nsp, table])
+        cols = self._query(
+            "SELECT column_name, is_nullable FROM duckdb_columns() WHERE database_name = ?"
+            " AND schema_name = ? AND table_name = ? ORDER BY column_index",
+            [db, nsp, table],
+        )
+        keys = self._query(
+            "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ?"
+            " AND schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
+            [db, nsp, table],
+        )
         key = list(keys[0][0]) if keys else None
         names = ", ".join(q(c) for c, _ in cols)
         tx = getattr(self._local, "tx", None)
@@ -302,16 +351,18 @@ class DuckDBBackend(Backend):
         except duckdb.Error as e:
             raise self._fail(e, f"reading the columns of {table!r}", tx) from e
         return TableSchema(
-            columns=[foreign_column(c, arrow.field(c).type, bool(n) and c not in (key or [])) for c, n in cols],
-            key=key)
+            columns=[foreign_column(c, arrow.field(c).type, bool(n) and c not in (key or [])) for c, n in cols], key=key
+        )
 
     def create(self, table, schema):
         folded: dict[str, str] = {}
         for c in schema.columns:  # DuckDB's column names are case-insensitive
             other = folded.setdefault(c.name.casefold(), c.name)
             if other != c.name:
-                raise SchemaMismatchError(f"columns {other!r} and {c.name!r} of table {table!r} differ only by case, "
-                                          f"which DuckDB cannot keep apart; rename one of them")
+                raise SchemaMismatchError(
+                    f"columns {other!r} and {c.name!r} of table {table!r} differ only by case, "
+                    f"which DuckDB cannot keep apart; rename one of them"
+                )
         with self._tx() as tx:
             self._flush(tx)
             defs, notes = [], []
@@ -323,8 +374,9 @@ class DuckDBBackend(Backend):
                     notes.append((c.name, p.comment))
             self._run(tx, f"CREATE TABLE {q(table)} ({', '.join(defs)})", doing=f"creating table {table!r}")
             for name, note in notes:
-                self._run(tx, f"COMMENT ON COLUMN {q(table)}.{q(name)} IS {literal(note)}",
-                          doing=f"creating table {table!r}")
+                self._run(
+                    tx, f"COMMENT ON COLUMN {q(table)}.{q(name)} IS {literal(note)}", doing=f"creating table {table!r}"
+                )
             tx.created.add(table)
             if self.primary_key and schema.key:
                 tx.keyed.add(table)
@@ -337,14 +389,22 @@ class DuckDBBackend(Backend):
             for c in columns:
                 other = have.setdefault(c.name.casefold(), c.name)
                 if other != c.name:
-                    raise SchemaMismatchError(f"column {c.name!r} differs only by case from column {other!r} of "
-                                              f"table {table!r}, which DuckDB cannot keep apart; rename it")
+                    raise SchemaMismatchError(
+                        f"column {c.name!r} differs only by case from column {other!r} of "
+                        f"table {table!r}, which DuckDB cannot keep apart; rename it"
+                    )
                 p = plan(c)
-                self._run(tx, f"ALTER TABLE {q(table)} ADD COLUMN {q(c.name)} {p.sql or self._type_of(tx, c.arrow)}",
-                          doing=f"adding column {c.name!r} to {table!r}")
+                self._run(
+                    tx,
+                    f"ALTER TABLE {q(table)} ADD COLUMN {q(c.name)} {p.sql or self._type_of(tx, c.arrow)}",
+                    doing=f"adding column {c.name!r} to {table!r}",
+                )
                 if p.comment:
-                    self._run(tx, f"COMMENT ON COLUMN {q(table)}.{q(c.name)} IS {literal(p.comment)}",
-                              doing=f"adding column {c.name!r} to {table!r}")
+                    self._run(
+                        tx,
+                        f"COMMENT ON COLUMN {q(table)}.{q(c.name)} IS {literal(p.comment)}",
+                        doing=f"adding column {c.name!r} to {table!r}",
+                    )
             tx.tables.pop(table, None)
 
     def _type_of(self, tx: _Tx, t: pa.DataType) -> str:
@@ -360,14 +420,21 @@ class DuckDBBackend(Backend):
                 was = old.get(c.name) if old is not None else None
                 new = plan(c).sql
                 if was is not None and new is not None and plan(was).sql != new:
-                    self._run(tx, f"ALTER TABLE {q(table)} ALTER COLUMN {q(c.name)} SET DATA TYPE {new}",
-                              doing=f"adding categories to column {c.name!r} of {table!r}")
+                    self._run(
+                        tx,
+                        f"ALTER TABLE {q(table)} ALTER COLUMN {q(c.name)} SET DATA TYPE {new}",
+                        doing=f"adding categories to column {c.name!r} of {table!r}",
+                    )
             self._store_schema(tx, table, schema)
 
     def _store_schema(self, tx: _Tx, table: str, schema: TableSchema) -> None:
         self._run(tx, f"DELETE FROM {q(META)} WHERE name = ?", [table], doing=f"storing the schema of {table!r}")
-        self._run(tx, f"INSERT INTO {q(META)} VALUES (?, ?)", [table, schema.to_json()],
-                  doing=f"storing the schema of {table!r}")
+        self._run(
+            tx,
+            f"INSERT INTO {q(META)} VALUES (?, ?)",
+            [table, schema.to_json()],
+            doing=f"storing the schema of {table!r}",
+        )
         self._has_meta = True
 
     def drop(self, table):
@@ -406,7 +473,7 @@ class DuckDBBackend(Backend):
         if error is not None:
             raise error  # nothing of it was written: the engine narrows it down
         refused.fine.append((start, data.num_rows))
-        return None if refused.existed is None else refused.existed[start:start + data.num_rows]
+        return None if refused.existed is None else refused.existed[start : start + data.num_rows]
 
     def _flush(self, tx: _Tx) -> None:
         """Write the slices of a refused chunk found fine, in one go."""
@@ -422,9 +489,13 @@ class DuckDBBackend(Backend):
         keys = staged(data.select(schema.key), schema)
         keys = keys.append_column(ROW, pa.array(np.arange(data.num_rows, dtype=np.int64)))
         with self._staged(tx.cur, keys):
-            found = self._run(tx, f"SELECT s.{q(ROW)} FROM {q(STAGE)} s WHERE EXISTS (SELECT 1 FROM {q(table)} t"
-                                  f" WHERE {key_match(schema.key, 't', 's')})",
-                              doing=f"finding existing keys in {table!r}", numpy=True)[ROW]
+            found = self._run(
+                tx,
+                f"SELECT s.{q(ROW)} FROM {q(STAGE)} s WHERE EXISTS (SELECT 1 FROM {q(table)} t"
+                f" WHERE {key_match(schema.key, 't', 's')})",
+                doing=f"finding existing keys in {table!r}",
+                numpy=True,
+            )[ROW]
         existed = np.zeros(data.num_rows, dtype=bool)
         existed[found] = True
         return existed
@@ -437,13 +508,14 @@ class DuckDBBackend(Backend):
         if info is None:
             db, nsp = self._where
             qualified = f"{q(db)}.{q(nsp)}.{q(table)}"
-            info = tx.tables[table] = checks.constraints(lambda s, p: self._run(tx, s, p), table,
-                                                         qualified, self._where)
+            info = tx.tables[table] = checks.constraints(
+                lambda s, p: self._run(tx, s, p), table, qualified, self._where
+            )
         if not info.checks:
             return {}
         old = existed if existed is not None else np.zeros(data.num_rows, dtype=bool)
         new = len(inserted(data, schema, mode, old)) > 0
-        rows = checks.rows_sql(info, schema.key or [], data.column_names, new, mode != "insert" and old.any())
+        rows = checks.rows_sql(info, schema.key or [], data.column_names, new, mode != "insert" and bool(old.any()))
         if not rows:
             return {}
         stage = staged(data, schema).append_column(ROW, pa.array(np.arange(data.num_rows, dtype=np.int64)))
@@ -476,8 +548,11 @@ class DuckDBBackend(Backend):
         with self._staged(tx.cur, stage):
             if old.any() and mode in ("upsert", "update") and values:
                 sets = ", ".join(f"{q(n)} = s.{q(n)}" for n in values)
-                self._run(tx, f"UPDATE {t} SET {sets} FROM {s} s WHERE s.{q(checks.OLD)} AND {key_match(key, t, 's')}",
-                          doing=f"updating {table!r}")
+                self._run(
+                    tx,
+                    f"UPDATE {t} SET {sets} FROM {s} s WHERE s.{q(checks.OLD)} AND {key_match(key, t, 's')}",
+                    doing=f"updating {table!r}",
+                )
             if new:
                 names = ", ".join(q(n) for n in data.column_names)
                 only = f" WHERE NOT {q(checks.OLD)}" if old.any() else ""
@@ -492,8 +567,11 @@ class DuckDBBackend(Backend):
             if existed.any():
                 t = q(table)
                 with self._staged(tx.cur, staged(keys.filter(pa.array(existed)), schema)):
-                    self._run(tx, f"DELETE FROM {t} USING {q(STAGE)} s WHERE {key_match(schema.key, t, 's')}",
-                              doing=f"deleting from {table!r}")
+                    self._run(
+                        tx,
+                        f"DELETE FROM {t} USING {q(STAGE)} s WHERE {key_match(schema.key, t, 's')}",
+                        doing=f"deleting from {table!r}",
+                    )
             return existed
 
     # -- reading -------------------------------------------------------------------------------

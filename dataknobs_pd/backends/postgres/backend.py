@@ -18,6 +18,8 @@ user's table.
 from __future__ import annotations
 
 import itertools
+import re
+from urllib.parse import quote
 
 import adbc_driver_manager
 import numpy as np
@@ -36,7 +38,7 @@ from ...schema import TableSchema
 from ...urls import mask
 from ..base import Backend, rebatch, without_rows
 from ..sql import META, ROW, STAGE, key_match, q, where_sql
-from .connection import UNIQUE, Conn
+from .connection import UNIQUE, Conn, Lent, Pool
 from .foreign import foreign_schema
 from .session import Session, Transaction
 from .types import (
@@ -70,19 +72,49 @@ class PostgresBackend(Backend):
             raise InvalidArgumentError(f"fillfactor={fillfactor!r} is not valid; use an int from 10 to 100")
         self.fillfactor = fillfactor
         self.uri = "postgresql://" + url.split("://", 1)[1]  # libpq takes both schemes; ADBC wants this one
-        self.session = Session(self.uri, pool_size, mask(url))
+        self._start(Session(Pool(self.uri, pool_size, mask(url))))
+
+    @classmethod
+    def borrowing(cls, raw) -> PostgresBackend:
+        """A backend over an ADBC PostgreSQL connection the user holds: its only connection, taken in
+        turn, never closed here (connection.Lent); its URL names the server, database and user."""
+        lent = Lent(raw)
+        c = lent.get()
+        try:
+            user, db, host, port, nsp = c.query(
+                "SELECT current_user, current_database(), host(inet_server_addr()),"
+                " inet_server_port(), current_schema()"
+            )[0]
+        finally:
+            lent.put(c)
+        url = f"postgresql://{quote(user, safe='')}@{host or ''}{f':{port}' if port else ''}/{quote(db, safe='')}"
+        if nsp and nsp != "public" and re.fullmatch(r"[a-z_][a-z0-9_]*", nsp):
+            url += "?options=" + quote(f"-csearch_path={nsp}")  # where its tables are, for those who connect
+        lent.conn.where = url  # no password: the connection keeps it
+        backend = cls.__new__(cls)  # an alternative constructor: the connection is open already
+        Backend.__init__(backend, url)
+        backend.fillfactor, backend.uri = 90, url
+        backend._start(Session(lent))
+        return backend
+
+    def _start(self, session: Session) -> None:
+        """Take the session's connections, and find the store's schema and its table of dk schemas."""
+        self.session = session
         with self.session.borrow() as c:
             self.nsp = c.query("SELECT current_schema()")[0][0]
             if self.nsp is None:
                 path = c.query("SELECT current_setting('search_path')")[0][0]
                 raise StorageError(
-                    f"{mask(url)}: no schema of the search_path ({path}) exists to hold tables, or this user may "
-                    f"not use it; create it or grant USAGE on it first")
+                    f"{mask(self.url)}: no schema of the search_path ({path}) exists to hold tables, or this user may "
+                    f"not use it; create it or grant USAGE on it first"
+                )
             self._meta = self._t(META)
             if c.query("SELECT to_regclass($1) IS NULL", (self._meta,))[0][0]:  # a reader may not create it
                 try:
-                    c.run(f"CREATE TABLE IF NOT EXISTS {self._meta} (name text PRIMARY KEY, schema text NOT NULL)",
-                          doing="creating the table of dk schemas")
+                    c.run(
+                        f"CREATE TABLE IF NOT EXISTS {self._meta} (name text PRIMARY KEY, schema text NOT NULL)",
+                        doing="creating the table of dk schemas",
+                    )
                 except DataKnobsError:  # another process created it at the same moment
                     if c.query("SELECT to_regclass($1) IS NULL", (self._meta,))[0][0]:
                         raise
@@ -111,8 +143,11 @@ class PostgresBackend(Backend):
     # -- catalogue ---------------------------------------------------------------------------
     def tables(self):
         with self.session.borrow() as c:
-            rows = c.query("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                           " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')", (self.nsp,))
+            rows = c.query(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+                (self.nsp,),
+            )
         return sorted(r[0] for r in rows if not r[0].startswith("_dk_"))
 
     def schema(self, table):
@@ -131,20 +166,26 @@ class PostgresBackend(Backend):
         room = f" WITH (fillfactor = {self.fillfactor})" if schema.key and self.fillfactor < 100 else ""
         with self.session.use() as tx:
             try:
-                tx.conn.run(f"CREATE TABLE {self._t(table)} ({', '.join(defs)}){room}", doing=f"creating table {table!r}")
+                tx.conn.run(
+                    f"CREATE TABLE {self._t(table)} ({', '.join(defs)}){room}", doing=f"creating table {table!r}"
+                )
             except TableExistsError as e:
                 raise TableExistsError(
                     f"cannot create table {table!r}: schema {self.nsp!r} already holds a relation of that name (an "
-                    f"index, a sequence, or a table another program created meanwhile) ({e})") from e
+                    f"index, a sequence, or a table another program created meanwhile) ({e})"
+                ) from e
             self.set_schema(table, schema)
             if schema.key:  # one index build after the bulk load is faster than a million insertions
                 tx.defer_key(self._t(table), table, physical_key(schema))
 
     def set_schema(self, table, schema):
         with self.session.use() as tx:
-            tx.conn.run(f"INSERT INTO {self._meta} (name, schema) VALUES ($1, $2)"
-                        f" ON CONFLICT (name) DO UPDATE SET schema = EXCLUDED.schema", (table, schema.to_json()),
-                        doing=f"storing the schema of {table!r}")
+            tx.conn.run(
+                f"INSERT INTO {self._meta} (name, schema) VALUES ($1, $2)"
+                f" ON CONFLICT (name) DO UPDATE SET schema = EXCLUDED.schema",
+                (table, schema.to_json()),
+                doing=f"storing the schema of {table!r}",
+            )
 
     def add_columns(self, table, columns):
         check_names(table, TableSchema(columns=list(columns)))
@@ -204,8 +245,9 @@ class PostgresBackend(Backend):
             tx.conn.copy(table, wire_table(data.take(new), schema), schema=self.nsp)
         return existed
 
-    def _write_staged(self, tx: Transaction, table: str, data: pa.Table, schema: TableSchema,
-                      mode: str) -> np.ndarray | None:
+    def _write_staged(
+        self, tx: Transaction, table: str, data: pa.Table, schema: TableSchema, mode: str
+    ) -> np.ndarray | None:
         """Stage the chunk, then apply it with one statement; return the rows whose key was in the table
         where the mode leaves rows out by it (update; insert and upsert lacking a required column)."""
         key = schema.key or []
@@ -224,21 +266,26 @@ class PostgresBackend(Backend):
             if not values:
                 return tx.conn.positions(self._existing(table, schema), n, doing=doing)
             sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in values)
-            return tx.conn.positions(f"UPDATE {t} d SET {sets} FROM {s} s WHERE {key_match(pk, 'd', 's')}"
-                                     f" RETURNING s.{row}", n, doing=doing)
+            return tx.conn.positions(
+                f"UPDATE {t} d SET {sets} FROM {s} s WHERE {key_match(pk, 'd', 's')} RETURNING s.{row}", n, doing=doing
+            )
         listed = ", ".join(q(c) for name in data.column_names for c in p[name].stored)
         keys = ", ".join(q(k) for k in pk)
         action = f"UPDATE SET {', '.join(f'{q(c)} = EXCLUDED.{q(c)}' for c in values)}" if values else "NOTHING"
-        tx.conn.run(f"INSERT INTO {t} ({listed}) SELECT {listed} FROM {s} s ORDER BY {keys}"
-                    f" ON CONFLICT ({keys}) DO {action}", doing=doing)
+        tx.conn.run(
+            f"INSERT INTO {t} ({listed}) SELECT {listed} FROM {s} s ORDER BY {keys} ON CONFLICT ({keys}) DO {action}",
+            doing=doing,
+        )
         # This upsert leaves out no row, so which keys existed would change no failure; asking the table
         # (a join in the same statement) made a chunk 25-50% slower.
         return None
 
     def _existing(self, table: str, schema: TableSchema) -> str:
         """The positions of the staged rows whose key is in the table."""
-        return (f"SELECT s.{q(ROW)} FROM {_STAGE} s WHERE EXISTS (SELECT 1 FROM {self._t(table)} d"
-                f" WHERE {key_match(physical_key(schema), 'd', 's')})")
+        return (
+            f"SELECT s.{q(ROW)} FROM {_STAGE} s WHERE EXISTS (SELECT 1 FROM {self._t(table)} d"
+            f" WHERE {key_match(physical_key(schema), 'd', 's')})"
+        )
 
     def _stage(self, c: Conn, table: str, data: pa.Table, schema: TableSchema) -> None:
         """Load the chunk into the temporary stage, with the table's column types and each row's position."""
@@ -246,12 +293,14 @@ class PostgresBackend(Backend):
         stored = [n for name in data.column_names for n in p[name].stored]
         if ROW in stored:  # only a table made elsewhere can have it: the public API refuses the name
             raise InvalidArgumentError(
-                f"table {table!r}: column {ROW!r} has the name of dataknobs' own row number; rename it to write by key")
+                f"table {table!r}: column {ROW!r} has the name of dataknobs' own row number; rename it to write by key"
+            )
         defs = [d for name in data.column_names for d in p[name].ddl(True)] + [f"{q(ROW)} bigint"]
         c.run(f"DROP TABLE IF EXISTS {_STAGE}", doing="staging")
         c.run(f"CREATE TEMP TABLE {_STAGE} ({', '.join(defs)}) ON COMMIT DROP", doing="staging")
-        c.copy(STAGE, wire_table(data, schema, {ROW: pa.array(np.arange(data.num_rows), type=pa.int64())}),
-               temporary=True)
+        c.copy(
+            STAGE, wire_table(data, schema, {ROW: pa.array(np.arange(data.num_rows), type=pa.int64())}), temporary=True
+        )
         c.run(f"ANALYZE {_STAGE}", doing="staging")  # else the planner may hash the big table
 
     def delete(self, table, keys, schema):
@@ -263,9 +312,12 @@ class PostgresBackend(Backend):
 
             def attempt():
                 self._stage(tx.conn, table, keys, schema)
-                return tx.conn.positions(f"DELETE FROM {self._t(table)} d USING {_STAGE} s"
-                                         f" WHERE {key_match(pk, 'd', 's')} RETURNING s.{q(ROW)}", keys.num_rows,
-                                         doing=f"deleting from {table!r}")
+                return tx.conn.positions(
+                    f"DELETE FROM {self._t(table)} d USING {_STAGE} s"
+                    f" WHERE {key_match(pk, 'd', 's')} RETURNING s.{q(ROW)}",
+                    keys.num_rows,
+                    doing=f"deleting from {table!r}",
+                )
 
             return tx.retrying(attempt, table)
 
@@ -291,13 +343,15 @@ class PostgresBackend(Backend):
         params = [pa.nulls(1, pa.null()) if v is None else v for v in params]
         bound = pa.record_batch(params, names=[f"p{i}" for i in range(len(params))]) if params else None
         out = pa.schema([pa.field(n, schema.column(n).arrow) for n in columns])
-        return self._fetch(table, sql, terms, limit, bound, out, [(schema.column(n), p[n]) for n in columns],
-                           batch_rows)
+        return self._fetch(
+            table, sql, terms, limit, bound, out, [(schema.column(n), p[n]) for n in columns], batch_rows
+        )
 
     def _fetch(self, table, sql, terms, limit, bound, out: pa.Schema, columns, batch_rows):
         with self.session.borrow() as c:
-            if not terms and c.query("SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2",
-                                     (self._t(table), SEQ)):
+            if not terms and c.query(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2", (self._t(table), SEQ)
+            ):
                 terms = [(SEQ, True)]  # keyless: insertion order
             if terms:
                 sql += " ORDER BY " + ", ".join(f"{q(n)} {'ASC' if asc else 'DESC'}" for n, asc in terms)

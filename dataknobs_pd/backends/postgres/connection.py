@@ -6,7 +6,8 @@ WriteError (the data is at fault: the engine narrows the chunk down), Connection
 server is gone: the call ends), ConcurrentWriteError (another transaction created the same
 catalogue entry first) or another StorageError, with the SQLSTATE and the constraint name.
 A password is found the way the masked URL finds it (up to the last "@"), given to libpq
-percent-encoded, and scrubbed from every message.
+percent-encoded, and scrubbed from every message. `Lent` stands in for the pool when the
+connection is one the user holds (dataknobs_pd.borrowed).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ...errors import (
     ConcurrentWriteError,
     ConnectionLostError,
     DataKnobsError,
+    InvalidArgumentError,
     StorageError,
     TableExistsError,
     TableNotFoundError,
@@ -33,9 +35,17 @@ from ...errors import (
 from ...urls import password_of
 
 _CLASSES = {  # SQLSTATE -> row error class (by exact code, then by class)
-    "23502": "NotNull", "23514": "CheckConstraint", "23503": "ForeignKey", "23505": "Constraint",
-    "22001": "OutOfRange", "22003": "OutOfRange", "22008": "OutOfRange", "22015": "OutOfRange",
-    "54000": "OutOfRange", "23": "Constraint", "22": "TypeConversion",
+    "23502": "NotNull",
+    "23514": "CheckConstraint",
+    "23503": "ForeignKey",
+    "23505": "Constraint",
+    "22001": "OutOfRange",
+    "22003": "OutOfRange",
+    "22008": "OutOfRange",
+    "22015": "OutOfRange",
+    "54000": "OutOfRange",
+    "23": "Constraint",
+    "22": "TypeConversion",
 }
 _ROW_CLASSES = ("22", "23", "40", "54", "P0", "XX")  # errors about the data: the engine narrows them down
 TRANSIENT = ("40P01", "40001")  # deadlock, serialization failure: worth another try
@@ -60,18 +70,22 @@ class Conn:
 
     def positions(self, sql: str, n: int, params=None, doing: str = "writing") -> np.ndarray:
         """A bool per row of a chunk of `n`: whether the one-column result (row positions) names it."""
+
         def go(cur):
             cur.execute(sql, params)
             found = cur.fetch_arrow_table().column(0).to_numpy(zero_copy_only=False)
             out = np.zeros(n, dtype=bool)
             out[found.astype(np.int64)] = True
             return out
+
         return self._call(go, doing)
 
     def copy(self, table: str, data: pa.Table, temporary: bool = False, schema: str | None = None) -> None:
         """Binary COPY of Arrow data into an existing table of `schema` (its columns named by the data)."""
-        self._call(lambda cur: cur.adbc_ingest(table, data, mode="append", db_schema_name=schema, temporary=temporary),
-                   f"writing to {table!r}")
+        self._call(
+            lambda cur: cur.adbc_ingest(table, data, mode="append", db_schema_name=schema, temporary=temporary),
+            f"writing to {table!r}",
+        )
 
     def _call(self, fn, doing: str):
         cur = self.raw.cursor()
@@ -90,7 +104,8 @@ class Conn:
             return ConnectionLostError(
                 f"lost the connection to {self.where} while {doing}: {self.scrub(text(e))}; the server rolled "
                 f"back the open transaction, so nothing of this call was written. Run it again "
-                f"(if_exists='upsert' is safe to repeat)")
+                f"(if_exists='upsert' is safe to repeat)"
+            )
         details = {k.decode(): v.decode(errors="replace") for k, v in (getattr(e, "details", None) or [])}
         message = self.scrub(details.get("PG_DIAG_MESSAGE_PRIMARY") or text(e))
         constraint = details.get("PG_DIAG_CONSTRAINT_NAME")
@@ -106,7 +121,8 @@ class Conn:
             # two transactions made the same catalogue entry (CREATE of one name): the other committed first
             return ConcurrentWriteError(
                 f"{doing}: another transaction did the same at the same moment and committed first; "
-                f"this call was rolled back, nothing of it was written: run it again")
+                f"this call was rolled back, nothing of it was written: run it again"
+            )
         if state[:2] in _ROW_CLASSES:
             error = _CLASSES.get(state) or _CLASSES.get(state[:2], "WriteError")
             if state == UNIQUE and (constraint or "").endswith("_pkey"):
@@ -173,6 +189,78 @@ class Pool:
             c.close()
 
 
+class Lent:
+    """An ADBC connection the user holds, as the pool of one of a borrowed store; never closed here.
+
+    Each use takes it in turn (other threads wait) and in autocommit mode, so that a call's BEGIN
+    and COMMIT are its own; it is refused while the user's own transaction holds changes, and
+    handed back in the user's mode (ADBC then opens the user's next transaction).
+    """
+
+    def __init__(self, raw):
+        self.conn = Conn(raw, "the PostgreSQL connection given as the store", ())
+        self.lock = threading.Lock()
+        self.user: int | None = None  # the thread using it
+        self.restore = False  # the user's mode was autocommit off
+
+    @property
+    def name(self) -> str:
+        where = self.conn.where
+        return where if where.startswith("the ") else f"the PostgreSQL connection given as the store ({where})"
+
+    def get(self) -> Conn:
+        if self.user == threading.get_ident():
+            raise StorageError(
+                f"{self.name} is busy with a read of this thread that was not read to its end "
+                f"(load(chunksize=...)); finish or close it first: a borrowed connection is the store's only one"
+            )
+        self.lock.acquire()
+        self.user = threading.get_ident()
+        try:
+            self._take()
+        except BaseException:
+            self.user = None
+            self.lock.release()
+            raise
+        return self.conn
+
+    def _take(self) -> None:
+        c = self.conn
+        try:
+            changed = c.query("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")[0][0]
+            self.restore = c.raw.adbc_connection.get_option("adbc.connection.autocommit") == "false"
+        except ConnectionLostError:
+            raise
+        except (DataKnobsError, adbc_driver_manager.Error) as e:  # closed, or a failed transaction of the user's
+            raise InvalidArgumentError(
+                f"cannot use {self.name}: {e}; if a transaction of yours failed on it, roll it back first"
+            ) from e
+        if changed:
+            raise InvalidArgumentError(
+                f"{self.name} holds uncommitted changes of your own; commit or roll them back first "
+                f"(dataknobs-pd commits or rolls back only its own calls)"
+            )
+        if self.restore:  # ends the user's open transaction, which has changed nothing
+            self._autocommit(True)
+
+    def _autocommit(self, on: bool) -> None:
+        try:
+            self.conn.raw.adbc_connection.set_autocommit(on)
+        except adbc_driver_manager.Error as e:
+            raise self.conn.error(e, "switching autocommit") from e
+
+    def put(self, c: Conn) -> None:
+        try:
+            if self.restore and not c.broken:
+                self._autocommit(False)
+        finally:
+            self.user = None
+            self.lock.release()
+
+    def close(self) -> None:
+        """Nothing to release: the connection is the user's."""
+
+
 def text(e: Exception) -> str:
     """The server's words, without the driver's prefixes."""
     out = str(e)
@@ -189,7 +277,7 @@ def libpq_uri(uri: str) -> tuple[str, tuple[str, ...]]:
     raw = password_of(uri.split("?", 1)[0]) or ""  # a query's own "@" is not the password's end
     if any(ch in raw for ch in "/@"):
         start = uri.index(":", uri.index("://") + 3) + 1  # the password follows "://user:"
-        uri = uri[:start] + quote(raw, safe="") + uri[start + len(raw):]
+        uri = uri[:start] + quote(raw, safe="") + uri[start + len(raw) :]
     spellings = {raw, unquote(raw), quote(raw, safe=""), password_of(uri) or "", urlsplit(uri).password or ""}
     spellings |= {unquote(s) for s in spellings}
     return uri, tuple(sorted(spellings - {""}, key=len, reverse=True))

@@ -35,13 +35,20 @@ def foreign_schema(query, relation: str) -> TableSchema | None:
     cols = query(
         "SELECT a.attname, t.typname, a.attnotnull, a.atttypmod FROM pg_attribute a"
         f" JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = {rel} AND a.attnum > 0"
-        " AND NOT a.attisdropped ORDER BY a.attnum", (relation,))
+        " AND NOT a.attisdropped ORDER BY a.attnum",
+        (relation,),
+    )
     if not cols:
         return None
-    key = [r[0] for r in query(
-        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
-        f" AND a.attnum = ANY(i.indkey) WHERE i.indrelid = {rel} AND i.indisprimary"
-        " ORDER BY array_position(i.indkey::int2[], a.attnum)", (relation,))]
+    key = [
+        r[0]
+        for r in query(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid"
+            f" AND a.attnum = ANY(i.indkey) WHERE i.indrelid = {rel} AND i.indisprimary"
+            " ORDER BY array_position(i.indkey::int2[], a.attnum)",
+            (relation,),
+        )
+    ]
     out = []
     for name, typ, notnull, typmod in cols:
         if typ in _SIMPLE:

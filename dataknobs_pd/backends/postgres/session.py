@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from ...errors import ConcurrentWriteError, ConnectionLostError, DataKnobsError, StorageError, WriteError
 from ..sql import q
-from .connection import TRANSIENT, Conn, Pool
+from .connection import TRANSIENT, Conn, Lent, Pool
 
 RETRIES = 6
 T = TypeVar("T")
@@ -55,14 +55,18 @@ class Transaction:
     def claim(self, relation: str, table: str) -> None:
         """Other writers of `table` wait until this transaction ends (an advisory lock on its name)."""
         try:
-            self.conn.run("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", (relation,),
-                          doing=f"waiting for the other writers of {table!r}")
+            self.conn.run(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                (relation,),
+                doing=f"waiting for the other writers of {table!r}",
+            )
         except WriteError as e:  # a deadlock found while waiting: the whole call may run again
             if e.code not in TRANSIENT:
                 raise
             raise ConcurrentWriteError(
                 f"waiting for the other writers of {table!r} ended in a deadlock ({e}); this call was rolled back, "
-                f"nothing of it was written: run it again") from e
+                f"nothing of it was written: run it again"
+            ) from e
 
     def lock(self, relation: str, table: str) -> None:
         """One writer at a time per keyed table: two calls locking rows in different orders would deadlock.
@@ -92,8 +96,10 @@ class Transaction:
         if entry:
             relation, key, _ = entry
             try:
-                self.conn.run(f"ALTER TABLE {relation} ADD PRIMARY KEY ({', '.join(q(k) for k in key)})",
-                              doing=f"adding the primary key of {table!r}")
+                self.conn.run(
+                    f"ALTER TABLE {relation} ADD PRIMARY KEY ({', '.join(q(k) for k in key)})",
+                    doing=f"adding the primary key of {table!r}",
+                )
             except WriteError as e:  # keys that pandas holds apart and PostgreSQL does not (never seen)
                 raise StorageError(f"cannot add the primary key of {table!r}: {e}; nothing was written") from e
 
@@ -113,15 +119,20 @@ class Transaction:
                 if n == RETRIES - 1:
                     raise ConcurrentWriteError(
                         f"writing to {table!r} kept conflicting with another transaction ({e}; SQLSTATE {e.code}); "
-                        f"this call was rolled back, nothing of it was written: run it again") from e
+                        f"this call was rolled back, nothing of it was written: run it again"
+                    ) from e
                 time.sleep(random.uniform(0.01, 0.05 * 2**n))
+        raise AssertionError("unreachable: the last try returns or raises")
 
 
 class Session:
-    """The connections of one backend (pooled per URL) and each thread's open transaction."""
+    """The connections of one backend (a Pool per URL, or a borrowed connection: Lent) and each
+    thread's open transaction. `guard`, when set, runs before each transaction begins and may refuse
+    it (a borrowed connection's own transaction is open: see dataknobs_pd.borrowed)."""
 
-    def __init__(self, uri: str, pool_size: int, where: str):
-        self.pool = Pool(uri, pool_size, where)
+    def __init__(self, pool: Pool | Lent, guard: Callable[[], None] | None = None):
+        self.pool = pool
+        self.guard = guard
         self._local = threading.local()
 
     @property
@@ -150,7 +161,9 @@ class Session:
             yield tx
             return
         with self.transaction():
-            yield self.current
+            tx = self.current
+            assert tx is not None  # the transaction just opened
+            yield tx
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -160,6 +173,8 @@ class Session:
             with self.current.savepoint():
                 yield
             return
+        if self.guard is not None:
+            self.guard()
         c = self.pool.get()
         tx = self._local.tx = Transaction(c)
         try:
@@ -180,7 +195,8 @@ class Session:
             except ConnectionLostError as e:
                 raise ConnectionLostError(
                     f"lost the connection to {c.where} while committing: this call may or may not have been "
-                    f"written; check the table before running it again ({e.__cause__})") from e
+                    f"written; check the table before running it again ({e.__cause__})"
+                ) from e
         finally:
             self._local.tx = None
             self.pool.put(c)

@@ -71,17 +71,25 @@ class PgColumn:
 def plan(col: Column) -> PgColumn:
     """The PostgreSQL storage of a dk column, or UnsupportedDtypeError naming it."""
     t, name = col.arrow, col.name
-    ints = {pa.int8(): ("smallint", pa.int16()), pa.int16(): ("smallint", pa.int16()),
-            pa.int32(): ("integer", pa.int32()), pa.int64(): ("bigint", pa.int64()),
-            pa.uint8(): ("smallint", pa.int16()), pa.uint16(): ("integer", pa.int32()),
-            pa.uint32(): ("bigint", pa.int64())}
+    ints = {
+        pa.int8(): ("smallint", pa.int16()),
+        pa.int16(): ("smallint", pa.int16()),
+        pa.int32(): ("integer", pa.int32()),
+        pa.int64(): ("bigint", pa.int64()),
+        pa.uint8(): ("smallint", pa.int16()),
+        pa.uint16(): ("integer", pa.int32()),
+        pa.uint32(): ("bigint", pa.int64()),
+    }
     if t in ints:
         return PgColumn(name, ints[t][0], ints[t][1], "int")
     if pa.types.is_uint64(t):
         return PgColumn(name, "numeric(20,0)", pa.decimal128(20, 0), "uint64")
     if pa.types.is_floating(t):
-        return (PgColumn(name, "double precision", pa.float64(), "float") if t.bit_width == 64
-                else PgColumn(name, "real", pa.float32(), "float"))
+        return (
+            PgColumn(name, "double precision", pa.float64(), "float")
+            if t.bit_width == 64
+            else PgColumn(name, "real", pa.float32(), "float")
+        )
     if pa.types.is_boolean(t):
         return PgColumn(name, "boolean", pa.bool_(), "bool")
     if pa.types.is_string(t) or pa.types.is_large_string(t):
@@ -99,15 +107,22 @@ def plan(col: Column) -> PgColumn:
     if pa.types.is_date(t):
         return PgColumn(name, "date", pa.date32(), "date")
     if pa.types.is_timestamp(t):
-        return PgColumn(name, "timestamptz" if t.tz else "timestamp", pa.timestamp("us", tz=t.tz), "timestamp",
-                        ns=t.unit == "ns")
+        return PgColumn(
+            name, "timestamptz" if t.tz else "timestamp", pa.timestamp("us", tz=t.tz), "timestamp", ns=t.unit == "ns"
+        )
     if pa.types.is_duration(t):
         return PgColumn(name, "interval", pa.duration("us"), "interval", ns=t.unit == "ns")
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_struct(t) or pa.types.is_map(t) \
-            or pa.types.is_fixed_size_list(t):
+    if (
+        pa.types.is_list(t)
+        or pa.types.is_large_list(t)
+        or pa.types.is_struct(t)
+        or pa.types.is_map(t)
+        or pa.types.is_fixed_size_list(t)
+    ):
         return PgColumn(name, "jsonb", json_type(), "nested")
     raise UnsupportedDtypeError(
-        f"column {name!r} has Arrow type {t}, which has no PostgreSQL column type here; convert it first")
+        f"column {name!r} has Arrow type {t}, which has no PostgreSQL column type here; convert it first"
+    )
 
 
 def plans(schema: TableSchema) -> dict[str, PgColumn]:
@@ -128,7 +143,8 @@ def check_name(name, table, column: str | None = None) -> None:
     if size > MAX_IDENT:
         stored = "" if name in (table, column) else f" (stored as {name!r})"
         raise InvalidArgumentError(
-            f"{what}{stored} is {size} bytes, longer than PostgreSQL's {MAX_IDENT} bytes; use a shorter name")
+            f"{what}{stored} is {size} bytes, longer than PostgreSQL's {MAX_IDENT} bytes; use a shorter name"
+        )
 
 
 def check_names(table: str, schema: TableSchema) -> None:
@@ -140,11 +156,13 @@ def check_names(table: str, schema: TableSchema) -> None:
     hidden = [n for n in schema.names if n == SEQ or n.startswith(NS_PREFIX)]
     if hidden:
         raise InvalidArgumentError(
-            f"table {table!r}: column name(s) {hidden} are reserved for dataknobs' hidden columns")
+            f"table {table!r}: column name(s) {hidden} are reserved for dataknobs' hidden columns"
+        )
     system = [n for n in schema.names if n in SYSTEM_COLUMNS]
     if system:
         raise InvalidArgumentError(
-            f"table {table!r}: column name(s) {system} are PostgreSQL's system columns; rename them")
+            f"table {table!r}: column name(s) {system} are PostgreSQL's system columns; rename them"
+        )
 
 
 def physical_key(schema: TableSchema) -> list[str]:
@@ -166,8 +184,11 @@ def unstorable(arr: pa.Array, col: Column, p: PgColumn) -> dict[int, Unholdable]
     if p.family == "text" and col.kind == "category" and not any("\x00" in str(c) for c in col.dtype["categories"]):
         pass  # the values are among the categories, which hold no NUL: no need to look at every row
     elif p.family == "text" and arr.null_count < len(arr):
-        flag(pc.match_substring(arr, "\x00"), RowError.TypeConversion,
-             lambda i: f"{arr[i].as_py()!r} holds a NUL character, which PostgreSQL text cannot store")
+        flag(
+            pc.match_substring(arr, "\x00"),
+            RowError.TypeConversion,
+            lambda i: f"{arr[i].as_py()!r} holds a NUL character, which PostgreSQL text cannot store",
+        )
     elif p.family == "json" and arr.null_count < len(arr):
         suspects = pc.fill_null(pc.match_substring_regex(arr, _JSON_SUSPECT.pattern), False)
         for i in np.flatnonzero(suspects.to_numpy(zero_copy_only=False)):
@@ -175,21 +196,32 @@ def unstorable(arr: pa.Array, col: Column, p: PgColumn) -> dict[int, Unholdable]
             if why:
                 out.setdefault(int(i), Unholdable(col.name, why, RowError.TypeConversion))
     elif p.family == "timestamp" and not p.ns and len(arr):
-        f = _UNIT_US[arr.type.unit]
+        f = _UNIT_US[arr.type.unit] or 1  # not p.ns: never the ns unit here
         v = arr.cast(pa.int64())
         lo, hi = -((-TS_MIN_US) // f), INT64_MAX // f
-        flag(pc.or_(pc.less(v, lo), pc.greater(v, hi)), RowError.OutOfRange,
-             lambda i: f"{np.datetime64(v[i].as_py(), arr.type.unit)} is outside PostgreSQL's timestamp range "
-                       f"(4713 BC to 294276 AD)")
-    elif p.family == "interval" and not p.ns and len(arr) and _UNIT_US[arr.type.unit] > 1:
-        lim = INT64_MAX // _UNIT_US[arr.type.unit]
+        flag(
+            pc.or_(pc.less(v, lo), pc.greater(v, hi)),
+            RowError.OutOfRange,
+            lambda i: (
+                f"{np.datetime64(v[i].as_py(), arr.type.unit)} is outside PostgreSQL's timestamp range "
+                f"(4713 BC to 294276 AD)"
+            ),
+        )
+    elif p.family == "interval" and not p.ns and len(arr) and (_UNIT_US[arr.type.unit] or 1) > 1:
+        lim = INT64_MAX // (_UNIT_US[arr.type.unit] or 1)
         v = arr.cast(pa.int64())
-        flag(pc.greater(pc.abs(v), lim), RowError.OutOfRange,
-             lambda i: f"{np.timedelta64(v[i].as_py(), arr.type.unit)} is beyond PostgreSQL's interval range")
+        flag(
+            pc.greater(pc.abs(v), lim),
+            RowError.OutOfRange,
+            lambda i: f"{np.timedelta64(v[i].as_py(), arr.type.unit)} is beyond PostgreSQL's interval range",
+        )
     elif p.family == "date" and len(arr):
         v = arr.cast(pa.date32()).cast(pa.int32())
-        flag(pc.or_(pc.less(v, DATE_MIN), pc.greater(v, DATE_MAX)), RowError.OutOfRange,
-             lambda i: f"{np.datetime64(v[i].as_py(), 'D')} is outside PostgreSQL's date range")
+        flag(
+            pc.or_(pc.less(v, DATE_MIN), pc.greater(v, DATE_MAX)),
+            RowError.OutOfRange,
+            lambda i: f"{np.datetime64(v[i].as_py(), 'D')} is outside PostgreSQL's date range",
+        )
     return out
 
 
@@ -266,7 +298,9 @@ def filter_values(column: str, values: list, t: pa.DataType, p: PgColumn) -> lis
         arr = pa.array(values, type=t, from_pandas=True)
         wire = arr.cast(pa.int64()) if p.ns else to_wire(arr, p)[0]
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
-        raise InvalidArgumentError(f"where= value(s) {values!r} for column {column!r} do not fit its type {t}: {e}") from e
+        raise InvalidArgumentError(
+            f"where= value(s) {values!r} for column {column!r} do not fit its type {t}: {e}"
+        ) from e
     return [wire.slice(i, 1) if arr[i].is_valid else None for i in range(len(arr))]
 
 
@@ -301,7 +335,7 @@ def _interval_us(arr: pa.Array) -> pa.Array:
     """month_day_nano intervals -> int64 microseconds (30-day months, as PostgreSQL's epoch counts)."""
     if len(arr) == 0:
         return pa.array([], type=pa.int64())
-    raw = np.frombuffer(arr.buffers()[1], dtype=_INTERVAL, count=len(arr) + arr.offset)[arr.offset:]
+    raw = np.frombuffer(arr.buffers()[1], dtype=_INTERVAL, count=len(arr) + arr.offset)[arr.offset :]
     day = 86_400 * 10**6
     total = raw["months"].astype(np.int64) * 30 * day + raw["days"].astype(np.int64) * day + raw["ns"] // 1000
     mask = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None

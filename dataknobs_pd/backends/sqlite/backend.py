@@ -19,8 +19,8 @@ from ...errors import ConcurrentWriteError, InvalidArgumentError, StorageError
 from ...failures import absent_columns, inserted
 from ...schema import TableSchema
 from ..base import Backend, without_rows
-from ..sql import ROW, key_match, q, where_sql
-from .connection import Connection
+from ..sql import META, ROW, key_match, q, where_sql
+from .connection import Connection, plain
 from .foreign import foreign_schema
 from .names import (
     META_T,
@@ -53,6 +53,22 @@ class SQLiteBackend(Backend):
                 raise StorageError(f"cannot open {url}: folder {parent!r} does not exist")
         self.conn = Connection(url, self.path, timeout)
 
+    @classmethod
+    def borrowing(cls, sqlite: sqlite3.Connection) -> SQLiteBackend:
+        """A backend over a sqlite3 connection the user holds: used for everything, never closed
+        (see connection.py); its URL names the database file, or :memory:."""
+        try:
+            with plain(sqlite):
+                files = {name: file for _, name, file in sqlite.execute("PRAGMA database_list").fetchall()}
+                (ms,) = sqlite.execute("PRAGMA busy_timeout").fetchone()  # how long it waits for other writers
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot use the sqlite3 connection given as the store: {e}") from e
+        backend = cls.__new__(cls)  # an alternative constructor: nothing to open
+        backend.path, backend.timeout = files.get("main") or ":memory:", ms / 1000
+        Backend.__init__(backend, f"sqlite:///{backend.path}")
+        backend.conn = Connection(backend.url, backend.path, backend.timeout, borrowed=sqlite)
+        return backend
+
     # -- catalogue -------------------------------------------------------------------------
     def tables(self):
         with self.conn.sql("listing the tables") as c:
@@ -64,7 +80,9 @@ class SQLiteBackend(Backend):
         with self.conn.sql(f"reading the schema of {table!r}") as c:
             if not exists(c, table):
                 return None
-            row = c.execute(f"SELECT schema FROM {META_T} WHERE name = ?", (table,)).fetchall()
+            # a borrowed connection may meet the database before this package's catalogue is made in it
+            catalogued = self.conn.own or exists(c, META)
+            row = catalogued and c.execute(f"SELECT schema FROM {META_T} WHERE name = ?", (table,)).fetchall()
             if row:
                 return TableSchema.from_json(row[0][0], table)
             return foreign_schema(c, table)

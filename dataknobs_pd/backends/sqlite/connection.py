@@ -8,6 +8,12 @@ decided and acted on with no other writer in between: thread, store or process. 
 through ADBC connections of their own (WAL: they see the last commit and never wait for a
 writer), or the shared connection a page at a time; the thread inside a write transaction
 reads through the shared connection, so that it sees what the transaction did so far.
+
+Borrowed: over a sqlite3 connection the user holds (dataknobs_pd.borrowed), that connection is
+the shared one and the only one (no ADBC readers: reads see the same database, also in memory).
+It keeps the user's settings; a write call refuses to start while it holds a transaction of the
+user's (that work is theirs to commit), runs in autocommit mode with its own BEGIN IMMEDIATE and
+COMMIT, and gives the connection back as it was. It is never closed here.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pyarrow as pa
 
-from ...errors import DataKnobsError, StorageError, WriteError
-from .names import META_T
+from ...errors import DataKnobsError, InvalidArgumentError, StorageError, WriteError
+from .names import META_T, STAGE_T
+
+CATALOGUE = f"CREATE TABLE IF NOT EXISTS {META_T} (name TEXT PRIMARY KEY, schema TEXT NOT NULL)"
 
 # Errors a row can cause (the engine halves the chunk to find it); any other is the store's.
 _ROW_CODES = ("SQLITE_CONSTRAINT", "SQLITE_TOOBIG", "SQLITE_MISMATCH", "SQLITE_ERROR", "SQLITE_RANGE")
@@ -40,11 +49,23 @@ _ERRORS = {  # SQLite extended result name -> row error class
 class Connection:
     """The shared sqlite3 connection (`sqlite`) and its lock, transactions, and the ADBC read pool."""
 
-    def __init__(self, url: str, path: str, timeout: float):
+    def __init__(self, url: str, path: str, timeout: float, borrowed: sqlite3.Connection | None = None):
         self.url, self.path, self.timeout = url, path, timeout
         self.lock = threading.RLock()
         self.depth = 0  # transactions and savepoints open
         self.owner: int | None = None  # the thread inside the write transaction
+        self.own = borrowed is None  # False: the user's connection, never closed here
+        self.adbc: Any = None  # the ADBC SQLite driver's dbapi module, when it can read this database
+        self._adbc_errors: tuple[type[Exception], ...] = ()
+        self._idle: list = []
+        self._idle_lock = threading.Lock()
+        self._closed = False
+        if borrowed is not None:
+            self.sqlite = borrowed
+            with self.sql("reading the database"):
+                if not borrowed.in_transaction:  # else at our first write: nothing joins the user's transaction
+                    borrowed.execute(CATALOGUE)
+            return
         try:
             self.sqlite = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as e:
@@ -56,13 +77,11 @@ class Connection:
                 c.execute("PRAGMA synchronous=NORMAL")
                 c.execute("PRAGMA temp_store=MEMORY")
                 c.execute("PRAGMA foreign_keys=ON")
-                c.execute(f"CREATE TABLE IF NOT EXISTS {META_T} (name TEXT PRIMARY KEY, schema TEXT NOT NULL)")
+                c.execute(CATALOGUE)
         except StorageError:
             self.sqlite.close()
             raise
         # Reads: a pool of ADBC connections, one per read under way (none for an in-memory database).
-        self.adbc, self._adbc_errors, self._idle, self._idle_lock = None, (), [], threading.Lock()
-        self._closed = False
         if path != ":memory:":
             try:
                 import adbc_driver_sqlite.dbapi as adbc
@@ -77,7 +96,8 @@ class Connection:
         """The shared connection, under the lock; what sqlite3 raises becomes a StorageError saying what failed."""
         with self.lock:
             try:
-                yield self.sqlite
+                with plain(self.sqlite, not self.own):
+                    yield self.sqlite
             except sqlite3.Error as e:
                 raise self.storage_error(e, doing) from e
 
@@ -113,22 +133,54 @@ class Connection:
                 with self.savepoint():
                     yield
                 return
-            with self.sql("starting a write transaction") as c:
-                c.execute("BEGIN IMMEDIATE")  # the write lock now: existence is decided under it
-            self.depth, self.owner = 1, threading.get_ident()
-            try:
+            with self._autocommit():
+                with self.sql("starting a write transaction") as c:
+                    c.execute("BEGIN IMMEDIATE")  # the write lock now: existence is decided under it
+                    if not self.own:
+                        c.execute(CATALOGUE)
+                self.depth, self.owner = 1, threading.get_ident()
+                try:
+                    yield
+                    with self.sql("committing") as c:
+                        if not self.own:  # nothing of ours stays on the user's connection
+                            c.execute(f"DROP TABLE IF EXISTS {STAGE_T}")
+                        c.execute("COMMIT")
+                except BaseException as e:
+                    if self.sqlite.in_transaction:  # SQLite may have rolled it back already (a full disk)
+                        with self.sql("rolling back") as c:
+                            c.execute("ROLLBACK")
+                    if isinstance(e, sqlite3.Error):
+                        raise self.storage_error(e, "writing") from e
+                    raise
+                finally:
+                    self.depth, self.owner = 0, None
+
+    @contextmanager
+    def _autocommit(self):
+        """A borrowed connection in autocommit mode for one write call (the BEGIN and COMMIT are ours),
+        given back with the user's setting; refused while it holds the user's own transaction."""
+        if self.own:
+            yield
+            return
+        c = self.sqlite
+        with self.sql("starting a write transaction"):
+            if getattr(c, "autocommit", None) is False:  # Python 3.12+: always inside a transaction of its own
+                raise InvalidArgumentError(
+                    f"the sqlite3 connection given as the store ({self.url}) has autocommit=False, so it always "
+                    f"holds a transaction of its own; pass one with the default autocommit setting, or with "
+                    f"autocommit=True, to write through it"
+                )
+            if c.in_transaction:
+                raise InvalidArgumentError(
+                    f"the sqlite3 connection given as the store ({self.url}) holds uncommitted changes of your own; "
+                    f"commit or roll them back first (dataknobs-pd commits or rolls back only its own calls)"
+                )
+            level, c.isolation_level = c.isolation_level, None  # no implicit BEGIN of the sqlite3 module
+        try:
+            with plain(c):
                 yield
-                with self.sql("committing") as c:
-                    c.execute("COMMIT")
-            except BaseException as e:
-                if self.sqlite.in_transaction:  # SQLite may have rolled it back already (a full disk)
-                    with self.sql("rolling back") as c:
-                        c.execute("ROLLBACK")
-                if isinstance(e, sqlite3.Error):
-                    raise self.storage_error(e, "writing") from e
-                raise
-            finally:
-                self.depth, self.owner = 0, None
+        finally:
+            c.isolation_level = level
 
     @contextmanager
     def savepoint(self):
@@ -230,10 +282,25 @@ class Connection:
         conn.close()
 
     def close(self) -> None:
-        with self.lock:
-            self.sqlite.close()
+        if self.own:  # a borrowed connection stays open: it is the user's
+            with self.lock:
+                self.sqlite.close()
         with self._idle_lock:
             self._closed = True
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+
+@contextmanager
+def plain(c: sqlite3.Connection, borrowed: bool = True):
+    """A borrowed connection with sqlite3's own row and text factories for a block (the user's may set others)."""
+    if not borrowed:
+        yield
+        return
+    saved = c.row_factory, c.text_factory
+    c.row_factory, c.text_factory = None, str
+    try:
+        yield
+    finally:
+        c.row_factory, c.text_factory = saved
