@@ -1,4 +1,5 @@
 """Run every benchmark (bench_*.py beside this file) in one go; each prints its ratios.
+For example:
 
     python benchmarks/run.py                 # all, default sizes
     python benchmarks/run.py sqlite failures # some

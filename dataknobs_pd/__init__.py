@@ -1,8 +1,9 @@
 """dataknobs-pd: save pandas DataFrames to real stores, load them back exactly, update them by key.
+For example:
 
-import dataknobs_pd as dk      # registers the DataFrame accessor `dk`
-res = df.dk.save("sqlite:///flights.db", "flights")
-out = pd.DataFrame.dk.load("sqlite:///flights.db", "flights")
+    import dataknobs_pd as dk      # registers the DataFrame accessor `dk`
+    res = df.dk.save("sqlite:///flights.db", "flights")
+    out = pd.DataFrame.dk.load("sqlite:///flights.db", "flights")
 """
 
 from . import accessor as _accessor  # noqa: F401  (registers df.dk)
