@@ -413,8 +413,14 @@ class TypeMapper(DtypeTools):
 
 def _writable(values):
     """`values`, copied when its NumPy buffer is a read-only view of Arrow memory (a frame's columns can be set)."""
-    buf = values if isinstance(values, np.ndarray) else getattr(values, "_ndarray", getattr(values, "_data", None))
-    if isinstance(buf, np.ndarray) and not buf.flags.writeable:
+    bufs: list
+    if isinstance(values, np.ndarray):
+        bufs = [values]
+    elif isinstance(values, (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)):
+        bufs = [values._data, values._mask]  # NumPy values and mask
+    else:  # datetimes, durations: a NumPy array inside; Arrow-backed arrays are never written in place
+        bufs = [getattr(values, "_ndarray", None)]
+    if any(isinstance(b, np.ndarray) and not b.flags.writeable for b in bufs):
         return values.copy()
     return values
 
