@@ -46,6 +46,7 @@ from urllib.parse import quote, urlencode
 
 from .backends import backend_class
 from .backends.base import Backend
+from .backends.sqlite.connection import main_file
 from .errors import InvalidArgumentError, StorageError
 from .store import Store
 from .urls import mask
@@ -164,7 +165,7 @@ def _adbc(conn) -> tuple[Backend, tuple]:
     cur = conn.cursor()
     try:
         cur.execute("PRAGMA database_list")
-        path = _main_file(cur.fetchall())
+        path = main_file(cur.fetchall())
     finally:
         cur.close()
     if not path:
@@ -190,7 +191,7 @@ def _engine(engine) -> tuple[Backend, tuple]:
         conn = _unwrapped(raw.dbapi_connection)
         if dialect == "duckdb":
             return backend_class("duckdb").borrowing(conn), (raw.close,)
-        path = _main_file(conn.execute("PRAGMA database_list").fetchall())
+        path = main_file(conn.execute("PRAGMA database_list").fetchall())
         if not path:  # in memory: reachable through this connection only, so keep it
             return backend_class("sqlite").borrowing(conn), (raw.close,)
     except BaseException:
@@ -198,11 +199,6 @@ def _engine(engine) -> tuple[Backend, tuple]:
         raise
     raw.close()  # a file: the package's own store on it
     return _sqlite_file(path)
-
-
-def _main_file(database_list: list) -> str:
-    """The file of SQLite's main database ('' in memory), from the rows of PRAGMA database_list."""
-    return next((file for _, name, file in database_list if name == "main"), "") or ""
 
 
 def _beside_psycopg(conn) -> tuple[Backend, tuple]:

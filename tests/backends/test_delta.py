@@ -32,6 +32,7 @@ from pandas.testing import assert_frame_equal
 
 import dataknobs_pd as dk
 from dataknobs_pd.testing import dtype_matrix
+from dataknobs_pd.testing.writes import frame
 from dataknobs_pd.types import TypeMapper
 from tests import s3_server
 
@@ -58,16 +59,6 @@ def load_at(store, table: str, version=None, as_of=None) -> pd.DataFrame:
     schema = b.schema_at(table, version=version, as_of=as_of)
     batches = b.read_version(table, schema, schema.names, [], [], None, 1_000_000, version=version, as_of=as_of)
     return TypeMapper().to_pandas(pa.concat_tables(list(batches)), schema)
-
-
-def frame(ids, v=None, **extra) -> pd.DataFrame:
-    ids = list(ids)
-    data = {
-        "id": pd.Series(ids, dtype="int64"),
-        "v": pd.Series(v if v is not None else [i * 10 for i in ids], dtype="int64"),
-    }
-    data.update(extra)
-    return pd.DataFrame(data)
 
 
 @pytest.fixture

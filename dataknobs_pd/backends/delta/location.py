@@ -8,15 +8,16 @@ import os
 import shutil
 import urllib.parse
 import uuid
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 import fsspec
 from deltalake import DeltaTable
 from fsspec.implementations.local import LocalFileSystem
 
-from ...errors import BackendUnavailableError, DataKnobsError, InvalidArgumentError, StorageError
+from ...errors import BackendUnavailableError, InvalidArgumentError, StorageError
 from ...urls import mask
 from ..files import folder_name
+from ..files.storage import storage_errors
 
 LOG = "_delta_log"
 STAGE = "dk-"  # prefix of the folders a commit's new files are written into, inside the table's folder
@@ -79,28 +80,9 @@ class Location:
         return f"{STAGE}{uuid.uuid4().hex}"
 
     # -- storage errors ----------------------------------------------------------------------------
-    @contextmanager
     def io(self, doing: str):
         """Turn what the file system or delta-rs raises into a StorageError naming the store and the act."""
-        try:
-            yield
-        except DataKnobsError:
-            raise
-        except PermissionError as e:
-            raise StorageError(
-                f"{doing} in {self.display}: access denied ({e}); check the credentials and "
-                f"permissions given in storage_options"
-            ) from e
-        except Exception as e:  # every failure of the store becomes a dk error
-            text = str(e)
-            if any(
-                w in text for w in ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")
-            ):
-                raise StorageError(
-                    f"{doing} in {self.display}: access denied ({text.splitlines()[0][:300]}); "
-                    f"check the credentials and permissions given in storage_options"
-                ) from e
-            raise StorageError(f"{doing} in {self.display} failed: {type(e).__name__}: {text[:500]}") from e
+        return storage_errors(doing, self.display)
 
     def probe(self) -> None:
         """Fail at connect on a missing bucket or refused credentials, not in the middle of a write."""

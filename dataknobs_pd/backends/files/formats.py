@@ -84,18 +84,18 @@ class Parquet(Format):
 
     def scan(self, f, schema, columns, expr, where_columns, batch_rows):
         # Given the table's schema, the scan reads a column the part lacks as nulls.
-        whole = batch_rows >= 1_000_000 and expr is None
-        # A whole load reads text categories as Parquet's dictionaries and expands them after, which costs less
-        # than decoding every value as text; the values, and so the table returned, are the same.
-        coded = [c for c in columns if _coded(schema, c)] if whole else []
+        whole = batch_rows >= 1_000_000  # a whole load (no chunksize)
+        # An unfiltered whole load reads text categories as Parquet's dictionaries and expands them after, which
+        # costs less than decoding every value as text; the values, and so the table returned, are the same.
+        coded = [c for c in columns if _coded(schema, c)] if whole and expr is None else []
         arrow = schema.arrow_schema
         if coded:
             fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=coded))
-            arrow = pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in coded else f for f in arrow])
+            arrow = pa.schema([a.with_type(pa.dictionary(pa.int32(), a.type)) if a.name in coded else a for a in arrow])
         else:
             fmt = ds.ParquetFileFormat()
         fragment = fmt.make_fragment(f)
-        if batch_rows >= 1_000_000:  # a whole load: let pyarrow read the file at once, in parallel
+        if whole:  # let pyarrow read the file at once, in parallel
             pieces = [ds.FileSystemDataset([fragment], schema=arrow, format=fmt)]
         else:  # streaming (chunksize): one row group at a time, those the statistics do not rule out
             pieces = fragment.split_by_row_group(expr, schema=arrow)

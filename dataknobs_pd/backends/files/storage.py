@@ -101,22 +101,9 @@ class Storage:
     def dir(self, table: str) -> str:
         return f"{self.root}/{folder_name(table)}"
 
-    @contextmanager
     def io(self, doing: str):
         """Turn whatever the file system raises into a StorageError naming the store and the act."""
-        try:
-            yield
-        except DataKnobsError:
-            raise
-        except PermissionError as e:
-            raise StorageError(
-                f"{doing} in {self.display}: access denied ({e}); check the credentials and "
-                f"permissions given in storage_options"
-            ) from e
-        except FileNotFoundError as e:
-            raise StorageError(f"{doing} in {self.display}: not found ({e})") from e
-        except Exception as e:  # every failure of the store becomes a dk error
-            raise StorageError(f"{doing} in {self.display} failed: {type(e).__name__}: {e}") from e
+        return storage_errors(doing, self.display)
 
     def _probe(self) -> None:
         """Fail at connect on a missing bucket or refused credentials, not in the middle of a write."""
@@ -330,6 +317,33 @@ class Storage:
             except OSError as e:
                 os.close(fd)
                 raise StorageError(f"locking table {table!r} in {self.display} failed: {e}") from e
+
+
+_DENIED = ("AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+
+
+@contextmanager
+def storage_errors(doing: str, display: str):
+    """What a file system (fsspec, pyarrow, delta-rs) raises in the block, as a StorageError naming the
+    store (`display`) and the act; the package's own errors pass as they are."""
+    try:
+        yield
+    except DataKnobsError:
+        raise
+    except PermissionError as e:
+        raise StorageError(
+            f"{doing} in {display}: access denied ({e}); check the credentials and permissions given in storage_options"
+        ) from e
+    except FileNotFoundError as e:
+        raise StorageError(f"{doing} in {display}: not found ({e})") from e
+    except Exception as e:  # every failure of the store becomes a dk error
+        text = str(e)
+        if any(w in text for w in _DENIED):  # a refusal that the library did not raise as PermissionError
+            raise StorageError(
+                f"{doing} in {display}: access denied ({text.splitlines()[0][:300]}); "
+                f"check the credentials and permissions given in storage_options"
+            ) from e
+        raise StorageError(f"{doing} in {display} failed: {type(e).__name__}: {text[:500]}") from e
 
 
 def _entry(info: dict, now: float) -> Entry:

@@ -20,7 +20,7 @@ from ...failures import absent_columns, inserted
 from ...schema import TableSchema
 from ..base import Backend, without_rows
 from ..sql import META, ROW, key_match, q, where_sql
-from .connection import Connection, plain
+from .connection import Connection, main_file, plain
 from .foreign import foreign_schema
 from .names import (
     META_T,
@@ -59,12 +59,12 @@ class SQLiteBackend(Backend):
         (see connection.py); its URL names the database file, or :memory:."""
         try:
             with plain(sqlite):
-                files = {name: file for _, name, file in sqlite.execute("PRAGMA database_list").fetchall()}
+                path = main_file(sqlite.execute("PRAGMA database_list").fetchall())
                 (ms,) = sqlite.execute("PRAGMA busy_timeout").fetchone()  # how long it waits for other writers
         except sqlite3.Error as e:
             raise StorageError(f"cannot use the sqlite3 connection given as the store: {e}") from e
         backend = cls.__new__(cls)  # an alternative constructor: nothing to open
-        backend.path, backend.timeout = files.get("main") or ":memory:", ms / 1000
+        backend.path, backend.timeout = path or ":memory:", ms / 1000
         Backend.__init__(backend, f"sqlite:///{backend.path}")
         backend.conn = Connection(backend.url, backend.path, backend.timeout, borrowed=sqlite)
         return backend

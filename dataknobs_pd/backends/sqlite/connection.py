@@ -292,6 +292,11 @@ class Connection:
             conn.close()
 
 
+def main_file(database_list: list) -> str:
+    """The file of SQLite's main database ('' in memory), from the rows of PRAGMA database_list."""
+    return next((file for _, name, file in database_list if name == "main"), "") or ""
+
+
 @contextmanager
 def plain(c: sqlite3.Connection, borrowed: bool = True):
     """A borrowed connection with sqlite3's own row and text factories for a block (the user's may set others)."""
