@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import pg
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 SANITIZE = NOTEBOOKS / "nbval-sanitize.cfg"
@@ -64,7 +66,8 @@ def test_notebook_runs_and_matches_its_outputs(path, tmp_path):
         "addopts=",
         str(path),
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=kernel_env(), capture_output=True, text=True, timeout=900, check=False)
+    env = kernel_env({"DATAKNOBS_PD_POSTGRES_URL": pg.new_store_url()})  # the tests' server, wherever it runs
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"nbval failed on {path.name}:\n{out[-12000:]}"
     cells = sum(1 for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
