@@ -75,6 +75,21 @@ def timed(fn, setup=None, repeat: int = 3) -> float:
     return best
 
 
+def interleaved(ops: list[tuple], repeat: int = 3) -> list[float]:
+    """Best wall time of each (fn, setup) in `ops`, their runs taken in turns so that a busy moment of a
+    shared machine falls on all of them alike (setup() untimed before each run)."""
+    best = [float("inf")] * len(ops)
+    for _ in range(repeat):
+        for i, (fn, setup) in enumerate(ops):
+            if setup:
+                setup()
+            gc.collect()
+            t = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t)
+    return best
+
+
 def remove_db(path: str) -> None:
     for suffix in ("", "-wal", "-shm", "-journal"):
         try:
@@ -83,15 +98,16 @@ def remove_db(path: str) -> None:
             pass
 
 
-def report(title: str, rows: list[tuple[str, float, str]], baseline: str) -> list[dict]:
-    """Print a table of timings with each row's ratio to `baseline`; return it as records."""
+def report(title: str, rows: list[tuple[str, float, str]], baseline: str, unit: str = "seconds") -> list[dict]:
+    """Print a table of timings (or other measures: `unit`) with each row's ratio to `baseline`;
+    return it as records."""
     base = dict((name, t) for name, t, _ in rows)[baseline]
     print(f"\n{title}")
-    print(f"  {'what':<46} {'seconds':>9} {'x ' + baseline:>22}")
+    print(f"  {'what':<46} {unit:>9} {'x ' + baseline:>22}")
     out = []
     for name, t, note in rows:
         print(f"  {name:<46} {t:>9.3f} {t / base:>21.2f}x  {note}")
-        out.append({"what": name, "seconds": round(t, 4), "ratio": round(t / base, 3), "baseline": baseline})
+        out.append({"what": name, unit: round(t, 4), "ratio": round(t / base, 3), "baseline": baseline})
     return out
 
 

@@ -136,3 +136,30 @@ def test_in_memory_sqlite():
     with dk.connect("sqlite:///:memory:") as s:
         pd.DataFrame({"a": [1]}).dk.save(s, "t")
         assert dk.load(s, "t")["a"].tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        pd.Series([3, -(2**63), 2**63 - 1, 0, 7], dtype="int64"),  # one integer key: found through json_each
+        pd.Series(["é", 'q"uote', "🙂", "", "x y"], dtype="string"),  # one text key: likewise
+        pd.Series(pd.to_datetime(["2020-01-01", "1970-01-01", "2262-01-01", "1900-01-01", "2000-02-29"])),
+        pd.Series(pd.Categorical(["b", "a", "c", "d", "e"])),
+    ],
+    ids=["int", "text", "timestamp", "category"],
+)
+def test_existing_keys_among_new_rows_fail_alone_and_the_rest_is_written(sqlite_store, keys):
+    df = pd.DataFrame({"k": keys, "v": np.arange(5)})
+    df.iloc[[1, 3]].dk.save(sqlite_store, "t", key="k")
+    res = df.assign(v=df["v"] + 10).dk.save(sqlite_store, "t", if_exists="append")
+    assert (res.succeeded, sorted(res.failures["row"])) == (3, [1, 3])
+    out = dk.load(sqlite_store, "t").set_index("k")["v"]
+    assert out.to_dict() == {keys[i]: v for i, v in zip(range(5), [10, 1, 12, 3, 14])}
+
+
+def test_existing_composite_keys_fail_alone(sqlite_store):
+    df = pd.DataFrame({"a": [1, 1, 2, 2], "b": ["x", "y", "x", "y"], "v": [1, 2, 3, 4]})
+    df.iloc[[2]].dk.save(sqlite_store, "t", key=["a", "b"])
+    res = df.dk.save(sqlite_store, "t", if_exists="append")
+    assert (res.succeeded, list(res.failures["row"])) == (3, [2])
+    assert len(dk.load(sqlite_store, "t")) == 4

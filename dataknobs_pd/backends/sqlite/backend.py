@@ -9,8 +9,11 @@ DELETE. The table is `d` and the stage `s` in every statement.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+from collections.abc import Iterable
+from itertools import compress
 
 import numpy as np
 import pyarrow as pa
@@ -154,23 +157,24 @@ class SQLiteBackend(Backend):
     def _write(self, table, data, schema, mode) -> np.ndarray | None:
         if mode != "insert" or absent_columns(schema, data):
             return self._write_staged(table, data, schema, mode)
+        columns = self._encoded(data, schema)
         try:  # the clean case: one executemany, nothing else
             with self.savepoint():
-                self._insert_rows(table, data, schema)
+                self._insert_rows(table, data.column_names, zip(*columns))
             return None
         except sqlite3.IntegrityError as e:
             if not (schema.key and e.sqlite_errorname == "SQLITE_CONSTRAINT_PRIMARYKEY"):
                 raise
-        # Some keys exist: find them all in one join against the staged keys, insert the rest.
-        existed = self._found(table, data.select(schema.key), schema)
-        self._insert_rows(table, data.take(inserted(data, schema, mode, existed)), schema)
+        # Some keys exist: find them all in one lookup, insert the rest (the values encoded once).
+        existed = self._found(table, data.select(schema.key), schema, columns[data.column_names.index(schema.key[0])])
+        self._insert_rows(table, data.column_names, compress(zip(*columns), ~existed))
         return existed
 
     def _write_staged(self, table, data, schema, mode) -> np.ndarray | None:
         """Stage the chunk, find existing keys there, then apply it with one UPDATE ... FROM and
         one INSERT ... SELECT."""
         names = data.column_names
-        existed = self._found(table, data, schema) if schema.key else np.zeros(data.num_rows, dtype=bool)
+        existed = self._staged_found(table, data, schema) if schema.key else np.zeros(data.num_rows, dtype=bool)
         t = main(table)
         match = key_match(schema.key, "d", "s") if schema.key else ""
         values = [n for n in names if n not in (schema.key or [])]
@@ -185,16 +189,28 @@ class SQLiteBackend(Backend):
             )
         return existed if existed.any() else None
 
-    def _found(self, table, keys: pa.Table, schema) -> np.ndarray:
-        """Which rows of `keys` have their key in the table (one join on a staged copy)."""
-        self._stage(keys, schema)
+    def _found(self, table, keys: pa.Table, schema, encoded: list) -> np.ndarray:
+        """Which rows of `keys` have their key in the table (`encoded`: the key's values as stored). One
+        integer or text key: one query, the keys bound as one JSON array (json_each, nothing staged);
+        other keys: one join on a staged copy."""
+        stored = storage(schema.column(schema.key[0]).arrow)[1] if len(schema.key) == 1 else None
+        if stored is None or not (pa.types.is_int64(stored) or pa.types.is_string(stored)):
+            return self._staged_found(table, keys, schema)
+        found = self.conn.sqlite.execute(
+            f"SELECT j.key FROM json_each(?) AS j"
+            f" WHERE EXISTS (SELECT 1 FROM {main(table)} AS d WHERE d.{q(schema.key[0])} = j.value)",
+            (json.dumps(encoded, ensure_ascii=False),),
+        )
+        return _positions(found, keys.num_rows)
+
+    def _staged_found(self, table, data: pa.Table, schema) -> np.ndarray:
+        """Stage `data` (for the statements that follow) and find which of its rows' keys are in the table."""
+        self._stage(data, schema)
         found = self.conn.sqlite.execute(
             f"SELECT s.{q(ROW)} FROM {STAGE_T} AS s"
             f" WHERE EXISTS (SELECT 1 FROM {main(table)} AS d WHERE {key_match(schema.key, 'd', 's')})"
         )
-        existed = np.zeros(keys.num_rows, dtype=bool)
-        existed[np.fromiter((r for (r,) in found), dtype=np.int64)] = True
-        return existed
+        return _positions(found, data.num_rows)
 
     def _stage(self, data: pa.Table, schema: TableSchema) -> None:
         c = self.conn.sqlite
@@ -205,18 +221,20 @@ class SQLiteBackend(Backend):
         marks = ", ".join("?" * (data.num_columns + 1))
         c.executemany(f"INSERT INTO {STAGE_T} VALUES ({marks})", zip(*columns))
 
-    def _insert_rows(self, table, data, schema) -> None:
-        names = data.column_names
-        columns = [encode(data.column(n), schema.column(n).arrow) for n in names]
+    @staticmethod
+    def _encoded(data: pa.Table, schema: TableSchema) -> list[list]:
+        return [encode(data.column(n), schema.column(n).arrow) for n in data.column_names]
+
+    def _insert_rows(self, table, names: list[str], rows: Iterable[tuple]) -> None:
         marks = ", ".join("?" * len(names))
         self.conn.sqlite.executemany(
-            f"INSERT INTO {main(table)} ({', '.join(q(n) for n in names)}) VALUES ({marks})", zip(*columns)
+            f"INSERT INTO {main(table)} ({', '.join(q(n) for n in names)}) VALUES ({marks})", rows
         )
 
     def delete(self, table, keys, schema):
         with self.conn.lock:
             try:
-                existed = self._found(table, keys, schema)
+                existed = self._staged_found(table, keys, schema)
                 self.conn.sqlite.execute(
                     f"DELETE FROM {main(table)} AS d WHERE EXISTS"
                     f" (SELECT 1 FROM {STAGE_T} AS s WHERE {key_match(schema.key, 'd', 's')})"
@@ -275,3 +293,10 @@ class SQLiteBackend(Backend):
 
     def close(self):
         self.conn.close()
+
+
+def _positions(rows, n: int) -> np.ndarray:
+    """A mask of `n` rows, true at the positions in `rows` (one-column result rows)."""
+    out = np.zeros(n, dtype=bool)
+    out[np.fromiter((r for (r,) in rows), dtype=np.int64)] = True
+    return out
