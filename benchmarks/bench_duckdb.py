@@ -1,5 +1,5 @@
 """DuckDB: dk save/upsert/load against DuckDB's own bulk statements, and the cost of failing rows;
-same frame, same run, median of `--repeat` runs (DuckDB files on local disk, opened and closed each run).
+same frame, same run, the best of `--repeat` runs taken in turns (DuckDB files on local disk, opened and closed each run).
 
 Goals (issue 12): save <= 1.25x CREATE TABLE AS SELECT from the registered frame; upsert of 10% of
 the rows <= 1.25x INSERT OR REPLACE / MERGE INTO; load <= 1.25x con.sql(...).df(); with 0.1% of
@@ -9,14 +9,11 @@ the rows failing, dirty <= 1.5x clean for existing keys and <= 3x clean for CHEC
 from __future__ import annotations
 
 import argparse
-import gc
 import os
-import statistics
-import time
 
 import duckdb
 import numpy as np
-from common import mixed_frame, report, save_results
+from common import interleaved, mixed_frame, report, save_results
 
 import dataknobs_pd as dk
 
@@ -26,19 +23,6 @@ CHECKED = (
     "CREATE TABLE t (id BIGINT PRIMARY KEY, qty INTEGER NOT NULL CHECK (qty >= 0), price DOUBLE, name VARCHAR,"
     " grade VARCHAR, ts TIMESTAMP, score BIGINT, flag BOOLEAN NOT NULL)"
 )
-
-
-def median(fn, setup=None, repeat: int = 3) -> float:
-    """Median wall time of `repeat` runs of fn() (setup() untimed before each)."""
-    times = []
-    for _ in range(repeat):
-        if setup:
-            setup()
-        gc.collect()
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def remove(path: str) -> None:
@@ -64,9 +48,10 @@ def main(rows: int, repeat: int, folder: str, bad: int) -> dict:
         con.execute("CREATE TABLE t AS SELECT * FROM frame")
         con.close()
 
+    t = interleaved([(ctas, lambda: remove(path)), (dk_save, lambda: remove(path))], repeat)
     saves = [
-        ("DuckDB CREATE TABLE AS SELECT (registered frame)", median(ctas, lambda: remove(path), repeat), "no key"),
-        ("dk save (key, exact dtypes, row isolation)", median(dk_save, lambda: remove(path), repeat), ""),
+        ("DuckDB CREATE TABLE AS SELECT (registered frame)", t[0], "no key"),
+        ("dk save (key, exact dtypes, row isolation)", t[1], ""),
     ]
 
     # -- upsert of 10% of the rows ----------------------------------------------------------------
@@ -111,14 +96,11 @@ def main(rows: int, repeat: int, folder: str, bad: int) -> dict:
         )
         con.close()
 
+    t = interleaved([(insert_or_replace, seed_sql(True)), (merge_into, seed_sql(False)), (dk_upsert, seed_dk)], repeat)
     upserts = [
-        ("DuckDB INSERT OR REPLACE (table with PRIMARY KEY)", median(insert_or_replace, seed_sql(True), repeat), ""),
-        ("DuckDB MERGE INTO (table without index)", median(merge_into, seed_sql(False), repeat), ""),
-        (
-            "dk save(if_exists='upsert') of 10% of the rows",
-            median(dk_upsert, seed_dk, repeat),
-            "reports which keys existed",
-        ),
+        ("DuckDB INSERT OR REPLACE (table with PRIMARY KEY)", t[0], ""),
+        ("DuckDB MERGE INTO (table without index)", t[1], ""),
+        ("dk save(if_exists='upsert') of 10% of the rows", t[2], "reports which keys existed"),
     ]
 
     # -- load -----------------------------------------------------------------------------------
@@ -133,9 +115,10 @@ def main(rows: int, repeat: int, folder: str, bad: int) -> dict:
         con.sql("SELECT * FROM t").df()
         con.close()
 
+    t = interleaved([(duck_df, None), (dk_load, None)], repeat)
     loads = [
-        ("DuckDB con.sql(...).df()", median(duck_df, repeat=repeat), "dtypes not restored, no order"),
-        ("dk load (exact dtypes, key order)", median(dk_load, repeat=repeat), ""),
+        ("DuckDB con.sql(...).df()", t[0], "dtypes not restored, no order"),
+        ("dk load (exact dtypes, key order)", t[1], ""),
     ]
 
     # -- the cost of failures -------------------------------------------------------------------
@@ -166,19 +149,20 @@ def main(rows: int, repeat: int, folder: str, bad: int) -> dict:
         con.execute(CHECKED)
         con.close()
 
+    t = interleaved(
+        [
+            (append(0), seed_keys(False)),
+            (append(bad), seed_keys(True)),
+            (append(0), seed_checked),
+            (append(bad, dirty), seed_checked),
+        ],
+        repeat,
+    )
     failures = [
-        ("clean append (no bad rows)", median(append(0), seed_keys(False), repeat), ""),
-        (
-            f"dirty append ({bad:,} existing keys at random)",
-            median(append(bad), seed_keys(True), repeat),
-            "each reported with its row",
-        ),
-        ("clean append, table with a CHECK", median(append(0), seed_checked, repeat), ""),
-        (
-            f"dirty append ({bad:,} CHECK violations at random)",
-            median(append(bad, dirty), seed_checked, repeat),
-            "each with DuckDB's message",
-        ),
+        ("clean append (no bad rows)", t[0], ""),
+        (f"dirty append ({bad:,} existing keys at random)", t[1], "each reported with its row"),
+        ("clean append, table with a CHECK", t[2], ""),
+        (f"dirty append ({bad:,} CHECK violations at random)", t[3], "each with DuckDB's message"),
     ]
     remove(path)
     return {
