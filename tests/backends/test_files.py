@@ -356,6 +356,38 @@ def test_overlapping_parts_come_back_in_key_order(tmp_path, fmt):
     assert some["id"].tolist() == list(range(1500, 1507))
 
 
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_frames_in_key_order_or_not_load_in_key_order_merging_only_overlapping_parts(
+    tmp_path, fmt, shuffled, monkeypatch
+):
+    """Fast paths: a frame already in key order is not sorted, and parts whose key ranges do not overlap are
+    read one after the other, not merged; a frame out of order is sorted per part and its parts merged."""
+    from dataknobs_pd.backends.files import parts, reading
+
+    sorts, merges = [], []
+    sort_indices, merge = parts.pc.sort_indices, parts.merge
+    monkeypatch.setattr(parts.pc, "sort_indices", lambda *a, **k: sorts.append(1) or sort_indices(*a, **k))
+    monkeypatch.setattr(reading.parts_, "merge", lambda *a, **k: merges.append(1) or merge(*a, **k))
+    df = numbered(1000).assign(v=lambda d: d["id"] * 0.5, s=lambda d: "k" + d["id"].astype(str))
+    if shuffled:
+        df = df.sample(frac=1, random_state=7).reset_index(drop=True)
+    store = connect(tmp_path, fmt)
+    df.dk.save(store, "t", chunksize=300)  # four parts
+    assert len(part_files(store)) == 4
+    expected = df.sort_values("id", ignore_index=True)
+    for out in (dk.load(store, "t"), pd.concat(dk.load(store, "t", chunksize=128), ignore_index=True)):
+        assert_frame_equal(out, expected)
+    assert bool(sorts) == shuffled and bool(merges) == shuffled
+    # a later append of keys past the last part's: still no merge; one inside the range: a merge
+    sorts.clear(), merges.clear()
+    numbered(10, start=5000).dk.save(store, "t", if_exists="append")
+    assert dk.load(store, "t")["id"].tolist() == [*range(1000), *range(5000, 5010)]
+    assert bool(merges) == shuffled
+    numbered(3, start=2000).assign(id=[10_000, -1, 2000]).dk.save(store, "t", if_exists="append")
+    ids = dk.load(store, "t")["id"].tolist()
+    assert ids == [-1, *range(1000), 2000, *range(5000, 5010), 10_000] and merges
+
+
 def test_many_small_writes_are_compacted(tmp_path, monkeypatch):
     from dataknobs_pd.backends.files import backend
 
