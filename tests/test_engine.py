@@ -132,3 +132,20 @@ def test_outside_backend_from_an_entry_point_runs_the_contract(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     passed = int(out.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
     assert passed > 100  # the whole contract ran on the outside backend
+
+
+@pytest.mark.parametrize(
+    "values, null, dup",
+    [
+        (np.arange(5), [], []),  # strictly increasing: the fast path, nothing to report
+        (np.array([1, 2, 2, 3], dtype="uint16"), [], [2]),  # sorted, not strictly: a repeat
+        (np.array([5, 1, 5, 0]), [], [2]),  # unsorted
+        (pd.array([1, None, 2, 2], dtype="Int64"), [1], [3]),  # nullable: never the fast path
+        (np.array([7]), [], []),
+    ],
+)
+def test_invalid_rows_finds_null_and_repeated_keys(values, null, dup):
+    from dataknobs_pd.keys import invalid_rows
+
+    got = invalid_rows(pd.DataFrame({"id": values}))
+    assert [g.tolist() for g in got] == [null, dup]
