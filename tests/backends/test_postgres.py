@@ -456,3 +456,97 @@ def test_postgres_scheme_options_and_missing_filter_values(url):
         assert sql(url, "SELECT reloptions FROM pg_class WHERE oid = 't'::regclass") == [(None,)]
         assert dk.load(s, "t", where=[("f", "==", np.nan)])["id"].tolist() == [2]  # NaN means missing: IS NULL
         assert dk.load(s, "t", where=[("f", "in", [np.nan, 1.0])])["id"].tolist() == [1, 2]
+
+
+# -- appending into a keyed table: the keys there already are found before the COPY -----------------
+def _appended(store, url, table, df, seeded, failed):
+    """The table holds the seeded rows unchanged and every other row of `df`; `failed` are the clashes."""
+    assert sorted(failed) == sorted(seeded)
+    got = dk.load(store, table).set_index("id")
+    assert len(got) == len(df) and (got.loc[list(seeded), "v"] == 0).all()
+    assert (got.drop(index=list(seeded))["v"] == 1).all()
+    assert sql(url, f'SELECT count(*) FROM "{table}"') == [(len(df),)]
+
+
+@pytest.mark.parametrize("chunksize", [None, 700])
+def test_append_of_an_integer_key_finds_the_clashes_without_a_failing_copy(store, url, monkeypatch, chunksize):
+    n = 5_000
+    seeded = np.random.default_rng(3).choice(n, 25, replace=False)
+    _frame(seeded, v=0).dk.save(store, "t")
+    staged = []
+    real = store.backend._insert_around
+    monkeypatch.setattr(store.backend, "_insert_around", lambda *a: staged.append(1) or real(*a))
+    df = _frame(np.random.default_rng(4).permutation(n), v=1)  # not in key order
+    res = df.dk.save(store, "t", if_exists="append", chunksize=chunksize)
+    assert res.failed == 25 and set(res.failures["error"]) == {"KeyConflict"}
+    _appended(store, url, "t", df, seeded, df["id"].iloc[res.failures["row"]].tolist())
+    assert staged == []  # the keys in each chunk's range were read by the index, nothing was staged
+    more = _frame(range(n, 2 * n), v=1)  # beyond the table's keys: nothing to look up
+    assert more.dk.save(store, "t", if_exists="append", chunksize=chunksize).succeeded == n
+
+
+def test_append_with_many_keys_in_its_range_stages_them_after_a_clash(store, url):
+    """More keys of the table in a chunk's range than the look-up reads: the COPY is tried, a clash makes
+    the keys staged, and the next chunks stage theirs first."""
+    _frame(range(0, 60_000, 2), v=0).dk.save(store, "t")
+    df = _frame(np.r_[np.arange(1, 60_000, 60), [0, 30_000, 59_998]], v=1)
+    res = df.dk.save(store, "t", if_exists="append", chunksize=400)
+    assert sorted(df["id"].iloc[res.failures["row"]]) == [0, 30_000, 59_998] and res.succeeded == len(df) - 3
+    got = dk.load(store, "t").set_index("id")
+    assert len(got) == 30_000 + len(df) - 3 and (got.loc[[0, 30_000, 59_998], "v"] == 0).all()
+
+
+@pytest.mark.parametrize("chunksize", [None, 300])
+def test_append_of_a_text_key_into_a_table_with_rows_reports_each_clash(store, url, chunksize):
+    def frame(ids, v):
+        keys = pd.Series([f"k{i}" for i in ids], dtype="str", name="k")
+        return pd.DataFrame({"v": np.full(len(keys), v, dtype="int64")}, index=keys)  # keyed by the index
+
+    frame([5, 900, 1_499], v=0).dk.save(store, "t")
+    res = frame(range(1_500), v=1).dk.save(store, "t", if_exists="append", chunksize=chunksize)
+    assert sorted(res.failures["key"]) == ["k1499", "k5", "k900"] and res.succeeded == 1_497
+    got = dk.load(store, "t")
+    assert len(got) == 1_500 and got.loc[["k5", "k900", "k1499"], "v"].tolist() == [0, 0, 0]
+
+
+def test_appends_in_one_transaction_see_each_others_keys(store, url, monkeypatch):
+    """The keys a call learnt of the table before it wrote are forgotten when the next call claims it."""
+    _frame([], v=0).dk.save(store, "t")
+    staged = []
+    real = store.backend._insert_around
+    monkeypatch.setattr(store.backend, "_insert_around", lambda *a: staged.append(1) or real(*a))
+    with store.backend.transaction():
+        assert _frame(range(100), v=0).dk.save(store, "t", if_exists="append").succeeded == 100
+        res = _frame(range(50, 150), v=1).dk.save(store, "t", if_exists="append")
+        assert res.failed == 50 and res.succeeded == 50
+    assert sql(url, 'SELECT count(*), sum(v)::bigint FROM "t"') == [(150, 50)]
+    assert staged == []  # the second call read the keys the first one wrote, and copied only its new rows
+
+
+def test_a_new_table_refused_midway_leaves_nothing(store, url):
+    """errors='raise' on a row of the third chunk: neither the table, its key nor its schema row is left."""
+    df = _frame(range(3_000), v=1)
+    df.loc[2_500, "s"] = "nul\x00inside"
+    with pytest.raises(dk.BatchError):
+        df.dk.save(store, "t", errors="raise", chunksize=1_000)
+    assert "t" not in store.tables() and sql(url, 'SELECT count(*) FROM "_dk_schema"') == [(0,)]
+    df.loc[2_500, "s"] = "fixed"
+    assert df.dk.save(store, "t", chunksize=1_000).succeeded == 3_000
+    assert sql(url, "SELECT conname FROM pg_constraint WHERE conrelid = 't'::regclass AND contype = 'p'") == [
+        ("t_pkey",)
+    ]
+
+
+def test_an_update_of_few_rows_looks_them_up_by_key_and_puts_the_planner_back(store, url):
+    """At most a fifth of the table's rows: the UPDATE's join is turned to key look-ups for that statement
+    alone; the settings of the transaction are as they were afterwards, and absent keys still fail."""
+    _frame(range(1_000), v=0).dk.save(store, "t")
+    upd = _frame([*range(0, 1_000, 10), 5_000], v=5)[["id", "v"]]
+    with store.backend.transaction():
+        c = store.backend.session.current.conn
+        c.run("SET LOCAL enable_mergejoin = off")
+        res = upd.dk.update_batch(store, "t")
+        settings = "SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')"
+        assert c.query(settings) == [("on", "off")]
+    assert res.succeeded == 100 and res.failures["key"].tolist() == [5_000]
+    assert sql(url, 'SELECT count(*) FILTER (WHERE v = 5), sum(v)::bigint FROM "t"') == [(100, 500)]

@@ -80,6 +80,15 @@ class Conn:
 
         return self._call(go, doing)
 
+    def column(self, sql: str, params=None, doing: str = "reading") -> np.ndarray:
+        """The first column of the result, as NumPy."""
+
+        def go(cur):
+            cur.execute(sql, params)
+            return cur.fetch_arrow_table().column(0).to_numpy(zero_copy_only=False)
+
+        return self._call(go, doing)
+
     def copy(self, table: str, data: pa.Table, temporary: bool = False, schema: str | None = None) -> None:
         """Binary COPY of Arrow data into an existing table of `schema` (its columns named by the data)."""
         self._call(

@@ -32,6 +32,12 @@ class Transaction:
         self.depth = 0  # savepoint nesting
         self.deferred: dict[str, tuple[str, list[str], int]] = {}  # table -> (relation, primary key, depth)
         self.locked: dict[str, int] = {}  # table -> depth at which it was locked for writing
+        # What a call inserting into a keyed table knows of the keys there before it began (see
+        # PostgresBackend._found): forgotten when the next call claims the table. Rows a call inserts
+        # cannot clash with its later rows (the engine refuses repeated keys), and the table is
+        # locked against other writers, so this stays true until the call ends.
+        self.bounds: dict[str, tuple | None] = {}  # table -> (min, max) of a one-int key, () empty, None unknown
+        self.clashed: set[str] = set()  # tables where a chunk of this call met a key there already
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -54,6 +60,8 @@ class Transaction:
 
     def claim(self, relation: str, table: str) -> None:
         """Other writers of `table` wait until this transaction ends (an advisory lock on its name)."""
+        self.bounds.pop(table, None)  # a new call: the keys an earlier one inserted count now
+        self.clashed.discard(table)
         try:
             self.conn.run(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
