@@ -13,10 +13,8 @@ the script works in a database of its own and drops it at the end. Its peers nee
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -30,7 +28,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the package, when not installed
 
-from common import flights_frame, mixed_frame, peak_memory, report, save_results
+from common import flights_frame, interleaved, mixed_frame, peak_memory, report, save_results
 
 import dataknobs_pd as dk
 
@@ -47,21 +45,10 @@ PG_TYPES = {
 }
 
 
-def interleaved(ops: list[tuple], repeat: int) -> list[tuple[str, float, str]]:
-    """Best time of each (name, fn, setup, runs, note), the runs taken in turns so that load on the
-    machine falls on all of them alike; setup() is untimed."""
-    best = {op[0]: float("inf") for op in ops}
-    for r in range(repeat):
-        for name, fn, setup, runs, _ in ops:
-            if r >= runs:
-                continue
-            if setup:
-                setup()
-            gc.collect()
-            t = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t)
-    return [(name, best[name], note) for name, _, _, _, note in ops]
+def interleaved_rows(ops: list[tuple], repeat: int) -> list[tuple[str, float, str]]:
+    """Best time of each (name, fn, setup, runs, note), the runs taken in turns (common.interleaved)."""
+    times = interleaved([(fn, setup, runs) for _, fn, setup, runs, _ in ops], repeat)
+    return [(op[0], t, op[-1]) for op, t in zip(ops, times)]
 
 
 def on_database(url: str, name: str) -> str:
@@ -133,7 +120,7 @@ def run(url: str, what: str, df: pd.DataFrame, upd: pd.DataFrame, repeat: int, b
         ("psycopg binary COPY (write_row)", psycopg_save, drop("copy_t"), 1, "no key"),
         ("pandas to_sql (SQLAlchemy + psycopg)", pandas_save, drop("pandas_t"), 1, "no key"),
     ]
-    saves = interleaved(
+    saves = interleaved_rows(
         [
             ("dk save (exact dtypes, primary key)", dk_save, drop("dk_t"), repeat, ""),
             ("ADBC adbc_ingest", adbc_save(), drop("raw_t"), repeat, "no key, dtypes not kept"),
@@ -166,7 +153,7 @@ def run(url: str, what: str, df: pd.DataFrame, upd: pd.DataFrame, repeat: int, b
             chunksize=10_000,
         )  # pangres' own default sends one statement: too many params
 
-    updates = interleaved(
+    updates = interleaved_rows(
         [
             ("dk update_batch (stage + one UPDATE per chunk)", dk_update, None, repeat, ""),
             ("pangres upsert (if_row_exists='update')", pangres_update, pangres_setup, 1, ""),
@@ -190,7 +177,7 @@ def run(url: str, what: str, df: pd.DataFrame, upd: pd.DataFrame, repeat: int, b
     def pandas_load():
         pd.read_sql('SELECT * FROM "dk_t"', engine)
 
-    loads = interleaved(
+    loads = interleaved_rows(
         [
             ("dk load (exact dtypes, key order)", dk_load, None, repeat, ""),
             ("ADBC fetch_arrow_table + to_pandas", adbc_load, None, repeat, "dtypes not restored"),
@@ -215,7 +202,7 @@ def run(url: str, what: str, df: pd.DataFrame, upd: pd.DataFrame, repeat: int, b
 
         return go
 
-    fails = interleaved(
+    fails = interleaved_rows(
         [
             ("dk append, no bad rows", dk_append(0), seed(False), repeat, ""),
             (f"dk append, {len(clash):,} keys there already", dk_append(len(clash)), seed(True), repeat, "at random"),

@@ -76,11 +76,14 @@ def timed(fn, setup=None, repeat: int = 3) -> float:
 
 
 def interleaved(ops: list[tuple], repeat: int = 3) -> list[float]:
-    """Best wall time of each (fn, setup) in `ops`, their runs taken in turns so that a busy moment of a
-    shared machine falls on all of them alike (setup() untimed before each run)."""
+    """Best wall time of each (fn, setup) or (fn, setup, runs) in `ops`, their runs taken in turns so that a
+    busy moment of a shared machine falls on all of them alike (setup() untimed before each run; a slow
+    peer may run fewer than `repeat` times)."""
     best = [float("inf")] * len(ops)
-    for _ in range(repeat):
-        for i, (fn, setup) in enumerate(ops):
+    for r in range(repeat):
+        for i, (fn, setup, *runs) in enumerate(ops):
+            if runs and r >= runs[0]:
+                continue
             if setup:
                 setup()
             gc.collect()
