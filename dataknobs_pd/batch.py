@@ -199,7 +199,7 @@ class BatchWriter:
         else:
             # A default range index says nothing when updating rows, but labels the rows it inserts.
             with_index = plan.mode == "insert" or not is_default_index(df.index)
-            data, bad = self.mapper.to_arrow(part, plan.schema, with_index)
+            data, bad = self.mapper.to_arrow(part, plan.schema, with_index, job.backend.accepts_dictionary)
         rows = _drop(rows, bad, failures)
         data, facts = job.backend.prepare(data, plan.schema)
         rows = _drop(rows, unholdable(facts), failures)

@@ -219,21 +219,28 @@ class TypeMapper(DtypeTools):
         return Column(col.name, new.kind, col.arrow, col.nullable, col.dtype, col.label, col.index)
 
     # -- pandas -> Arrow ---------------------------------------------------------------
-    def to_arrow(self, df: pd.DataFrame, schema: TableSchema, with_index: bool = True) -> tuple[pa.Table, Failures]:
+    def to_arrow(
+        self, df: pd.DataFrame, schema: TableSchema, with_index: bool = True, dictionary: bool = False
+    ) -> tuple[pa.Table, Failures]:
         """Convert the columns of `df` that `schema` holds; rows that cannot convert are left out.
 
         with_index=False leaves out unnamed index levels (a default range index says nothing
         about rows being updated). Returns the Arrow table of the good rows (schema order, only
         the columns present in `df`) and {position in df: RowFailure} for the others.
+
+        dictionary=True (for backends with `accepts_dictionary`): a Categorical column of a category
+        column that is not part of the key stays an Arrow dictionary array (the frame's categories, as
+        the column's Arrow type, and their codes) instead of being expanded to its values.
         """
         series = self._series_for(df, schema, with_index)
         failures: Failures = {}
         arrays = {}
+        coded = {c.name for c, s in series if dictionary and _keeps_dictionary(s, c, schema)}
         for col, s in series:
             try:
-                arrays[col.name] = self._convert(s, col)
+                arrays[col.name] = self._convert(s, col, col.name in coded)
             except _CONVERT_ERRORS:
-                parts, bad = self._isolate(s.reset_index(drop=True), col)
+                parts, bad = self._isolate(s.reset_index(drop=True), col, col.name in coded)
                 if not bad:  # every value converts alone (e.g. floats mixed with numeric strings)
                     arrays[col.name] = pa.concat_arrays(parts) if parts else pa.array([], type=col.arrow)
                 for pos, f in bad.items():
@@ -248,11 +255,12 @@ class TypeMapper(DtypeTools):
             if len(good) == 0:
                 cols = [c for c, _ in series]
                 return pa.schema([c.field for c in cols]).empty_table(), failures
-            table, more = self.to_arrow(df.iloc[good], schema, with_index)
+            table, more = self.to_arrow(df.iloc[good], schema, with_index, dictionary)
             assert not more, more
             return table, failures
         cols = [c for c, _ in series]
-        return pa.table([arrays[c.name] for c in cols], schema=pa.schema([c.field for c in cols])), {}
+        fields = [c.field.with_type(arrays[c.name].type) if c.name in coded else c.field for c in cols]
+        return pa.table([arrays[c.name] for c in cols], schema=pa.schema(fields)), {}
 
     def _series_for(self, df: pd.DataFrame, schema: TableSchema, with_index: bool) -> list[tuple[Column, pd.Series]]:
         by_name = {str(label): label for label in df.columns}
@@ -272,14 +280,23 @@ class TypeMapper(DtypeTools):
             out.append((col, s))
         return out
 
-    def _convert(self, s: pd.Series, col: Column) -> pa.Array:
-        """One Series to an Arrow array of the column's logical type; raises when a value does not fit."""
+    def _convert(self, s: pd.Series, col: Column, coded: bool = False) -> pa.Array:
+        """One Series to an Arrow array of the column's logical type; raises when a value does not fit.
+
+        coded=True: a Categorical stays a dictionary array, its dictionary (the categories) of that type."""
         t = col.arrow
         if isinstance(s.dtype, pd.CategoricalDtype):
             if col.kind == "category" and col.dtype["ordered"]:
                 self._check_ordered(s, col)
             try:  # through Arrow's dictionary: no Python objects per value
-                return _cast(pa.array(s, from_pandas=True).dictionary_decode(), t)
+                arr = pa.array(s, from_pandas=True)
+                if coded:
+                    if arr.dictionary.type == t:
+                        return arr
+                    return pa.DictionaryArray.from_arrays(
+                        arr.indices, _cast(arr.dictionary, t), ordered=arr.type.ordered
+                    )
+                return _cast(arr.dictionary_decode(), t)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
                 s = s.astype(object)
         elif col.kind == "category" and col.dtype["ordered"]:
@@ -309,13 +326,13 @@ class TypeMapper(DtypeTools):
         return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
     def _check_ordered(self, s: pd.Series, col: Column):
-        cats = pd.Index(col.dtype["categories"])
+        cats = _categories(col.dtype)[0]  # in their own dtype: datetimes are saved as text
         vals = s.dropna()
         bad = ~pd.Index(vals.astype(object)).isin(cats.astype(object))
         if bad.any():
             raise ValueError(f"{vals[bad].iloc[0]!r} is not one of the categories of ordered column {col.name!r}")
 
-    def _isolate(self, s: pd.Series, col: Column) -> tuple[list[pa.Array], Failures]:
+    def _isolate(self, s: pd.Series, col: Column, coded: bool = False) -> tuple[list[pa.Array], Failures]:
         """Find the values of `s` that do not convert, by halving: O(k log n) conversions.
 
         Returns the converted parts in order (the whole column when nothing failed) and the failures."""
@@ -325,7 +342,7 @@ class TypeMapper(DtypeTools):
         def failed(i: int, e: Exception) -> None:
             out[i] = unconvertible(col.name, col.kind, s.iloc[i], e)
 
-        bisect(len(s), lambda lo, hi: parts.append(self._convert(s.iloc[lo:hi], col)), failed, _CONVERT_ERRORS)
+        bisect(len(s), lambda lo, hi: parts.append(self._convert(s.iloc[lo:hi], col, coded)), failed, _CONVERT_ERRORS)
         return parts, out
 
     # -- Arrow -> pandas ---------------------------------------------------------------
@@ -368,17 +385,18 @@ class TypeMapper(DtypeTools):
         """One Arrow column to a pandas array of the saved dtype."""
         if isinstance(arr, pa.Array):
             arr = pa.chunked_array([arr], type=arr.type)
-        if arr.type != col.arrow:
-            arr = arr.cast(col.arrow)
         spec = col.dtype
         name = spec["name"]
+        if name == "category" and pa.types.is_dictionary(arr.type):
+            return self._categories_of_dictionary(arr, col)
+        if arr.type != col.arrow:
+            arr = arr.cast(col.arrow)
         if spec.get("arrow"):
             return pd.arrays.ArrowExtensionArray(arr)
         if name == "category":
-            cats = pd.Index(spec["categories"]).astype(_pandas_dtype(spec["categories_dtype"]))
+            cats, dtype = _categories(spec)
             value_set = pa.array(cats, from_pandas=True).cast(arr.type)
             codes = pc.index_in(arr, value_set=value_set).fill_null(-1).to_numpy()
-            dtype = pd.CategoricalDtype(cats, ordered=spec["ordered"])
             return pd.Categorical.from_codes(codes.astype(np.int32, copy=False), dtype=dtype)
         if name == "string":
             return _string_dtype(spec).__from_arrow__(arr)
@@ -390,6 +408,23 @@ class TypeMapper(DtypeTools):
         if col.kind in NUMPY_KINDS:
             return arr.to_numpy().astype(dtype, copy=False)
         return pd.array(arr.to_pandas(), dtype=dtype) if len(arr) else pd.array([], dtype=dtype)
+
+    def _categories_of_dictionary(self, arr: pa.ChunkedArray, col: Column) -> pd.Categorical:
+        """A dictionary-encoded category column: each chunk's dictionary (small) is matched against the
+        saved categories once, and its indices pick the codes; a value not among them, or missing, is -1."""
+        cats, dtype = _categories(col.dtype)
+        value_set = pa.array(cats, from_pandas=True).cast(col.arrow)
+        codes = np.empty(len(arr), dtype=np.int32)
+        at = 0
+        for chunk in arr.chunks:
+            n = len(chunk)
+            if n == 0:
+                continue
+            found = pc.index_in(_cast(chunk.dictionary, col.arrow), value_set=value_set).fill_null(-1)
+            picked = pc.take(found, chunk.indices)
+            codes[at : at + n] = (picked.fill_null(-1) if picked.null_count else picked).to_numpy()
+            at += n
+        return pd.Categorical.from_codes(codes, dtype=dtype)
 
     def _object_values(self, arr: pa.ChunkedArray, col: Column) -> np.ndarray:
         na = np.nan if col.dtype.get("na") == "nan" else None
@@ -423,6 +458,17 @@ def _writable(values):
     if any(isinstance(b, np.ndarray) and not b.flags.writeable for b in bufs):
         return values.copy()
     return values
+
+
+def _keeps_dictionary(s: pd.Series, col: Column, schema: TableSchema) -> bool:
+    """A Categorical of a category column outside the key: it can cross to the backend as a dictionary."""
+    return col.kind == "category" and isinstance(s.dtype, pd.CategoricalDtype) and col.name not in (schema.key or ())
+
+
+def _categories(spec: dict) -> tuple[pd.Index, pd.CategoricalDtype]:
+    """The saved categories, in their dtype, and the CategoricalDtype of the column."""
+    cats = pd.Index(spec["categories"]).astype(_pandas_dtype(spec["categories_dtype"]))
+    return cats, pd.CategoricalDtype(cats, ordered=spec["ordered"])
 
 
 def _cast(arr, t: pa.DataType):

@@ -8,6 +8,7 @@ import uuid
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -237,3 +238,61 @@ def test_property_round_trip(backend, tmp_path, df):
     assert all(backend == "sqlite" and "-0.0" in m for m in res.failures["message"]), res.failures
     kept = df.drop(index=df.index[res.failures["row"].to_numpy()])
     assert_frame_equal(dk.load(url, table), kept.reset_index(drop=True), check_dtype=True)
+
+
+def _category_frame() -> pd.DataFrame:
+    """Categories of text and of ints: ordered or not, in no sorted order, with unused ones, and NaN."""
+    return pd.DataFrame(
+        {
+            "id": np.arange(6),
+            "s": pd.Categorical(["b", None, "é", "b", "c,", None], categories=["é", "c,", "b", "a"], ordered=True),
+            "i": pd.Categorical([30, 10, None, 30, 10, 10], categories=[30, 20, 10]),
+            "i8": pd.Categorical(np.array([3, 1, 3, 1, 3, 1], dtype="int8"), categories=np.array([3, 2, 1], "int8")),
+            "t": pd.Categorical(pd.to_datetime(["2020-01-02", None, "2020-01-01"] * 2)),
+        }
+    )
+
+
+def test_to_arrow_keeps_categories_as_dictionaries_only_when_asked():
+    df = _category_frame()
+    schema = tm.schema(df, ["id"])
+    plain, bad = tm.to_arrow(df, schema)
+    assert not bad and plain.schema == schema.arrow_schema  # what backends that do not opt in see
+    coded, bad = tm.to_arrow(df, schema, dictionary=True)
+    assert not bad
+    for c in ("s", "i", "i8", "t"):
+        t = coded.schema.field(c).type
+        assert pa.types.is_dictionary(t) and t.value_type == schema.column(c).arrow, (c, t)
+        assert t.ordered == df[c].cat.ordered
+        assert coded.column(c).cast(t.value_type).equals(plain.column(c))
+    assert coded.schema.field("s").nullable and coded.column("id").equals(plain.column("id"))
+    # a key column stays plain: stores match and sort keys by value
+    keyed, _ = tm.to_arrow(df, tm.schema(df, ["s"]), dictionary=True)
+    assert keyed.schema.field("s").type == pa.large_string()
+
+
+def test_dictionary_columns_come_back_exactly_from_each_chunks_dictionary():
+    df = _category_frame()
+    schema = tm.schema(df, ["id"])
+    coded, _ = tm.to_arrow(df, schema, dictionary=True)
+    assert_frame_equal(tm.to_pandas(coded, schema), df, check_dtype=True, check_categorical=True)
+    # chunks with their own dictionaries (as a store reads them), of int32 indices, values in any order
+    s = schema.column("s")
+    chunks = [
+        pa.DictionaryArray.from_arrays(pa.array([0, None, 1], pa.int32()), pa.array(["b", "é"], pa.large_string())),
+        pa.DictionaryArray.from_arrays(pa.array([1, 0, 0], pa.int32()), pa.array(["c,", "b"], pa.large_string())),
+        pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.large_string())),
+    ]
+    got = tm.array_to_pandas(pa.chunked_array(chunks), s)
+    assert got.dtype == df["s"].dtype
+    assert list(got.codes) == [2, -1, 0, 2, 1, 1]
+
+
+def test_ordered_categories_of_datetimes_round_trip_and_foreign_values_fail():
+    df = pd.DataFrame({"id": [1, 2], "c": pd.Categorical(pd.to_datetime(["2020-01-02", "2020-01-01"]), ordered=True)})
+    store = dk.connect("memory://ordered-datetimes")
+    assert df.dk.save(store, "t").failed == 0
+    pd.testing.assert_frame_equal(dk.load(store, "t"), df)
+    other = pd.DataFrame({"id": [3], "c": pd.Categorical(pd.to_datetime(["2021-01-01"]), ordered=True)})
+    res = other.dk.save(store, "t", if_exists="append")
+    assert res.failed == 1 and "not one of the categories" in res.failures["message"][0]

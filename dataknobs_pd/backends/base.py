@@ -12,7 +12,7 @@ engine turns that into failures (failures.classify). Anything else makes it rais
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 
 import numpy as np
@@ -31,6 +31,11 @@ class Backend(ABC):
 
     #: rows per chunk are chosen so that a chunk holds about this many cells
     chunk_cells = 1_000_000
+
+    #: True: the engine may hand `prepare` and `write` a category column (kind "category", not a key column)
+    #: as an Arrow dictionary array (the frame's categories, their values of the column's Arrow type) instead
+    #: of its values, and `read` may return such a column dictionary-encoded (see `conform`)
+    accepts_dictionary = False
 
     def __init__(self, url: str, **options):
         self.url = url
@@ -180,15 +185,18 @@ def without_rows(data: pa.Table, positions) -> pa.Table:
     return data.filter(pa.array(keep))
 
 
-def rebatch(stream: Iterator[pa.Table], schema: pa.Schema, limit: int | None, rows: int) -> Iterator[pa.Table]:
+def rebatch(
+    stream: Iterator[pa.Table], schema: pa.Schema, limit: int | None, rows: int, coded: Collection[str] = ()
+) -> Iterator[pa.Table]:
     """Tables of exactly `rows` rows (the last may be shorter) in `schema`, at most `limit` rows in all;
-    at least one table, empty when there are no rows."""
+    at least one table, empty when there are no rows. The columns named in `coded` come
+    dictionary-encoded (see `conform`)."""
     held: list[pa.Table] = []
     have = sent = 0
     for t in stream:
         if limit is not None and sent + have >= limit:
             break
-        t = conform(t, schema)
+        t = conform(t, schema, coded)
         if limit is not None:
             t = t.slice(0, limit - sent - have)
         held.append(t)
@@ -203,9 +211,15 @@ def rebatch(stream: Iterator[pa.Table], schema: pa.Schema, limit: int | None, ro
         yield pa.concat_tables(held) if held else schema.empty_table()
 
 
-def conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Exactly the columns, types and nullability of `schema` (a store may return e.g. a wider type)."""
+def conform(t: pa.Table, schema: pa.Schema, coded: Collection[str] = ()) -> pa.Table:
+    """Exactly the columns, types and nullability of `schema` (a store may return e.g. a wider type).
+
+    The columns named in `coded` (category columns a store reads dictionary-encoded, only from
+    backends with `accepts_dictionary`) are instead dictionary<int32, their type of `schema`>: the
+    dictionaries read are kept as they are, not expanded to their values."""
     t = t.select(schema.names).replace_schema_metadata(None)
+    if coded:
+        schema = pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in coded else f for f in schema])
     if t.schema.equals(schema):
         return t
     return pa.table([t.column(f.name).cast(f.type) for f in schema], schema=schema)

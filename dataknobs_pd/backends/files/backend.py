@@ -31,6 +31,7 @@ class FileBackend(Backend):
     """A folder of tables whose parts are files of one format."""
 
     chunk_cells = 10_000_000  # cells per write call, so per new part (written while the next chunk converts)
+    accepts_dictionary = True  # categories are written with their dictionaries (text formats decode them)
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ table to an open pyarrow file (`write`) and yields the rows of an open part that
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -38,10 +38,22 @@ class Format:
         """Write one part to the open pyarrow file `out`."""
         raise NotImplementedError
 
+    def coded(self, schema: TableSchema, columns: list[str], where_columns: list[str]) -> list[str]:
+        """The category columns among `columns` that `scan` yields dictionary-encoded (see base.conform)."""
+        return []
+
     def scan(
-        self, f, schema: TableSchema, columns: list[str], expr, where_columns: list[str], batch_rows: int
+        self,
+        f,
+        schema: TableSchema,
+        columns: list[str],
+        expr,
+        where_columns: list[str],
+        batch_rows: int,
+        coded: Sequence[str] = (),
     ) -> Iterator[pa.Table]:
-        """Yield the rows of the open part `f` matching `expr` (on `where_columns`), only `columns`."""
+        """Yield the rows of the open part `f` matching `expr` (on `where_columns`), only `columns`;
+        the columns in `coded` (from `coded()`) as dictionary<int32, their type>."""
         raise NotImplementedError
 
 
@@ -58,16 +70,19 @@ class Parquet(Format):
         facts: dict[int, Unholdable] = {}
         limit = (2**63 - 1) // 1000
         for name in data.column_names:
-            t = data.column(name).type
+            col = data.column(name)
+            if pa.types.is_dictionary(col.type):  # categories of timestamps: checked as their values
+                col = col.cast(col.type.value_type)
+            t = col.type
             if pa.types.is_timestamp(t) and t.unit == "s":
-                ints = pc.abs(data.column(name).cast(pa.int64()))
+                ints = pc.abs(col.cast(pa.int64()))
                 bad = pc.fill_null(pc.greater(ints, limit), False).to_numpy(zero_copy_only=False)
                 for i in np.flatnonzero(bad):
                     facts.setdefault(
                         int(i),
                         Unholdable(
                             name,
-                            f"{text.show(data.column(name), int(i))} is beyond what Parquet can hold in a "
+                            f"{text.show(col, int(i))} is beyond what Parquet can hold in a "
                             f"seconds column (it stores milliseconds)",
                         ),
                     )
@@ -82,12 +97,16 @@ class Parquet(Format):
             use_dictionary=dictionary_columns(data),
         )
 
-    def scan(self, f, schema, columns, expr, where_columns, batch_rows):
+    def coded(self, schema, columns, where_columns):
+        # Text categories are read as Parquet's dictionaries and stay so (TypeMapper computes the codes from
+        # each chunk's dictionary), unless `where` filters on them: row groups are pruned by the statistics of
+        # plain columns only.
+        return [c for c in columns if _coded(schema, c) and c not in where_columns]
+
+    def scan(self, f, schema, columns, expr, where_columns, batch_rows, coded=()):
         # Given the table's schema, the scan reads a column the part lacks as nulls.
         whole = batch_rows >= 1_000_000  # a whole load (no chunksize)
-        # An unfiltered whole load reads text categories as Parquet's dictionaries and expands them after, which
-        # costs less than decoding every value as text; the values, and so the table returned, are the same.
-        coded = [c for c in columns if _coded(schema, c)] if whole and expr is None else []
+        coded = [c for c in coded if c in columns]
         arrow = schema.arrow_schema
         if coded:
             fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=coded))
@@ -103,11 +122,7 @@ class Parquet(Format):
             kw = {} if isinstance(piece, ds.Dataset) else {"schema": arrow}
             for batch in piece.to_batches(columns=columns, filter=expr, batch_size=min(batch_rows, 1 << 20), **kw):
                 if batch.num_rows:
-                    t = pa.Table.from_batches([batch])
-                    for c in coded:
-                        i = t.schema.get_field_index(c)
-                        t = t.set_column(i, schema.column(c).field, t.column(i).cast(schema.column(c).arrow))
-                    yield t
+                    yield pa.Table.from_batches([batch])
 
 
 def _coded(schema: TableSchema, name: str) -> bool:
@@ -120,13 +135,14 @@ class _Text(Format):
     """What CSV and JSON lines share: values go as text forms; what has none fails at `convert`."""
 
     def prepare(self, data, schema):
+        data = decoded(data, schema)
         facts: dict[int, Unholdable] = {}
         for name in data.column_names:
             for i, why in text.unholdable(data.column(name), schema.column(name), self.name).items():
                 facts.setdefault(i, Unholdable(name, why))
         return without_rows(data, facts), facts
 
-    def scan(self, f, schema, columns, expr, where_columns, batch_rows):
+    def scan(self, f, schema, columns, expr, where_columns, batch_rows, coded=()):
         wanted = list(columns) + [n for n in where_columns if n not in columns]  # decoded to filter, then dropped
         for t in self.read(f, schema, wanted, batch_rows):
             if expr is not None:
@@ -144,7 +160,7 @@ class CSV(_Text):
     name, suffix = "csv", ".csv"
 
     def write(self, out, data, schema):
-        text.write_csv(out, data, schema)
+        text.write_csv(out, decoded(data, schema), schema)
 
     def read(self, f, schema, columns, batch_rows):
         return text.read_csv(f, schema, columns)
@@ -156,14 +172,26 @@ class JSONL(_Text):
     name, suffix = "jsonl", ".jsonl"
 
     def write(self, out, data, schema):
-        text.write_jsonl(out, data, schema)
+        text.write_jsonl(out, decoded(data, schema), schema)
 
     def read(self, f, schema, columns, batch_rows):
         return text.read_jsonl(f, schema, columns, batch_rows)
 
 
+def decoded(data: pa.Table, schema: TableSchema) -> pa.Table:
+    """`data` with its dictionary-encoded (category) columns as their values, for the text formats."""
+    names = [f.name for f in data.schema if pa.types.is_dictionary(f.type)]
+    if not names:
+        return data
+    for name in names:
+        i = data.schema.get_field_index(name)
+        data = data.set_column(i, schema.column(name).field, data.column(i).cast(schema.column(name).arrow))
+    return data
+
+
 def dictionary_columns(data: pa.Table, sample: int = 8192) -> list[str]:
-    """Columns worth dictionary-encoding: at most half of a spread sample of their values distinct.
+    """Columns worth dictionary-encoding: at most half of a spread sample of their values distinct, and
+    those already dictionary-encoded (categories, written with their own dictionary as a pyarrow user would).
 
     Parquet writers try a dictionary on every column and fall back to plain values only after
     it grows large; on floats, timestamps and unique ids that costs time and space in every part.
@@ -173,6 +201,9 @@ def dictionary_columns(data: pa.Table, sample: int = 8192) -> list[str]:
     out = []
     for name in data.column_names:
         col = data.column(name)
+        if pa.types.is_dictionary(col.type):
+            out.append(name)
+            continue
         if n == 0 or pa.types.is_nested(col.type) or pa.types.is_boolean(col.type):
             continue
         try:

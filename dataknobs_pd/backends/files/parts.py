@@ -52,13 +52,23 @@ def match(have: pa.Table, want: pa.Table, key: list[str]) -> np.ndarray:
 
 
 def complete(data: pa.Table, schema: TableSchema) -> pa.Table:
-    """All columns of the schema, in its order and types; the absent ones null."""
+    """All columns of the schema, in its order and types; the absent ones null. A dictionary-encoded
+    (category) column stays so, its dictionary of the column's type."""
     n = data.num_rows
-    cols = [
-        data.column(c.name).cast(c.arrow) if c.name in data.column_names else pa.nulls(n, c.arrow)
-        for c in schema.columns
-    ]
-    return pa.table(cols, schema=schema.arrow_schema)
+    fields, cols = [], []
+    for c in schema.columns:
+        if c.name not in data.column_names:
+            fields.append(c.field)
+            cols.append(pa.nulls(n, c.arrow))
+            continue
+        col = data.column(c.name)
+        if pa.types.is_dictionary(col.type) and col.type.value_type == c.arrow:
+            fields.append(c.field.with_type(col.type))
+            cols.append(col)
+        else:
+            fields.append(c.field)
+            cols.append(col.cast(c.arrow))
+    return pa.table(cols, schema=pa.schema(fields))
 
 
 def encode_bounds(rows: list[tuple], schema: TableSchema) -> str:

@@ -3,7 +3,7 @@ scanned by the format, in key order by merging sorted parts a batch at a time.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
 from itertools import pairwise
@@ -92,13 +92,17 @@ def _read(b: FileBackend, st: State, files: dict, columns, where, order, limit, 
         if c not in need:
             need.append(c)
     target = pa.schema([schema.column(c).field for c in columns])
+    # category columns the format reads dictionary-encoded, and returns so; never those rows are sorted by
+    where_columns = sorted({c for group in where for c, _, _ in group}) if where else []
+    sorted_by = {c for c, _ in order} | set(key or [])
+    coded = [c for c in b.fmt.coded(schema, columns, where_columns) if c not in sorted_by]
 
     def scans(p: Part) -> Iterator[pa.Table]:
-        return scan(b, st, p, need, where, batch_rows, files.get(p.file))
+        return scan(b, st, p, need, where, batch_rows, files.get(p.file), coded)
 
     if order:
         fields = pa.schema([schema.column(c).field for c in need])
-        tables = [conform(t, fields) for p in parts for t in scans(p)]
+        tables = [conform(t, fields, coded) for p in parts for t in scans(p)]
         data = pa.concat_tables(tables) if tables else fields.empty_table()
         data = data.sort_by([(c, "ascending" if asc else "descending") for c, asc in order])
         if limit is not None:
@@ -113,13 +117,21 @@ def _read(b: FileBackend, st: State, files: dict, columns, where, order, limit, 
             stream = parts_.merge(streams, key)
     else:
         stream = (t for p in parts for t in scans(p))
-    yield from rebatch(stream, target, limit, batch_rows)
+    yield from rebatch(stream, target, limit, batch_rows, coded)
 
 
 def scan(
-    b: FileBackend, st: State, part: Part, columns: list[str], where: list | None, batch_rows: int, opened=None
+    b: FileBackend,
+    st: State,
+    part: Part,
+    columns: list[str],
+    where: list | None,
+    batch_rows: int,
+    opened=None,
+    coded: Sequence[str] = (),
 ) -> Iterator[pa.Table]:
-    """Yield the rows of one part matching `where`, only `columns`, in file order (from `opened`, if given)."""
+    """Yield the rows of one part matching `where`, only `columns`, in file order (from `opened`, if given);
+    the category columns in `coded` (Format.coded) dictionary-encoded."""
     path = f"{b.storage.dir(st.name)}/{part.file}"
     expr = to_expression(where, st.schema.arrow_schema) if where else None
     tx = b.tx.current()
@@ -130,4 +142,4 @@ def scan(
     source = nullcontext(opened) if opened is not None else b.storage.open_read(path, size)
     where_columns = sorted({c for group in where for c, _, _ in group}) if where else []
     with b.storage.io(f"reading table {st.name!r}"), source as f:
-        yield from b.fmt.scan(f, st.schema, columns, expr, where_columns, batch_rows)
+        yield from b.fmt.scan(f, st.schema, columns, expr, where_columns, batch_rows, coded)
