@@ -328,7 +328,7 @@ class TypeMapper(DtypeTools):
     def _check_ordered(self, s: pd.Series, col: Column):
         cats = _categories(col.dtype)[0]  # in their own dtype: datetimes are saved as text
         vals = s.dropna()
-        bad = ~pd.Index(vals.astype(object)).isin(cats.astype(object))
+        bad = ~pd.Index(vals.astype(object), dtype=object).isin(cats.astype(object))
         if bad.any():
             raise ValueError(f"{vals[bad].iloc[0]!r} is not one of the categories of ordered column {col.name!r}")
 
