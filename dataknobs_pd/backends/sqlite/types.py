@@ -37,19 +37,10 @@ def encode(arr: pa.Array | pa.ChunkedArray, t: pa.DataType) -> list:
     _, st = storage(t)
     if st is None:
         return [None if v is None else json.dumps(v, default=str) for v in arr.to_pylist()]
-    if pa.types.is_dictionary(arr.type) and pa.types.is_string(st):  # a category: look its values up, once
-        chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-        return [v for chunk in chunks for v in _looked_up(chunk)]
     stored = arr.cast(st) if arr.type != st else arr
     if pa.types.is_floating(st) or pa.types.is_string(st) or (pa.types.is_integer(st) and stored.null_count == 0):
         return stored.to_numpy(zero_copy_only=False).tolist()  # NaN stands for NULL in REAL; None in text
     return stored.to_pylist()
-
-
-def _looked_up(chunk: pa.DictionaryArray) -> list:
-    """A dictionary array's values as text (None for null), taking from its few distinct values."""
-    values = np.array(chunk.dictionary.cast(pa.string()).to_pylist() + [None], dtype=object)
-    return values[chunk.indices.fill_null(len(values) - 1).to_numpy()].tolist()
 
 
 def decode(values, t: pa.DataType) -> pa.Array:
