@@ -32,7 +32,7 @@ INT64_MAX = 2**63 - 1
 TS_MIN_US = -211813488000000000 - 946684800000000
 # date range in days since 1970: julian day 0 .. 5874897-12-31
 DATE_MIN, DATE_MAX = -2440588, 2147483494 - 2440588 - 1
-_UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
+_UNIT_US = {"s": 1_000_000, "ms": 1_000, "us": 1}  # ns is written as int64 nanoseconds, never scaled
 _INTERVAL = np.dtype([("months", "<i4"), ("days", "<i4"), ("ns", "<i8")])
 _JSON_SUSPECT = re.compile(r"NaN|Infinity|\\u0000")
 
@@ -196,7 +196,7 @@ def unstorable(arr: pa.Array, col: Column, p: PgColumn) -> dict[int, Unholdable]
             if why:
                 out.setdefault(int(i), Unholdable(col.name, why, RowError.TypeConversion))
     elif p.family == "timestamp" and not p.ns and len(arr):
-        f = _UNIT_US[arr.type.unit] or 1  # not p.ns: never the ns unit here
+        f = _UNIT_US[arr.type.unit]
         v = arr.cast(pa.int64())
         lo, hi = -((-TS_MIN_US) // f), INT64_MAX // f
         flag(
@@ -207,8 +207,8 @@ def unstorable(arr: pa.Array, col: Column, p: PgColumn) -> dict[int, Unholdable]
                 f"(4713 BC to 294276 AD)"
             ),
         )
-    elif p.family == "interval" and not p.ns and len(arr) and (_UNIT_US[arr.type.unit] or 1) > 1:
-        lim = INT64_MAX // (_UNIT_US[arr.type.unit] or 1)
+    elif p.family == "interval" and not p.ns and len(arr) and _UNIT_US[arr.type.unit] > 1:
+        lim = INT64_MAX // _UNIT_US[arr.type.unit]
         v = arr.cast(pa.int64())
         flag(
             pc.greater(pc.abs(v), lim),
