@@ -26,13 +26,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import flights_frame, peak_memory
+from common import flights_frame, interleaved, peak_memory
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import dataknobs_pd as dk
@@ -59,14 +58,8 @@ def frame(n: int) -> pd.DataFrame:
 
 
 def best_of(fns: dict, repeat: int) -> dict:
-    """The best time of each function, runs interleaved so that a busy moment hits both sides alike."""
-    times = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    return {name: min(ts) for name, ts in times.items()}
+    """The best time of each function by name, runs taken in turns (common.interleaved)."""
+    return dict(zip(fns, interleaved([(fn, None) for fn in fns.values()], repeat)))
 
 
 def main() -> None:
