@@ -123,6 +123,9 @@ class DaskAccessor:
             errors=errors,
             chunksize=chunksize,
             progress=progress,
+            dry_run=dry_run,
+            track_changes=track_changes,
+            new_columns=new_columns,
         )
 
     def update_batch(
@@ -148,6 +151,9 @@ class DaskAccessor:
             errors=errors,
             chunksize=chunksize,
             progress=progress,
+            dry_run=dry_run,
+            track_changes=track_changes,
+            new_columns=new_columns,
         )
 
     def delete(
@@ -163,7 +169,15 @@ class DaskAccessor:
     ) -> BatchResult:
         """Delete the rows whose key is in the frame (see dataknobs_pd.delete)."""
         return api.delete(
-            Partitions(self._ddf), store, table, key=key, errors=errors, chunksize=chunksize, progress=progress
+            Partitions(self._ddf),
+            store,
+            table,
+            key=key,
+            errors=errors,
+            chunksize=chunksize,
+            progress=progress,
+            dry_run=dry_run,
+            track_changes=track_changes,
         )
 
 

@@ -157,3 +157,22 @@ def test_a_killed_worker_never_writes_a_row_twice(tmp_path):
 def _part_of(ddf, row: int) -> int:
     sizes = ddf.map_partitions(len).compute().tolist()
     return int(np.searchsorted(np.cumsum(sizes), row, side="right"))
+
+
+def test_dry_run_track_changes_and_new_columns_reach_the_engine(tmp_path):
+    url = f"sqlite:///{tmp_path}/opts.db"
+    pd.DataFrame({"id": np.arange(6), "v": np.zeros(6)}).dk.save(url, "t")
+    new = pd.DataFrame({"id": [1, 2, 7], "v": [1.0, 2.0, 7.0], "w": ["a", "b", "c"]})
+    with dask.config.set(scheduler="threads"):
+        ddf = dd.from_pandas(new, npartitions=2, sort=False)
+        with pytest.raises(dk.SchemaMismatchError, match="'w'"):
+            ddf.dk.save(url, "t", if_exists="upsert")
+        dry = ddf.dk.save(url, "t", if_exists="upsert", new_columns="add", dry_run=True)
+        assert dry.dry_run and not dry.committed and len(dry.changes) == 3
+        assert dk.load(url, "t")["v"].tolist() == [0.0] * 6 and "w" not in dk.load(url, "t").columns
+        res = ddf.dk.update_batch(url, "t", new_columns="add", track_changes=True, insert_missing=True)
+        assert res.ok and sorted(res.changes["row"].tolist()) == [0, 1, 2]
+        gone = dd.from_pandas(pd.DataFrame({"id": [3, 4]}), npartitions=2).dk.delete(url, "t", dry_run=True)
+        assert gone.dry_run and gone.succeeded == 2
+    out = dk.load(url, "t").set_index("id")
+    assert out.loc[[1, 2, 7], "w"].tolist() == ["a", "b", "c"] and len(out) == 7
