@@ -76,6 +76,8 @@ def save(
         return Plan(schema, "upsert" if if_exists == "upsert" else "insert", schema_changed=changed, added=tuple(added))
 
     job = Job("save", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
+    if store.scheme != "memory" and getattr(store, "borrowed", None) is None:  # other processes can open it
+        job.spec = (store._url, store._options)
     res = _run(job, errors, chunksize, progress, dry_run, track_changes)
     if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
         res._commit = functools.partial(

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import changes, keys
+from . import aside, changes, keys
 from .backends.base import Backend
 from .changes import CHANGE_COLUMNS
 from .errors import BatchError, ConcurrentWriteError, WriteError
@@ -25,6 +25,10 @@ from .progress import Progress
 from .result import BatchResult
 from .schema import Column, TableSchema
 from .types import TypeMapper, is_default_index
+
+#: writes a converted part (its rows' positions in the frame beside it) somewhere else than into the
+#: table; returns which rows' keys were there, as Backend.write does
+Put = Callable[[pa.Table, np.ndarray], "np.ndarray | None"]
 
 ATTEMPTS = 5  # a call that lost a race with another writer (ConcurrentWriteError) runs again, this often
 
@@ -61,6 +65,7 @@ class Job:
     new_columns: str = "fail"  # columns a later frame of a stream brings: "fail" or "add"
     dry_run: bool = False  # do everything, then roll back
     track: bool = False  # record what each written row changes (BatchResult.changes)
+    spec: tuple[str, dict] | None = None  # (url, options): how a worker process opens the store (None: it cannot)
 
     @property
     def single(self) -> pd.DataFrame | None:
@@ -90,7 +95,8 @@ class BatchWriter:
         # and again inside it: another writer may have created or changed the table meanwhile.
         existing = job.backend.schema(job.table)
         plan = job.plan(existing)
-        for attempt in range(ATTEMPTS):
+        done = aside.load(self, job, plan, existing)  # a new table, from partitions written in parallel
+        for attempt in range(0 if done else ATTEMPTS):
             try:
                 tally, committed, plan = self._attempt(job, plan, existing)
                 break
@@ -100,6 +106,8 @@ class BatchWriter:
                 time.sleep(random.uniform(0.02, 0.1 * 2**attempt))
                 existing = job.backend.schema(job.table)
                 plan = job.plan(existing)
+        if done:
+            tally, committed = done
         single = job.single
         result = BatchResult(
             operation=job.operation,
@@ -186,9 +194,10 @@ class BatchWriter:
 
     # -- one chunk ---------------------------------------------------------------------
     def _chunk(
-        self, job: Job, plan: Plan, df: pd.DataFrame, rows: np.ndarray, failures: Failures
+        self, job: Job, plan: Plan, df: pd.DataFrame, rows: np.ndarray, failures: Failures, put: Put | None = None
     ) -> pd.DataFrame | None:
-        """Convert and write the rows `rows` of `df`; with change tracking, what each written row changed."""
+        """Convert and write the rows `rows` of `df` (through `put` when given, else into the table); with
+        change tracking, what each written row changed."""
         if len(rows) == 0:
             return None
         contiguous = rows[-1] - rows[0] + 1 == len(rows)
@@ -213,21 +222,26 @@ class BatchWriter:
             )
             tracked = changes.diff(data, stored, key, mode)
             tracked.insert(0, "row", rows)
-        self._write(job, plan, data, rows, failures)
+        self._write(job, plan, data, rows, failures, put)
         if tracked is not None and failures:
             tracked = tracked[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
         return tracked
 
-    def _write(self, job: Job, plan: Plan, data: pa.Table, rows: np.ndarray, failures: Failures) -> None:
+    def _write(
+        self, job: Job, plan: Plan, data: pa.Table, rows: np.ndarray, failures: Failures, put: Put | None = None
+    ) -> None:
         """Write `data`, each part in a savepoint, halving any part the store refuses until the rows at
         fault stand alone; the rows a write leaves out (by key) are classified from what it found."""
         backend, table, schema, mode = job.backend, job.table, plan.schema, plan.mode
 
         def attempt(lo: int, hi: int) -> None:
             part = data.slice(lo, hi - lo)
+            existed: np.ndarray | None
             with backend.savepoint():
-                if mode == "delete":
-                    existed: np.ndarray | None = backend.delete(table, part, schema)
+                if put is not None:
+                    existed = put(part, rows[lo:hi])
+                elif mode == "delete":
+                    existed = backend.delete(table, part, schema)
                 else:
                     existed = backend.write(table, part, schema, mode)
             for i, f in classify(part, schema, mode, existed).items():
@@ -276,14 +290,18 @@ class _Tally:
             c.insert(2, "key", pd.Series(keys.key_labels(df, key, at), dtype=object))
             c["row"] = at + self.total
             self._changes.append(c)
+        positions = np.array(sorted(failures), dtype=np.int64)
+        self.add_failed(n, len(df), failures, df.iloc[positions])
+
+    def add_failed(self, n: int, rows: int, failures: Failures, failed: pd.DataFrame) -> None:
+        """Frame `n` of the stream, of `rows` rows: its failures by position in it, and those rows, in order."""
         if failures:
-            positions = np.array(sorted(failures), dtype=np.int64)
-            self.failures.update({self.total + int(p): failures[int(p)] for p in positions})
-            self.partition.update({self.total + int(p): n for p in positions})
-            self._failed.append(df.iloc[positions])
+            self.failures.update({self.total + int(p): failures[int(p)] for p in sorted(failures)})
+            self.partition.update({self.total + int(p): n for p in failures})
+            self._failed.append(failed)
         elif not self._failed:
-            self._failed.append(df.iloc[:0])  # keeps the columns and dtypes of an empty report
-        self.total += len(df)
+            self._failed.append(failed.iloc[:0])  # keeps the columns and dtypes of an empty report
+        self.total += rows
 
     def changes(self) -> pd.DataFrame:
         if not self._changes:

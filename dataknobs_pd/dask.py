@@ -60,11 +60,32 @@ class Partitions:
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         parts = self.ddf.to_delayed()
+        if not parts:
+            return
+        # The first alone: a caller may read only it (to plan the call) and then write through `map`.
+        yield parts[0].compute()
         client = _client()
         if client is not None:
-            yield from self._distributed(client, parts)
+            yield from self._distributed(client, parts[1:])
         else:
-            yield from self._local(parts)
+            yield from self._local(parts[1:])
+
+    def map(self, fn, *args) -> Iterator:
+        """fn(partition, its number, *args) for every partition, each run where the partition is computed
+        (one Dask task: a worker that dies takes both with it, and Dask runs them again); the results
+        in partition order."""
+        tasks = [dask.delayed(fn, pure=False)(p, i, *args) for i, p in enumerate(self.ddf.to_delayed())]
+        client = _client()
+        if client is None:
+            yield from dask.compute(*tasks)
+            return
+        futures = client.compute(tasks)
+        try:
+            for f in futures:
+                yield f.result()
+                f.release()
+        finally:
+            client.cancel([f for f in futures if f.status == "pending"])
 
     def _distributed(self, client, parts) -> Iterator[pd.DataFrame]:
         ahead = self.ahead or max(2, 2 * len(client.scheduler_info().get("workers", {})))

@@ -176,3 +176,146 @@ def test_dry_run_track_changes_and_new_columns_reach_the_engine(tmp_path):
         assert gone.dry_run and gone.succeeded == 2
     out = dk.load(url, "t").set_index("id")
     assert out.loc[[1, 2, 7], "w"].tolist() == ["a", "b", "c"] and len(out) == 7
+
+
+# -- a new PostgreSQL table from partitions written in parallel (dataknobs_pd.aside) ----------------------
+@pytest.fixture
+def parallel(monkeypatch):
+    """How many calls wrote through the parallel load (the real one, counted)."""
+    from dataknobs_pd import aside
+
+    ran: list[bool] = []
+    real = aside.load
+
+    def counted(*a):
+        done = real(*a)
+        ran.append(done is not None)
+        return done
+
+    monkeypatch.setattr(aside, "load", counted)
+    return ran
+
+
+def _aside_tables(url: str) -> list[str]:
+    store = dk.connect(url)
+    with store.backend.session.borrow() as c:
+        rows = c.query(
+            "SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace($1) AND relname LIKE '\\_dk\\_aside%'",
+            (store.backend.nsp,),
+        )
+    return [r[0] for r in rows]
+
+
+def test_parallel_load_reports_as_the_one_writer(cluster, parallel):
+    url = pg.new_store_url()
+    df = pd.DataFrame(
+        {
+            "id": pd.array(np.r_[0:60, 5, 61, None, 62, 30], dtype="Int64"),  # 5 and 30 repeat across partitions
+            "v": np.arange(65) * 0.5,
+            "big": [2**62] * 63 + [2**70, 1],  # 2**70 does not fit the column's Int: a conversion failure
+        },
+        index=pd.RangeIndex(100, 165),
+    )
+    frames = [df.iloc[lo : lo + 13] for lo in range(0, 65, 13)]
+    one = dk.save(frames, url, "one")  # the same partitions through the one writer
+    res = dd.from_pandas(df, npartitions=5, sort=False).dk.save(url, "t")
+    assert parallel == [False, True]  # the list of frames went through the one writer, the partitions not
+    assert (res.total, res.failed) == (65, one.failed) and one.failed >= 3
+    cols = ["row", "partition", "stage", "error", "message"]
+    assert_frame_equal(res.failures[cols], one.failures[cols])
+    assert_frame_equal(res.failed_rows(), one.failed_rows())
+    assert_frame_equal(dk.load(url, "t"), dk.load(url, "one"))
+    assert _aside_tables(url) == []
+
+
+def test_parallel_load_raise_and_replace(cluster, parallel):
+    url = pg.new_store_url()
+    old = pd.DataFrame({"id": [1, 2], "v": ["a", "b"]})
+    old.dk.save(url, "t")
+    new = pd.DataFrame({"id": np.r_[10:50, 10], "v": "x"})
+    ddf = dd.from_pandas(new, npartitions=4, sort=False)
+    with pytest.raises(dk.BatchError) as info:
+        ddf.dk.save(url, "t", if_exists="replace", errors="raise")
+    assert info.value.result.failures["row"].tolist() == [40]
+    assert_frame_equal(dk.load(url, "t"), old)
+    res = ddf.dk.save(url, "t", if_exists="replace")
+    assert res.succeeded == 40 and dk.load(url, "t")["id"].tolist() == list(range(10, 50))
+    with pytest.raises(dk.TableExistsError):
+        ddf.dk.save(url, "t")
+    assert parallel == [False, True, True] and _aside_tables(url) == []
+
+
+def test_a_retried_partition_replaces_its_first_try(cluster):
+    from dataknobs_pd.aside import write_part
+
+    url = pg.new_store_url()
+    part = pd.DataFrame({"id": np.arange(100), "v": np.arange(100) * 1.0})
+    store = dk.connect(url)
+    schema = dk.TypeMapper().schema(part, ["id"])
+    aside = store.backend.open_aside("t", schema)
+    try:
+        for _ in range(2):  # a worker that died after its commit: Dask runs the partition again
+            assert write_part(part, 3, (store._url, {}), aside, "t", schema, 30).failures == {}
+        with store.backend.transaction():
+            store.backend.swap_in(aside, "t", schema)
+    finally:
+        store.backend.drop_aside(aside)
+    assert_frame_equal(dk.load(url, "t"), part)
+
+
+def test_a_worker_killed_after_writing_its_partitions_writes_no_row_twice(tmp_path, keep_dtypes):
+    """The other worker's partitions are written (their results wait on it) when it dies: Dask runs
+    them again on a new worker, and each new try first removes what the first wrote."""
+    from distributed import Client, LocalCluster
+
+    url = pg.new_store_url()
+    go = tmp_path / "go"
+
+    def slow(part):
+        planned = tmp_path / "planned"  # the driver reads partition 0 first, to plan the call
+        if part["id"].iloc[0] == 0 and not planned.exists():
+            planned.write_text("")
+        elif part["id"].iloc[0] == 0 and not go.exists():  # then it waits until the other worker is killed
+            (tmp_path / "slow").write_text(str(os.getpid()))
+            deadline = time.monotonic() + 60
+            while not go.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return part
+
+    df = pd.DataFrame({"id": np.arange(6000), "v": np.arange(6000) * 1.0})
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50) as lc,
+        Client(lc) as client,
+    ):
+        ddf = dd.from_pandas(df, npartitions=6).map_partitions(slow, meta=df.iloc[:0])
+
+        def killer():
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    names = _aside_tables(url)
+                    if names and (tmp_path / "slow").exists():
+                        with dk.connect(url).backend.session.borrow() as c:
+                            n = c.query(f'SELECT count(*) FROM "{dk.connect(url).backend.nsp}"."{names[0]}"')[0][0]
+                        if n >= 5000:  # partitions 1-5 are written, partition 0 waits
+                            break
+                    time.sleep(0.05)
+                else:
+                    return
+                waiting = int((tmp_path / "slow").read_text())
+                other = [p for p in client.run(os.getpid).values() if p != waiting]
+                os.kill(other[0], signal.SIGKILL)
+                killed.append(other[0])
+            finally:
+                go.write_text("")
+
+        killed: list = []
+        t = threading.Thread(target=killer)
+        t.start()
+        res = ddf.dk.save(url, "t")
+        t.join(timeout=60)
+    assert killed, "the worker was not killed"
+    assert res.ok and res.total == 6000
+    out = dk.load(url, "t")
+    assert len(out) == 6000 and out["id"].is_unique
+    assert_frame_equal(out, df)

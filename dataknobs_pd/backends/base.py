@@ -103,6 +103,37 @@ class Backend(ABC):
         and when it is empty rows come in key order, or in insertion order without a key.
         """
 
+    # -- a new table loaded by many writers at once (the partitions of a Dask DataFrame) ----------
+    # The driver opens the table aside; each partition's writer, in another process, clears what an
+    # earlier try of its partition wrote and adds its rows, in one transaction of its own; the driver
+    # takes out the rows it rejects (a key an earlier partition holds) and swaps the table in at one
+    # commit. A store that cannot (the default) is written by one writer.
+    def open_aside(self, table: str, schema: TableSchema) -> str | None:
+        """Create, committed at once, an empty table of `schema`'s columns (no key, hidden from `tables`)
+        for writers in other processes to fill; its name, or None when this store cannot."""
+        return None
+
+    def clear_aside(self, aside: str, part: int) -> None:
+        """Remove the rows of partition `part` (what an earlier try of it wrote), in the caller's transaction."""
+        raise NotImplementedError
+
+    def write_aside(self, aside: str, part: int, data: pa.Table, schema: TableSchema, rows: np.ndarray) -> None:
+        """Add `data`, rows `rows` of partition `part`, in the caller's transaction."""
+        raise NotImplementedError
+
+    def take_aside(self, aside: str, schema: TableSchema, part: int, rows: np.ndarray) -> pa.Table:
+        """Remove rows `rows` of partition `part` and return them (all columns, logical types, in order)."""
+        raise NotImplementedError
+
+    def swap_in(self, aside: str, table: str, schema: TableSchema) -> None:
+        """Make the aside table `table` (there is none of that name now), with `schema`, its key included,
+        in the call's transaction."""
+        raise NotImplementedError
+
+    def drop_aside(self, aside: str) -> None:
+        """Remove the aside table, if it is still there."""
+        raise NotImplementedError
+
     # -- history: stores that keep earlier versions of their tables override these -------
     def history(self, table: str) -> list[dict]:
         """The table's versions, newest first: version, timestamp, operation, rows ..."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
@@ -62,6 +63,7 @@ from .types import (
 )
 
 _STAGE = f"pg_temp.{q(STAGE)}"  # qualified: a user table of that name is never taken for it
+_PART = 1 << 40  # a row loaded aside is marked part * _PART + its position in its partition
 
 
 class PostgresBackend(Backend):
@@ -405,6 +407,70 @@ class PostgresBackend(Backend):
                 )
 
             return tx.retrying(attempt, table)
+
+    # -- a new table loaded by many writers at once (see Backend.open_aside) ---------------------
+    def open_aside(self, table, schema):
+        check_names(table, schema)
+        if not schema.key:  # a keyless table keeps its rows in the order one writer inserted them
+            return None
+        aside = f"_dk_aside_{uuid.uuid4().hex}"
+        defs = [d for col in schema.columns for d in plan(col).ddl(col.nullable)] + [f"{q(ROW)} bigint NOT NULL"]
+        room = f" WITH (fillfactor = {self.fillfactor})" if self.fillfactor < 100 else ""
+        with self.session.borrow() as c:  # committed at once: the writers are other connections
+            c.run(f"CREATE TABLE {self._t(aside)} ({', '.join(defs)}){room}", doing=f"creating a table for {table!r}")
+        return aside
+
+    def clear_aside(self, aside, part):
+        with self.session.use() as tx:  # a second try of the partition waits for the first's transaction
+            tx.conn.run("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", (aside, part), doing="loading")
+            tx.conn.run(
+                f"DELETE FROM {self._t(aside)} WHERE {q(ROW)} >= $1 AND {q(ROW)} < $2",
+                (part * _PART, (part + 1) * _PART),
+                doing="loading",
+            )
+
+    def write_aside(self, aside, part, data, schema, rows):
+        marks = pa.array(np.asarray(rows, dtype=np.int64) + part * _PART, type=pa.int64())
+        with self.session.use() as tx:
+            tx.conn.copy(aside, wire_table(data, schema, {ROW: marks}), schema=self.nsp)
+
+    def take_aside(self, aside, schema, part, rows):
+        marks = [int(r) + part * _PART for r in rows]
+        numbers = itertools.count(1)
+        clause, params = where_sql([[(ROW, "in", marks)]], lambda c, v: v, param=lambda: f"${next(numbers)}")
+        p = plans(schema)
+        selected = ", ".join(q(n) for c in schema.names for n in p[c].stored)
+        bound = pa.record_batch(
+            [pa.array([v], pa.int64()) for v in params], names=[f"p{i}" for i in range(len(params))]
+        )
+        out = pa.schema([pa.field(n, schema.column(n).arrow) for n in schema.names])
+        batches = self._fetch(
+            aside,
+            f"SELECT {selected} FROM {self._t(aside)}{clause}",
+            [(ROW, True)],
+            None,
+            bound,
+            out,
+            [(schema.column(n), p[n]) for n in schema.names],
+            len(marks) or 1,
+        )
+        taken = pa.concat_tables(list(batches))
+        with self.session.use() as tx:
+            tx.conn.run(f"DELETE FROM {self._t(aside)} {clause}", params, doing="loading")
+        return taken
+
+    def swap_in(self, aside, table, schema):
+        check_names(table, schema)
+        with self.session.use() as tx:
+            t = self._t(aside)
+            tx.conn.run(f"ALTER TABLE {t} DROP COLUMN {q(ROW)}", doing=f"creating table {table!r}")
+            tx.conn.run(f"ALTER TABLE {t} RENAME TO {q(table)}", doing=f"creating table {table!r}")
+            self.set_schema(table, schema)
+            tx.defer_key(self._t(table), table, physical_key(schema))
+
+    def drop_aside(self, aside):
+        with self.session.borrow() as c:
+            c.run(f"DROP TABLE IF EXISTS {self._t(aside)}", doing="removing a table loaded aside")
 
     # -- reading -----------------------------------------------------------------------------
     def read(self, table, schema, columns, where, order, limit, batch_rows):

@@ -1,0 +1,153 @@
+"""A new table loaded by many writers at once: the partitions of a Dask DataFrame written in parallel
+into a table aside, which one commit at the driver swaps in.
+
+A save that creates (or replaces) a keyed table, from a source of partitions that runs work where
+they are computed (dask.Partitions), on a store that can take rows from many writers
+(Backend.open_aside: PostgreSQL, parallel COPY streams):
+
+- each partition's writer (a Dask task, retried by Dask when its worker dies) converts, checks and
+  writes its rows with the engine's own chunk writer (row isolation, exact dtypes), in one
+  transaction of its own that first removes what an earlier try of the partition wrote: a retry
+  never writes a row twice. It leaves out rows with a missing or repeated key, and sends back only
+  the keys of its rows, its failures and the rows that failed;
+- the driver checks the keys across partitions in partition order (a key an earlier partition holds
+  fails at `validate`, as in one frame: the keys of the partitions so far, about 20 bytes a row),
+  takes those rows out of the table aside, and in the call's transaction drops the old table and
+  swaps the new one in (its primary key is built there, once). `errors="raise"` with a failure
+  swaps nothing in, and the table aside is always dropped.
+
+Anything else (a later partition that does not fit the first's schema, a dry run, change tracking,
+a write into an existing table, a keyless table) goes through the one writer (batch.BatchWriter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from . import keys
+from .errors import DataKnobsError
+from .failures import Failures
+from .progress import Progress
+
+if TYPE_CHECKING:
+    from .batch import BatchWriter, Job, Plan, _Tally
+    from .schema import TableSchema
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Partitions that run work where they are computed."""
+
+    def map(self, fn: Callable, *args) -> Iterator:
+        """fn(partition, its number, *args) for every partition, computed by workers; results in order."""
+
+
+@dataclass
+class Part:
+    """What a partition's writer sends back: no rows but those that failed."""
+
+    rows: int = 0
+    keys: pd.DataFrame | None = None  # the key of every row, for the checks across partitions
+    failures: Failures = field(default_factory=dict)  # by position in the partition: conversion, store
+    failed: pd.DataFrame | None = None  # the rows it left out (failures, missing or repeated keys), in order
+    left_out: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # their positions
+    index: pd.RangeIndex | None = None  # the partition's default index (not stored, so not read back)
+    misfit: bool = False  # it does not fit the first partition's schema: the one writer must write it
+
+
+def load(writer: BatchWriter, job: Job, plan: Plan, existing: TableSchema | None) -> tuple[_Tally, bool] | None:
+    """Run a save that creates `job.table` through writers in parallel: the tally and whether it was
+    committed (not when errors="raise" met a failure), or None when this call cannot be run so (the
+    caller then writes it with the one writer)."""
+    from .batch import _Tally
+
+    source, schema, backend = job.again, plan.schema, job.backend
+    if (
+        not isinstance(source, Source)
+        or job.spec is None
+        or job.operation != "save"
+        or not plan.create
+        or not schema.key
+        or job.dry_run
+        or job.track
+    ):
+        return None
+    aside = backend.open_aside(job.table, schema)
+    if aside is None:
+        return None
+    try:
+        tally, seen = _Tally(), keys.KeySet()
+        with Progress(None, f"{job.operation} {job.table}", job.progress) as bar:
+            for n, part in enumerate(source.map(write_part, job.spec, aside, job.table, schema, job.chunksize)):
+                if part.misfit:
+                    return None
+                failures = writer._validate(part.keys, schema.key, seen, tally.total)
+                failed = part.failed
+                taken = np.setdiff1d(np.fromiter(failures, dtype=np.int64), part.left_out)
+                if len(taken):  # keys an earlier partition holds: out of the table, into the report
+                    rows = writer.mapper.to_pandas(backend.take_aside(aside, schema, n, taken), schema)
+                    if part.index is not None:  # a default index is not stored: the rows' labels in the frame
+                        rows.index = part.index[taken]
+                    at = np.concatenate([part.left_out, taken])
+                    failed = pd.concat([failed, rows]).iloc[np.argsort(at, kind="stable")]
+                for i, f in part.failures.items():  # a key failing `validate` is what the one writer reports
+                    failures.setdefault(i, f)
+                tally.add_failed(n, part.rows, failures, failed)
+                bar.update(part.rows, tally.failed)
+        if tally.failed and job.errors == "raise":
+            return tally, False
+        with backend.transaction():
+            backend.claim(job.table)
+            now = backend.schema(job.table)
+            if now != existing:
+                job.plan(now)  # another writer made the table meanwhile: refused as the one writer would
+            if now is not None:
+                backend.drop(job.table)
+            backend.swap_in(aside, job.table, schema)
+        return tally, True
+    finally:
+        backend.drop_aside(aside)
+
+
+def write_part(df: pd.DataFrame, n: int, spec: tuple, aside: str, table: str, schema, chunksize) -> Part:
+    """On a worker: convert, check and write partition `n` into the table aside, in one transaction
+    that first removes what an earlier try of it wrote."""
+    from .batch import BatchWriter, Job, Plan
+    from .store import connect
+    from .types import TypeMapper
+
+    mapper = TypeMapper()
+    try:
+        _, changed, _ = mapper.fit(df, schema, table, "fail")
+    except DataKnobsError:
+        changed = True
+    if changed:  # new columns or categories: the table's schema changes, which only the one writer does
+        return Part(misfit=True)
+    backend = connect(spec[0], **spec[1]).backend
+    plan = Plan(schema, "insert", create=True)
+    job = Job("save", backend, backend.url, table, [df], lambda _: plan)
+    kf = keys.key_frame(df, schema.key)
+    null, dup = keys.invalid_rows(kf)
+    left_out = np.union1d(null, dup).astype(np.int64)
+    failures: Failures = {}
+
+    def put(data, rows):
+        backend.write_aside(aside, n, data, schema, rows)
+
+    writer = BatchWriter(mapper)
+    per_chunk = chunksize or backend.chunk_rows(len(schema.columns))
+    with backend.transaction():
+        backend.clear_aside(aside, n)
+        for lo in range(0, len(df), per_chunk):
+            rows = np.arange(lo, min(len(df), lo + per_chunk))
+            if len(left_out):
+                rows = rows[~np.isin(rows, left_out)]
+            writer._chunk(job, plan, df, rows, failures, put)
+    left_out = np.union1d(left_out, np.fromiter(failures, dtype=np.int64))
+    index = df.index if not schema.index_columns and isinstance(df.index, pd.RangeIndex) else None
+    return Part(len(df), kf, failures, df.iloc[left_out], left_out, index)
