@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 class Source(Protocol):
     """Partitions that run work where they are computed."""
 
-    def map(self, fn: Callable, *args) -> Iterator:
+    def on_workers(self, fn: Callable, *args) -> Iterator:
         """fn(partition, its number, *args) for every partition, computed by workers; results in order."""
 
 
@@ -83,7 +83,7 @@ def load(writer: BatchWriter, job: Job, plan: Plan, existing: TableSchema | None
     try:
         tally, seen = _Tally(), keys.KeySet()
         with Progress(None, f"{job.operation} {job.table}", job.progress) as bar:
-            for n, part in enumerate(source.map(write_part, job.spec, aside, job.table, schema, job.chunksize)):
+            for n, part in enumerate(source.on_workers(write_part, job.spec, aside, job.table, schema, job.chunksize)):
                 if part.misfit:
                     return None
                 failures = writer._validate(part.keys, schema.key, seen, tally.total)

@@ -4,14 +4,17 @@
     res = ddf.dk.save(store, "flights", key="id")   # the arguments of df.dk.save
     ddf = dataknobs_pd.dask.load(store, "flights", npartitions=8)
 
-Writes: Dask computes the partitions (reading, transforming: whatever the graph holds) on its
-workers, a few ahead of the writer, and the engine of `dk.save(frames)` writes them in partition
-order in one transaction. So a partition that Dask recomputes after a worker died is only read
-again, never written twice; `errors="raise"` is all or nothing across every partition; a key
-repeated in a later partition fails at `validate` like one repeated within a frame (the keys
-seen so far are kept, keys only, at the writer); `row` counts across the whole frame and the
-failures gain a `partition` column. The store sees one writer (as SQLite and DuckDB require),
-and any store works, the in-process memory store included.
+Writes: a save that creates (or replaces) a keyed table on a store that takes rows from many
+writers (PostgreSQL) runs on the workers: each partition is converted, checked and COPYed by the
+worker that computes it into a table aside, and one commit at the driver swaps that table in
+(dataknobs_pd.aside). Every other write (into an existing table, SQLite, DuckDB, file stores, a
+keyless table, a dry run) goes through one writer: Dask computes the partitions on its workers, a few
+ahead, and the engine of `dk.save(frames)` writes them in partition order in one transaction. Either
+way a partition that Dask runs again after a worker died never writes a row twice; `errors="raise"`
+is all or nothing across every partition; a key repeated in a later partition fails at `validate`
+like one repeated within a frame (the driver keeps the keys seen so far, keys only); `row` counts
+across the whole frame and the failures gain a `partition` column. The memory store works on the
+local scheduler.
 
 Loads: one task per key range of the table (when it has a single sortable key; its values
 become the divisions when the key is the index), each a `dk.load` with `where` and `columns`
@@ -70,7 +73,7 @@ class Partitions:
         else:
             yield from self._local(parts[1:])
 
-    def map(self, fn, *args) -> Iterator:
+    def on_workers(self, fn, *args) -> Iterator:
         """fn(partition, its number, *args) for every partition, each run where the partition is computed
         (one Dask task: a worker that dies takes both with it, and Dask runs them again); the results
         in partition order."""

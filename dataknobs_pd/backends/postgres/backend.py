@@ -435,29 +435,21 @@ class PostgresBackend(Backend):
             tx.conn.copy(aside, wire_table(data, schema, {ROW: marks}), schema=self.nsp)
 
     def take_aside(self, aside, schema, part, rows):
-        marks = [int(r) + part * _PART for r in rows]
-        numbers = itertools.count(1)
-        clause, params = where_sql([[(ROW, "in", marks)]], lambda c, v: v, param=lambda: f"${next(numbers)}")
         p = plans(schema)
         selected = ", ".join(q(n) for c in schema.names for n in p[c].stored)
-        bound = pa.record_batch(
-            [pa.array([v], pa.int64()) for v in params], names=[f"p{i}" for i in range(len(params))]
-        )
         out = pa.schema([pa.field(n, schema.column(n).arrow) for n in schema.names])
-        batches = self._fetch(
-            aside,
-            f"SELECT {selected} FROM {self._t(aside)}{clause}",
-            [(ROW, True)],
-            None,
-            bound,
-            out,
-            [(schema.column(n), p[n]) for n in schema.names],
-            len(marks) or 1,
-        )
-        taken = pa.concat_tables(list(batches))
-        with self.session.use() as tx:
-            tx.conn.run(f"DELETE FROM {self._t(aside)} {clause}", params, doing="loading")
-        return taken
+        columns = [(schema.column(n), p[n]) for n in schema.names]
+        taken = []
+        marks = np.asarray(rows, dtype=np.int64) + part * _PART
+        for lo in range(0, len(marks), 10_000):  # bound values per statement are limited (65,535)
+            params = [int(m) for m in marks[lo : lo + 10_000]]
+            clause = f" WHERE {q(ROW)} IN ({', '.join(f'${i}' for i in range(1, len(params) + 1))})"
+            bound = pa.record_batch([pa.array([v], pa.int64()) for v in params], names=[f"p{i}" for i in params])
+            sql = f"SELECT {selected} FROM {self._t(aside)}{clause}"
+            taken += self._fetch(aside, sql, [(ROW, True)], None, bound, out, columns, len(params))
+            with self.session.borrow() as c:
+                c.run(f"DELETE FROM {self._t(aside)}{clause}", params, doing="loading")
+        return pa.concat_tables(taken) if taken else out.empty_table()
 
     def swap_in(self, aside, table, schema):
         check_names(table, schema)
