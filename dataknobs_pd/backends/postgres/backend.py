@@ -418,16 +418,23 @@ class PostgresBackend(Backend):
         room = f" WITH (fillfactor = {self.fillfactor})" if self.fillfactor < 100 else ""
         with self.session.borrow() as c:  # committed at once: the writers are other connections
             c.run(f"CREATE TABLE {self._t(aside)} ({', '.join(defs)}){room}", doing=f"creating a table for {table!r}")
+            c.run(f"CREATE TABLE {self._t(aside + '_parts')} (part integer PRIMARY KEY)", doing="creating a table")
         return aside
 
     def clear_aside(self, aside, part):
+        """A partition's rows are removed (a scan of the table aside) only when an earlier try of it
+        committed, as the table of written partitions says."""
         with self.session.use() as tx:  # a second try of the partition waits for the first's transaction
-            tx.conn.run("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", (aside, part), doing="loading")
-            tx.conn.run(
-                f"DELETE FROM {self._t(aside)} WHERE {q(ROW)} >= $1 AND {q(ROW)} < $2",
-                (part * _PART, (part + 1) * _PART),
-                doing="loading",
-            )
+            c, doing = tx.conn, "loading"
+            c.run("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))", (aside, part), doing=doing)
+            if c.query(f"SELECT EXISTS (SELECT 1 FROM {self._t(aside + '_parts')} WHERE part = $1)", (part,))[0][0]:
+                c.run(
+                    f"DELETE FROM {self._t(aside)} WHERE {q(ROW)} >= $1 AND {q(ROW)} < $2",
+                    (part * _PART, (part + 1) * _PART),
+                    doing=doing,
+                )
+            else:
+                c.run(f"INSERT INTO {self._t(aside + '_parts')} VALUES ($1)", (part,), doing=doing)
 
     def write_aside(self, aside, part, data, schema, rows):
         marks = pa.array(np.asarray(rows, dtype=np.int64) + part * _PART, type=pa.int64())
@@ -462,7 +469,7 @@ class PostgresBackend(Backend):
 
     def drop_aside(self, aside):
         with self.session.borrow() as c:
-            c.run(f"DROP TABLE IF EXISTS {self._t(aside)}", doing="removing a table loaded aside")
+            c.run(f"DROP TABLE IF EXISTS {self._t(aside)}, {self._t(aside + '_parts')}", doing="removing a table")
 
     # -- reading -----------------------------------------------------------------------------
     def read(self, table, schema, columns, where, order, limit, batch_rows):
