@@ -44,6 +44,7 @@ URLS = {
     "sqlite": lambda tmp: f"sqlite:///{tmp}/d.db",
     "postgresql": lambda tmp: pg.new_store_url(),
     "parquet": lambda tmp: f"parquet://{tmp}/p",
+    "delta": lambda tmp: f"delta://{tmp}/delta",
     "memory": lambda tmp: f"memory://dask-{tmp.name}",
 }
 
