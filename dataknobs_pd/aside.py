@@ -33,10 +33,10 @@ from . import keys
 from .errors import DataKnobsError
 from .failures import Failures
 from .progress import Progress
+from .schema import TableSchema
 
 if TYPE_CHECKING:
     from .batch import BatchWriter, Job, Plan, _Tally
-    from .schema import TableSchema
 
 
 @runtime_checkable
@@ -90,7 +90,9 @@ def load(writer: BatchWriter, job: Job, plan: Plan, existing: TableSchema | None
                 failed = part.failed
                 taken = np.setdiff1d(np.fromiter(failures, dtype=np.int64), part.left_out)
                 if len(taken):  # keys an earlier partition holds: out of the table, into the report
-                    rows = writer.mapper.to_pandas(backend.take_aside(aside, schema, n, taken), schema)
+                    key_schema = TableSchema(columns=[schema.column(k) for k in schema.key], key=schema.key)
+                    kf, _ = writer.mapper.to_arrow(part.keys.iloc[taken], key_schema, False)
+                    rows = writer.mapper.to_pandas(backend.take_aside(aside, schema, n, taken, kf), schema)
                     if part.index is not None:  # a default index is not stored: the rows' labels in the frame
                         rows.index = part.index[taken]
                     at = np.concatenate([part.left_out, taken])
@@ -142,7 +144,7 @@ def write_part(df: pd.DataFrame, n: int, spec: tuple, aside: str, table: str, sc
     writer = BatchWriter(mapper)
     per_chunk = chunksize or backend.chunk_rows(len(schema.columns))
     with backend.transaction():
-        backend.clear_aside(aside, n)
+        backend.clear_aside(aside, n, schema)
         for lo in range(0, len(df), per_chunk):
             rows = np.arange(lo, min(len(df), lo + per_chunk))
             if len(left_out):

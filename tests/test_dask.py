@@ -197,6 +197,26 @@ def parallel(monkeypatch):
     return ran
 
 
+PARALLEL = ["postgresql", "parquet", "csv", "jsonl"]  # the stores that take a new table from many writers
+
+
+@pytest.fixture(params=PARALLEL)
+def purl(request, tmp_path):
+    return pg.new_store_url() if request.param == "postgresql" else f"{request.param}://{tmp_path}/{request.param}"
+
+
+def _leftovers(url: str, table: str) -> list[str]:
+    """What a parallel load left behind: tables aside (PostgreSQL), or records and part files the table's
+    manifest does not list (file stores)."""
+    if url.startswith("postgresql"):
+        return _aside_tables(url)
+    backend = dk.connect(url).backend
+    st = backend.manifests.load(table)[0].state
+    listed = {p.file for p in st.parts} if st else set()
+    names = os.listdir(backend._dir(table)) if os.path.isdir(backend._dir(table)) else []
+    return [n for n in names if n == "_dk_aside" or (n.startswith("part-") and n not in listed)]
+
+
 def _aside_tables(url: str) -> list[str]:
     store = dk.connect(url)
     with store.backend.session.borrow() as c:
@@ -207,8 +227,8 @@ def _aside_tables(url: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_parallel_load_reports_as_the_one_writer(cluster, parallel):
-    url = pg.new_store_url()
+def test_parallel_load_reports_as_the_one_writer(cluster, parallel, purl):
+    url = purl
     df = pd.DataFrame(
         {
             "id": pd.array(np.r_[0:60, 5, 61, None, 62, 30], dtype="Int64"),  # 5 and 30 repeat across partitions
@@ -226,11 +246,11 @@ def test_parallel_load_reports_as_the_one_writer(cluster, parallel):
     assert_frame_equal(res.failures[cols], one.failures[cols])
     assert_frame_equal(res.failed_rows(), one.failed_rows())
     assert_frame_equal(dk.load(url, "t"), dk.load(url, "one"))
-    assert _aside_tables(url) == []
+    assert _leftovers(url, "t") == []
 
 
-def test_parallel_load_raise_and_replace(cluster, parallel):
-    url = pg.new_store_url()
+def test_parallel_load_raise_and_replace(cluster, parallel, purl):
+    url = purl
     old = pd.DataFrame({"id": [1, 2], "v": ["a", "b"]})
     old.dk.save(url, "t")
     new = pd.DataFrame({"id": np.r_[10:50, 10], "v": "x"})
@@ -243,13 +263,13 @@ def test_parallel_load_raise_and_replace(cluster, parallel):
     assert res.succeeded == 40 and dk.load(url, "t")["id"].tolist() == list(range(10, 50))
     with pytest.raises(dk.TableExistsError):
         ddf.dk.save(url, "t")
-    assert parallel == [False, True, True] and _aside_tables(url) == []
+    assert parallel == [False, True, True] and _leftovers(url, "t") == []
 
 
-def test_a_retried_partition_replaces_its_first_try(cluster):
+def test_a_retried_partition_replaces_its_first_try(purl):
     from dataknobs_pd.aside import write_part
 
-    url = pg.new_store_url()
+    url = purl
     part = pd.DataFrame({"id": np.arange(100), "v": np.arange(100) * 1.0})
     store = dk.connect(url)
     schema = dk.TypeMapper().schema(part, ["id"])
@@ -262,14 +282,32 @@ def test_a_retried_partition_replaces_its_first_try(cluster):
     finally:
         store.backend.drop_aside(aside)
     assert_frame_equal(dk.load(url, "t"), part)
+    assert _leftovers(url, "t") == []
 
 
-def test_a_worker_killed_after_writing_its_partitions_writes_no_row_twice(tmp_path, keep_dtypes):
+def _rows_aside(url: str, table: str) -> int:
+    """Rows the partitions have written aside so far (their transactions committed)."""
+    backend = dk.connect(url).backend
+    if url.startswith("postgresql"):
+        names = _aside_tables(url)
+        if not names:
+            return 0
+        with backend.session.borrow() as c:
+            return c.query(f'SELECT count(*) FROM "{backend.nsp}"."{min(names, key=len)}"')[0][0]
+    jobs = f"{backend._dir(table)}/_dk_aside"
+    records = [
+        f"{jobs}/{j}/{r}" for j in (os.listdir(jobs) if os.path.isdir(jobs) else []) for r in os.listdir(f"{jobs}/{j}")
+    ]
+    return sum(p.rows for r in records for p in backend.manifests.parse(table, open(r, "rb").read()).state.parts)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "parquet"])
+def test_a_worker_killed_after_writing_its_partitions_writes_no_row_twice(tmp_path, keep_dtypes, kind):
     """The other worker's partitions are written (their results wait on it) when it dies: Dask runs
     them again on a new worker, and each new try first removes what the first wrote."""
     from distributed import Client, LocalCluster
 
-    url = pg.new_store_url()
+    url = pg.new_store_url() if kind == "postgresql" else f"parquet://{tmp_path}/store"
     go = tmp_path / "go"
 
     def slow(part):
@@ -294,12 +332,8 @@ def test_a_worker_killed_after_writing_its_partitions_writes_no_row_twice(tmp_pa
             try:
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
-                    names = _aside_tables(url)
-                    if names and (tmp_path / "slow").exists():
-                        with dk.connect(url).backend.session.borrow() as c:
-                            n = c.query(f'SELECT count(*) FROM "{dk.connect(url).backend.nsp}"."{names[0]}"')[0][0]
-                        if n >= 5000:  # partitions 1-5 are written, partition 0 waits
-                            break
+                    if (tmp_path / "slow").exists() and _rows_aside(url, "t") >= 5000:
+                        break  # partitions 1-5 are written, partition 0 waits
                     time.sleep(0.05)
                 else:
                     return
@@ -320,3 +354,4 @@ def test_a_worker_killed_after_writing_its_partitions_writes_no_row_twice(tmp_pa
     out = dk.load(url, "t")
     assert len(out) == 6000 and out["id"].is_unique
     assert_frame_equal(out, df)
+    assert _leftovers(url, "t") == []

@@ -113,7 +113,7 @@ class Backend(ABC):
         for writers in other processes to fill; its name, or None when this store cannot."""
         return None
 
-    def clear_aside(self, aside: str, part: int) -> None:
+    def clear_aside(self, aside: str, part: int, schema: TableSchema) -> None:
         """Remove the rows of partition `part` (what an earlier try of it wrote), in the caller's transaction."""
         raise NotImplementedError
 
@@ -121,8 +121,9 @@ class Backend(ABC):
         """Add `data`, rows `rows` of partition `part`, in the caller's transaction."""
         raise NotImplementedError
 
-    def take_aside(self, aside: str, schema: TableSchema, part: int, rows: np.ndarray) -> pa.Table:
-        """Remove rows `rows` of partition `part` and return them (all columns, logical types, in order)."""
+    def take_aside(self, aside: str, schema: TableSchema, part: int, rows: np.ndarray, keys: pa.Table) -> pa.Table:
+        """Remove rows `rows` of partition `part` (whose keys are `keys`) and return them (all columns, logical
+        types, in that order)."""
         raise NotImplementedError
 
     def swap_in(self, aside: str, table: str, schema: TableSchema) -> None:

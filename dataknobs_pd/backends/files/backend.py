@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
-from ...errors import InvalidArgumentError, StorageError, TableNotFoundError
+from ...errors import ConcurrentWriteError, InvalidArgumentError, StorageError, TableNotFoundError
 from ...failures import inserted
 from ..base import Backend, conform, put_rows
 from . import parts as parts_
@@ -319,6 +319,119 @@ class FileBackend(Backend):
         tables = list(reading.scan(self, st, part, columns, None, 1 << 30))
         return pa.concat_tables([conform(t, target) for t in tables]) if tables else target.empty_table()
 
+    # -- a new table loaded by many writers at once (see Backend.open_aside) -------------------------
+    # The writers put their part files in the table's folder (unlisted, so no reader sees them) and, at
+    # the end of each partition's transaction, a record of that partition's parts (a manifest of its own,
+    # `_dk_aside/<job>/<partition>.json`, replaced by a later try); swap_in lists them all in the table's
+    # next manifest. The aside's name is "<job>/<table>".
+    def open_aside(self, table, schema):
+        if not schema.key:  # a keyless table keeps its rows in the order one writer inserted them
+            return None
+        with self.storage.io(f"writing table {table!r}"):
+            self.storage.ensure_dir(self._dir(table))
+        return f"{uuid.uuid4().hex[:16]}/{table}"
+
+    def _record(self, aside: str, part: int | None = None) -> str:
+        job, table = aside.split("/", 1)
+        folder = f"{self._dir(table)}/_dk_aside/{job}"
+        return folder if part is None else f"{folder}/{part:08d}.json"
+
+    def _parts_of(self, aside: str, part: int) -> tuple[Part, ...]:
+        """The parts recorded for partition `part` (none yet: ())."""
+        raw = self.storage.cat(self._record(aside, part))
+        st = self.manifests.parse(aside, raw).state if raw else None
+        return st.parts if st else ()
+
+    def _put_record(self, aside: str, part: int, schema, parts) -> None:
+        path = self._record(aside, part)
+        self.storage.ensure_dir(path.rsplit("/", 1)[0])
+        with self.storage.open_write(path) as out:
+            out.write(self.manifests.encode(aside, State(aside, schema, tuple(parts)), 0))
+        self.storage.sync(path)
+
+    def clear_aside(self, aside, part, schema):
+        """The partition starts with no parts; at commit its record is replaced, and the parts an earlier
+        try of it recorded are removed."""
+        tx, table = self.tx.mine(), aside.split("/", 1)[1]
+        written: list[Part] = []
+
+        def then():
+            with self.storage.io(f"writing table {table!r}"):
+                earlier = self._parts_of(aside, part)
+                self._put_record(aside, part, schema, written)
+            kept = {p.file for p in written}
+            self._remove(f"{self._dir(table)}/{p.file}" for p in earlier if p.file not in kept)
+
+        then.written = written  # type: ignore[attr-defined]
+        tx.after[(aside, part)] = then
+
+    def write_aside(self, aside, part, data, schema, rows):
+        data = data.take(pa.array(parts_.sort_order(data, schema.key)))
+        self.tx.mine().after[(aside, part)].written.append(self._write_aside_part(aside, data, schema))
+
+    def _write_aside_part(self, aside: str, data: pa.Table, schema) -> Part:
+        """Write rows sorted by key as a part file of the aside's table, now (not in the background)."""
+        job, table = aside.split("/", 1)
+        data = parts_.complete(data, schema).replace_schema_metadata(None)
+        file = f"part-{job}-{uuid.uuid4().hex[:16]}{self.fmt.suffix}"
+        with self.storage.io(f"writing table {table!r}"):
+            size = self.pool.write(f"{self._dir(table)}/{file}", data, schema)
+        keys = data.select(schema.key)
+        return Part(file, data.num_rows, size, parts_.row(keys, 0), parts_.row(keys, data.num_rows - 1))
+
+    def take_aside(self, aside, schema, part, rows, keys):
+        table = aside.split("/", 1)[1]
+        st = State(table, schema, self._parts_of(aside, part))
+        out: list[pa.Table | None] = [None] * keys.num_rows
+        kept = []
+        for p in st.parts:
+            whole = self._read_whole(st, p)
+            at = parts_.match(whole.select(schema.key), keys, schema.key)
+            hit = np.flatnonzero(at >= 0)
+            if not len(hit):
+                kept.append(p)
+                continue
+            for i in hit:
+                out[i] = whole.slice(int(at[i]), 1)
+            rest = np.ones(whole.num_rows, dtype=bool)
+            rest[at[hit]] = False
+            if rest.any():
+                kept.append(self._write_aside_part(aside, whole.filter(pa.array(rest)), schema))
+        with self.storage.io(f"writing table {table!r}"):
+            self._put_record(aside, part, schema, kept)
+        self._remove(f"{self._dir(table)}/{p.file}" for p in st.parts if p not in kept)
+        found = [t for t in out if t is not None]
+        return pa.concat_tables(found) if found else schema.arrow_schema.empty_table()
+
+    def swap_in(self, aside, table, schema):
+        folder, records = self._dir(table), self._record(aside)
+        with self.storage.io(f"writing table {table!r}"):
+            names = sorted(n for n in self.storage.ls(records) if n.endswith(".json"))
+            parts = [p for n in names for p in self._parts_of(aside, int(n.rsplit("/", 1)[-1][:-5]))]
+            there = set(self.storage.entries(folder, stat=False))
+        gone = [p.file for p in parts if p.file not in there]
+        if gone:  # another writer of the table swept them as leftovers meanwhile
+            raise ConcurrentWriteError(
+                f"table {table!r} in {self.display} was changed by another writer during this call "
+                f"({len(gone)} new part(s) are gone); nothing was written"
+            )
+        self.tx.get(table)
+        self.tx.put(table, State(table, schema, tuple(parts)))
+
+    def drop_aside(self, aside):
+        job, table = aside.split("/", 1)
+        folder = self._dir(table)
+        st = self.manifests.load(table)[0].state
+        listed = {p.file for p in st.parts} if st else set()
+        with self.storage.io(f"writing table {table!r}"):
+            mine = [n for n in self.storage.entries(folder, stat=False) if n.startswith(f"part-{job}-")]
+            records = self._record(aside)
+            self.storage.remove(f"{records}/{n.rsplit('/', 1)[-1]}" for n in self.storage.ls(records))
+            self.storage.rmdir(records)
+            self.storage.rmdir(records.rsplit("/", 1)[0])
+        self._remove(f"{folder}/{n}" for n in mine if n not in listed)
+        self.storage.rmdir(folder)  # only when empty: the call created no table
+
     # -- reading -------------------------------------------------------------------------------
     def read(self, table, schema, columns, where, order, limit, batch_rows):
         return reading.read(self, table, schema, columns, where, order, limit, batch_rows)
@@ -342,10 +455,10 @@ class Writers:
             wait(list(tx.pending.values()), return_when=FIRST_COMPLETED)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dk-files")
-        tx.pending[path] = self._pool.submit(self._write, path, data, schema)
+        tx.pending[path] = self._pool.submit(self.write, path, data, schema)
 
-    def _write(self, path: str, data: pa.Table, schema) -> int:
-        """Write one part file (on a worker thread); returns its size in bytes."""
+    def write(self, path: str, data: pa.Table, schema) -> int:
+        """Write one part file (on a worker thread, or in the caller's); returns its size in bytes."""
         with self.storage.open_write(path) as out:
             self.format.write(out, data, schema)
             size = out.tell()

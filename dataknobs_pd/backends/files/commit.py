@@ -30,6 +30,7 @@ class Tx:
     sizes: dict = field(default_factory=dict)  # path -> bytes, once written
     orphans: dict = field(default_factory=dict)  # table -> file names found in its folder when (re)created
     locks: dict = field(default_factory=dict)  # table -> fd of its lock file, held until the transaction ends
+    after: dict = field(default_factory=dict)  # name -> what to do once the commit is done (see FileBackend.aside)
 
 
 class Holds:
@@ -224,6 +225,8 @@ class Transactions:
         for table in [t for t in done if tx.states[t] is None]:
             self.storage.rmdir(self.manifests.folder(table))  # only when empty (a tombstone may stay)
             self.storage.rmdir(self.storage.dir(table))
+        for then in tx.after.values():
+            then()
 
     def _publish(self, tx: Tx, table: str) -> dict[int, Entry]:
         """Put the table's next manifest; the versions its folder then holds."""

@@ -421,7 +421,7 @@ class PostgresBackend(Backend):
             c.run(f"CREATE TABLE {self._t(aside + '_parts')} (part integer PRIMARY KEY)", doing="creating a table")
         return aside
 
-    def clear_aside(self, aside, part):
+    def clear_aside(self, aside, part, schema):
         """A partition's rows are removed (a scan of the table aside) only when an earlier try of it
         committed, as the table of written partitions says."""
         with self.session.use() as tx:  # a second try of the partition waits for the first's transaction
@@ -441,7 +441,7 @@ class PostgresBackend(Backend):
         with self.session.use() as tx:
             tx.conn.copy(aside, wire_table(data, schema, {ROW: marks}), schema=self.nsp)
 
-    def take_aside(self, aside, schema, part, rows):
+    def take_aside(self, aside, schema, part, rows, keys):
         p = plans(schema)
         selected = ", ".join(q(n) for c in schema.names for n in p[c].stored)
         out = pa.schema([pa.field(n, schema.column(n).arrow) for n in schema.names])
