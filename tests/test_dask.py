@@ -197,7 +197,7 @@ def parallel(monkeypatch):
     return ran
 
 
-PARALLEL = ["postgresql", "parquet", "csv", "jsonl"]  # the stores that take a new table from many writers
+PARALLEL = ["postgresql", "parquet", "csv", "jsonl", "delta"]  # the stores that take a new table from many writers
 
 
 @pytest.fixture(params=PARALLEL)
@@ -211,6 +211,10 @@ def _leftovers(url: str, table: str) -> list[str]:
     if url.startswith("postgresql"):
         return _aside_tables(url)
     backend = dk.connect(url).backend
+    if url.startswith("delta"):  # stage folders the table's files are not in
+        folder = backend.loc.folder(table)
+        listed = {u.rsplit("/", 2)[-2] for u in backend.loc.delta_table(table).file_uris()}
+        return [n for n in os.listdir(folder) if n == "_dk_aside" or (n.startswith("dk-") and n not in listed)]
     st = backend.manifests.load(table)[0].state
     listed = {p.file for p in st.parts} if st else set()
     names = os.listdir(backend._dir(table)) if os.path.isdir(backend._dir(table)) else []

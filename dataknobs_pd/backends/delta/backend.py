@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
-from contextlib import contextmanager
+import uuid
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
-from deltalake import DeltaTable
+import pyarrow.parquet as pq
+from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
 from ...errors import TableNotFoundError
 from ...failures import inserted
 from ...schema import TableSchema
 from ..base import Backend
+from ..files.parts import match
+from ..files.parts import sort_order as parts_order
 from . import physical as ph
 from .checks import Checker
 from .commit import commit
 from .history import SCHEMA_KEY, TOKEN_KEY, check_version, history_row, natural_schema, version_at
 from .location import Location, table_of
 from .reading import Snapshot, read_rows
-from .staging import Staged, Tx
+from .staging import Staged, Tx, complete
 
 REUSE_SECONDS = 1.0  # how long a table schema() opened is handed on to the next open of it in the same thread
 
@@ -168,6 +174,8 @@ class DeltaBackend(Backend):
                     done = commit(st)
                     if done is not None:
                         self._after_commit(st, *done)
+                for then in tx.after.values():
+                    then()
             finally:
                 self._tx = None
 
@@ -248,6 +256,131 @@ class DeltaBackend(Backend):
                 st.deletes.append(pos[existed])
                 st.modes += ("delete",)
             return existed
+
+    # -- a new table loaded by many writers at once (see Backend.open_aside) -------------------------
+    # Each partition's writer has delta-rs write its rows, sorted by key, as a table of their own in a stage
+    # folder of the table (their statistics with them), keeps the add actions, and at the end of its
+    # transaction records them (`_dk_aside/<job>/<partition>.json`, replaced by a later try, whose stage
+    # folders it removes); swap_in commits every recorded file as the table's next version, in one commit.
+    # The aside's name is "<job>/<table>".
+    def open_aside(self, table, schema):
+        if not schema.key:  # a keyless table numbers its rows in the order one writer inserted them
+            return None
+        ph.check_columns(schema, table)
+        return f"{uuid.uuid4().hex[:16]}/{table}"
+
+    def _record(self, aside: str, part: int | None = None) -> str:
+        job, table = aside.split("/", 1)
+        folder = f"{self.loc.folder(table)}/_dk_aside/{job}"
+        return folder if part is None else f"{folder}/{part:08d}.json"
+
+    def _adds_of(self, aside: str, part: int) -> list[dict]:
+        """The files recorded for partition `part` (none yet: [])."""
+        try:
+            return json.loads(self.loc.fs.cat_file(self._record(aside, part)))
+        except FileNotFoundError:
+            return []
+
+    def _put_record(self, aside: str, part: int, adds: list[dict]) -> None:
+        path = self._record(aside, part)
+        if self.loc.local:
+            os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        self.loc.fs.pipe_file(path, json.dumps(adds).encode())
+
+    def _stages(self, aside: str, adds: list[dict]) -> set[str]:
+        folder = self.loc.folder(aside.split("/", 1)[1])
+        return {f"{folder}/{a['path'].split('/', 1)[0]}" for a in adds}
+
+    def clear_aside(self, aside, part, schema):
+        """The partition starts with no files; at commit its record is replaced, and the stage folders an
+        earlier try of it recorded are removed."""
+        tx = self._current()
+        assert tx is not None, "a partition is written inside a transaction"
+        table = aside.split("/", 1)[1]
+        written: list[dict] = []
+
+        def then():
+            with self.loc.io(f"writing table {table!r}"):
+                earlier = self._adds_of(aside, part)
+                self._put_record(aside, part, written)
+            for stage in self._stages(aside, earlier) - self._stages(aside, written):
+                self.loc.remove_quietly(stage)
+
+        then.written = written  # type: ignore[attr-defined]
+        tx.after[(aside, part)] = then
+
+    def write_aside(self, aside, part, data, schema, rows):
+        stored = ph.to_stored(data, schema)
+        stored = stored.take(pa.array(parts_order(stored, ph.stored_key(schema))))
+        tx = self._current()
+        assert tx is not None, "a partition is written inside a transaction"
+        tx.after[(aside, part)].written.extend(self._write_stage(aside, stored, schema))
+
+    def _write_stage(self, aside: str, stored: pa.Table, schema: TableSchema) -> list[dict]:
+        """Write stored rows as the files of a stage folder of the aside's table; their add actions."""
+        job, table = aside.split("/", 1)
+        folder, stage = self.loc.folder(table), f"{self.loc.new_stage()}-{job}"
+        full = ph.stored_schema(schema)
+        with self.loc.io(f"writing table {table!r}"):
+            write_deltalake(
+                self.loc.uri_of(f"{folder}/{stage}"),
+                complete(stored, full).combine_chunks(),
+                mode="error",
+                storage_options=self.loc.delta_options or None,
+            )
+            return self.loc.harvest(folder, stage)
+
+    def take_aside(self, aside, schema, part, rows, keys):
+        table = aside.split("/", 1)[1]
+        folder, key = self.loc.folder(table), ph.stored_key(schema)
+        want = ph.to_stored(keys, TableSchema(columns=[schema.column(k) for k in schema.key], key=schema.key))
+        out: list[pa.Table | None] = [None] * keys.num_rows
+        kept: list[dict] = []
+        adds = self._adds_of(aside, part)
+        for a in adds:
+            with self.loc.io(f"writing table {table!r}"), self.loc.fs.open(f"{folder}/{a['path']}", "rb") as f:
+                whole = pq.read_table(f)
+            at = match(whole.select(key), want.select(key), key)
+            hit = np.flatnonzero(at >= 0)
+            if not len(hit):
+                kept.append(a)
+                continue
+            for i in hit:
+                out[i] = whole.slice(int(at[i]), 1)
+            rest = np.ones(whole.num_rows, dtype=bool)
+            rest[at[hit]] = False
+            if rest.any():
+                kept += self._write_stage(aside, whole.filter(pa.array(rest)), schema)
+        with self.loc.io(f"writing table {table!r}"):
+            self._put_record(aside, part, kept)
+        for stage in self._stages(aside, adds) - self._stages(aside, kept):
+            self.loc.remove_quietly(stage)
+        found = [t for t in out if t is not None]
+        return (
+            ph.to_logical(pa.concat_tables(found), schema, schema.names) if found else schema.arrow_schema.empty_table()
+        )
+
+    def swap_in(self, aside, table, schema):
+        with self.loc.io(f"writing table {table!r}"):
+            names = sorted(n for n in self.loc.ls(self._record(aside)) if n.endswith(".json"))
+            adds = [a for n in names for a in self._adds_of(aside, int(n[:-5]))]
+        st = self._touch(table)
+        st.restart(schema, fresh=True, dropped=False)
+        st.adds = adds
+
+    def drop_aside(self, aside):
+        job, table = aside.split("/", 1)
+        folder = self.loc.folder(table)
+        self.loc.remove_quietly(self._record(aside))
+        dt = self._open(table)
+        listed = {u.rsplit("/", 2)[-2] for u in dt.file_uris()} if dt is not None else set()
+        for name in self.loc.ls(folder):
+            if name.endswith(f"-{job}") and name not in listed:
+                self.loc.remove_quietly(f"{folder}/{name}")
+        if self.loc.local:  # folders left empty (object stores have none)
+            for empty in (f"{folder}/_dk_aside", folder):
+                with suppress(OSError):
+                    os.rmdir(empty)
 
     # -- reading --------------------------------------------------------------------------------
     def read(self, table, schema, columns, where, order, limit, batch_rows):

@@ -19,9 +19,9 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, Transaction, write_deltalake
+from deltalake import CommitProperties, Schema, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
-from deltalake.transaction import AddAction, RemoveAction
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from ...errors import ConcurrentWriteError, StorageError
 from ..base import put_rows
@@ -59,7 +59,20 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
     stage = None
     try:
         with loc.io(f"writing table {st.name!r}"):
-            if st.fresh:
+            if st.fresh and st.adds is not None:  # its files are written: one commit lists them
+                actions = [_add(a) for a in st.adds]
+                if st.base is None:
+                    create_table_with_add_actions(
+                        loc.uri(st.name),
+                        Schema.from_arrow(full),
+                        actions,
+                        mode="error",
+                        storage_options=loc.delta_options or None,
+                        commit_properties=props,
+                    )
+                else:  # overwrite: the commit removes every file of the version read
+                    st.base.create_write_transaction(list(actions), "overwrite", full, commit_properties=props)
+            elif st.fresh:
                 data = _new_rows(st, full, 0)
                 if st.base is None:
                     write_deltalake(
@@ -179,11 +192,14 @@ def _replace_files(st: Staged, full: pa.Schema, props: CommitProperties, stage: 
     now = int(time.time() * 1000)
     files = st.keys().files
     sizes = st.snapshot().sizes()
-    actions: list[AddAction | RemoveAction] = [
-        AddAction(a["path"], a["size"], {}, a["modificationTime"], True, a.get("stats") or "") for a in adds
-    ]
+    actions: list[AddAction | RemoveAction] = [_add(a) for a in adds]
     actions += [RemoveAction(files[f], True, now, sizes.get(files[f]), {}) for f in touched]
     st.base.create_write_transaction(actions, "append", full, commit_properties=props)
+
+
+def _add(a: dict) -> AddAction:
+    """The add action of a file written apart, from its entry in the log delta-rs wrote (Location.harvest)."""
+    return AddAction(a["path"], a["size"], {}, a["modificationTime"], True, a.get("stats") or "")
 
 
 def _merge(st: Staged, full: pa.Schema, props: CommitProperties) -> None:

@@ -47,6 +47,7 @@ class Staged:
     updates: list = field(default_factory=list)  # (changes in stored form, positions among Keys)
     deletes: list = field(default_factory=list)  # positions among Keys
     modes: tuple = ()
+    adds: list | None = None  # the files of a new table, written apart (see DeltaBackend.swap_in): add actions
     cache: dict = field(default_factory=dict)  # facts about `base` (keys, files, rules, verdicts): never undone
 
     def copy(self) -> Staged:
@@ -55,7 +56,7 @@ class Staged:
     def restart(self, schema: TableSchema | None, fresh: bool, dropped: bool) -> None:
         """Forget what is staged: the table is being (re)created, or dropped."""
         self.schema, self.fresh, self.dropped = schema, fresh, dropped
-        self.inserts, self.updates, self.deletes = [], [], []
+        self.inserts, self.updates, self.deletes, self.adds = [], [], [], None
 
     @property
     def has_rows(self) -> bool:
@@ -166,6 +167,7 @@ class Tx:
 
     owner: int = field(default_factory=threading.get_ident)
     tables: dict = field(default_factory=dict)  # name -> Staged
+    after: dict = field(default_factory=dict)  # what to do once the commits are done (see DeltaBackend.open_aside)
 
 
 def key_index(keys: pa.Table) -> pd.Index:
