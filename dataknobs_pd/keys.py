@@ -79,13 +79,25 @@ class KeySet:
 
     def __init__(self):
         self._blocks: list[tuple[pd.Index, np.ndarray]] = []
+        # The range of the keys so far, for one numeric or datetime key column (None: not kept): a frame
+        # whose keys all lie outside it holds none of them, so it needs no look-up (keys that ascend
+        # across frames, as ids usually do, are never hashed).
+        self._span: tuple | None = ()
 
     def add(self, kf: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
         """For each key of `kf` (unique, none null), the row of an earlier frame holding it, or -1;
         the new ones are added, at `rows`."""
         index = _as_index(kf)
         earlier = np.full(len(index), -1, dtype=np.int64)
-        for block, at in self._blocks:
+        if not len(index):
+            return earlier
+        seen, span = self._span, _range(index) if self._span is not None else None
+        outside = False
+        if span is not None and seen:
+            outside = span[0] > seen[1] or span[1] < seen[0]
+            span = (min(span[0], seen[0]), max(span[1], seen[1]))
+        self._span = span
+        for block, at in [] if outside else self._blocks:
             hit = block.get_indexer(index)
             found = hit >= 0
             earlier[found] = at[hit[found]]
@@ -97,6 +109,13 @@ class KeySet:
         if len(block):
             self._blocks.append((block, at))
         return earlier
+
+
+def _range(index: pd.Index) -> tuple | None:
+    """(lowest, highest) of a numeric or datetime key column; None for other keys."""
+    if index.nlevels != 1 or index.dtype.kind not in "iufmM":
+        return None
+    return index.min(), index.max()
 
 
 def _as_index(kf: pd.DataFrame) -> pd.Index:

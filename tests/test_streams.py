@@ -102,3 +102,33 @@ def test_empty_and_wrong_inputs_are_clear(url):
 def _then(frames, last):
     yield from frames
     yield last
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [np.arange(0, 10), np.arange(20, 30), np.r_[5, 40]],  # ascending, then back into the first range
+        [np.arange(20, 30), np.arange(0, 10), np.r_[25, 9, 99]],  # descending, then into both
+        [
+            pd.date_range("2024", periods=5, freq="D"),
+            pd.date_range("2025", periods=3, freq="D"),
+            [pd.Timestamp("2024-01-02")],
+        ],
+        [np.array(["b", "c"]), np.array(["x", "y"]), np.array(["c", "z"])],  # text keys: always looked up
+    ],
+)
+def test_key_set_finds_a_key_of_any_earlier_frame(keys):
+    from dataknobs_pd.keys import KeySet
+
+    seen, row, found = KeySet(), 0, []
+    firsts: dict = {}
+    for k in keys:
+        kf = pd.DataFrame({"id": k})
+        earlier = seen.add(kf, np.arange(row, row + len(kf)))
+        found += [(v, e) for v, e in zip(kf["id"], earlier) if e >= 0]
+        expected = [firsts.get(v, -1) for v in kf["id"]]
+        assert earlier.tolist() == expected
+        for i, v in enumerate(kf["id"]):
+            firsts.setdefault(v, row + i)
+        row += len(kf)
+    assert found, "each case repeats a key of an earlier frame"
