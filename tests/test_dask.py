@@ -359,3 +359,26 @@ def test_a_worker_killed_after_writing_its_partitions_writes_no_row_twice(tmp_pa
     assert len(out) == 6000 and out["id"].is_unique
     assert_frame_equal(out, df)
     assert _leftovers(url, "t") == []
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "delta"])
+def test_parallel_load_on_s3(cluster, parallel, fmt):
+    """The workers put their parts to S3 (moto's server) themselves; one commit at the driver lists them."""
+    from tests import s3_server
+
+    url, options = s3_server.store_spec(fmt)
+    store = dk.connect(url, **options)
+    df = pd.DataFrame({"id": np.r_[0:300, 7], "v": np.arange(301) * 0.25, "s": "x"})
+    res = dd.from_pandas(df, npartitions=3, sort=False).dk.save(store, "t")
+    assert parallel == [True] and (res.total, res.failed) == (301, 1)
+    assert res.failures["message"].iloc[0] == "key (id) repeats row 7 of this input"
+    assert_frame_equal(dk.load(store, "t"), df.iloc[:300])
+    prefix = url.split(f"s3://{s3_server.BUCKET}/", 1)[1] + "/t/"
+    names = [k[len(prefix) :] for k in s3_server.server().objects(prefix)]
+    assert not [n for n in names if n.startswith("_dk_aside")]
+    if fmt == "parquet":
+        listed = {p.file for p in store.backend.manifests.load("t")[0].state.parts}
+        assert {n for n in names if n.startswith("part-")} == listed
+    else:
+        listed = {u.rsplit("/", 2)[-2] for u in store.backend.loc.delta_table("t").file_uris()}
+        assert {n.split("/", 1)[0] for n in names if n.startswith("dk-")} == listed
