@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import gc
 import json
 import logging
@@ -158,6 +159,19 @@ def breakdown(spent: dict):
             setattr(cls, name, orig)
 
 
+@contextmanager
+def one_writer():
+    """ddf.dk.save as before parallel loads: the driver writes every partition itself (dataknobs_pd.aside off)."""
+    import dataknobs_pd.batch as batch
+
+    real = batch.aside.load
+    batch.aside.load = lambda *a: None
+    try:
+        yield
+    finally:
+        batch.aside.load = real
+
+
 def shares(spent: dict) -> dict:
     total = spent["total"]
     out = {k: v / total for k, v in spent.items() if k != "total"}
@@ -181,8 +195,8 @@ def case(kind: str, files: list[str], rows: int, url: str, table: str) -> dict:
         spent: dict = defaultdict(float)
         with client.as_current():
             t = time.perf_counter()
-            if kind == "dk":
-                with breakdown(spent):
+            if kind in ("dk", "dk-one"):
+                with breakdown(spent), one_writer() if kind == "dk-one" else contextlib.nullcontext():
                     res = ddf.dk.save(url, table, key="id")
                 assert res.ok and res.succeeded == rows, res
             elif kind == "to_sql":
@@ -250,7 +264,8 @@ def large(url: str, files: list[str], per_file: int, sizes: list[int], to_sql_ro
     from common import report
 
     results = []
-    plan = [("compute", sizes[0])] + [("dk", n) for n in sizes] + [("to_sql", n) for n in sizes if n <= to_sql_rows]
+    plan = [("compute", sizes[0])] + [("dk", n) for n in sizes] + [("dk-one", sizes[0])]
+    plan += [("to_sql", n) for n in sizes if n <= to_sql_rows]
     for kind, n in plan:  # the dk runs side by side; to_sql, the long one, last
         nf = -(-n // per_file)
         rows = nf * per_file
@@ -260,7 +275,7 @@ def large(url: str, files: list[str], per_file: int, sizes: list[int], to_sql_ro
         if kind != "compute":
             stored = sql(url, f'SELECT count(*) FROM "{table}"')[0]
             assert stored == rows, (kind, stored, rows)
-            if kind == "dk":  # through dk, which keeps the table's schema beside it
+            if kind.startswith("dk"):  # through dk, which keeps the table's schema beside it
                 import dataknobs_pd as dk
 
                 with dk.connect(url) as store:
@@ -269,13 +284,19 @@ def large(url: str, files: list[str], per_file: int, sizes: list[int], to_sql_ro
                 sql(url, f'DROP TABLE "{table}"')
         results.append(r)
     names = {
-        "dk": "ddf.dk.save (key='id', one COPY stream)",
+        "dk": "ddf.dk.save (key='id', parallel load)",
+        "dk-one": "ddf.dk.save, one writer at the driver",
         "to_sql": "ddf.to_sql (dask defaults, psycopg 3)",
         "compute": "partitions to the driver only (no write)",
     }
-    notes = {"dk": "", "to_sql": "no key; parallel=False, method=None", "compute": "read Parquet + transfer"}
+    notes = {
+        "dk": "a COPY stream per worker",
+        "dk-one": "one COPY stream",
+        "to_sql": "no key; parallel=False, method=None",
+        "compute": "read Parquet + transfer",
+    }
     out: dict = {"cases": results, "tables": {}}
-    order = {"dk": 0, "to_sql": 1, "compute": 2}
+    order = {"dk": 0, "dk-one": 1, "to_sql": 2, "compute": 3}
     results.sort(key=lambda r: (r["rows"], order[r["kind"]]))
     for n in sorted({r["rows"] for r in results}):
         here = [r for r in results if r["rows"] == n]
@@ -313,11 +334,14 @@ def small(pg_url: str, files: list[str], rows: int, repeat: int, folder: Path) -
     assert len(df) == rows
     lc, client = cluster(files)
     sqlite_path = str(folder / "dk_bench_dask.sqlite")
+    stores = (
+        ("SQLite", f"sqlite:///{sqlite_path}"),
+        ("PostgreSQL", pg_url),
+        ("Parquet", f"parquet://{folder}/store"),
+        ("Delta", f"delta://{folder}/lake"),
+    )
     try:
-        return {
-            label: one_store(label, url, df, files, repeat, client)
-            for label, url in (("SQLite", f"sqlite:///{sqlite_path}"), ("PostgreSQL", pg_url))
-        }
+        return {label: one_store(label, url, df, files, repeat, client) for label, url in stores}
     finally:
         client.close()
         lc.close()
@@ -332,6 +356,7 @@ def one_store(label: str, url: str, df, files: list[str], repeat: int, client) -
 
     import dataknobs_pd as dk
     import dataknobs_pd.dask  # noqa: F401  (registers ddf.dk)
+    from dataknobs_pd.backends.base import Backend
 
     rows = len(df)
     store = dk.connect(url)
@@ -356,12 +381,19 @@ def one_store(label: str, url: str, df, files: list[str], repeat: int, client) -
         with client.as_current():
             check(dd.read_parquet(files).dk.save(store, "t", key="id"))
 
+    def distributed_one_writer():
+        with one_writer():
+            distributed()
+
+    parallel = type(store.backend).open_aside is not Backend.open_aside
     ops = [
         ("df.dk.save (the frame in memory)", in_memory, "no read"),
         ("pd.read_parquet + df.dk.save", read_then_save, "the same files, one frame"),
         ("ddf.dk.save, default scheduler (threads)", threads, f"{len(files)} partitions"),
         (f"ddf.dk.save, LocalCluster {WORKERS} proc x 1 thread", distributed, f"{len(files)} partitions"),
     ]
+    if parallel:  # the store takes a new table from the workers: the one writer's time beside it
+        ops.append(("  the same, one writer at the driver", distributed_one_writer, "as before parallel loads"))
     times: dict = defaultdict(list)
     for _ in range(repeat):  # in turns, so that load on the machine falls on all alike
         for name, fn, _note in ops:
@@ -377,7 +409,7 @@ def one_store(label: str, url: str, df, files: list[str], repeat: int, client) -
     )
     where = {}
     for name, fn, _note in ops:
-        if fn is read_then_save:
+        if fn in (read_then_save, distributed_one_writer):
             continue
         setup()
         spent: dict = defaultdict(float)
@@ -438,6 +470,9 @@ def main(a) -> dict:
     ratios.append(
         (f"partitions to driver / dk.save at {short(by['dk']['rows'])}", by["compute"]["seconds"] / by["dk"]["seconds"])
     )
+    ratios.append(
+        (f"parallel / one writer at {short(by['dk']['rows'])}", by["dk"]["seconds"] / by["dk-one"]["seconds"])
+    )
     dks = sorted((r for r in part1["cases"] if r["kind"] == "dk"), key=lambda r: r["rows"])
     if len(dks) > 1:
         lo, hi = dks[0], dks[-1]
@@ -453,8 +488,10 @@ def main(a) -> dict:
             ),
         ]
     for store, res in part2.items():
-        t = {r["what"]: r["seconds"] for r in res["table"]}
-        mem, read, thr, dist = list(t.values())
+        t = [r["seconds"] for r in res["table"]]
+        mem, read, thr, dist = t[:4]
+        if len(t) > 4:
+            ratios.append((f"{store}: ddf cluster, parallel / one writer", dist / t[4]))
         ratios += [
             (f"{store}: ddf threads / df in memory", thr / mem),
             (f"{store}: ddf cluster / df in memory", dist / mem),
