@@ -5,10 +5,11 @@
     ddf = dataknobs_pd.dask.load(store, "flights", npartitions=8)
 
 Writes: a save that creates (or replaces) a keyed table on a store that takes rows from many
-writers (PostgreSQL) runs on the workers: each partition is converted, checked and COPYed by the
-worker that computes it into a table aside, and one commit at the driver swaps that table in
-(dataknobs_pd.aside). Every other write (into an existing table, SQLite, DuckDB, file stores, a
-keyless table, a dry run) goes through one writer: Dask computes the partitions on its workers, a few
+writers (PostgreSQL, Parquet/CSV/JSON-lines folders locally or on S3, Delta) runs on the workers:
+each partition is converted, checked and written by the worker that computes it, aside (a table
+aside, unlisted part files), and one commit at the driver makes it the table (dataknobs_pd.aside).
+Every other write (into an existing table, SQLite, DuckDB, a keyless table, a dry run) goes
+through one writer: Dask computes the partitions on its workers, a few
 ahead, and the engine of `dk.save(frames)` writes them in partition order in one transaction. Either
 way a partition that Dask runs again after a worker died never writes a row twice; `errors="raise"`
 is all or nothing across every partition; a key repeated in a later partition fails at `validate`
