@@ -34,10 +34,10 @@ from . import keys
 from .errors import DataKnobsError
 from .failures import Failures
 from .progress import Progress
-from .schema import TableSchema
 
 if TYPE_CHECKING:
     from .batch import BatchWriter, Job, Plan, _Tally
+    from .schema import TableSchema
 
 
 @runtime_checkable
@@ -65,7 +65,7 @@ def load(writer: BatchWriter, job: Job, plan: Plan, existing: TableSchema | None
     """Run a save that creates `job.table` through writers in parallel: the tally and whether it was
     committed (not when errors="raise" met a failure), or None when this call cannot be run so (the
     caller then writes it with the one writer)."""
-    from .batch import _Tally
+    from .batch import _key_schema, _Tally
 
     source, schema, backend = job.again, plan.schema, job.backend
     if (
@@ -91,8 +91,7 @@ def load(writer: BatchWriter, job: Job, plan: Plan, existing: TableSchema | None
                 failed = part.failed
                 taken = np.setdiff1d(np.fromiter(failures, dtype=np.int64), part.left_out)
                 if len(taken):  # keys an earlier partition holds: out of the table, into the report
-                    key_schema = TableSchema(columns=[schema.column(k) for k in schema.key], key=schema.key)
-                    kf, _ = writer.mapper.to_arrow(part.keys.iloc[taken], key_schema, False)
+                    kf, _ = writer.mapper.to_arrow(part.keys.iloc[taken], _key_schema(schema), False)
                     rows = writer.mapper.to_pandas(backend.take_aside(aside, schema, n, taken, kf), schema)
                     if part.index is not None:  # a default index is not stored: the rows' labels in the frame
                         rows.index = part.index[taken]

@@ -261,8 +261,10 @@ class BatchWriter:
         null, dup = keys.invalid_rows(kf)
         out = validate(kf, null, dup, None if seen is None else offset)
         if seen is not None:
-            fresh = np.setdiff1d(np.arange(len(kf)), np.concatenate([null, dup]))
-            earlier = seen.add(kf.iloc[fresh], offset + fresh)
+            valid = np.ones(len(kf), dtype=bool)  # a mask, not setdiff1d: that hashes every position
+            valid[null], valid[dup] = False, False
+            fresh = np.flatnonzero(valid)
+            earlier = seen.add(kf if len(fresh) == len(kf) else kf.iloc[fresh], offset + fresh)
             out.update(repeated(kf, fresh[earlier >= 0], earlier[earlier >= 0]))
         return out
 

@@ -6,16 +6,16 @@
 
 Writes: a save that creates (or replaces) a keyed table on a store that takes rows from many
 writers (PostgreSQL, Parquet/CSV/JSON-lines folders locally or on S3, Delta) runs on the workers:
-each partition is converted, checked and written by the worker that computes it, aside (a table
-aside, unlisted part files), and one commit at the driver makes it the table (dataknobs_pd.aside).
-Every other write (into an existing table, SQLite, DuckDB, a keyless table, a dry run) goes
-through one writer: Dask computes the partitions on its workers, a few
-ahead, and the engine of `dk.save(frames)` writes them in partition order in one transaction. Either
-way a partition that Dask runs again after a worker died never writes a row twice; `errors="raise"`
-is all or nothing across every partition; a key repeated in a later partition fails at `validate`
+each partition is converted, checked and written aside (a table aside, part files the table does
+not list yet) by the worker that computes it, and one commit at the driver makes it the table
+(dataknobs_pd.aside). Every other write (into an existing table, SQLite, DuckDB, a keyless table,
+a dry run) goes through one writer: Dask computes the partitions on its workers, a few ahead, and
+the engine of `dk.save(frames)` writes them in partition order in one transaction. Either way a
+partition that Dask runs again after a worker died never writes a row twice; `errors="raise"` is
+all or nothing across every partition; a key repeated in a later partition fails at `validate`
 like one repeated within a frame (the driver keeps the keys seen so far, keys only); `row` counts
-across the whole frame and the failures gain a `partition` column. The memory store works on the
-local scheduler.
+across the whole frame and the failures gain a `partition` column. The in-process memory store
+takes writes (its one writer is the driver); a lazy load of it needs the local scheduler.
 
 Loads: one task per key range of the table (when it has a single sortable key; its values
 become the divisions when the key is the index), each a `dk.load` with `where` and `columns`
@@ -66,7 +66,7 @@ class Partitions:
         parts = self.ddf.to_delayed()
         if not parts:
             return
-        # The first alone: a caller may read only it (to plan the call) and then write through `map`.
+        # The first alone: a caller may read only it (to plan the call) and then write through `on_workers`.
         yield parts[0].compute()
         client = _client()
         if client is not None:
