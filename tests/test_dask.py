@@ -135,7 +135,7 @@ def test_a_killed_worker_never_writes_a_row_twice(tmp_path):
     ):
         ddf = dd.from_pandas(df, npartitions=6).map_partitions(slow, meta=df.iloc[:0])
 
-        def killer():
+        def killer(killed: list):
             deadline = time.monotonic() + 60
             while not flag.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -143,15 +143,21 @@ def test_a_killed_worker_never_writes_a_row_twice(tmp_path):
             os.kill(int(flag.read_text()), signal.SIGKILL)
             killed.append(True)
 
-        killed: list = []
-        t = threading.Thread(target=killer)
-        t.start()
-        res = ddf.dk.save(url, "t")
-        t.join(timeout=60)
+        _save_while(killer, ddf, url, df)
+
+
+def _save_while(killer, ddf, url: str, df: pd.DataFrame) -> None:
+    """Save `ddf` as table "t" while `killer` (in a thread) kills a worker; then the table holds each row
+    of `df` once, and the report counts each once."""
+    killed: list = []
+    t = threading.Thread(target=killer, args=(killed,))
+    t.start()
+    res = ddf.dk.save(url, "t")
+    t.join(timeout=60)
     assert killed, "the worker was not killed"
-    assert res.ok and res.total == 6000
+    assert res.ok and res.total == len(df)
     out = dk.load(url, "t")
-    assert out["id"].is_unique and len(out) == 6000
+    assert len(out) == len(df) and out["id"].is_unique
     assert_frame_equal(out, df)
 
 
@@ -332,7 +338,7 @@ def test_a_worker_killed_after_writing_its_partitions_writes_no_row_twice(tmp_pa
     ):
         ddf = dd.from_pandas(df, npartitions=6).map_partitions(slow, meta=df.iloc[:0])
 
-        def killer():
+        def killer(killed: list):
             try:
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
@@ -350,16 +356,7 @@ def test_a_worker_killed_after_writing_its_partitions_writes_no_row_twice(tmp_pa
             finally:
                 go.write_text("")
 
-        killed: list = []
-        t = threading.Thread(target=killer)
-        t.start()
-        res = ddf.dk.save(url, "t")
-        t.join(timeout=60)
-    assert killed, "the worker was not killed"
-    assert res.ok and res.total == 6000
-    out = dk.load(url, "t")
-    assert len(out) == 6000 and out["id"].is_unique
-    assert_frame_equal(out, df)
+        _save_while(killer, ddf, url, df)
     assert _leftovers(url, "t") == []
 
 

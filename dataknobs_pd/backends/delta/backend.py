@@ -20,8 +20,8 @@ from ...errors import TableNotFoundError
 from ...failures import inserted
 from ...schema import TableSchema
 from ..base import Backend
-from ..files.parts import match
 from ..files.parts import sort_order as parts_order
+from ..files.parts import take_keys
 from . import physical as ph
 from .checks import Checker
 from .commit import commit
@@ -340,17 +340,11 @@ class DeltaBackend(Backend):
         for a in adds:
             with self.loc.io(f"writing table {table!r}"), self.loc.fs.open(f"{folder}/{a['path']}", "rb") as f:
                 whole = pq.read_table(f)
-            at = match(whole.select(key), want.select(key), key)
-            hit = np.flatnonzero(at >= 0)
-            if not len(hit):
+            rest = take_keys(whole, want, key, out)
+            if rest is whole:
                 kept.append(a)
-                continue
-            for i in hit:
-                out[i] = whole.slice(int(at[i]), 1)
-            rest = np.ones(whole.num_rows, dtype=bool)
-            rest[at[hit]] = False
-            if rest.any():
-                kept += self._write_stage(aside, whole.filter(pa.array(rest)), schema)
+            elif rest is not None:
+                kept += self._write_stage(aside, rest, schema)
         with self.loc.io(f"writing table {table!r}"):
             self._put_record(aside, part, kept)
         for stage in self._stages(aside, adds) - self._stages(aside, kept):

@@ -386,17 +386,11 @@ class FileBackend(Backend):
         kept = []
         for p in st.parts:
             whole = self._read_whole(st, p)
-            at = parts_.match(whole.select(schema.key), keys, schema.key)
-            hit = np.flatnonzero(at >= 0)
-            if not len(hit):
+            rest = parts_.take_keys(whole, keys, schema.key, out)
+            if rest is whole:
                 kept.append(p)
-                continue
-            for i in hit:
-                out[i] = whole.slice(int(at[i]), 1)
-            rest = np.ones(whole.num_rows, dtype=bool)
-            rest[at[hit]] = False
-            if rest.any():
-                kept.append(self._write_aside_part(aside, whole.filter(pa.array(rest)), schema))
+            elif rest is not None:
+                kept.append(self._write_aside_part(aside, rest, schema))
         with self.storage.io(f"writing table {table!r}"):
             self._put_record(aside, part, schema, kept)
         self._remove(f"{self._dir(table)}/{p.file}" for p in st.parts if p not in kept)

@@ -51,6 +51,20 @@ def match(have: pa.Table, want: pa.Table, key: list[str]) -> np.ndarray:
     return out
 
 
+def take_keys(rows: pa.Table, keys: pa.Table, key: list[str], out: list) -> pa.Table | None:
+    """Put each row of `rows` whose key is in `keys` into `out` at its key's position there; the other rows
+    (`rows` itself when no key matched, None when none are left)."""
+    at = match(rows.select(key), keys.select(key), key)
+    hit = np.flatnonzero(at >= 0)
+    if not len(hit):
+        return rows
+    for i in hit:
+        out[i] = rows.slice(int(at[i]), 1)
+    rest = np.ones(rows.num_rows, dtype=bool)
+    rest[at[hit]] = False
+    return rows.filter(pa.array(rest)) if rest.any() else None
+
+
 def complete(data: pa.Table, schema: TableSchema) -> pa.Table:
     """All columns of the schema, in its order and types; the absent ones null. A dictionary-encoded
     (category) column stays so, its dictionary of the column's type."""
