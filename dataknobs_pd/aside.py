@@ -54,7 +54,7 @@ class Part:
 
     rows: int = 0
     keys: pd.DataFrame | None = None  # the key of every row, for the checks across partitions
-    failures: Failures = field(default_factory=dict)  # by position in the partition: conversion, store
+    failures: Failures = field(default_factory=dict)  # by position in the partition (the driver rewords the keys')
     failed: pd.DataFrame | None = None  # the rows it left out (failures, missing or repeated keys), in order
     left_out: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # their positions
     index: pd.RangeIndex | None = None  # the partition's default index (not stored, so not read back)
@@ -97,7 +97,7 @@ def load(writer: BatchWriter, job: Job, plan: Plan, existing: TableSchema | None
                         rows.index = part.index[taken]
                     at = np.concatenate([part.left_out, taken])
                     failed = pd.concat([failed, rows]).iloc[np.argsort(at, kind="stable")]
-                for i, f in part.failures.items():  # a key failing `validate` is what the one writer reports
+                for i, f in part.failures.items():  # a key failing `validate`: as the one writer words it
                     failures.setdefault(i, f)
                 tally.add_failed(n, part.rows, failures, failed)
                 bar.update(part.rows, tally.failed)
@@ -132,24 +132,18 @@ def write_part(df: pd.DataFrame, n: int, spec: tuple, aside: str, table: str, sc
         return Part(misfit=True)
     backend = connect(spec[0], **spec[1]).backend
     plan = Plan(schema, "insert", create=True)
-    job = Job("save", backend, backend.url, table, [df], lambda _: plan)
-    kf = keys.key_frame(df, schema.key)
-    null, dup = keys.invalid_rows(kf)
-    left_out = np.union1d(null, dup).astype(np.int64)
-    failures: Failures = {}
+    job = Job("save", backend, backend.url, table, [df], lambda _: plan, chunksize=chunksize)
+    writer = BatchWriter(mapper)
+    # Rows with a missing or repeated key are left out here; the driver words their failures (their rows
+    # in the whole frame), and its words win over these.
+    failures = writer._validate(df, schema.key, None, 0)
 
     def put(data, rows):
         backend.write_aside(aside, n, data, schema, rows)
 
-    writer = BatchWriter(mapper)
-    per_chunk = chunksize or backend.chunk_rows(len(schema.columns))
     with backend.transaction():
         backend.clear_aside(aside, n, schema)
-        for lo in range(0, len(df), per_chunk):
-            rows = np.arange(lo, min(len(df), lo + per_chunk))
-            if len(left_out):
-                rows = rows[~np.isin(rows, left_out)]
-            writer._chunk(job, plan, df, rows, failures, put)
-    left_out = np.union1d(left_out, np.fromiter(failures, dtype=np.int64))
+        writer._frame(job, plan, df, failures, put)
+    left_out = np.array(sorted(failures), dtype=np.int64)
     index = df.index if not schema.index_columns and isinstance(df.index, pd.RangeIndex) else None
-    return Part(len(df), kf, failures, df.iloc[left_out], left_out, index)
+    return Part(len(df), keys.key_frame(df, schema.key), failures, df.iloc[left_out], left_out, index)

@@ -159,16 +159,12 @@ class BatchWriter:
                             plan = self._refit(job, plan, df)
                             added += plan.added
                         failures = self._validate(df, plan.schema.key, seen, tally.total)
-                        per_chunk = job.chunksize or backend.chunk_rows(len(plan.schema.columns))
-                        changed = []
-                        for lo in range(0, len(df), per_chunk):
-                            hi = min(len(df), lo + per_chunk)
-                            rows = np.arange(lo, hi)
-                            if failures:
-                                rows = rows[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
-                            changed.append(self._chunk(job, plan, df, rows, failures))
-                            bar.update(hi - lo, tally.failed + len(failures))
-                        tally.add(n, df, failures, [c for c in changed if c is not None], plan.schema.key)
+
+                        def done(rows: int, failures: Failures = failures) -> None:
+                            bar.update(rows, tally.failed + len(failures))
+
+                        changed = self._frame(job, plan, df, failures, done=done)
+                        tally.add(n, df, failures, changed, plan.schema.key)
                     if job.dry_run or (tally.failed and job.errors == "raise"):
                         raise _Abort
         except _Abort:
@@ -192,7 +188,32 @@ class BatchWriter:
             job.backend.add_columns(job.table, list(plan.added))
         job.backend.set_schema(job.table, plan.schema)
 
-    # -- one chunk ---------------------------------------------------------------------
+    # -- one frame, a chunk at a time ----------------------------------------------------
+    def _frame(
+        self,
+        job: Job,
+        plan: Plan,
+        df: pd.DataFrame,
+        failures: Failures,
+        put: Put | None = None,
+        done: Callable[[int], None] | None = None,
+    ) -> list[pd.DataFrame]:
+        """Convert and write `df` chunk by chunk (through `put` when given), leaving out the rows that have
+        failed already; with change tracking, what each chunk changed. `done(rows)` after each chunk."""
+        per_chunk = job.chunksize or job.backend.chunk_rows(len(plan.schema.columns))
+        changed = []
+        for lo in range(0, len(df), per_chunk):
+            hi = min(len(df), lo + per_chunk)
+            rows = np.arange(lo, hi)
+            if failures:
+                rows = rows[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
+            tracked = self._chunk(job, plan, df, rows, failures, put)
+            if tracked is not None:
+                changed.append(tracked)
+            if done is not None:
+                done(hi - lo)
+        return changed
+
     def _chunk(
         self, job: Job, plan: Plan, df: pd.DataFrame, rows: np.ndarray, failures: Failures, put: Put | None = None
     ) -> pd.DataFrame | None:
