@@ -104,12 +104,9 @@ def load(writer: BatchWriter, job: Job, plan: Plan, existing: TableSchema | None
         if tally.failed and job.errors == "raise":
             return tally, False
         with backend.transaction():
-            backend.claim(job.table)
-            now = backend.schema(job.table)
-            if now != existing:
-                job.plan(now)  # another writer made the table meanwhile: refused as the one writer would
-            if now is not None:
-                backend.drop(job.table)
+            if not writer._claim(job, plan, existing).create:
+                return None  # another writer made the table meanwhile, and this call appends to it: one writer does
+            backend.drop(job.table)
             backend.swap_in(aside, job.table, schema)
         return tally, True
     finally:

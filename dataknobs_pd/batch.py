@@ -143,10 +143,7 @@ class BatchWriter:
         try:
             with Progress(None if single is None else len(single), f"{job.operation} {job.table}", job.progress) as bar:
                 with backend.transaction():
-                    backend.claim(job.table)
-                    now = backend.schema(job.table)
-                    if now != existing:
-                        plan = job.plan(now)
+                    plan = self._claim(job, plan, existing)
                     if plan.create:
                         backend.drop(job.table)
                         backend.create(job.table, plan.schema)
@@ -172,6 +169,14 @@ class BatchWriter:
             return tally, False, plan
         tally.added = added
         return tally, True, plan
+
+    @staticmethod
+    def _claim(job: Job, plan: Plan, existing: TableSchema | None) -> Plan:
+        """First in the call's transaction: hold the table against other writers, and plan again if another
+        writer changed it since `existing` was read."""
+        job.backend.claim(job.table)
+        now = job.backend.schema(job.table)
+        return plan if now == existing else job.plan(now)
 
     def _refit(self, job: Job, plan: Plan, df: pd.DataFrame) -> Plan:
         schema, changed, added = self.mapper.fit(df, plan.schema, job.table, job.new_columns)

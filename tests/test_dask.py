@@ -381,3 +381,25 @@ def test_parallel_load_on_s3(cluster, parallel, fmt):
     else:
         listed = {u.rsplit("/", 2)[-2] for u in store.backend.loc.delta_table("t").file_uris()}
         assert {n.split("/", 1)[0] for n in names if n.startswith("dk-")} == listed
+
+
+def test_a_table_made_meanwhile_is_appended_to_not_replaced(tmp_path):
+    """save(if_exists="append") planned a new table, and another writer made it while the partitions were
+    written aside: the call appends to that table (through the one writer), as it would have had the table
+    been there from the start."""
+    url = f"parquet://{tmp_path}/store"
+    other = pd.DataFrame({"id": [10**6], "v": [-1.0]})
+
+    def meanwhile(part):
+        if part["id"].iloc[0] == 20 and "t" not in dk.connect(url).tables():
+            other.dk.save(url, "t")
+        return part
+
+    df = pd.DataFrame({"id": np.arange(40), "v": np.arange(40) * 1.0})
+    with dask.config.set(scheduler="threads"):
+        ddf = dd.from_pandas(df, npartitions=4, sort=False).map_partitions(meanwhile, meta=df.iloc[:0])
+        res = ddf.dk.save(url, "t", if_exists="append")
+    assert res.ok and res.succeeded == 40
+    assert_frame_equal(
+        dk.load(url, "t"), pd.concat([df, other], ignore_index=True).sort_values("id", ignore_index=True)
+    )
