@@ -93,7 +93,7 @@ def _read(b: FileBackend, st: State, files: dict, columns, where, order, limit, 
             need.append(c)
     target = pa.schema([schema.column(c).field for c in columns])
     # category columns the format reads dictionary-encoded, and returns so; never those rows are sorted by
-    where_columns = sorted({c for group in where for c, _, _ in group}) if where else []
+    where_columns = filtered_columns(where)
     sorted_by = {c for c, _ in order} | set(key or [])
     coded = [c for c in b.fmt.coded(schema, columns, where_columns) if c not in sorted_by]
 
@@ -140,6 +140,11 @@ def scan(
         b.pool.settle(tx, path)
         size = tx.sizes.get(path)
     source = nullcontext(opened) if opened is not None else b.storage.open_read(path, size)
-    where_columns = sorted({c for group in where for c, _, _ in group}) if where else []
+    where_columns = filtered_columns(where)
     with b.storage.io(f"reading table {st.name!r}"), source as f:
         yield from b.fmt.scan(f, st.schema, columns, expr, where_columns, batch_rows, coded)
+
+
+def filtered_columns(where: list | None) -> list[str]:
+    """The columns a normalized `where` filters on, sorted."""
+    return sorted({c for group in where for c, _, _ in group}) if where else []
