@@ -117,7 +117,7 @@ def write_part(df: pd.DataFrame, n: int, spec: tuple, aside: str, table: str, sc
     """On a worker: convert, check and write partition `n` into the table aside, in one transaction
     that first removes what an earlier try of it wrote."""
     from .batch import BatchWriter, Job, Plan
-    from .store import connect
+    from .store import pooled
     from .types import TypeMapper
 
     mapper = TypeMapper()
@@ -127,7 +127,7 @@ def write_part(df: pd.DataFrame, n: int, spec: tuple, aside: str, table: str, sc
         changed = True
     if changed:  # new columns or categories: the table's schema changes, which only the one writer does
         return Part(misfit=True)
-    backend = connect(spec[0], **spec[1]).backend
+    backend = pooled(spec[0], **spec[1]).backend
     plan = Plan(schema, "insert", create=True)
     job = Job("save", backend, backend.url, table, [df], lambda _: plan, chunksize=chunksize)
     writer = BatchWriter(mapper)

@@ -19,8 +19,9 @@
   carried over, and a call sees what the user's open transaction has committed only. A write call
   refuses to start while that connection is inside a transaction: its locks could make the call
   wait for ever on the user's own thread.
-- An ADBC SQLite connection: the package's own SQLite store on the same file; an in-memory ADBC
-  database cannot be reached from another connection.
+- An ADBC SQLite connection: refused. ADBC's driver carries its own copy of SQLite, and the store
+  touches SQLite files through Python's sqlite3 alone: two copies of SQLite on one file in one process
+  corrupt it (backends/sqlite/reader.py).
 - A SQLAlchemy `Connection`: its DBAPI connection, as above. A SQLAlchemy `Engine`: a SQLite file or
   the PostgreSQL URL (the engine's connect_args are not seen) as above; an in-memory SQLite database,
   or a DuckDB one (duckdb_engine), through one connection checked out of the engine's pool for the
@@ -53,7 +54,7 @@ from .urls import mask
 
 ACCEPTED = (
     "a store URL (e.g. 'sqlite:///path/to/file.db'), a Store, or a connection you hold: a sqlite3.Connection, "
-    "a SQLAlchemy Engine or Connection, an ADBC connection (adbc_driver_sqlite, adbc_driver_postgresql), "
+    "a SQLAlchemy Engine or Connection, an ADBC PostgreSQL connection (adbc_driver_postgresql), "
     "a psycopg.Connection, or a duckdb.DuckDBPyConnection"
 )
 
@@ -162,18 +163,12 @@ def _adbc(conn) -> tuple[Backend, tuple]:
         return backend_class("postgresql").borrowing(conn), ()
     if vendor != "SQLite":
         raise InvalidArgumentError(f"ADBC connections to {vendor} cannot be a store; pass {ACCEPTED}")
-    cur = conn.cursor()
-    try:
-        cur.execute("PRAGMA database_list")
-        path = main_file(cur.fetchall())
-    finally:
-        cur.close()
-    if not path:
-        raise InvalidArgumentError(
-            "the ADBC SQLite connection given as the store holds an in-memory database, which no other "
-            "connection can reach; use a database file, or pass a sqlite3 connection (it is used as it is)"
-        )
-    return _sqlite_file(path)
+    raise InvalidArgumentError(
+        "an ADBC SQLite connection cannot be a store: ADBC's driver carries its own copy of SQLite, and two "
+        "copies of SQLite using one file in one process corrupt it (neither sees the other's locks), while the "
+        "store uses Python's sqlite3. Pass a sqlite3.Connection, or the file's URL ('sqlite:///path/to/file.db') "
+        "once no ADBC SQLite connection to that file is open in this process"
+    )
 
 
 def _engine(engine) -> tuple[Backend, tuple]:

@@ -247,9 +247,9 @@ def load(
 
 def _read(piece) -> pd.DataFrame:
     spec, table, columns, where, start = piece
-    from .store import connect
+    from .store import pooled
 
-    store = spec if isinstance(spec, Store) else connect(spec[0], **spec[1])
+    store = spec if isinstance(spec, Store) else pooled(spec[0], **spec[1])
     out = api.load(store, table, columns=columns, where=where or None)
     if start and isinstance(out.index, pd.RangeIndex):
         out.index = pd.RangeIndex(start, start + len(out))

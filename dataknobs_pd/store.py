@@ -1,4 +1,6 @@
-"""Store: a URL resolved to a backend instance, pooled per URL, with the password masked."""
+"""Store: a handle on a backend. Backends are shared in the process by what they open (a SQLite file by
+its resolved path, however the URL spells it; other stores by URL and options), and counted: closing a
+handle releases that handle only, and the last holder closes the backend."""
 
 from __future__ import annotations
 
@@ -12,19 +14,30 @@ from .errors import InvalidArgumentError, TableNotFoundError
 from .names import check_table_name
 from .urls import mask, scheme_of
 
-_POOL: dict[tuple, Store] = {}
-_POOL_LOCK = threading.Lock()
+_SHARED: dict[tuple, list] = {}  # pool key -> [backend, handles open on it]
+_POOL: dict[tuple, Store] = {}  # (url, options) -> the handle that calls given the URL string use
+_POOL_LOCK = threading.RLock()
 
 
 class Store:
-    """A connected store. Use `dk.connect(url)`; `close()` or a with-block releases it."""
+    """A handle on a connected store. Use `dk.connect(url)`; `close()` or a with-block releases this
+    handle only: the connections stay open while another handle in the process holds them."""
 
-    def __init__(self, url: str, backend: Backend, pool_key: tuple, options: dict | None = None):
+    def __init__(self, url: str, backend: Backend, pool_key: tuple | None, options: dict | None = None):
         self._url = url
         self._options = options or {}
-        self.backend = backend
+        self._backend = backend
         self._pool_key = pool_key
         self.closed = False
+
+    @property
+    def backend(self) -> Backend:
+        if self.closed:
+            raise InvalidArgumentError(
+                f"this Store of {self.url} was closed; dk.connect() opens another (closing a Store "
+                f"releases that handle only: other Stores of the same store go on working)"
+            )
+        return self._backend
 
     @property
     def url(self) -> str:
@@ -70,13 +83,20 @@ class Store:
         return s
 
     def close(self) -> None:
-        """Release the connections and forget this store in the pool."""
+        """Release this handle; the last handle on a backend closes its connections."""
         with _POOL_LOCK:
-            if _POOL.get(self._pool_key) is self:
-                del _POOL[self._pool_key]
-        if not self.closed:
-            self.backend.close()
+            if self.closed:
+                return
             self.closed = True
+            key = self._pool_key
+            shared = _SHARED.get(key) if key is not None else None
+            if key is None or shared is None or shared[0] is not self._backend:
+                return
+            shared[1] -= 1
+            if shared[1]:
+                return
+            del _SHARED[key]
+        self._backend.close()
 
     def __enter__(self):
         return self
@@ -92,22 +112,34 @@ class Store:
 
 
 def connect(url, **options) -> Store:
-    """Return the Store for `url` (the same pooled instance for the same URL and options), or over a
-    connection the user holds (a sqlite3, SQLAlchemy, ADBC, psycopg or DuckDB one: see borrowed.py)."""
+    """A new handle on the store at `url`, sharing the connections of every other handle on it in the
+    process; or a Store over a connection the user holds (a sqlite3, SQLAlchemy, ADBC, psycopg or DuckDB
+    one: see borrowed.py)."""
     if isinstance(url, Store):
         return url
     if not isinstance(url, str):
         from .borrowed import borrow
 
         return borrow(url, **options)
-    scheme = scheme_of(url)
+    cls = backend_class(scheme_of(url))
+    _check_options(cls, scheme_of(url), options)
+    key = cls.pool_key(url, options)
+    with _POOL_LOCK:
+        shared = _SHARED.get(key)
+        if shared is None:
+            shared = _SHARED[key] = [cls(url, **options), 0]
+        shared[1] += 1
+        return Store(url, shared[0], key, options)
+
+
+def pooled(url: str, **options) -> Store:
+    """The handle that calls given the URL string itself use: one per URL and options, kept open until the
+    process exits (so that a store named by its URL stays connected between calls)."""
     key = (url, tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _POOL_LOCK:
         store = _POOL.get(key)
         if store is None or store.closed:
-            cls = backend_class(scheme)
-            _check_options(cls, scheme, options)
-            store = _POOL[key] = Store(url, cls(url, **options), key, options)
+            store = _POOL[key] = connect(url, **options)
         return store
 
 
@@ -124,19 +156,23 @@ def _check_options(cls, scheme: str, options: dict) -> None:
 
 
 def as_store(store) -> Store:
-    """A Store from a Store, a URL string, or a connection the user holds."""
+    """A Store from a Store (refused once closed), a URL string, or a connection the user holds."""
     if isinstance(store, Store):
-        if store.closed:  # reopen with the same options (storage_options, pool_size, ...), or the same connection
-            borrowed = getattr(store, "borrowed", None)
-            return connect(store._url if borrowed is None else borrowed, **store._options)
+        store.backend  # noqa: B018 - a closed handle raises, naming its store
         return store
+    if isinstance(store, str):
+        return pooled(store)
     return connect(store)
 
 
 @atexit.register
 def _close_all() -> None:
-    for store in list(_POOL.values()):
+    with _POOL_LOCK:
+        backends = [backend for backend, _ in _SHARED.values()]
+        _SHARED.clear()
+        _POOL.clear()
+    for backend in backends:
         try:
-            store.close()
+            backend.close()
         except Exception:  # noqa: BLE001 - closing at exit must not raise
             pass

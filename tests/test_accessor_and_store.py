@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 import dataknobs_pd as dk
 from dataknobs_pd.accessor import DkAccessor
@@ -33,16 +34,21 @@ def test_accessor_sees_the_current_frame_after_changes(tmp_path):
     assert list(dk.load(url, "b").columns) == ["id", "v"]
 
 
-def test_connect_pools_per_url_and_close_releases(tmp_path):
+def test_handles_share_a_backend_and_close_releases_only_their_own(tmp_path):
     url = f"sqlite:///{tmp_path}/p.db"
-    a, b = dk.connect(url), dk.connect(url)
-    assert a is b
+    a, b = dk.connect(url), dk.connect(f"sqlite:///{tmp_path}/./p.db")
+    assert a is not b and a.backend is b.backend  # one file, however its path is spelled: one connection
+    pd.DataFrame({"id": [1]}).dk.save(a, "t")
     a.close()
-    c = dk.connect(url)
-    assert c is not a and not c.closed
-    with dk.connect(url) as d:
-        assert d is c
-    assert d.closed
+    assert a.closed and not b.closed
+    with pytest.raises(dk.InvalidArgumentError, match="was closed"):
+        dk.load(a, "t")
+    with dk.connect(url) as c:
+        assert c.backend is b.backend
+    assert dk.load(b, "t")["id"].tolist() == [1]  # the with-block released its handle only
+    b.close()
+    with dk.connect(url) as d:  # the last holder closed the file: a new connection
+        assert dk.load(d, "t")["id"].tolist() == [1]
 
 
 def test_memory_stores_are_shared_by_name():

@@ -136,7 +136,6 @@ FORMS = [
         lambda c: c.execute(sa.text(INSERT)),
         lambda c: c.commit(),
     ),
-    Form("adbc-sqlite", _closing(lambda tmp: adbc_driver_sqlite.dbapi.connect(str(tmp / "user.db"))), _cursor_rows),
     Form(
         "psycopg",
         _closing(lambda tmp: psycopg.connect(pg.new_store_url())),
@@ -246,7 +245,9 @@ def test_the_connection_outlives_its_stores(held):
     FRAME.dk.save(store, "t")
     store.close()
     assert _count(form, conn) == 3
-    assert len(dk.load(store, "t")) == 3  # a closed store opens again over the same connection
+    with pytest.raises(dk.InvalidArgumentError, match="was closed"):
+        dk.load(store, "t")
+    assert len(dk.load(dk.connect(conn), "t")) == 3  # a new store over the same connection
     store = dk.connect(conn)
     del store
     gc.collect()
@@ -293,9 +294,16 @@ def test_what_is_not_a_store_is_named():
     conn.close()
     with pytest.raises(dk.StorageError, match="closed"):
         dk.load(conn, "t")
-    adbc = adbc_driver_sqlite.dbapi.connect()  # in memory: no other connection reaches it
-    with pytest.raises(dk.InvalidArgumentError, match="in-memory"):
+
+
+def test_an_adbc_sqlite_connection_is_refused_saying_why(tmp_path):
+    """ADBC's driver carries its own SQLite: opening its file through sqlite3 too would put two copies of
+    SQLite on one file in this process."""
+    adbc = adbc_driver_sqlite.dbapi.connect(str(tmp_path / "user.db"))
+    with pytest.raises(dk.InvalidArgumentError, match=r"own copy of SQLite.*sqlite3\.Connection"):
         dk.connect(adbc)
+    with pytest.raises(dk.InvalidArgumentError, match="own copy of SQLite"):
+        FRAME.dk.save(adbc, "t")
     adbc.close()
 
 

@@ -24,7 +24,7 @@ from ..schema import TableSchema
 
 
 class Backend(ABC):
-    """One store. Instances are pooled per URL by `Store`; they must be safe to share."""
+    """One store. Instances are shared by the Stores of one `pool_key`; they must be safe to share."""
 
     #: the Store over a connection the user lent, kept alive by its backend while a read still uses it
     borrowed_store: object | None = None
@@ -40,6 +40,12 @@ class Backend(ABC):
     def __init__(self, url: str, **options):
         self.url = url
         self.options = options
+
+    @classmethod
+    def pool_key(cls, url: str, options: dict) -> tuple:
+        """What Stores share one instance by in a process: the same URL and options by default; a backend
+        over a file says which file (however the URL spells it)."""
+        return (url, tuple(sorted((k, repr(v)) for k, v in options.items())))
 
     # -- catalogue -------------------------------------------------------------------
     @abstractmethod

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 import dataknobs_pd as dk
+from dataknobs_pd.backends.sqlite.reader import READERS
 
 
 def sql(store, query, *params):
@@ -110,8 +111,9 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_reads_resume_when_adbc_guesses_a_type_wrong(sqlite_store):
-    """ADBC types a column from its first rows; a TEXT column that is NULL for longer than that
-    must still come back whole (the rest is read with sqlite3 from where ADBC stopped)."""
+    """ADBC (in the reader process) types a column from its first rows; a TEXT column that is NULL for
+    longer than that must still come back whole (the rest is read with sqlite3 from where it stopped)."""
+    assert READERS.wait(60), "no reader process started"
     n = 70_000 + 10
     s = pd.Series([None] * 70_000 + ["late"] * 10, dtype="str")
     df = pd.DataFrame({"id": range(n), "s": s, "b": pd.Series([None] * 70_000 + [b"x"] * 10, dtype=object)})
@@ -126,8 +128,8 @@ def test_dtype_matrix_through_the_sqlite3_read_path():
     from dataknobs_pd.testing import dtype_matrix
 
     df = dtype_matrix()
-    with dk.connect("sqlite:///:memory:") as s:  # ADBC cannot share an in-memory database
-        assert s.backend.conn.adbc is None
+    with dk.connect("sqlite:///:memory:") as s:  # a reader process cannot share an in-memory database
+        assert s.backend.conn.readers is None
         df.dk.save(s, "m")
         pd.testing.assert_frame_equal(dk.load(s, "m"), df, check_dtype=True)
 

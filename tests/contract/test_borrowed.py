@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlite3
 
 import adbc_driver_postgresql.dbapi
-import adbc_driver_sqlite.dbapi
 import duckdb
 import psycopg
 import pytest
@@ -83,13 +82,6 @@ class TestSQLAlchemyConnectionSQLite(BackendContract):
         engine = sa.create_engine(f"sqlite:///{tmp_path}/user.db")
         conn = engine.connect()
         yield from borrowed(conn, lambda: (conn.close(), engine.dispose()))
-
-
-class TestADBCSQLite(BackendContract):
-    @pytest.fixture
-    def store(self, tmp_path):
-        conn = adbc_driver_sqlite.dbapi.connect(str(tmp_path / "user.db"))
-        yield from borrowed(conn, conn.close)
 
 
 class TestSQLAlchemyEnginePostgreSQL(BackendContract):

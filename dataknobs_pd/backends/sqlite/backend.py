@@ -57,6 +57,14 @@ class SQLiteBackend(Backend):
         self.conn = Connection(url, self.path, timeout)
 
     @classmethod
+    def pool_key(cls, url, options):
+        """Stores of one file share one connection, however their URLs spell its path."""
+        path = url.split("://", 1)[1].removeprefix("/")
+        if not path or path == ":memory:":
+            return super().pool_key(url, options)
+        return ("sqlite", os.path.realpath(path), *super().pool_key("", options)[1:])
+
+    @classmethod
     def borrowing(cls, sqlite: sqlite3.Connection) -> SQLiteBackend:
         """A backend over a sqlite3 connection the user holds: used for everything, never closed
         (see connection.py); its URL names the database file, or :memory:."""

@@ -1,13 +1,16 @@
 """The store's one sqlite3 connection under its lock, its transactions and savepoints, errors
-classified, and the ADBC connections that reads take from a pool.
+classified, and its reads (through reader processes, reader.py, or the sqlite3 connection).
 
 Sharing: the sqlite3 connection is used under `lock` only, and no statement is left open on it
 between calls (SQLite will not drop the stage while one is). A write call holds the lock and
 SQLite's write lock (BEGIN IMMEDIATE) from its start to its end, so whether its table exists is
-decided and acted on with no other writer in between: thread, store or process. Reads go
-through ADBC connections of their own (WAL: they see the last commit and never wait for a
-writer), or the shared connection a page at a time; the thread inside a write transaction
-reads through the shared connection, so that it sees what the transaction did so far.
+decided and acted on with no other writer in between: thread, store or process. In this
+process the file is touched through Python's sqlite3 alone (the SQLite library pandas and
+SQLAlchemy use): reads go through a reader process (ADBC's driver there, Arrow back; WAL: they
+see the last commit and never wait for a writer) when one is ready, else through the shared
+connection a page at a time; the thread inside a write transaction reads through the shared
+connection, so that it sees what the transaction did so far. Stores of one file share one
+Connection (Backend.pool_key: the resolved path).
 
 Borrowed: over a sqlite3 connection the user holds (dataknobs_pd.borrowed), that connection is
 the shared one and the only one (no ADBC readers: reads see the same database, also in memory).
@@ -18,17 +21,16 @@ COMMIT, and gives the connection back as it was. It is never closed here.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pyarrow as pa
 
 from ...errors import DataKnobsError, InvalidArgumentError, StorageError, WriteError
 from .names import META_T, STAGE_T
+from .reader import READERS, ReadError
 
 CATALOGUE = f"CREATE TABLE IF NOT EXISTS {META_T} (name TEXT PRIMARY KEY, schema TEXT NOT NULL)"
 
@@ -47,7 +49,7 @@ _ERRORS = {  # SQLite extended result name -> row error class
 
 
 class Connection:
-    """The shared sqlite3 connection (`sqlite`) and its lock, transactions, and the ADBC read pool."""
+    """The shared sqlite3 connection (`sqlite`) and its lock, transactions and reads."""
 
     def __init__(self, url: str, path: str, timeout: float, borrowed: sqlite3.Connection | None = None):
         self.url, self.path, self.timeout = url, path, timeout
@@ -55,11 +57,7 @@ class Connection:
         self.depth = 0  # transactions and savepoints open
         self.owner: int | None = None  # the thread inside the write transaction
         self.own = borrowed is None  # False: the user's connection, never closed here
-        self.adbc: Any = None  # the ADBC SQLite driver's dbapi module, when it can read this database
-        self._adbc_errors: tuple[type[Exception], ...] = ()
-        self._idle: list = []
-        self._idle_lock = threading.Lock()
-        self._closed = False
+        self.readers = None  # the reader processes, for a file of our own
         if borrowed is not None:
             self.sqlite = borrowed
             with self.sql("reading the database"):
@@ -81,14 +79,9 @@ class Connection:
         except StorageError:
             self.sqlite.close()
             raise
-        # Reads: a pool of ADBC connections, one per read under way (none for an in-memory database).
-        if path != ":memory:":
-            try:
-                import adbc_driver_sqlite.dbapi as adbc
-            except ImportError:  # reads go through sqlite3, slower
-                return
-            self.adbc, self._adbc_errors = adbc, (adbc.Error, OSError)  # the Arrow stream raises OSError
-            self._idle.append(self._adbc_connect())
+        if path != ":memory:":  # reads through reader processes: start one now, for the first read
+            self.readers = READERS
+            READERS.warm()
 
     # -- the shared connection ---------------------------------------------------------------
     @contextmanager
@@ -210,17 +203,21 @@ class Connection:
 
     # -- reads -------------------------------------------------------------------------------
     def rows(self, sql: str, params: list, limit: int | None, batch_rows: int, doing: str) -> Iterator[pa.Table]:
-        """Raw result batches: through ADBC (Arrow, no Python objects) when it can read this file,
-        else the sqlite3 module; ADBC guesses a column's type from its first rows, and if a later
-        value contradicts the guess the rest is read with sqlite3 from where ADBC stopped."""
+        """Raw result batches: from a reader process (Arrow, no Python objects) when one is ready, else
+        through the sqlite3 module. ADBC guesses a column's type from its first rows: if a later value
+        contradicts the guess, the rest is read with sqlite3 from where the reader stopped."""
         done = 0
-        if self.adbc is not None and self.owner != threading.get_ident():
+        batches = None
+        if self.readers is not None and self.owner != threading.get_ident():
+            limited = (f"{sql} LIMIT ?", [*params, limit]) if limit is not None else (sql, params)
+            batches = self.readers.read(self.path, *limited, min(batch_rows, 1 << 16))
+        if batches is not None:
             try:
-                for batch in self._adbc_rows(sql, params, limit, batch_rows):
-                    done += batch.num_rows
-                    yield batch
+                for table in _rebatched(batches, batch_rows):
+                    done += table.num_rows
+                    yield table
                 return
-            except self._adbc_errors as e:
+            except ReadError as e:
                 if "type mismatch" not in str(e).lower():
                     raise StorageError(f"{doing} in {self.url}: {e}") from e
         # A page at a time, each statement run to its end under the lock: the shared connection
@@ -236,60 +233,26 @@ class Connection:
             if len(rows) < n:
                 return
 
-    def _adbc_rows(self, sql, params, limit, batch_rows):
-        if limit is not None:
-            sql, params = f"{sql} LIMIT ?", [*params, limit]
-        with self._reader() as conn:
-            cur = conn.cursor()
-            try:
-                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(min(batch_rows, 1 << 16))})
-                cur.execute(sql, params)
-                pending, rows = [], 0
-                for batch in cur.fetch_record_batch():
-                    pending.append(batch)
-                    rows += batch.num_rows
-                    while rows >= batch_rows:
-                        table = pa.Table.from_batches(pending)
-                        yield table.slice(0, batch_rows)
-                        rest = table.slice(batch_rows)
-                        pending, rows = rest.to_batches(), rest.num_rows
-                if rows:
-                    yield pa.Table.from_batches(pending)
-            finally:
-                cur.close()
-
-    def _adbc_connect(self):
-        try:
-            return self.adbc.connect(os.path.abspath(self.path), autocommit=True)
-        except self._adbc_errors as e:
-            raise StorageError(f"cannot open {self.url} for reading: {e}") from e
-
-    @contextmanager
-    def _reader(self):
-        """An ADBC connection for one read: an idle one, else a new one; returned when the read ends."""
-        with self._idle_lock:
-            conn = self._idle.pop() if self._idle else None
-        conn = conn or self._adbc_connect()
-        try:
-            yield conn
-        except BaseException:
-            conn.close()
-            raise
-        with self._idle_lock:
-            if not self._closed:
-                self._idle.append(conn)
-                return
-        conn.close()
-
     def close(self) -> None:
         if self.own:  # a borrowed connection stays open: it is the user's
             with self.lock:
                 self.sqlite.close()
-        with self._idle_lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+
+
+def _rebatched(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Tables of `rows` rows (the last one shorter) from record batches of any size."""
+    pending: list[pa.RecordBatch] = []
+    have = 0
+    for batch in batches:
+        pending.append(batch)
+        have += batch.num_rows
+        while have >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, have = rest.to_batches(), rest.num_rows
+    if have:
+        yield pa.Table.from_batches(pending)
 
 
 def main_file(database_list: list) -> str:
