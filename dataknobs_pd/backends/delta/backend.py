@@ -22,6 +22,7 @@ from ...schema import TableSchema
 from ..base import Backend
 from ..files.parts import sort_order as parts_order
 from ..files.parts import take_keys
+from ..files.storage import replace_local
 from . import physical as ph
 from .checks import Checker
 from .commit import commit
@@ -282,10 +283,12 @@ class DeltaBackend(Backend):
             return []
 
     def _put_record(self, aside: str, part: int, adds: list[dict]) -> None:
-        path = self._record(aside, part)
-        if self.loc.local:
+        path, raw = self._record(aside, part), json.dumps(adds).encode()
+        if self.loc.local:  # whole or not at all: a full disk leaves the earlier try's record as it was
             os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-        self.loc.fs.pipe_file(path, json.dumps(adds).encode())
+            replace_local(path, raw)
+        else:
+            self.loc.fs.pipe_file(path, raw)  # an upload is whole or absent
 
     def _stages(self, aside: str, adds: list[dict]) -> set[str]:
         folder = self.loc.folder(aside.split("/", 1)[1])

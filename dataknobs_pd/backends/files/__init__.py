@@ -18,7 +18,10 @@ overwrite each other, on S3 too. Savepoints and rollbacks only restore the in-me
 parts (and drop the files written since). Adding columns only changes the schema: parts
 written before read them as nulls. A crash before the commit leaves the previous version
 whole; the orphaned parts are swept when the table is next created (or every 16th version, or
-by vacuum).
+by vacuum). Parts are synced to the disk, and a manifest is written aside, synced, read back
+and checked, before it is linked into place: a full disk fails the call with a StorageError
+that says so, leaving the previous version whole and no file of the call behind; a manifest
+left empty or cut short (by a file system without hard links) is never taken as a version.
 
 Retention: the parts a version no longer lists are kept, listed as retired in its manifest, for
 `retention` seconds, so that reads that started on an earlier version finish; later commits (or

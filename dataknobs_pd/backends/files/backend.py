@@ -21,7 +21,7 @@ from . import parts as parts_
 from . import reading
 from .commit import Holds, Transactions, Tx, is_part
 from .formats import Format
-from .manifest import Manifests, Part, State
+from .manifest import DROPPED_MAX, Manifests, Part, State
 from .storage import Storage, folder_name, table_of
 
 _MAX_PARTS = 64  # past this, writes merge small parts
@@ -112,7 +112,11 @@ class FileBackend(Backend):
                         {r[len(m.log) + 1 :]: e for r, e in files.items() if r.startswith(m.log + "/")}
                     )
                     legacy = m.legacy in files
-                if versions[max(versions)].size if versions else legacy:  # an empty newest manifest: dropped
+                # An upload to an object store is whole or absent: a manifest bigger than a drop's holds a table.
+                # Otherwise the newest manifest that holds a version says (a torn one is skipped, see manifest.py).
+                if s.object_store and versions and versions[max(versions)].size > DROPPED_MAX:
+                    names.append(table)
+                elif (versions or legacy) and m.head(table).state is not None:
                     names.append(table)
         return sorted(names)
 
@@ -345,9 +349,7 @@ class FileBackend(Backend):
     def _put_record(self, aside: str, part: int, schema, parts) -> None:
         path = self._record(aside, part)
         self.storage.ensure_dir(path.rsplit("/", 1)[0])
-        with self.storage.open_write(path) as out:
-            out.write(self.manifests.encode(aside, State(aside, schema, tuple(parts)), 0))
-        self.storage.sync(path)
+        self.storage.write_whole(path, self.manifests.encode(aside, State(aside, schema, tuple(parts)), 0))
 
     def clear_aside(self, aside, part, schema):
         """The partition starts with no parts; at commit its record is replaced, and the parts an earlier
@@ -452,11 +454,11 @@ class Writers:
         tx.pending[path] = self._pool.submit(self.write, path, data, schema)
 
     def write(self, path: str, data: pa.Table, schema) -> int:
-        """Write one part file (on a worker thread, or in the caller's); returns its size in bytes."""
+        """Write one part file (on a worker thread, or in the caller's), flushed to the disk before a manifest
+        can list it; returns its size in bytes."""
         with self.storage.open_write(path) as out:
             self.format.write(out, data, schema)
             size = out.tell()
-        self.storage.sync(path)
         return size
 
     def settle(self, tx: Tx, path: str | None = None, cancel: bool = False, needed: set | None = None) -> None:

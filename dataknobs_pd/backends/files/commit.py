@@ -189,7 +189,8 @@ class Transactions:
         self._settle(tx, cancel=True)
         self._remove(tx.created)
         for table in [t for t, base in tx.base.items() if base is None]:
-            self.storage.rmdir(self.storage.dir(table))  # only when empty
+            self.storage.rmdir(self.manifests.folder(table))  # only when empty: a failed first publish made it
+            self.storage.rmdir(self.storage.dir(table))
 
     # -- commit ------------------------------------------------------------------------------------
     def _commit(self, tx: Tx) -> None:
@@ -230,12 +231,16 @@ class Transactions:
 
     def _publish(self, tx: Tx, table: str) -> dict[int, Entry]:
         """Put the table's next manifest; the versions its folder then holds."""
-        version = tx.heads[table].version + 1
-        st = tx.states[table]
+        s, version, st = self.storage, tx.heads[table].next, tx.states[table]
+        folder = s.dir(table)
         if st is not None:
-            folder = self.storage.dir(table)
             parts = tuple(replace(p, size=tx.sizes.get(f"{folder}/{p.file}", p.size)) for p in st.parts)
             st = tx.states[table] = replace(st, parts=parts, retired=self._retired(tx.base[table], st))
+        with s.io(f"publishing table {table!r}"):  # locally the names of its parts are made durable first
+            s.ensure_dir(self.manifests.folder(table))
+            s.sync_dir(folder)
+            if tx.base[table] is None:  # and the table's folder's
+                s.sync_dir(s.root)
         if not self.manifests.put(table, st, version):
             raise self._conflict(table)
         head = tx.heads[table]
@@ -260,7 +265,7 @@ class Transactions:
     def _clean(self, tx: Tx, table: str, versions: dict[int, Entry]) -> list[str]:
         """After a commit: remove the manifests no writer can race for any more; the files to retire."""
         s, head, base, st = self.storage, tx.heads[table], tx.base[table], tx.states[table]
-        folder, version = s.dir(table), head.version + 1
+        folder, version = s.dir(table), head.next
         if st is None:  # dropped: no reader needs its files; the tombstone stays while writers may race for it
             old = [v for v in versions if v < version or (v == version and table in tx.locks)]
         else:  # a manifest goes once no writer can still be trying to put its version
@@ -290,7 +295,7 @@ class Transactions:
 
     @staticmethod
     def _moved(then: Head, now: Head) -> bool:
-        return (now.version, now.stamp) != (then.version, then.stamp)
+        return (now.version, now.stamp, now.top) != (then.version, then.stamp, then.top)
 
     def _conflict(self, table: str) -> ConcurrentWriteError:
         return ConcurrentWriteError(

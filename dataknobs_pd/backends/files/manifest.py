@@ -3,9 +3,15 @@ which parts, in which order, with which first and last keys, make up the table, 
 A part the newest manifest does not list is not part of the table.
 
 A version's manifest is written once, put-if-absent, and never changed: of two writers of the
-same version one fails, so commits cannot overwrite each other. A drop writes an empty one. Each
-manifest also lists the parts retired by recent versions and since when, so that they are removed
-only once no reader that started earlier can need them (the store's retention).
+same version one fails, so commits cannot overwrite each other. A drop writes one that says so
+("dropped"). Each manifest also lists the parts retired by recent versions and since when, so that
+they are removed only once no reader that started earlier can need them (the store's retention).
+
+A manifest is published whole (storage.put_new: written aside, synced, read back and checked, then
+linked to its name), so a crash or a full disk cannot tear one. A numbered file that is empty or
+not valid JSON is still never a version (a file system without hard links fills the name after
+creating it; earlier releases wrote a drop as an empty file, which cannot be told from a torn one):
+readers take the newest manifest that is, and the next commit numbers past it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from .storage import Entry, Storage
 
 _REUSE_SECONDS = 5.0  # the manifest schema() read serves the same thread's next call (save, load) this long
 _NUMBERED = re.compile(r"\d{20}\.json")
+DROPPED_MAX = 512  # bytes: a drop's manifest is smaller (a table's may be too); see FileBackend.tables
 
 
 def is_numbered(name: str) -> bool:
@@ -70,6 +77,12 @@ class Head:
     legacy: bool = False  # read from the single manifest of earlier releases, _dk_<format>.json
     versions: dict = field(default_factory=dict, compare=False)  # the versions listed beside it -> Entry
     listed: float = field(default_factory=time.time, compare=False)  # when they were listed
+    top: int = 0  # the highest version listed, one that holds no version (empty, cut short) too
+
+    @property
+    def next(self) -> int:
+        """The version the next commit puts: past every manifest listed, so never one a torn file holds."""
+        return max(self.version, self.top) + 1
 
 
 class Manifests:
@@ -117,20 +130,34 @@ class Manifests:
         ]
 
     def head(self, table: str) -> Head:
-        """The newest manifest of the table."""
+        """The newest manifest of the table that holds a version: an empty or cut-short one is skipped."""
         s = self.storage
         with s.io(f"reading table {table!r}"):
-            for _ in range(3):  # the newest may be removed between the listing and the read (a local drop)
+            for _ in range(3):  # a manifest may be removed between the listing and the read (a local drop)
                 listed = time.time()
                 versions, legacy = self._list(table)
-                if not versions:
-                    raw = s.cat(f"{s.dir(table)}/{self.legacy}") if legacy else None
-                    return Head() if raw is None else self.parse(table, raw, legacy=True)
-                newest = max(versions)
-                raw = s.cat(self.path(table, newest)) if versions[newest].size else b""  # empty: dropped
-                if raw is not None:
-                    return replace(self.parse(table, raw, newest), versions=versions, listed=listed)
+                found = self._newest(table, versions)
+                if found is None:
+                    continue
+                if not found.version and legacy:  # no numbered manifest holds a version: an earlier release's?
+                    raw = s.cat(f"{s.dir(table)}/{self.legacy}")
+                    doc = self._document(raw) if raw is not None else None
+                    if doc is not None:
+                        found = self._head(table, doc, legacy=True)
+                return replace(found, top=max(versions, default=0), versions=versions, listed=listed)
         raise StorageError(f"table {table!r} in {s.display} keeps changing; read it again")
+
+    def _newest(self, table: str, versions: dict[int, Entry]) -> Head | None:
+        """The newest of `versions` that holds a version (Head() when none does); None when one of them
+        was removed after the listing."""
+        for v in sorted(versions, reverse=True):
+            raw = self.storage.cat(self.path(table, v)) if versions[v].size else b""
+            if raw is None:
+                return None
+            doc = self._document(raw)
+            if doc is not None:
+                return self._head(table, doc)
+        return Head()
 
     def load(self, table: str, reuse: bool = False, stash: bool = True) -> tuple[Head, int]:
         """The newest manifest, and how many commits of this store had retired files of the table before it
@@ -153,18 +180,31 @@ class Manifests:
             self._stash.pop(threading.get_ident(), None)
 
     def parse(self, table: str, raw: bytes, version: int | None = None, legacy: bool = False) -> Head:
-        """The manifest `raw` of version `version` (an empty one: the table was dropped at that version)."""
-        if not raw:
-            return Head(version or 0)
-        try:
-            d = json.loads(raw)
-        except ValueError as e:
+        """The manifest `raw` (of version `version`); one empty or cut short is an error."""
+        doc = self._document(raw)
+        if doc is None:
             raise StorageError(
-                f"table {table!r} in {self.storage.display}: its manifest is not valid JSON ({e})"
-            ) from e
+                f"table {table!r} in {self.storage.display}: its manifest"
+                f"{'' if version is None else f' of version {version}'} is empty or cut short (not valid JSON)"
+            )
+        return self._head(table, doc, legacy)
+
+    @staticmethod
+    def _document(raw: bytes) -> dict | None:
+        """A manifest's JSON document; None for a file that holds none: empty or cut short by a crash or a
+        full disk (every proper prefix of a JSON object is invalid JSON)."""
+        try:
+            doc = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def _head(self, table: str, d: dict, legacy: bool = False) -> Head:
         if d.get("format") != self.fmt:
             raise StorageError(f"table {table!r} in {self.storage.display}: manifest of format {d.get('format')!r}")
         version, stamp = d["version"], d.get("stamp")
+        if d.get("dropped"):
+            return Head(version, stamp, None, legacy)
         schema = TableSchema.from_json(json.dumps(d["schema"]), table)
         bounds = parts_.decode_bounds(d.get("bounds")) if schema.key else None
         parts = tuple(
@@ -181,31 +221,45 @@ class Manifests:
         return Head(version, stamp, State(d.get("table", table), schema, parts, version, stamp, retired), legacy)
 
     def encode(self, table: str, st: State | None, version: int) -> bytes:
-        """The manifest of version `version`: the table `st`, or when it is None (dropped) an empty file,
-        which a listing tells apart by its size."""
+        """The manifest of version `version`: the table `st`, or when it is None a drop, a small document
+        (no table name: at most DROPPED_MAX bytes) that says "dropped"."""
+        doc: dict = {"dataknobs_pd": 2, "format": self.fmt}
         if st is None:
-            return b""
-        doc = {
-            "dataknobs_pd": 2,
-            "format": self.fmt,
-            "table": table,
-            "version": version,
-            "stamp": uuid.uuid4().hex,
-            "committed": time.time(),
-            "schema": json.loads(st.schema.to_json()),
-            "parts": [{"file": p.file, "rows": p.rows, "bytes": p.size} for p in st.parts],
-        }
+            doc.update(version=version, stamp=uuid.uuid4().hex, committed=time.time(), dropped=True)
+            return json.dumps(doc, indent=1).encode()
+        doc.update(
+            table=table,
+            version=version,
+            stamp=uuid.uuid4().hex,
+            committed=time.time(),
+            schema=json.loads(st.schema.to_json()),
+            parts=[{"file": p.file, "rows": p.rows, "bytes": p.size} for p in st.parts],
+        )
         if st.schema.key and st.parts:
             doc["bounds"] = parts_.encode_bounds([b for p in st.parts for b in p.bounds], st.schema)
         doc["retired"] = [{"file": f, "since": since} for f, since in st.retired]
         return json.dumps(doc, indent=1).encode()
 
     def put(self, table: str, st: State | None, version: int) -> bool:
-        """Publish version `version` unless a manifest of that version exists (False then)."""
+        """Publish version `version` unless a manifest of that version exists (False then): whole, read back
+        and checked first (see Storage.put_new)."""
         s = self.storage
         with s.io(f"publishing table {table!r}"):
             s.ensure_dir(self.folder(table))
-            return s.put_new(self.path(table, version), self.encode(table, st, version))
+            raw = self.encode(table, st, version)
+            return s.put_new(self.path(table, version), raw, lambda back: self._check(table, st, version, back))
+
+    def _check(self, table: str, st: State | None, version: int, raw: bytes) -> None:
+        """That a manifest about to be published says what it should: its version, and the parts of `st`
+        (none, dropped, when it is None)."""
+        head = self.parse(table, raw, version)
+        want = None if st is None else [(p.file, p.rows) for p in st.parts]
+        got = None if head.state is None else [(p.file, p.rows) for p in head.state.parts]
+        if head.version != version or got != want:
+            raise StorageError(
+                f"table {table!r} in {self.storage.display}: the manifest of version {version} does not read "
+                f"back as written; nothing was published"
+            )
 
     def remove(self, table: str, versions) -> None:
         self.storage.remove(self.path(table, v) for v in versions)

@@ -3,12 +3,14 @@ StorageError, durable local writes, put-if-absent, and the per-table lock files.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import threading
 import time
 import urllib.parse
 import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, NamedTuple
 
@@ -30,6 +32,10 @@ OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oci", 
 LOCKS = "_dk_locks"  # ROOT/_dk_locks/<folder>.lock: one lock file per table (local stores); never a table name
 _MAX_FOLDER = 200  # bytes of an encoded table name; most file systems allow 255
 _BUCKETS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # file system -> buckets known to exist
+_FULL = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT") if hasattr(errno, n)}  # a full disk, a used-up quota
+# os.link's failures that are the publish's own (a full disk, a failing or read-only device): no reason to
+# publish another way. Any other one says the file system has no hard links (vfat, some FUSE and network ones).
+_FAILED = _FULL | {errno.EIO, errno.EROFS}
 
 
 def folder_name(table: str) -> str:
@@ -145,6 +151,12 @@ class Storage:
             finally:
                 os.close(fd)
 
+    def sync_dir(self, path: str) -> None:
+        """Make the names in a local folder durable (the parts a manifest is about to list, its log folder);
+        Windows cannot open a folder to sync it."""
+        if self.fsync and sys.platform != "win32":
+            self.sync(path)
+
     def ls(self, path: str) -> list[str]:
         """Names in a folder (none when it does not exist)."""
         return list(self.entries(path, stat=False))
@@ -198,26 +210,36 @@ class Storage:
         except FileNotFoundError:
             return None
 
-    def put_new(self, path: str, data: bytes) -> bool:
+    def put_new(self, path: str, data: bytes, check: Callable[[bytes], None] | None = None) -> bool:
         """Write a small file only if none has that name (atomically, durably); False when one has.
 
-        Locally the bytes go to a temporary file that is hard-linked to the name (a link never
-        replaces a file); on S3 the upload says If-None-Match: * and the store refuses a second one.
+        Locally the bytes go to a temporary file, flushed to the disk (fsync), read back and checked
+        (the same bytes, and `check(bytes)`, which raises when they are not what they should say), then
+        hard-linked to the name (a link never replaces a file), and the folder is synced: the name only
+        ever holds the whole file. A full disk fails the temporary file, which is removed. On S3 the
+        upload says If-None-Match: * and the store refuses a second one (an upload is whole or absent).
         """
         folder = path.rsplit("/", 1)[0]
         if self.local:
-            done = self._link_new(path, data)
+            done = self._link_new(path, data, check)
             if done:
                 with suppress(OSError):  # the new name's durability; not every OS can sync a folder
                     self.sync(folder)
             return done
+        if check is not None:
+            check(data)
         try:
             if self.s3:
                 self.fs.pipe_file(path, data, mode="create")
             else:  # other file systems: no conditional write; checked, then written (a small gap)
                 if self.fs.exists(path):
                     return False
-                self.fs.pipe_file(path, data)
+                try:
+                    self.fs.pipe_file(path, data)
+                except BaseException:  # a full disk may have left it cut short: it is no version (manifest.py)
+                    with suppress(Exception):
+                        self.fs.rm_file(path)
+                    raise
         except FileExistsError:
             return False
         except OSError as e:
@@ -228,24 +250,39 @@ class Storage:
             self.fs.invalidate_cache(folder)
         return True
 
-    def _link_new(self, path: str, data: bytes) -> bool:
+    def _link_new(self, path: str, data: bytes, check: Callable[[bytes], None] | None) -> bool:
         tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
         try:
             self._write_local(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), data)
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        except OSError:  # no hard links on this file system: create the name exclusively, then fill it
+            self._verify(tmp, data, check)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                os.link(tmp, path)
+                return True
             except FileExistsError:
                 return False
-            self._write_local(fd, data)
-            return True
+            except OSError as e:
+                if e.errno in _FAILED:
+                    raise
+            return self._create_new(path, data, check)  # no hard links on this file system
         finally:
             with suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    def _create_new(self, path: str, data: bytes, check: Callable[[bytes], None] | None) -> bool:
+        """Create the name exclusively, then fill it: readers may meet it empty or cut short meanwhile
+        (manifest.py skips such a file), and a failure removes it (it is this writer's)."""
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        try:
+            self._write_local(fd, data)
+            self._verify(path, data, check)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(path)
+            raise
+        return True
 
     def _write_local(self, fd: int, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
@@ -253,6 +290,26 @@ class Storage:
             f.flush()
             if self.fsync:
                 os.fsync(f.fileno())
+
+    def _verify(self, path: str, data: bytes, check: Callable[[bytes], None] | None) -> None:
+        """Read a file just written back: the bytes written, and what they should say (`check`)."""
+        with open(path, "rb") as f:
+            raw = f.read()
+        if raw != data:
+            raise StorageError(
+                f"{self.display}: {path!r} reads back {len(raw)} bytes, not the {len(data)} written; nothing was published"
+            )
+        if check is not None:
+            check(raw)
+
+    def write_whole(self, path: str, data: bytes) -> None:
+        """Write a small file whole, replacing the one of that name, if any: locally through a temporary
+        file, synced, then renamed over it (a reader or a full disk never meets it cut short)."""
+        if not self.local:
+            self.fs.pipe_file(path, data)  # an upload is whole or absent
+            self.fs.invalidate_cache(path.rsplit("/", 1)[0])
+            return
+        replace_local(path, data, self.fsync)
 
     def open_read(self, path: str, size: int | None):
         """A pyarrow file for a part: native locally; elsewhere through fsspec, told its size (no HEAD)."""
@@ -267,10 +324,18 @@ class Storage:
             f._details = {"name": path, "size": size, "type": "file"}
         return pa.PythonFile(f, mode="r")
 
-    def open_write(self, path: str):
+    @contextmanager
+    def open_write(self, path: str) -> Iterator[pa.NativeFile]:
+        """A new file to write (a part): locally flushed to the disk (fsync) through the same descriptor
+        before it closes, so that a full disk or a failing device shows here, before any manifest lists it."""
         if self.local:
-            return self.pafs.open_output_stream(path)
-        return pa.PythonFile(self.fs.open(path, "wb"), mode="w")
+            with pa.OSFile(path, "wb") as out:
+                yield out
+                if self.fsync:
+                    os.fsync(out.fileno())
+            return
+        with pa.PythonFile(self.fs.open(path, "wb"), mode="w") as out:
+            yield out
 
     def remove(self, paths) -> None:
         """Delete files, best effort: what is left is unreferenced and swept later."""
@@ -338,6 +403,11 @@ def storage_errors(doing: str, display: str):
         raise StorageError(f"{doing} in {display}: not found ({e})") from e
     except Exception as e:  # every failure of the store becomes a dk error
         text = str(e)
+        if _disk_full(e):
+            raise StorageError(
+                f"{doing} in {display} failed: the disk is full ({text.splitlines()[0][:300]}); "
+                f"free some space and call again"
+            ) from e
         if any(w in text for w in _DENIED):  # a refusal that the library did not raise as PermissionError
             raise StorageError(
                 f"{doing} in {display}: access denied ({text.splitlines()[0][:300]}); "
@@ -350,6 +420,46 @@ def _entry(info: dict, now: float) -> Entry:
     when: Any = info.get("mtime") or info.get("LastModified") or info.get("created")  # datetime, number or text
     age = now - (when.timestamp() if hasattr(when, "timestamp") else float(when or now))
     return Entry(age, int(info.get("size") or 0))
+
+
+def replace_local(path: str, data: bytes, fsync: bool = True) -> None:
+    """Write a small local file whole, replacing the one of that name: a temporary file beside it, synced,
+    renamed over it, the folder synced; on a failure (a full disk) the temporary file is removed and the
+    old file, if any, stays as it was."""
+    folder = os.path.dirname(path)
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+    if fsync and sys.platform != "win32":
+        with suppress(OSError):  # the new name's durability; the file itself is whole either way
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _disk_full(e: BaseException | None) -> bool:
+    """A full disk (or used-up quota), however the library wrapped it: an OSError's errno, or the text
+    pyarrow and delta-rs give it."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _FULL:
+            return True
+        text = str(e)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def _precondition_failed(e: BaseException | None) -> bool:
