@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import numpy as np
+
 from .errors import InvalidArgumentError
 
 OPS = ("==", "=", "!=", "<", "<=", ">", ">=", "in", "not in")
@@ -55,7 +59,10 @@ def normalize(where, schema) -> list[list[tuple[str, str, object]]]:
                     f"compared with == or != (is null / is not null)"
                 )
             if value is not None:
-                _check_value(col, op, value, schema.column(col).arrow)
+                t = schema.column(col).arrow
+                op, value = _temporal(col, op, value, t)
+                if value is not None:
+                    _check_value(col, op, value, t)
             conj.append((col, op, value))
         out.append(conj)
     return out
@@ -78,8 +85,115 @@ def _check_value(col: str, op: str, value, t) -> None:
         pa.array(values, type=t, from_pandas=True)
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
         raise InvalidArgumentError(
-            f"where= value {value!r} cannot be compared with column {col!r} ({t}): {str(e).splitlines()[0]}"
+            f"where= ({col!r}, {op!r}, {value!r}): the value cannot be compared with column {col!r} ({t}): "
+            f"{str(e).splitlines()[0]}"
         ) from e
+
+
+# -- dates, datetimes and durations ------------------------------------------------------------
+# Backends turn filter values into the column's Arrow type, which reads only some Python forms
+# (no strings, no dates for a datetime column, np.datetime64 only in the column's unit) and reads
+# others wrongly without a word: a naive value as UTC on a tz-aware column, an aware one as UTC
+# wall time on a naive column, a finer value truncated to the column's unit. So values for these
+# columns are read here, as pandas reads them, into exactly the values Arrow stores.
+
+_DATELIKE = (str, dt.date, np.datetime64)  # dt.datetime and pd.Timestamp are dt.date
+_DURATIONLIKE = (str, dt.timedelta, np.timedelta64)  # pd.Timedelta is a dt.timedelta
+_ROUND = {"==": "in", "!=": "!=", "<": "<=", "<=": "<=", ">": ">", ">=": ">"}  # op against the floor
+
+
+def _temporal(col: str, op: str, value, t) -> tuple[str, object]:
+    """(op, value) with the date, datetime or duration values of a filter on such a column read as its type.
+
+    A value between two values the column can hold (a finer unit, a time of day for a date column)
+    is compared exactly: against the one below it, with the operator adjusted, and no row equals it.
+    Values of other Python types (e.g. ints) are left to the usual conversion.
+    """
+    import pyarrow as pa
+
+    accepted: tuple[type, ...]
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        accepted = _DATELIKE
+    elif pa.types.is_duration(t):
+        accepted = _DURATIONLIKE
+    else:
+        return op, value
+    if op in ("in", "not in"):
+        out = []
+        for v in value:
+            if v is None or not isinstance(v, accepted):
+                out.append(v)
+                continue
+            stored, exact = _stored(col, op, v, t)
+            if exact:  # a value the column cannot hold equals no row: in and not in alike leave it out
+                out.append(stored)
+        return op, out
+    if not isinstance(value, accepted):
+        return op, value
+    stored, exact = _stored(col, op, value, t)
+    if exact:
+        return op, stored
+    op = _ROUND[op]
+    if op == "in":  # == a value no row can hold
+        return "in", []
+    if op == "!=":  # every non-null row differs from it (as != always leaves nulls out)
+        return "!=", None
+    return op, stored
+
+
+def _stored(col: str, op: str, value, t) -> tuple[object, bool]:
+    """The value as the column stores it (the largest one not above it) and whether that is the value itself."""
+    import pandas as pd
+    import pyarrow as pa
+
+    def refuse(why: str) -> InvalidArgumentError:
+        return InvalidArgumentError(f"where= ({col!r}, {op!r}, {value!r}): {why}")
+
+    if pa.types.is_duration(t):
+        try:
+            td = pd.Timedelta(value)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise refuse(f"the value cannot be read as a duration for column {col!r} ({t}): {e}") from None
+        if td is pd.NaT:
+            raise refuse(f"the value cannot be read as a duration for column {col!r} ({t})")
+        try:
+            stored = td.as_unit(t.unit)
+        except (ValueError, OverflowError) as e:
+            raise refuse(f"the value is outside the range of column {col!r} ({t}): {e}") from None
+        if stored > td:  # as_unit floors; this only makes sure of it
+            stored -= pd.Timedelta(1, unit=t.unit)
+        return stored, stored == td
+    if pa.types.is_date(t) and type(value) is dt.date:
+        return value, True
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError) as e:
+        kind = "date" if pa.types.is_date(t) else "datetime"
+        raise refuse(f"the value cannot be read as a {kind} for column {col!r} ({t}): {e}") from None
+    if ts is pd.NaT:
+        raise refuse(f"the value cannot be read as a date or datetime for column {col!r} ({t})")
+    zone = getattr(t, "tz", None)
+    if ts.tz is not None and zone is None:
+        what = "dates" if pa.types.is_date(t) else "naive datetimes (no time zone)"
+        raise refuse(
+            f"the value is tz-aware ({ts.tz}) and column {col!r} holds {what}, which pandas will not compare; "
+            f"give a naive value, e.g. ts.tz_convert(zone).tz_localize(None)"
+        )
+    try:
+        # a naive value against a tz-aware column is a wall time in the column's zone, as pandas reads a string
+        ts = ts.tz_convert(zone) if ts.tz is not None else ts.tz_localize(zone) if zone else ts
+    except (ValueError, TypeError) as e:  # a wall time that does not exist or is ambiguous there
+        raise refuse(f"the value cannot be read in the time zone {zone} of column {col!r}: {e}") from None
+    if pa.types.is_date(t):
+        day = ts.date()
+        return day, ts == pd.Timestamp(day)
+    try:
+        stored = ts.as_unit(t.unit)
+    except (ValueError, OverflowError) as e:
+        raise refuse(f"the value is outside the range of column {col!r} ({t}): {e}") from None
+    if stored > ts:  # as_unit floors; this only makes sure of it
+        stored -= pd.Timedelta(1, unit=t.unit)
+    return stored, stored == ts
 
 
 _DIRECTIONS = {"asc": True, "ascending": True, "desc": False, "descending": False}
