@@ -13,6 +13,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from .zones import upgrade as upgrade_zone
+
 VERSION = 1
 INDEX_PREFIX = "__index_level_"
 
@@ -109,18 +111,21 @@ class TableSchema:
     def _from_json(cls, text: str | bytes) -> TableSchema:
         d = json.loads(text)
         arrow = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(d["arrow"])))
-        cols = [
-            Column(
-                name=c["name"],
-                kind=c["kind"],
-                arrow=arrow.field(c["name"]).type,
-                nullable=arrow.field(c["name"]).nullable,
-                dtype=c["dtype"],
-                label=c.get("label"),
-                index=c.get("index", False),
+        cols = []
+        for c in d["columns"]:
+            # a zone saved as str(tz) that nothing reads back ("UTC-05:00", "pytz.FixedOffset(-300)"): as today's
+            t, spec = upgrade_zone(arrow.field(c["name"]).type, c["dtype"])
+            cols.append(
+                Column(
+                    name=c["name"],
+                    kind=c["kind"],
+                    arrow=t,
+                    nullable=arrow.field(c["name"]).nullable,
+                    dtype=spec,
+                    label=c.get("label"),
+                    index=c.get("index", False),
+                )
             )
-            for c in d["columns"]
-        ]
         return cls(columns=cols, key=d.get("key"), index_names=d.get("index_names", []))
 
     def __eq__(self, other):
