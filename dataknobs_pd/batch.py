@@ -19,7 +19,7 @@ import pyarrow as pa
 from . import aside, changes, keys
 from .backends.base import Backend
 from .changes import CHANGE_COLUMNS
-from .errors import BatchError, ConcurrentWriteError, WriteError
+from .errors import BatchError, ConcurrentWriteError, InternalError, WriteError
 from .failures import Failures, RowError, RowFailure, Stage, bisect, classify, repeated, unholdable, validate
 from .progress import Progress
 from .result import BatchResult
@@ -229,7 +229,8 @@ class BatchWriter:
         contiguous = rows[-1] - rows[0] + 1 == len(rows)
         part = df.iloc[rows[0] : rows[-1] + 1] if contiguous else df.iloc[rows]
         if plan.mode == "delete":
-            assert plan.schema.key is not None, "rows are deleted by key"
+            if plan.schema.key is None:
+                raise InternalError("rows are deleted by key")
             data, bad = self.mapper.to_arrow(keys.key_frame(part, plan.schema.key), _key_schema(plan.schema))
         else:
             # A default range index says nothing when updating rows, but labels the rows it inserts.
@@ -354,5 +355,6 @@ def _drop(rows: np.ndarray, bad: Failures, failures: Failures) -> np.ndarray:
 
 
 def _key_schema(schema: TableSchema) -> TableSchema:
-    assert schema.key is not None, "rows are deleted by key"
+    if schema.key is None:
+        raise InternalError("rows are deleted by key")
     return TableSchema(columns=[schema.column(k) for k in schema.key], key=schema.key)

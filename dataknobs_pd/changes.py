@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .errors import InternalError
 from .schema import TableSchema
 
 ACTIONS = ("insert", "update", "unchanged", "delete")
@@ -24,7 +25,8 @@ _IN_LIST = 10_000  # key values per `in` filter: a bound parameter each on SQL s
 def stored_rows(backend, table: str, schema: TableSchema, data: pa.Table) -> pa.Table:
     """The stored rows whose key is among those of `data`, with the columns of `data`: one keyed read."""
     key = schema.key
-    assert key is not None, "only a keyed table's rows are read by key"
+    if key is None:
+        raise InternalError("only a keyed table's rows are read by key")
     columns = list(data.column_names)
     pieces = []
     for lo in range(0, data.num_rows, _IN_LIST):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .errors import UnsupportedDtypeError
 
@@ -76,28 +77,45 @@ class DtypeTools:
         raise UnsupportedDtypeError(f"unknown field type {field_type!r}")
 
     def convert_value(self, value, field_type: str):
-        """Convert one value to a field type, or raise UnsupportedDtypeError saying why not."""
+        """Convert one value to a field type by the rules every write follows (conversion.py), or raise
+        UnsupportedDtypeError saying why not: a value is converted only when the result equals it."""
+        from .conversion import Unequal
+        from .schema import Column
+
         if value is None or (not isinstance(value, (list, dict)) and pd.isna(value)):
             return None
+        if field_type == "json":
+            return json.loads(value) if isinstance(value, str) else value
+        t = _FIELD_ARROW.get(field_type)
+        if t is None:
+            raise UnsupportedDtypeError(f"unknown field type {field_type!r}; known: {sorted(_FIELD_ARROW)} and 'json'")
+        if isinstance(value, str) and field_type in ("datetime", "timedelta"):
+            value = _parsed(value, field_type)
+        if field_type == "decimal" and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                value = decimal.Decimal(value.strip() if isinstance(value, str) else str(value))
+            except decimal.InvalidOperation as e:
+                raise UnsupportedDtypeError(f"cannot convert {value!r} to decimal: not a number") from e
+        s = pd.Series([value], dtype=object)
+        if isinstance(value, (pd.Timestamp, np.datetime64, pd.Timedelta, np.timedelta64)):
+            s = pd.Series([value])
+        if field_type == "decimal":
+            if not isinstance(value, decimal.Decimal):
+                raise UnsupportedDtypeError(f"cannot convert {value!r} to decimal: not a number")
+            return value
+        col = Column("value", field_type, t, True, {"name": "object"})
         try:
-            if field_type == "decimal":
-                return decimal.Decimal(str(value))
-            if field_type == "bytes":
-                return value if isinstance(value, bytes) else str(value).encode()
-            if field_type == "date":
-                return pd.Timestamp(value).date()
-            if field_type == "json":
-                return json.loads(value) if isinstance(value, str) else value
-            if field_type == "string":
-                return str(value)
-            dtype = self.get_pandas_dtype(field_type, nullable=False)
-            out = pd.Series([value]).astype(dtype).iloc[0]
-            if field_type in INT_KINDS:
-                if out != value and not (isinstance(value, str) and str(out) == value.strip()):
-                    raise ValueError(f"{value!r} changes when converted")
-            return out.item() if isinstance(out, np.generic) else out
-        except (ValueError, TypeError, OverflowError, decimal.InvalidOperation) as e:
-            raise UnsupportedDtypeError(f"cannot convert {value!r} to {field_type}: {e}") from e
+            arr = self._convert(s, col)  # type: ignore[attr-defined]
+        except Unequal as e:
+            raise UnsupportedDtypeError(f"cannot convert {value!r} to {field_type}: {e.reason}") from e
+        except (ValueError, TypeError, OverflowError, pa.ArrowException) as e:
+            raise UnsupportedDtypeError(f"cannot convert {value!r} to {field_type}: {str(e).splitlines()[0]}") from e
+        out = arr[0].as_py()
+        if field_type == "datetime":
+            return pd.Timestamp(out)
+        if field_type == "timedelta":
+            return pd.Timedelta(out)
+        return out
 
     def optimize_dtypes(self, df: pd.DataFrame, category_ratio: float = 0.5) -> pd.DataFrame:
         """The same frame in the most memory-efficient dtypes that change no value."""
@@ -121,6 +139,26 @@ class DtypeTools:
             else:
                 out[label] = s
         return pd.DataFrame(out, index=df.index)
+
+
+_FIELD_ARROW = {  # field type -> the Arrow type convert_value converts to
+    **{k: pa.from_numpy_dtype(np.dtype(k)) for k in NUMBER_KINDS},
+    "bool": pa.bool_(),
+    "string": pa.large_string(),
+    "bytes": pa.binary(),
+    "date": pa.date32(),
+    "datetime": pa.timestamp("ns"),
+    "timedelta": pa.duration("ns"),
+    "decimal": pa.decimal128(38, 0),  # not used to convert: a Decimal keeps its own places
+}
+
+
+def _parsed(text: str, field_type: str):
+    """A timestamp or a duration from its text, as pandas reads it (ValueError when it reads none)."""
+    try:
+        return pd.Timestamp(text) if field_type == "datetime" else pd.Timedelta(text)
+    except ValueError as e:
+        raise UnsupportedDtypeError(f"cannot convert {text!r} to {field_type}: {e}") from e
 
 
 def _looks_like_dtype(s: str) -> bool:

@@ -72,3 +72,10 @@ class WriteError(DataKnobsError):
         super().__init__(message)
         self.error = error
         self.code = code
+
+
+class InternalError(DataKnobsError, RuntimeError):
+    """An invariant of the package does not hold: a bug, to be reported with its traceback."""
+
+    def __init__(self, what: str):
+        super().__init__(f"internal error (a bug in dataknobs-pd; please report it with this traceback): {what}")

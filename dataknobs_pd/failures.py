@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .errors import InternalError
 from .schema import INDEX_PREFIX, TableSchema
 
 
@@ -137,6 +138,14 @@ def unconvertible(column: str, kind: str, value, error: Exception) -> RowFailure
     return RowFailure(Stage.CONVERT, kind_of, f"column {column!r} ({kind}): cannot store {value!r}{detail}")
 
 
+def unequal(column: str, kind: str, value, reason: str) -> RowFailure:
+    """A value that its column's type would store as another value (conversion.py)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return RowFailure(
+        Stage.CONVERT, RowError.TypeConversion, f"column {column!r} ({kind}): cannot store {value!r}: {reason}"
+    )
+
+
 def required(column: str) -> RowFailure:
     """A required column without a value in this row."""
     return RowFailure(Stage.CONVERT, RowError.NotNull, f"column {column!r} requires a value and this row has none")
@@ -244,7 +253,8 @@ def failures_frame(
     fs = [failures[r] for r in rows]
     here = np.arange(len(rows))
     if len(rows):
-        assert failed_rows is not None, "failures come with their failed rows"
+        if failed_rows is None:
+            raise InternalError("failures come with their failed rows")
         labels = failed_rows.index.tolist()
     else:
         labels = []

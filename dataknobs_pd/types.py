@@ -18,10 +18,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import conversion
+from .conversion import Unequal, bool_array, check_zone, takes_as_is
 from .dtypes import _MASKED, NUMPY_KINDS, DtypeTools
 from .errors import SchemaMismatchError, UnsupportedDtypeError
-from .failures import Failures, bisect, required, unconvertible
+from .failures import Failures, bisect, required, unconvertible, unequal
 from .schema import INDEX_PREFIX, Column, TableSchema
+from .zones import of_spec as _zone_of
+from .zones import timestamp_spec as _timestamp_spec
 
 _CONVERT_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError, decimal.InvalidOperation)
 
@@ -89,7 +93,7 @@ class TypeMapper(DtypeTools):
                     )
                 level = pd.Series(df.index.get_level_values(i), index=pd.RangeIndex(len(df)))
                 label = None if name is None or isinstance(name, str) else name
-                cols.append(self.describe(level, sname, label=label, index=True))
+                cols.append(_with_freq(self.describe(level, sname, label=label, index=True), df.index))
         if key:
             cols = [
                 Column(c.name, c.kind, c.arrow, False, c.dtype, c.label, c.index) if c.name in key else c for c in cols
@@ -120,8 +124,11 @@ class TypeMapper(DtypeTools):
             return Column(name, "string", pa.large_string(), True, spec, label, index)
         if isinstance(d, pd.DatetimeTZDtype) or d.kind == "M":
             unit = np.datetime_data(d.base if hasattr(d, "base") else d)[0] if d.kind == "M" else d.unit
-            tz = str(d.tz) if isinstance(d, pd.DatetimeTZDtype) else None
-            return Column(name, "datetime", pa.timestamp(unit, tz=tz), True, {"name": str(d)}, label, index)
+            if not isinstance(d, pd.DatetimeTZDtype):
+                return Column(name, "datetime", pa.timestamp(unit), True, {"name": str(d)}, label, index)
+            # the zone as every store and Arrow read it back, and the record of the exact pandas zone
+            tz, spec = _timestamp_spec(d.tz, unit, name)
+            return Column(name, "datetime", pa.timestamp(unit, tz=tz), True, spec, label, index)
         if d.kind == "m":
             unit = np.datetime_data(d)[0]
             return Column(name, "timedelta", pa.duration(unit), True, {"name": str(d)}, label, index)
@@ -199,8 +206,6 @@ class TypeMapper(DtypeTools):
             if col.kind == "null" and s.notna().any():  # saved with no values: the first ones decide its kind
                 typed = self._first_values(s, col, table)
                 schema, changed = schema.with_column(typed), True
-            elif col.kind == "datetime":
-                _check_zone(s, col, table)
             elif col.kind == "category" and not col.dtype["ordered"]:
                 grown = _grow_categories(s, col)
                 if grown is not None:
@@ -232,6 +237,24 @@ class TypeMapper(DtypeTools):
         column that is not part of the key stays an Arrow dictionary array (the frame's categories, as
         the column's Arrow type, and their codes) instead of being expanded to its values.
         """
+        failures: Failures = {}
+        rows = np.arange(len(df))
+        while True:  # the rows left after each pass convert again: a value may fail only beside others
+            if not len(rows):
+                cols = [c for c, _ in self._series_for(df, schema, with_index)]
+                return pa.schema([c.field for c in cols]).empty_table(), failures
+            part = df if len(rows) == len(df) else df.iloc[rows]
+            table, more = self._to_arrow(part, schema, with_index, dictionary)
+            if not more:
+                return table, failures
+            for pos, f in more.items():
+                failures.setdefault(int(rows[pos]), f)
+            rows = np.delete(rows, np.fromiter(more, dtype=np.int64))
+
+    def _to_arrow(
+        self, df: pd.DataFrame, schema: TableSchema, with_index: bool, dictionary: bool
+    ) -> tuple[pa.Table, Failures]:
+        """One pass of to_arrow: the table when every row converts, else the failures (positions in `df`)."""
         series = self._series_for(df, schema, with_index)
         failures: Failures = {}
         arrays = {}
@@ -239,6 +262,10 @@ class TypeMapper(DtypeTools):
         for col, s in series:
             try:
                 arrays[col.name] = self._convert(s, col, col.name in coded)
+            except Unequal as e:  # the rows at fault are known at once: no halving
+                values = s.reset_index(drop=True)
+                for at in np.flatnonzero(e.mask).tolist():
+                    failures.setdefault(at, unequal(col.name, col.kind, values.iloc[at], e.reason))
             except _CONVERT_ERRORS:
                 parts, bad = self._isolate(s.reset_index(drop=True), col, col.name in coded)
                 if not bad:  # every value converts alone (e.g. floats mixed with numeric strings)
@@ -250,15 +277,9 @@ class TypeMapper(DtypeTools):
             if not col.nullable and arr is not None and arr.null_count:
                 for null in np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False)):
                     failures.setdefault(int(null), required(col.name))
-        if failures:
-            good = np.setdiff1d(np.arange(len(df)), np.fromiter(failures, dtype=np.int64))
-            if len(good) == 0:
-                cols = [c for c, _ in series]
-                return pa.schema([c.field for c in cols]).empty_table(), failures
-            table, more = self.to_arrow(df.iloc[good], schema, with_index, dictionary)
-            assert not more, more
-            return table, failures
         cols = [c for c, _ in series]
+        if failures:
+            return pa.schema([c.field for c in cols]).empty_table(), failures
         fields = [c.field.with_type(arrays[c.name].type) if c.name in coded else c.field for c in cols]
         return pa.table([arrays[c.name] for c in cols], schema=pa.schema(fields)), {}
 
@@ -281,9 +302,19 @@ class TypeMapper(DtypeTools):
         return out
 
     def _convert(self, s: pd.Series, col: Column, coded: bool = False) -> pa.Array:
-        """One Series to an Arrow array of the column's logical type; raises when a value does not fit.
+        """One Series to an Arrow array of the column's logical type; raises when a value does not fit, and
+        Unequal for the values that would be stored as another value (conversion.py, the rules).
 
         coded=True: a Categorical stays a dictionary array, its dictionary (the categories) of that type."""
+        t = col.arrow
+        check_zone(s, t)
+        if pa.types.is_boolean(t) and not takes_as_is(s, t):
+            return bool_array(s)  # 0/1 and true/false text only: Arrow would take 2 for True
+        arr = self._arrow_of(s, col, coded)
+        conversion.check(s, col, arr)
+        return arr
+
+    def _arrow_of(self, s: pd.Series, col: Column, coded: bool) -> pa.Array:
         t = col.arrow
         if isinstance(s.dtype, pd.CategoricalDtype):
             if col.kind == "category" and col.dtype["ordered"]:
@@ -310,15 +341,6 @@ class TypeMapper(DtypeTools):
         if isinstance(s.dtype, pd.ArrowDtype):
             arr = pa.chunked_array(s.array.__arrow_array__()).combine_chunks()
             return arr if arr.type == t else _cast(arr, t)
-        if (
-            s.dtype.kind == "M"
-            and pa.types.is_timestamp(t)
-            and (t.tz is None) != (getattr(s.dtype, "tz", None) is None)
-        ):
-            raise TypeError(
-                f"column {col.name!r}: cannot store {'naive' if t.tz else 'tz-aware'} timestamps in a "
-                f"{'tz-aware' if t.tz else 'naive'} column"
-            )
         try:
             arr = pa.array(s, type=t, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -367,7 +389,7 @@ class TypeMapper(DtypeTools):
                 for c, _ in index
             ]
             if len(index) == 1:
-                idx = pd.Index(index[0][1], name=names[0])
+                idx = _index(index[0][1], names[0], index[0][0])
             else:
                 idx = pd.MultiIndex.from_arrays([v for _, v in index], names=names)
         else:
@@ -407,6 +429,11 @@ class TypeMapper(DtypeTools):
             return dtype.__from_arrow__(arr)
         if col.kind in NUMPY_KINDS:
             return arr.to_numpy().astype(dtype, copy=False)
+        if isinstance(dtype, pd.DatetimeTZDtype) and len(arr):
+            # the instants in UTC, then the saved zone: the zone comes from the dk schema, never from Arrow's
+            # tz string (a table saved before zone records holds str(tz) there, which neither reads back)
+            utc = arr.cast(pa.timestamp(arr.type.unit, "UTC")).to_pandas()
+            return pd.array(utc.dt.tz_convert(dtype.tz), dtype=dtype)
         return pd.array(arr.to_pandas(), dtype=dtype) if len(arr) else pd.array([], dtype=dtype)
 
     def _categories_of_dictionary(self, arr: pa.ChunkedArray, col: Column) -> pd.Categorical:
@@ -512,7 +539,35 @@ def _pandas_dtype(spec: dict):
         return _string_dtype(spec)
     if name == "object":
         return np.dtype(object)
+    if name.startswith("datetime64[") and ", " in name:  # tz-aware: the zone from its record (zones.py)
+        return pd.DatetimeTZDtype(name[len("datetime64[") :].split(",", 1)[0], _zone_of(spec))
     return pd.api.types.pandas_dtype(name)
+
+
+def _with_freq(col: Column, index: pd.Index) -> Column:
+    """The column of a DatetimeIndex or TimedeltaIndex with its freq in the spec ("W-SAT", "h"), when the freq's
+    name gives it back (a custom business day's holidays do not)."""
+    freq = getattr(index, "freq", None) if isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex)) else None
+    if freq is None:
+        return col
+    try:
+        same = pd.tseries.frequencies.to_offset(freq.freqstr) == freq
+    except (ValueError, TypeError):
+        same = False
+    return replace(col, dtype={**col.dtype, "freq": freq.freqstr}) if same else col
+
+
+def _index(values, name, col: Column) -> pd.Index:
+    """A one-level index: with the freq it was saved with while the values read still fit it (a filtered,
+    limited or reordered read may not: then none)."""
+    freq = col.dtype.get("freq")
+    if freq is not None and col.kind in ("datetime", "timedelta"):
+        cls = pd.DatetimeIndex if col.kind == "datetime" else pd.TimedeltaIndex
+        try:
+            return cls(values, name=name, freq=freq)
+        except (ValueError, TypeError):
+            pass
+    return pd.Index(values, name=name)
 
 
 _NULLABLE = {
@@ -535,30 +590,35 @@ def _nullable(col: Column) -> Column:
     return Column(col.name, col.kind, col.arrow, True, spec, col.label, col.index)
 
 
-def _check_zone(s: pd.Series, col: Column, table: str) -> None:
-    """Naive and tz-aware timestamps never mix in one column: one clear error for the whole column."""
-    d = s.dtype
-    if d.kind != "M":
-        return
-    aware = isinstance(d, pd.DatetimeTZDtype) or getattr(getattr(d, "pyarrow_dtype", None), "tz", None) is not None
-    if aware != (col.arrow.tz is not None):
-        fix = ".dt.tz_localize(...)" if col.arrow.tz else ".dt.tz_convert(None)"
-        raise SchemaMismatchError(
-            f"column {col.pandas_label!r} of table {table!r} holds {'tz-aware' if col.arrow.tz else 'naive'} "
-            f"timestamps ({col.dtype['name']}) and the frame's are {'tz-aware' if aware else 'naive'} ({d}); "
-            f"convert them first ({fix})"
-        )
+def _same_family(values: pd.Index, dtype) -> bool:
+    """Whether `values` are of the kind of a category column's categories (strings, numbers or timestamps)."""
+    inferred = pd.api.types.infer_dtype(values, skipna=True)
+    if inferred == "empty":
+        return True
+    if isinstance(dtype, pd.StringDtype) or dtype == np.dtype(object):
+        return inferred == "string"
+    if dtype.kind in "iu":
+        return inferred == "integer"
+    if dtype.kind == "f":
+        return inferred in ("integer", "floating", "mixed-integer-float")
+    if dtype.kind in "Mm":
+        return inferred in ("datetime64", "datetime", "timedelta64", "timedelta")
+    return True
 
 
 def _grow_categories(s: pd.Series, col: Column) -> Column | None:
     """The column with the frame's new categories appended to the stored ones (None when none are new)."""
     values = s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else pd.Index(s.dropna().unique())
-    known = pd.Index(col.dtype["categories"])
+    inner = _pandas_dtype(col.dtype["categories_dtype"])
+    if not _same_family(values, inner):  # values of another type fail their rows (conversion.py): no new category
+        values = values[[_same_family(pd.Index([v]), inner) for v in values]]
+    known = _categories(col.dtype)[0]  # in their own dtype: timestamps are saved as text
     try:
-        new = values[~values.astype(object).isin(known.astype(object))]
+        typed = values.astype(known.dtype)
+        new = typed[~typed.isin(known)]
     except (TypeError, ValueError):
         return None
     if len(new) == 0:
         return None
-    spec = dict(col.dtype, categories=col.dtype["categories"] + [v.item() if hasattr(v, "item") else v for v in new])
+    spec = dict(col.dtype, categories=col.dtype["categories"] + _jsonable(new))
     return Column(col.name, col.kind, col.arrow, col.nullable, spec, col.label, col.index)

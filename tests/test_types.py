@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
 import uuid
 
 import numpy as np
@@ -87,7 +88,12 @@ def test_get_pandas_dtype_unknown():
         ("1.25", "decimal", decimal.Decimal("1.25")),
         ("2020-02-29", "date", dt.date(2020, 2, 29)),
         ('{"a": [1]}', "json", {"a": [1]}),
-        (5, "string", "5"),
+        ("5", "string", "5"),
+        ("FALSE", "bool", False),
+        ("0", "bool", False),
+        (" true ", "bool", True),
+        (pd.Timestamp("2020-01-05"), "date", dt.date(2020, 1, 5)),
+        (1.5, "decimal", decimal.Decimal("1.5")),
         ("2020-01-01 10:00", "datetime", pd.Timestamp("2020-01-01 10:00")),
         (None, "int64", None),
         (1, "bool", True),
@@ -97,9 +103,27 @@ def test_convert_value(value, field, expected):
     assert tm.convert_value(value, field) == expected
 
 
-@pytest.mark.parametrize("value, field", [("abc", "int64"), (300, "int8"), (1.5, "int64"), ("x", "datetime")])
+@pytest.mark.parametrize(
+    "value, field",
+    [
+        ("abc", "int64"),
+        (300, "int8"),
+        (1.5, "int64"),
+        ("x", "datetime"),
+        ("no", "bool"),
+        ("False ish", "bool"),
+        (2, "bool"),
+        (-1, "bool"),
+        (5, "string"),
+        (5.0, "string"),
+        ("abc", "bytes"),
+        (pd.Timestamp("2020-01-05 13:45"), "date"),
+        (2**60 + 1, "float64"),
+        ("3.0", "int64"),
+    ],
+)
 def test_convert_value_refuses_changes(value, field):
-    with pytest.raises(dk.UnsupportedDtypeError, match=repr(value)):
+    with pytest.raises(dk.UnsupportedDtypeError, match=re.escape(repr(value))):
         tm.convert_value(value, field)
 
 
@@ -296,3 +320,11 @@ def test_ordered_categories_of_datetimes_round_trip_and_foreign_values_fail():
     other = pd.DataFrame({"id": [3], "c": pd.Categorical(pd.to_datetime(["2021-01-01"]), ordered=True)})
     res = other.dk.save(store, "t", if_exists="append")
     assert res.failed == 1 and "not one of the categories" in res.failures["message"][0]
+
+
+def test_the_docs_show_the_conversion_rules():
+    from pathlib import Path
+
+    from dataknobs_pd.conversion import rules_table
+
+    assert rules_table() in (Path(__file__).parents[1] / "docs" / "types.md").read_text()

@@ -14,13 +14,20 @@ empty store of your backend (and closes it afterwards); pytest then runs the who
                 yield s
 
 The parts (round trips of every dtype, write modes and accounting, errors, hostile names, threads,
-dry runs, new columns)
+dry runs, new columns, values into columns of other types)
 are also available alone. Needs pytest.
 """
 
 from __future__ import annotations
 
+import pytest
+
+# The contract's asserts are rewritten by pytest like a test module's: explained when they fail, and kept
+# under `python -O` (make test runs the conversion contract so once). Before the parts are imported.
+pytest.register_assert_rewrite("dataknobs_pd.testing")
+
 from .changes import DryRunContract, NewColumnsContract
+from .conversions import ConversionContract
 from .edges import EdgeContract
 from .errors import ErrorContract
 from .frames import dtype_matrix
@@ -30,6 +37,7 @@ from .writes import WriteContract
 
 __all__ = [
     "BackendContract",
+    "ConversionContract",
     "DryRunContract",
     "EdgeContract",
     "ErrorContract",
@@ -42,6 +50,13 @@ __all__ = [
 
 
 class BackendContract(
-    RoundTripContract, WriteContract, ErrorContract, EdgeContract, ThreadContract, DryRunContract, NewColumnsContract
+    RoundTripContract,
+    WriteContract,
+    ErrorContract,
+    EdgeContract,
+    ThreadContract,
+    DryRunContract,
+    NewColumnsContract,
+    ConversionContract,
 ):
     """Every part of the contract; subclasses provide the `store` fixture."""

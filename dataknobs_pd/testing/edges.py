@@ -150,19 +150,25 @@ class EdgeContract:
         assert_frame_equal(dk.load(store, "t"), df.sort_index())
 
     @pytest.mark.parametrize("stored_tz, new_tz", [(None, "UTC"), ("UTC", None)], ids=["naive->aware", "aware->naive"])
-    def test_timezone_mismatch_of_a_whole_column_fails_at_once(self, keep, stored_tz, new_tz):
+    def test_timezone_mismatch_of_a_whole_column_fails_its_rows_at_once(self, keep, stored_tz, new_tz):
+        """Naive timestamps into a tz-aware column (or the other way round) fail every row that has one, at
+        stage convert, found at once (not row by row), and change nothing."""
         store = keep
-        old = pd.DataFrame({"id": [1], "t": pd.to_datetime(["2020-01-01"]).tz_localize(stored_tz)})
+        old = pd.DataFrame({"id": [1, 2], "t": pd.to_datetime(["2020-01-01", "2020-01-02"]).tz_localize(stored_tz)})
         old.dk.save(store, "tz")
-        new = pd.DataFrame({"id": [1], "t": pd.to_datetime(["2021-01-01"]).tz_localize(new_tz)})
+        n = 20_000
+        new = pd.DataFrame(
+            {"id": range(1, n + 1), "t": pd.Series(pd.to_datetime(["2021-01-01"] * n)).dt.tz_localize(new_tz)}
+        )
+        new.loc[1, "t"] = pd.NaT  # no timestamp, no mismatch: row 1 updates its value to NaT
         with deadline(60):
-            for call in (
-                lambda: new.dk.update_batch(store, "tz"),
-                lambda: new.dk.save(store, "tz", if_exists="upsert"),
-            ):
-                with pytest.raises(dk.SchemaMismatchError, match="'t'.*tz"):
-                    call()
-        assert_frame_equal(dk.load(store, "tz"), old)
+            res = new.dk.update_batch(store, "tz", errors="collect", insert_missing=True)
+        assert res.failed == n - 1 and res.succeeded == 1
+        assert set(res.failures["stage"]) == {"convert"} and set(res.failures["error"]) == {"TypeConversion"}
+        assert "'t'" in res.failures["message"].iloc[0] and "tz" in res.failures["message"].iloc[0]
+        expected = old.copy()
+        expected.loc[1, "t"] = pd.NaT
+        assert_frame_equal(dk.load(store, "tz"), expected)
 
     def test_descending_order_is_pushed_down(self, store):
         df = pd.DataFrame({"id": [1, 2, 3, 4], "x": ["b", "a", "b", "a"], 5: [10, 20, 30, 40]})

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 
-from ...errors import TableNotFoundError
+from ...errors import InternalError, TableNotFoundError
 from ...failures import inserted
 from ...schema import TableSchema
 from ..base import Backend
@@ -122,7 +122,8 @@ class DeltaBackend(Backend):
         """Add nullable columns; Delta's schema gains them with the call's one commit (old files read as nulls)."""
         with self.transaction():
             st = self._existing(table)
-            assert st.schema is not None  # _existing: the table exists
+            if st.schema is None:
+                raise InternalError("_existing: the table exists")
             schema = replace(st.schema, columns=st.schema.data_columns + list(columns) + st.schema.index_columns)
             ph.check_columns(schema, table)
             st.schema = schema
@@ -142,7 +143,8 @@ class DeltaBackend(Backend):
     def _touch(self, table: str) -> Staged:
         """The table as this transaction sees it; its latest version is read on first touch."""
         tx = self._current()
-        assert tx is not None, "tables are touched inside a transaction"
+        if tx is None:
+            raise InternalError("tables are touched inside a transaction")
         st = tx.tables.get(table)
         if st is None:
             dt = self._open(table)
@@ -204,7 +206,8 @@ class DeltaBackend(Backend):
         if version is None:  # found by the commit's token
             with self.loc.io(f"reading the history of table {st.name!r}"):
                 dt = st.base
-                assert dt is not None  # a commit without its version wrote into a table that exists
+                if dt is None:
+                    raise InternalError("a commit without its version wrote into a table that exists")
                 dt.update_incremental()  # the version read, brought up to date: cheaper than opening it anew
                 for limit in (1, 20):  # ours is almost always the latest commit
                     version = next((h["version"] for h in dt.history(limit) if h.get(TOKEN_KEY) == token), None)
@@ -298,7 +301,8 @@ class DeltaBackend(Backend):
         """The partition starts with no files; at commit its record is replaced, and the stage folders an
         earlier try of it recorded are removed."""
         tx = self._current()
-        assert tx is not None, "a partition is written inside a transaction"
+        if tx is None:
+            raise InternalError("a partition is written inside a transaction")
         table = aside.split("/", 1)[1]
         written: list[dict] = []
 
@@ -316,7 +320,8 @@ class DeltaBackend(Backend):
         stored = ph.to_stored(data, schema)
         stored = stored.take(pa.array(parts_order(stored, ph.stored_key(schema))))
         tx = self._current()
-        assert tx is not None, "a partition is written inside a transaction"
+        if tx is None:
+            raise InternalError("a partition is written inside a transaction")
         tx.after[(aside, part)].written.extend(self._write_stage(aside, stored, schema))
 
     def _write_stage(self, aside: str, stored: pa.Table, schema: TableSchema) -> list[dict]:

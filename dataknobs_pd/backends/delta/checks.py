@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ...errors import BackendUnavailableError, StorageError, WriteError
+from ...errors import BackendUnavailableError, InternalError, StorageError, WriteError
 from ...failures import RowError
 from . import physical as ph
 from .staging import Staged, complete, key_index
@@ -60,7 +60,8 @@ def rules_for(st: Staged) -> Rules:
         if not st.has_rows:
             rules = Rules({}, ())
         else:
-            assert st.base is not None and st.base_schema is not None  # has_rows: the table exists
+            if st.base is None or st.base_schema is None:
+                raise InternalError("has_rows: the table exists")
             with st.loc.io(f"reading table {st.name!r}"):
                 config = st.base.metadata().configuration
                 fields = list(pa.schema(st.base.schema().to_arrow()))
@@ -142,13 +143,15 @@ class Checker:
         rules = rules_for(st)
         if not rules:
             return
-        assert st.schema is not None, "rows are written to a table that exists"
+        if st.schema is None:
+            raise InternalError("rows are written to a table that exists")
         full = ph.stored_schema(st.schema)
         parts = []
         if len(new):
             parts.append(complete(stored.take(new), full))
         if len(changed):
-            assert pos is not None, "rows to update come with their positions among the keys"
+            if pos is None:
+                raise InternalError("rows to update come with their positions among the keys")
             parts.append(complete(_with_stored(st, stored.take(changed), pos[changed], rules), full))
         candidates = pa.concat_tables(parts) if parts else full.empty_table()
         found = self.violations(candidates, rules, st.name)
@@ -163,7 +166,8 @@ class Checker:
     def known(st: Staged, data: pa.Table) -> bool:
         """Whether these rows were all checked before (raising WriteError if one breaks a rule)."""
         checked = st.cache.get("checked")  # (key index, verdicts) of the last rows checked against the rules
-        assert st.schema is not None, "rows are written to a table that exists"
+        if st.schema is None:
+            raise InternalError("rows are written to a table that exists")
         if not st.schema.key or checked is None:
             return False
         at = checked[0].get_indexer(key_index(data.select(st.schema.key)))
@@ -175,7 +179,8 @@ class Checker:
 
 def _with_stored(st: Staged, changes: pa.Table, pos: np.ndarray, rules: Rules) -> pa.Table:
     """Rows being updated, with the stored values of the columns a rule names that the call leaves alone."""
-    assert st.schema is not None, "rows are written to a table that exists"
+    if st.schema is None:
+        raise InternalError("rows are written to a table that exists")
     names = ph.stored_schema(st.schema).names
     missing = [c for c in dict.fromkeys(rules.columns(names) + list(rules.not_null)) if c not in changes.column_names]
     if not missing:

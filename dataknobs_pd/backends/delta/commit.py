@@ -23,7 +23,7 @@ from deltalake import CommitProperties, Schema, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-from ...errors import ConcurrentWriteError, StorageError
+from ...errors import ConcurrentWriteError, InternalError, StorageError
 from ..base import put_rows
 from . import physical as ph
 from .history import OP_KEY, ROWS_KEY, SCHEMA_KEY, TOKEN_KEY
@@ -43,7 +43,8 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
         return None
     if not st.changed:
         return None
-    assert st.schema is not None, "a table that changes and is not dropped has a schema"
+    if st.schema is None:
+        raise InternalError("a table that changes and is not dropped has a schema")
     token = uuid.uuid4().hex
     read = st.base.version() if st.base is not None else None
     props = CommitProperties(
@@ -85,7 +86,8 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
                 else:
                     write_deltalake(st.base, data, mode="overwrite", schema_mode="overwrite", commit_properties=props)
             elif not (st.updates or st.deletes):
-                assert st.base is not None, "rows are appended to a table that exists"
+                if st.base is None:
+                    raise InternalError("rows are appended to a table that exists")
                 evolve: Literal["merge"] | None = "merge" if full != pa.schema(st.base.schema().to_arrow()) else None
                 write_deltalake(
                     st.base,
@@ -113,14 +115,16 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
         raise
     if read is None:
         return token, 0  # a new table: its first version
-    assert st.base is not None  # the table `read` is a version of
+    if st.base is None:
+        raise InternalError("the table `read` is a version of")
     # delta-rs brings the table it wrote to up to the version it committed (not after create_write_transaction)
     return token, (st.base.version() if st.base.version() != read else None)
 
 
 def _new_rows(st: Staged, full: pa.Schema, first_seq: int) -> pa.Table:
     """The staged new rows, every column of the table, sorted by key (or numbered in insertion order)."""
-    assert st.schema is not None, "rows of a table that is not dropped"
+    if st.schema is None:
+        raise InternalError("rows of a table that is not dropped")
     data = pa.concat_tables([complete(t, full) for t in st.inserts]) if st.inserts else full.empty_table()
     data = data.combine_chunks()  # delta-rs writes one batch faster than many small ones
     if st.schema.key:
@@ -135,7 +139,8 @@ def _new_rows(st: Staged, full: pa.Schema, first_seq: int) -> pa.Table:
 
 def _next_seq(st: Staged) -> int:
     """The insertion number after the last row of a table without a key."""
-    assert st.schema is not None, "rows of a table that is not dropped"
+    if st.schema is None:
+        raise InternalError("rows of a table that is not dropped")
     if st.schema.key or st.base is None:
         return 0
     top = st.snapshot().max_of(ph.SEQ)
@@ -172,7 +177,8 @@ def _rewritten(st: Staged, full: pa.Schema) -> tuple[pa.Table, list[int], pa.Tab
     if st.inserts:
         parts.append(_new_rows(st, full, 0))
     data = (pa.concat_tables(parts) if parts else full.empty_table()).combine_chunks()
-    assert st.schema is not None, "rows of a table that is not dropped"
+    if st.schema is None:
+        raise InternalError("rows of a table that is not dropped")
     key = ph.stored_key(st.schema)
     deleted = pa.concat_tables(deleted).select(key) if deleted else full.empty_table().select(key)
     return data, sorted(touched), deleted
@@ -180,7 +186,8 @@ def _rewritten(st: Staged, full: pa.Schema) -> tuple[pa.Table, list[int], pa.Tab
 
 def _replace_files(st: Staged, full: pa.Schema, props: CommitProperties, stage: str) -> None:
     """One commit that adds the touched files written anew (with the new rows) and removes the old ones."""
-    assert st.base is not None, "files of a table that exists are replaced"
+    if st.base is None:
+        raise InternalError("files of a table that exists are replaced")
     loc = st.loc
     data, touched, _ = _rewritten(st, full)
     folder = loc.folder(st.name)
@@ -212,7 +219,8 @@ def _merge(st: Staged, full: pa.Schema, props: CommitProperties) -> None:
             complete(deleted, full).append_column(GONE, pa.repeat(True, deleted.num_rows)),
         ]
     )
-    assert st.schema is not None and st.base is not None, "a merge into a table that exists"
+    if st.schema is None or st.base is None:
+        raise InternalError("a merge into a table that exists")
     key = ph.stored_key(st.schema)
     values = {_quote(c): f"s.{_quote(c)}" for c in full.names}  # only columns named here join the schema
     (

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ...errors import InvalidArgumentError, UnsupportedDtypeError
+from ...errors import InternalError, InvalidArgumentError, UnsupportedDtypeError
 from ...failures import RowError, Unholdable, bisect
 from ...schema import Column, TableSchema
 
@@ -111,7 +111,8 @@ def stored_names(schema: TableSchema, names: list[str]) -> list[str]:
 
 def stored_key(schema: TableSchema) -> list[str]:
     """The stored columns that hold the key of a keyed table."""
-    assert schema.key is not None, "a table without a key"
+    if schema.key is None:
+        raise InternalError("a table without a key")
     return stored_names(schema, schema.key)
 
 

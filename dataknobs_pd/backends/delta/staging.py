@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from ...errors import StorageError
+from ...errors import InternalError, StorageError
 from ...schema import TableSchema
 from . import physical as ph
 from .location import Location
@@ -70,14 +70,16 @@ class Staged:
 
     def grows(self, full: pa.Schema) -> bool:
         """Whether the stored columns `full` include some the version read lacks (columns were added)."""
-        assert self.base is not None, "only a table that exists grows"
+        if self.base is None:
+            raise InternalError("only a table that exists grows")
         have = set(pa.schema(self.base.schema().to_arrow()).names)
         return any(n not in have for n in full.names)
 
     def snapshot(self) -> Snapshot:
         snap = self.cache.get("snapshot")
         if snap is None:
-            assert self.base is not None, "only a table that exists has a snapshot"
+            if self.base is None:
+                raise InternalError("only a table that exists has a snapshot")
             snap = self.cache["snapshot"] = Snapshot(self.base, self.loc)
         return snap
 
@@ -85,7 +87,8 @@ class Staged:
         """Every key of the version read, with its file and row (read once per transaction)."""
         keys = self.cache.get("keys")
         if keys is None:
-            assert self.base_schema is not None, "only a table that exists has keys"
+            if self.base_schema is None:
+                raise InternalError("only a table that exists has keys")
             names = ph.stored_key(self.base_schema)
             snap = self.snapshot()
             parts: list[pa.Table] = []
@@ -114,13 +117,15 @@ class Staged:
         """Position of each row's key (`stored`: rows in stored form) among the table's, -1 when not there."""
         if not self.has_rows:
             return np.full(stored.num_rows, -1, dtype=np.int64)
-        assert self.schema is not None, "rows are found in a table that exists"
+        if self.schema is None:
+            raise InternalError("rows are found in a table that exists")
         return self.keys().find(stored.select(ph.stored_key(self.schema)))
 
     def file(self, path: str) -> pa.Table:
         """A whole data file of the version read, with every stored column of the table as it is now
         (the file is read once per transaction; columns added since read as nulls)."""
-        assert self.schema is not None, "the files of a table that exists"
+        if self.schema is None:
+            raise InternalError("the files of a table that exists")
         files = self.cache.setdefault("files", {})
         if path not in files:
             with self.loc.io(f"reading table {self.name!r}"):
@@ -129,7 +134,8 @@ class Staged:
 
     def rows_at(self, pos: np.ndarray, columns: list[str]) -> pa.Table:
         """The stored rows at positions `pos` among the keys, in that order, with `columns`."""
-        assert self.schema is not None, "the rows of a table that exists"
+        if self.schema is None:
+            raise InternalError("the rows of a table that exists")
         keys = self.keys()
         parts, order = [], []
         for f in np.unique(keys.file_of[pos]):

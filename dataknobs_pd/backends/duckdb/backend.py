@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from ...errors import (
     ConcurrentWriteError,
+    InternalError,
     InvalidArgumentError,
     SchemaMismatchError,
     StorageError,
@@ -83,7 +84,8 @@ class DuckDBBackend(Backend):
             row = root.execute(
                 "SELECT path, readonly FROM duckdb_databases() WHERE database_name = current_database()"
             ).fetchone()
-            assert row is not None  # the current database is always listed
+            if row is None:
+                raise InternalError("the current database is always listed")
             path, read_only = row
         except duckdb.Error as e:
             raise StorageError(f"cannot use the DuckDB connection given as the store: {e}") from e

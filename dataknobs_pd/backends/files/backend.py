@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
-from ...errors import ConcurrentWriteError, InvalidArgumentError, StorageError, TableNotFoundError
+from ...errors import ConcurrentWriteError, InternalError, InvalidArgumentError, StorageError, TableNotFoundError
 from ...failures import inserted
 from ..base import Backend, conform, put_rows
 from . import parts as parts_
@@ -297,7 +297,8 @@ class FileBackend(Backend):
         if not st.parts or n == 0:
             return part_of, row_of
         key = st.schema.key
-        assert key is not None, "rows are located by key"
+        if key is None:
+            raise InternalError("rows are located by key")
         keys = data.select(key)
         kmin, kmax = parts_.row(keys, int(order[0])), parts_.row(keys, int(order[-1]))
         for i, part in enumerate(st.parts):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from ...errors import ConcurrentWriteError
+from ...errors import ConcurrentWriteError, InternalError
 from .manifest import Head, Manifests, State
 from .storage import Entry, Storage
 
@@ -110,7 +110,8 @@ class Transactions:
     def mine(self) -> Tx:
         """This thread's open transaction, which every change of a table runs inside."""
         tx = self.current()
-        assert tx is not None, "no transaction is open in this thread"
+        if tx is None:
+            raise InternalError("no transaction is open in this thread")
         return tx
 
     def get(self, table: str) -> State | None:

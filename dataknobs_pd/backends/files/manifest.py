@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from ...errors import StorageError
+from ...errors import InternalError, StorageError
 from ...schema import TableSchema
 from . import parts as parts_
 from .storage import Entry, Storage
@@ -51,7 +51,8 @@ class Part:
     @property
     def bounds(self) -> tuple[tuple, tuple]:
         """(first key, last key), which every part of a keyed table has."""
-        assert self.lo is not None and self.hi is not None, f"part {self.file} of a table without a key"
+        if self.lo is None or self.hi is None:
+            raise InternalError(f"part {self.file} of a table without a key")
         return self.lo, self.hi
 
 

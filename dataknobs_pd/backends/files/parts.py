@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ...errors import InternalError
 from ...schema import TableSchema
 
 
@@ -87,7 +88,8 @@ def complete(data: pa.Table, schema: TableSchema) -> pa.Table:
 
 def encode_bounds(rows: list[tuple], schema: TableSchema) -> str:
     """Key tuples (first and last key of every part) as base64 Arrow IPC: exact for any key type."""
-    assert schema.key is not None, "only the parts of a keyed table have bounds"
+    if schema.key is None:
+        raise InternalError("only the parts of a keyed table have bounds")
     cols = [pa.array([r[i] for r in rows], type=schema.column(k).arrow) for i, k in enumerate(schema.key)]
     table = pa.table(cols, names=schema.key)
     sink = pa.BufferOutputStream()
@@ -107,7 +109,8 @@ def may_match(first: tuple | None, last: tuple | None, where: list, schema: Tabl
     """False when a part's key range [first, last] rules out every OR group of `where` (first key column only)."""
     if not where or first is None:
         return True
-    assert last is not None and schema.key is not None, "a part of a keyed table has both bounds"
+    if last is None or schema.key is None:
+        raise InternalError("a part of a keyed table has both bounds")
     k0, t = schema.key[0], schema.column(schema.key[0]).arrow
     lo, hi = first[0], last[0]
     return any(all(_term_may_match(lo, hi, op, value, t) for col, op, value in group if col == k0) for group in where)

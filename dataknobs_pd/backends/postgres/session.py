@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from ...errors import ConcurrentWriteError, ConnectionLostError, DataKnobsError, StorageError, WriteError
+from ...errors import ConcurrentWriteError, ConnectionLostError, DataKnobsError, InternalError, StorageError, WriteError
 from ..sql import q
 from .connection import TRANSIENT, Conn, Lent, Pool
 
@@ -170,7 +170,8 @@ class Session:
             return
         with self.transaction():
             tx = self.current
-            assert tx is not None  # the transaction just opened
+            if tx is None:
+                raise InternalError("the transaction just opened")
             yield tx
 
     @contextmanager

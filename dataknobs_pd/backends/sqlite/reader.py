@@ -105,7 +105,8 @@ class _Process:
     def read(self, path: str, sql: str, params: list, batch_rows: int) -> Iterator[pa.RecordBatch]:
         request = pickle.dumps((path, sql, list(params), batch_rows))
         inp, out = self.proc.stdin, self.proc.stdout
-        assert inp is not None and out is not None
+        if inp is None or out is None:  # this module runs as a script too: it raises nothing of the package's
+            raise OSError("the reader process has no pipes")
         inp.write(_LENGTH.pack(len(request)) + request)
         inp.flush()
         yield from pa.ipc.open_stream(out)
