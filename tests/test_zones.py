@@ -228,11 +228,6 @@ def test_an_old_zoned_key_still_matches_rows(store, saved_by_older_code):
     out = dk.load(store, "t", order_by="at")
     assert out["v"].tolist() == [1, 5, 6]
     assert same_zone(out["at"].dt.tz, tz)
-    if store.scheme == "postgresql":
-        # not a matter of zone forms: reading rows by a tz-aware key inside a write (dry runs, tracked changes)
-        # fails on PostgreSQL whatever the zone (the ADBC driver commits the open transaction when it binds a
-        # tz-aware timestamp), a known issue of its own
-        return
     change = df.iloc[1:].assign(v=[7, 8])
     dry = change.dk.save(store, "t", if_exists="upsert", key="at", dry_run=True)
     assert dry.ok and len(dry.changes) == 2

@@ -21,22 +21,28 @@ def where_sql(
     encode: Callable[[str, list], list],
     param: str | Callable[[], str] = "?",
     column_sql: Callable[[str, str], str] | None = None,
+    param_sql: Callable[[str, str], str] | None = None,
 ) -> tuple[str, list]:
     """Normalized filters as ' WHERE ...' with bound values; `encode(column, values)` stores values.
 
     `param` is the placeholder, or a callable giving the next one (numbered styles such as $1, $2).
     `column_sql(column, op)` may wrap a column for comparison (e.g. a CAST); it defaults to quoting.
+    `param_sql(column, placeholder)` may wrap a placeholder (the value's SQL type); it defaults to none.
     """
     if not where:
         return "", []
     column_sql = column_sql or (lambda c, op: q(c))
-    mark = param if callable(param) else (lambda: param)
+    step = param if callable(param) else (lambda: param)
     params: list = []
     ors = []
     for group in where:
         ands = []
         for col, op, value in group:
             ref = column_sql(col, op)
+
+            def mark(col=col) -> str:
+                return param_sql(col, step()) if param_sql else step()
+
             if op in ("in", "not in"):
                 present = [v for v in value if v is not None]
                 vals = encode(col, present) if present else []

@@ -550,3 +550,19 @@ def test_an_update_of_few_rows_looks_them_up_by_key_and_puts_the_planner_back(st
         assert c.query(settings) == [("on", "off")]
     assert res.succeeded == 100 and res.failures["key"].tolist() == [5_000]
     assert sql(url, 'SELECT count(*) FILTER (WHERE v = 5), sum(v)::bigint FROM "t"') == [(100, 500)]
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York"])
+def test_rows_read_by_a_zoned_key_inside_a_write(store, tz):
+    """Dry runs and tracked changes read the rows they change by key inside the call's transaction; a zoned
+    key is bound as naive UTC (binding timestamptz made ADBC's driver commit the transaction: 'SAVEPOINT can
+    only be used in transaction blocks')."""
+    df = pd.DataFrame({"at": pd.date_range("2024-01-01", periods=3, freq="D", tz=tz), "v": [1, 2, 3]})
+    df.dk.save(store, "z", key="at")
+    change = df.iloc[1:].assign(v=[7, 8])
+    dry = change.dk.save(store, "z", if_exists="upsert", key="at", dry_run=True)
+    assert dry.ok and dry.changes["action"].tolist() == ["update", "update"]
+    tracked = change.dk.update_batch(store, "z", key="at", track_changes=True)
+    assert tracked.ok and len(tracked.changes) == 2
+    assert dk.load(store, "z")["v"].tolist() == [1, 7, 8]
+    assert dk.load(store, "z", where=[("at", "==", df["at"].iloc[2])])["v"].tolist() == [8]

@@ -60,6 +60,7 @@ from .types import (
     plans,
     unstorable,
     wire_table,
+    zoned,
 )
 
 _STAGE = f"pg_temp.{q(STAGE)}"  # qualified: a user table of that name is never taken for it
@@ -485,7 +486,10 @@ class PostgresBackend(Backend):
         def enc(col, values):
             return filter_values(col, values, schema.column(col).arrow, p[col])
 
-        clause, params = where_sql(where, enc, param=lambda: f"${next(numbers)}", column_sql=ref)
+        def par(col, mark):  # a zoned value is bound as naive UTC: binding timestamptz makes the driver commit
+            return f"({mark}::timestamp AT TIME ZONE 'UTC')" if zoned(p[col]) else mark
+
+        clause, params = where_sql(where, enc, param=lambda: f"${next(numbers)}", column_sql=ref, param_sql=par)
         terms = [(n, asc) for c, asc in order for n in p[c].stored] or [(k, True) for k in physical_key(schema)]
         selected = [n for c in columns for n in p[c].stored]
         sql = f"SELECT {', '.join(q(n) for n in selected) or 'NULL'} FROM {self._t(table)}{clause}"

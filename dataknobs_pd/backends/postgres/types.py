@@ -292,11 +292,20 @@ def wire_table(data: pa.Table, schema: TableSchema, extra: dict[str, pa.Array] |
     return pa.table(arrays, names=names)
 
 
+def zoned(p: PgColumn) -> bool:
+    """A timestamptz column compared with bound values: ADBC's driver binds a zoned value by setting the session's
+    time zone inside a transaction of its own, which commits ours; such values are bound as naive UTC instead,
+    and turned back into timestamptz in SQL (`$1::timestamp AT TIME ZONE 'UTC'`)."""
+    return p.family == "timestamp" and not p.ns and pa.types.is_timestamp(p.wire) and p.wire.tz is not None
+
+
 def filter_values(column: str, values: list, t: pa.DataType, p: PgColumn) -> list:
     """Filter values as one-value Arrow arrays of the type compared with (None for a null)."""
     try:
         arr = pa.array(values, type=t, from_pandas=True)
         wire = arr.cast(pa.int64()) if p.ns else to_wire(arr, p)[0]
+        if zoned(p):  # the instant in UTC, without its zone (see zoned)
+            wire = wire.cast(pa.timestamp(wire.type.unit))
     except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
         raise InvalidArgumentError(
             f"where= value(s) {values!r} for column {column!r} do not fit its type {t}: {e}"
