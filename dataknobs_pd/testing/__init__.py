@@ -14,8 +14,8 @@ empty store of your backend (and closes it afterwards); pytest then runs the who
                 yield s
 
 The parts (round trips of every dtype, write modes and accounting, errors, hostile names, threads,
-dry runs, new columns, values into columns of other types)
-are also available alone. Needs pytest.
+dry runs, new columns, values into columns of other types, random frames written into random column types)
+are also available alone. Needs pytest (and hypothesis for PropertyContract).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .conversions import ConversionContract
 from .edges import EdgeContract
 from .errors import ErrorContract
 from .frames import dtype_matrix
+from .properties import PropertyContract
 from .roundtrip import RoundTripContract
 from .threads import ThreadContract
 from .writes import WriteContract
@@ -42,6 +43,7 @@ __all__ = [
     "EdgeContract",
     "ErrorContract",
     "NewColumnsContract",
+    "PropertyContract",
     "RoundTripContract",
     "ThreadContract",
     "WriteContract",
@@ -58,5 +60,6 @@ class BackendContract(
     DryRunContract,
     NewColumnsContract,
     ConversionContract,
+    PropertyContract,
 ):
     """Every part of the contract; subclasses provide the `store` fixture."""
