@@ -174,6 +174,33 @@ def test_values_duckdb_cannot_hold_fail_their_rows_at_convert(store):
     assert_frame_equal(dk.load(store, "t"), df.iloc[[0]].reset_index(drop=True), check_dtype=True)
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("nat", [True, False], ids=["nat", "no_nat"])
+def test_durations_with_nat_round_trip_through_every_write(store, unit, nat):
+    # pandas leaves int64's minimum under a NaT, which DuckDB scaled to microseconds and refused (s, ms)
+    dtype = f"timedelta64[{unit}]"
+
+    def frame(ids, *spans):
+        spans_ = [pd.NaT if s is None and nat else pd.Timedelta(s if s is not None else 9, "s") for s in spans]
+        return pd.DataFrame({"id": ids, "d": pd.Series(spans_, dtype="timedelta64[ns]").astype(dtype)})
+
+    df = frame([1, 2], 5, None)
+    assert df.dk.save(store, "t").failures.empty
+    assert_frame_equal(dk.load(store, "t"), df)
+    more = frame([3, 4, 5], None, 7, None)
+    assert more.dk.save(store, "t", if_exists="append", chunksize=2).failures.empty
+    up = frame([2, 6], 8, None)
+    assert up.dk.save(store, "t", if_exists="upsert").failures.empty
+    change = frame([1, 3], None, 4)
+    assert change.dk.update_batch(store, "t").failures.empty
+    want = frame([1, 2, 3, 4, 5, 6], None, 8, 4, 7, None, None)
+    assert_frame_equal(dk.load(store, "t"), want)
+    if nat:
+        assert dk.load(store, "t", where=[("d", "==", pd.Timedelta(8, "s"))])["id"].tolist() == [2]
+        assert dk.load(store, "t", where=[("d", "==", None)])["id"].tolist() == [1, 5, 6]
+        assert dk.load(store, "t", where=[("d", "in", [pd.NaT, pd.Timedelta(4, "s")])])["id"].tolist() == [1, 3, 5, 6]
+
+
 def test_filters_compare_exactly_in_every_unit(store):
     t0 = pd.Timestamp("2021-03-14 02:30:00")
     ns = pd.Series([t0, t0 + pd.Timedelta(1, "ns"), t0 + pd.Timedelta(2, "ns")])

@@ -82,7 +82,12 @@ def plan(col: Column) -> Plan:
                 comment=f"duration in nanoseconds ({col.dtype.get('name', 'timedelta64[ns]')})",
             )
         # Read through epoch_us: DuckDB's Arrow intervals count nanoseconds and overflow past 292 years.
-        return Plan("INTERVAL", select="epoch_us({})", back=lambda a: a.cast(pa.duration("us")).cast(t))
+        return Plan(
+            "INTERVAL",
+            stage=_zero_null_slots if t.unit != "us" else None,
+            select="epoch_us({})",
+            back=lambda a: a.cast(pa.duration("us")).cast(t),
+        )
     if pa.types.is_decimal(t) and t.precision > 38:  # beyond DuckDB's DECIMAL(38): exact text
         return Plan(
             "VARCHAR",
@@ -145,6 +150,21 @@ def _is_text(t: pa.DataType) -> bool:
 
 
 # -- on the way in ---------------------------------------------------------------------------
+def _zero_null_slots(a: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Durations in s or ms with 0 under their nulls. DuckDB scales each slot of an Arrow duration to
+    microseconds before it looks at the validity bitmap, and pandas leaves NaT's int64 minimum under
+    a null, which overflows ("Could not convert Interval to Microsecond") and fails the statement."""
+    if not a.null_count:
+        return a
+    chunks = []
+    for c in a.chunks:
+        if c.null_count:
+            ints = pc.fill_null(c.cast(pa.int64()), 0).to_numpy()
+            c = pa.array(ints, type=c.type, mask=pc.is_null(c).to_numpy(zero_copy_only=False))
+        chunks.append(c)
+    return pa.chunked_array(chunks, type=a.type)
+
+
 def staged(data: pa.Table, schema: TableSchema) -> pa.Table:
     """The chunk as DuckDB should scan it: each column in the Arrow type that becomes its SQL type exactly."""
     cols, changed = [], False
