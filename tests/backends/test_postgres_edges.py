@@ -443,3 +443,53 @@ def test_refusals_of_the_server_are_storage_errors(url):
     finally:
         sql(url, f'DROP OWNED BY "{role}"')
         sql(url, f'DROP ROLE "{role}"')
+
+
+# -- values at the edges of what PostgreSQL's types hold -----------------------------------------------------
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+def test_intervals_beyond_292_years_read_back_exactly(store, unit):
+    days = np.array([400 * 365 * 86400, -400 * 365 * 86400, 1], dtype="timedelta64[s]")
+    df = pd.DataFrame({"d": days.astype(f"timedelta64[{unit}]")})
+    df.dk.save(store, "far")
+    assert_frame_equal(dk.load(store, "far"), df)
+    assert_frame_equal(dk.load(store, "far", where=[("d", ">", np.timedelta64(1, "D"))]), df.iloc[[0]])
+
+
+@pytest.mark.parametrize("kind", ["timedelta64[ns]", "datetime64[ns]"])
+def test_nanoseconds_at_the_bottom_of_int64_read_back_exactly(store, kind):
+    low = -(2**63) + 1
+    values = np.array([low, low + 999, -(2**63) + 1000, 2**63 - 1, 0], dtype="int64").view(kind)
+    df = pd.DataFrame({"v": values})
+    df.dk.save(store, "low")
+    assert_frame_equal(dk.load(store, "low"), df)
+
+
+def test_a_value_that_cannot_be_read_is_not_a_lost_connection(store, url):
+    pd.DataFrame({"d": pd.Series([pd.Timedelta(days=1)])}).dk.save(store, "iv")
+    sql(url, "ALTER TABLE iv ALTER COLUMN d TYPE interval USING interval '178000000 years'")
+    with pytest.raises(dk.DataKnobsError) as e:
+        dk.load(store, "iv")
+    assert not isinstance(e.value, dk.ConnectionLostError)
+
+
+def test_json_floats_read_back_as_floats(store):
+    values = [{"x": -4.226211761111753e16}, {"y": [1e300, 2.0, -0.0, 1.5e3, 3]}, [1e-300, {"z": 5e20}], None]
+    df = pd.DataFrame({"j": pd.Series(values, dtype=object)})
+    df.dk.save(store, "js")
+    out = dk.load(store, "js")
+    assert out["j"].tolist() == values
+    assert [type(v) for v in out["j"][0].values()] == [float]
+    assert [type(v) for v in out["j"][1]["y"]] == [float, float, float, float, int]
+
+
+def test_json_columns_of_tables_made_with_jsonb_still_load_and_take_rows(store, url):
+    df = pd.DataFrame({"k": [1, 2], "j": pd.Series([{"a": 1}, [1, 2]], dtype=object)}).set_index("k")
+    df.dk.save(store, "old")
+    sql(url, "ALTER TABLE old ALTER COLUMN j TYPE jsonb")
+    assert_frame_equal(dk.load(store, "old"), df)
+    more = pd.DataFrame({"k": [3], "j": pd.Series([{"b": [1.5]}], dtype=object)}).set_index("k")
+    more.dk.save(store, "old", if_exists="append")
+    more.assign(j=[{"c": 2}]).dk.save(store, "old", if_exists="upsert")
+    out = dk.load(store, "old")
+    assert out["j"].tolist() == [{"a": 1}, [1, 2], {"c": 2}]
+    assert dk.load(store, "old", order_by="j")["j"].tolist() == [[1, 2], {"a": 1}, {"c": 2}]

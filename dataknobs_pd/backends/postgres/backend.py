@@ -46,7 +46,7 @@ from ...schema import TableSchema
 from ...urls import mask
 from ..base import Backend, rebatch, without_rows
 from ..sql import META, ROW, STAGE, key_match, q, where_sql
-from .connection import UNIQUE, Conn, Lent, Pool
+from .connection import UNIQUE, Conn, Lent, Pool, text
 from .foreign import foreign_schema
 from .session import Session, Transaction
 from .types import (
@@ -233,8 +233,9 @@ class PostgresBackend(Backend):
     def _insert(self, tx: Transaction, table: str, data: pa.Table, schema: TableSchema) -> np.ndarray | None:
         """COPY the chunk straight in, less the rows whose key is known to be there already; when that is
         not known and a key exists (23505), find which by staging the keys, and copy the others."""
+        jsonb = self._jsonb(tx.conn, table, schema)
         if not schema.key or tx.created(table):  # nothing in the table can clash
-            tx.conn.copy(table, wire_table(data, schema), schema=self.nsp)
+            tx.conn.copy(table, wire_table(data, schema, jsonb=jsonb), schema=self.nsp)
             return None
         existed = self._found(tx, table, data, schema)
         if existed is None and table in tx.clashed:  # an earlier chunk clashed: a COPY would likely fail too
@@ -243,13 +244,27 @@ class PostgresBackend(Backend):
         try:
             with tx.savepoint():  # what was found is exact; the savepoint is for an unknown clash
                 if new.num_rows:
-                    tx.conn.copy(table, wire_table(new, schema), schema=self.nsp)
+                    tx.conn.copy(table, wire_table(new, schema, jsonb=jsonb), schema=self.nsp)
             return existed if existed is not None and existed.any() else None
         except WriteError as e:
             if e.code != UNIQUE:
                 raise
         tx.clashed.add(table)
         return tx.retrying(lambda: self._insert_around(tx, table, data, schema), table)
+
+    def _jsonb(self, c: Conn, table: str, schema: TableSchema) -> frozenset[str]:
+        """The table's JSON columns declared jsonb (by an earlier version, which made them so): COPY sends
+        them in jsonb's binary form. The stage and the aside tables are json; SQL casts between the two."""
+        p = plans(schema)
+        if not any(x.family in ("json", "nested") for x in p.values()):
+            return frozenset()
+        rows = c.query(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass($1) AND atttypid = 'jsonb'::regtype"
+            " AND attnum > 0 AND NOT attisdropped",
+            (self._t(table),),
+            doing=f"writing to {table!r}",
+        )
+        return frozenset(r[0] for r in rows)
 
     def _found(self, tx: Transaction, table: str, data: pa.Table, schema: TableSchema) -> np.ndarray | None:
         """Which rows' keys are in the table (a bool per row), when that is cheap to know; else None.
@@ -298,7 +313,8 @@ class PostgresBackend(Backend):
         existed = tx.conn.positions(self._existing(table, schema), data.num_rows, doing=f"writing to {table!r}")
         new = inserted(data, schema, "insert", existed)
         if len(new):
-            tx.conn.copy(table, wire_table(data.take(new), schema), schema=self.nsp)
+            jsonb = self._jsonb(tx.conn, table, schema)
+            tx.conn.copy(table, wire_table(data.take(new), schema, jsonb=jsonb), schema=self.nsp)
         return existed
 
     def _write_staged(
@@ -444,7 +460,7 @@ class PostgresBackend(Backend):
 
     def take_aside(self, aside, schema, part, rows, keys):
         p = plans(schema)
-        selected = ", ".join(q(n) for c in schema.names for n in p[c].stored)
+        selected = ", ".join(n for c in schema.names for n in p[c].selected)
         out = pa.schema([pa.field(n, schema.column(n).arrow) for n in schema.names])
         columns = [(schema.column(n), p[n]) for n in schema.names]
         taken = []
@@ -454,7 +470,7 @@ class PostgresBackend(Backend):
             clause = f" WHERE {q(ROW)} IN ({', '.join(f'${i}' for i in range(1, len(params) + 1))})"
             bound = pa.record_batch([pa.array([v], pa.int64()) for v in params], names=[f"p{i}" for i in params])
             sql = f"SELECT {selected} FROM {self._t(aside)}{clause}"
-            taken += self._fetch(aside, sql, [(ROW, True)], None, bound, out, columns, len(params))
+            taken += self._fetch(aside, sql, [(q(ROW), True)], None, bound, out, columns, len(params))
             with self.session.borrow() as c:
                 c.run(f"DELETE FROM {self._t(aside)}{clause}", params, doing="loading")
         return pa.concat_tables(taken) if taken else out.empty_table()
@@ -481,18 +497,22 @@ class PostgresBackend(Backend):
         def ref(col, op):  # nanosecond columns compare as exact numbers: epoch nanoseconds
             if p[col].ns:
                 return f"(EXTRACT(EPOCH FROM {q(col)}) * 1000000000 + {q(p[col].companion)})"
-            return q(col)
+            return p[col].compared
 
         def enc(col, values):
             return filter_values(col, values, schema.column(col).arrow, p[col])
 
         def par(col, mark):  # a zoned value is bound as naive UTC: binding timestamptz makes the driver commit
+            if p[col].family in ("json", "nested"):
+                return f"({mark}::jsonb)"
             return f"({mark}::timestamp AT TIME ZONE 'UTC')" if zoned(p[col]) else mark
 
         clause, params = where_sql(where, enc, param=lambda: f"${next(numbers)}", column_sql=ref, param_sql=par)
-        terms = [(n, asc) for c, asc in order for n in p[c].stored] or [(k, True) for k in physical_key(schema)]
-        selected = [n for c in columns for n in p[c].stored]
-        sql = f"SELECT {', '.join(q(n) for n in selected) or 'NULL'} FROM {self._t(table)}{clause}"
+        terms = [(x, asc) for c, asc in order for x in [p[c].compared] + [q(n) for n in p[c].stored[1:]]] or [
+            (q(k), True) for k in physical_key(schema)
+        ]
+        selected = [n for c in columns for n in p[c].selected]
+        sql = f"SELECT {', '.join(selected) or 'NULL'} FROM {self._t(table)}{clause}"
         # a missing value compared with < = ... (NaN, NaT, NA) matches no row, as SQL NULL does
         params = [pa.nulls(1, pa.null()) if v is None else v for v in params]
         bound = pa.record_batch(params, names=[f"p{i}" for i in range(len(params))]) if params else None
@@ -506,9 +526,9 @@ class PostgresBackend(Backend):
             if not terms and c.query(
                 "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = $2", (self._t(table), SEQ)
             ):
-                terms = [(SEQ, True)]  # keyless: insertion order
-            if terms:
-                sql += " ORDER BY " + ", ".join(f"{q(n)} {'ASC' if asc else 'DESC'}" for n, asc in terms)
+                terms = [(q(SEQ), True)]  # keyless: insertion order
+            if terms:  # SQL expressions: a name is an output column first (intervals are read as microseconds)
+                sql += " ORDER BY " + ", ".join(f"{n} {'ASC' if asc else 'DESC'}" for n, asc in terms)
             if limit is not None:
                 sql += f" LIMIT {int(limit)}"  # an int checked by the caller: COPY cannot take bound values
             cur = c.raw.cursor()
@@ -530,12 +550,23 @@ def _batches(reader, c: Conn, table: str):
             batch = reader.read_next_batch()
         except StopIteration:
             return
-        except (adbc_driver_manager.Error, pa.ArrowException) as e:
+        except (adbc_driver_manager.Error, pa.ArrowException, OSError) as e:
             if isinstance(e, adbc_driver_manager.Error):
                 raise c.error(e, f"reading {table!r}") from e
-            c.broken = True
+            c.broken = True  # the result was left half read: the connection is not reused
+            if _data_error(e):
+                raise StorageError(f"reading {table!r}: a stored value cannot be read: {c.scrub(text(e))}") from e
             raise ConnectionLostError(f"reading {table!r} from {c.where} failed: {e}") from e
         yield batch
+
+
+def _data_error(e: Exception) -> bool:
+    """Whether a failure while streaming a result is the data's (a value the driver cannot decode, or the
+    server's ERROR evaluating a row) rather than the connection's."""
+    message = str(e)
+    if isinstance(e, (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)):
+        return "ReadRecord" in message or "overflow" in message
+    return "ERROR:" in message and "FATAL:" not in message and "connection" not in message.lower()
 
 
 def _decode(batch: pa.RecordBatch, columns, out: pa.Schema) -> pa.Table:

@@ -1,10 +1,14 @@
 """PostgreSQL column types for the logical Arrow types, and the Arrow data sent and read for them.
 
-Each stored column gets a native type (smallint ... jsonb). Arrow data is cast to the
+Each stored column gets a native type (smallint ... json). Arrow data is cast to the
 "wire" type that ADBC's binary COPY sends for that native type, and cast back on read.
 PostgreSQL keeps timestamps and intervals in microseconds: a nanosecond column gets a
 hidden companion `_dk_ns_<name>` (smallint, 0..999) so that its values survive exactly,
 while the main column stays a real timestamp/interval that other SQL tools can query.
+Intervals are read as bigint microseconds computed in SQL: the driver turns an interval into
+nanoseconds, which overflows beyond 292 years. JSON is stored as `json`, which keeps its text:
+`jsonb` rewrites numbers (1e300 and -4.2e16 come back as integers); tables made with `jsonb`
+by earlier versions still load and take rows (COPY sends their columns as jsonb).
 """
 
 from __future__ import annotations
@@ -42,6 +46,14 @@ def json_type() -> pa.DataType:
     return pa.json_(pa.large_string())
 
 
+# an interval as exact microseconds (30-day months, as _interval_us): EXTRACT gives numeric parts since PostgreSQL 14
+_INTERVAL_US = (
+    "((EXTRACT(YEAR FROM {c}) * 12 + EXTRACT(MONTH FROM {c})) * 2592000000000 + EXTRACT(DAY FROM {c}) * 86400000000"
+    " + EXTRACT(HOUR FROM {c}) * 3600000000 + EXTRACT(MINUTE FROM {c}) * 60000000"
+    " + EXTRACT(MICROSECONDS FROM {c}))::bigint"
+)
+
+
 @dataclass(frozen=True)
 class PgColumn:
     """How one dk column is stored: native type, Arrow wire type, hidden nanosecond companion."""
@@ -60,6 +72,18 @@ class PgColumn:
     def stored(self) -> list[str]:
         """The table's column names for this column."""
         return [self.name, self.companion] if self.ns else [self.name]
+
+    @property
+    def selected(self) -> list[str]:
+        """What a read selects for this column: intervals as bigint microseconds (see _INTERVAL_US)."""
+        if self.family == "interval":
+            return [f"{_INTERVAL_US.format(c=q(self.name))} AS {q(self.name)}"] + [q(n) for n in self.stored[1:]]
+        return [q(n) for n in self.stored]
+
+    @property
+    def compared(self) -> str:
+        """The column as compared or ordered in SQL: json has no operators, jsonb has (also for jsonb columns)."""
+        return f"{q(self.name)}::jsonb" if self.family in ("json", "nested") else q(self.name)
 
     def ddl(self, nullable: bool) -> list[str]:
         out = [f"{q(self.name)} {self.sql}{'' if nullable else ' NOT NULL'}"]
@@ -94,7 +118,7 @@ def plan(col: Column) -> PgColumn:
         return PgColumn(name, "boolean", pa.bool_(), "bool")
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         if col.kind == "json":
-            return PgColumn(name, "jsonb", json_type(), "json")
+            return PgColumn(name, "json", pa.large_string(), "json")
         return PgColumn(name, "text", t, "text")
     if pa.types.is_null(t):
         return PgColumn(name, "text", pa.large_string(), "null")
@@ -119,7 +143,7 @@ def plan(col: Column) -> PgColumn:
         or pa.types.is_map(t)
         or pa.types.is_fixed_size_list(t)
     ):
-        return PgColumn(name, "jsonb", json_type(), "nested")
+        return PgColumn(name, "json", pa.large_string(), "nested")
     raise UnsupportedDtypeError(
         f"column {name!r} has Arrow type {t}, which has no PostgreSQL column type here; convert it first"
     )
@@ -258,20 +282,22 @@ def _split_ns(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]
     return us, (n - us * 1000).astype(np.int16), mask
 
 
-def to_wire(arr: pa.Array | pa.ChunkedArray, p: PgColumn) -> list[pa.Array]:
-    """One logical column as the arrays COPY sends (the column, then its companion if any)."""
+def to_wire(arr: pa.Array | pa.ChunkedArray, p: PgColumn, jsonb: bool = False) -> list[pa.Array]:
+    """One logical column as the arrays COPY sends (the column, then its companion if any); `jsonb`: the
+    table's column is jsonb (made by an earlier version), whose binary form differs from json's."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     if p.ns:
         us, rem, mask = _split_ns(arr)
         main = pa.array(us, type=pa.int64(), mask=mask).cast(p.wire)
         return [main, pa.array(rem, type=pa.int16())]
-    if p.family == "json":
-        storage = arr if arr.type == pa.large_string() else arr.cast(pa.large_string())
-        return [pa.ExtensionArray.from_storage(p.wire, storage)]
-    if p.family == "nested":
-        texts = [None if v is None else json.dumps(v, default=str) for v in arr.to_pylist()]
-        return [pa.ExtensionArray.from_storage(p.wire, pa.array(texts, type=pa.large_string()))]
+    if p.family in ("json", "nested"):
+        if p.family == "json":
+            storage = arr if arr.type == pa.large_string() else arr.cast(pa.large_string())
+        else:
+            texts = [None if v is None else json.dumps(v, default=str) for v in arr.to_pylist()]
+            storage = pa.array(texts, type=pa.large_string())
+        return [pa.ExtensionArray.from_storage(json_type(), storage) if jsonb else storage]
     if p.family == "null":
         return [pa.nulls(len(arr), pa.large_string())]
     if p.family == "timestamp" and arr.type.tz:
@@ -279,13 +305,16 @@ def to_wire(arr: pa.Array | pa.ChunkedArray, p: PgColumn) -> list[pa.Array]:
     return [arr if arr.type == p.wire else arr.cast(p.wire)]
 
 
-def wire_table(data: pa.Table, schema: TableSchema, extra: dict[str, pa.Array] | None = None) -> pa.Table:
-    """The chunk as COPY sends it: wire types, companions beside their columns, then `extra`."""
+def wire_table(
+    data: pa.Table, schema: TableSchema, extra: dict[str, pa.Array] | None = None, jsonb: frozenset[str] = frozenset()
+) -> pa.Table:
+    """The chunk as COPY sends it: wire types, companions beside their columns, then `extra`;
+    `jsonb` names the table's jsonb columns (see to_wire)."""
     p = plans(schema)
     names, arrays = [], []
     for n in data.column_names:
         names += p[n].stored
-        arrays += to_wire(data.column(n), p[n])
+        arrays += to_wire(data.column(n), p[n], n in jsonb)
     for n, a in (extra or {}).items():
         names.append(n)
         arrays.append(a)
@@ -322,10 +351,10 @@ def from_wire(parts: list[pa.ChunkedArray | pa.Array], col: Column, p: PgColumn)
     t = col.arrow
     try:
         if p.family in ("timestamp", "interval"):
-            us = _interval_us(arr) if p.family == "interval" else arr.cast(pa.int64())
+            us = _interval_us(arr) if pa.types.is_interval(arr.type) else arr.cast(pa.int64())
             if not p.ns:
                 return us.cast(p.wire).cast(t)
-            ns = pc.add_checked(pc.multiply_checked(us, 1000), _one(parts[1]).cast(pa.int64()))
+            ns = _join_ns(us, _one(parts[1]).cast(pa.int64()))
             return ns.cast(pa.duration("ns") if p.family == "interval" else pa.timestamp("ns", tz=t.tz))
         if p.family == "nested":
             return pa.array([None if v is None else json.loads(v) for v in arr.to_pylist()], type=t)
@@ -334,6 +363,15 @@ def from_wire(parts: list[pa.ChunkedArray | pa.Array], col: Column, p: PgColumn)
         return arr if arr.type == t else arr.cast(t)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         raise StorageError(f"column {col.name!r}: a stored value cannot be read back as {t}: {e}") from e
+
+
+def _join_ns(us: pa.Array, rem: pa.Array) -> pa.Array:
+    """us * 1000 + rem without passing through a product below int64 (-2**63 + 1 ns is floored to a
+    microsecond whose nanoseconds are out of range): a negative us with a remainder is one us higher."""
+    up = pc.and_(pc.less(us, 0), pc.greater(rem, 0))
+    us = pc.if_else(up, pc.add(us, 1), us)
+    rem = pc.if_else(up, pc.subtract(rem, 1000), rem)
+    return pc.add_checked(pc.multiply_checked(us, 1000), rem)
 
 
 def _one(arr):
