@@ -22,6 +22,7 @@ import numbers
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .schema import Column
 
@@ -109,13 +110,73 @@ def takes_as_is(s: pd.Series, t: pa.DataType) -> bool:
         return d.kind == "b" or str(d) in ("boolean", "bool[pyarrow]")
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return isinstance(d, pd.StringDtype) or str(d) in ("string[pyarrow]", "large_string[pyarrow]")
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_duration(t):
-        return d.kind in "iufbm"  # numbers between numeric types: Arrow's safe cast refuses what changes
+    if pa.types.is_float32(t) or pa.types.is_float16(t):
+        return d.kind in "iub" or (d.kind == "f" and d.itemsize <= t.bit_width // 8)  # float64 may round
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return d.kind in "iufb"  # numbers between numeric types: Arrow's safe cast refuses what changes
+    if pa.types.is_duration(t):
+        return d.kind == "m"
     if pa.types.is_timestamp(t):
-        return d.kind == "M"  # the zone is checked in `check`, lost digits by Arrow's safe cast
+        return d.kind == "M"  # the zone is checked in `check_zone`, lost digits by Arrow's safe cast
     if pa.types.is_decimal(t):
         return d.kind in "iub"
     return False
+
+
+def ints_as_floats(s: pd.Series, t: pa.DataType) -> pa.Array:
+    """Integers into a float column: Arrow's safe cast refuses any beyond 2**53 (float64) or 2**24 (float32),
+    though a float holds many of them exactly (-2**63); those it holds are written, the others are Unequal."""
+    arr = pa.array(s, from_pandas=True)
+    try:
+        return pc.cast(arr, t, safe=True)
+    except pa.ArrowInvalid:
+        pass
+    width = np.float32 if pa.types.is_float32(t) else np.float64
+    exact = np.fromiter((v is None or int(width(v)) == v for v in arr.to_pylist()), dtype=bool, count=len(arr))
+    if not exact.all():
+        raise Unequal(
+            ~exact,
+            f"{t} would round it (it holds integers exactly only up to 2**{24 if width is np.float32 else 53} and some beyond)",
+        )
+    return pc.cast(arr, t, safe=False)
+
+
+def temporal_array(s: pd.Series, t: pa.DataType) -> pa.Array:
+    """Timestamps or durations of another dtype (an object column, numbers, dates) as the column's type `t`:
+    each value by pandas (a Timestamp or Timedelta, also from ISO text), in the column's unit without losing a
+    digit; Unequal for the values that are no such thing (numbers), or whose zone does not match the column's
+    (naive into tz-aware or the other way round). A digit the unit cannot hold raises ValueError (its row fails)."""
+    stamp = pa.types.is_timestamp(t)
+    values: list = []
+    bad = np.zeros(len(s), dtype=bool)
+    for i, v in enumerate(s.tolist()):
+        if v is None or (not isinstance(v, (str, list, dict)) and pd.isna(v)):
+            values.append(None)
+            continue
+        try:
+            if stamp:
+                if isinstance(v, (bool, numbers.Number)) or not isinstance(v, (str, dt.date, np.datetime64)):
+                    raise TypeError
+                ts = pd.Timestamp(v)
+                if (ts.tz is not None) != (t.tz is not None):
+                    raise TypeError
+                values.append(ts.as_unit(t.unit, round_ok=False)._value)
+            else:
+                if isinstance(v, (bool, numbers.Number)) or not isinstance(v, (str, dt.timedelta, np.timedelta64)):
+                    raise TypeError
+                values.append(pd.Timedelta(v).as_unit(t.unit, round_ok=False)._value)
+        except (TypeError, ValueError, OverflowError):
+            values.append(None)
+            bad[i] = True
+    if bad.any():
+        what = "timestamps" if stamp else "durations"
+        zone = (
+            f" in {'a tz-aware' if t.tz else 'a naive'} column, timestamps {'with' if t.tz else 'without'} a zone"
+            if stamp
+            else ""
+        )
+        raise Unequal(bad, f"only {what} (or their ISO text) go into a column of {what}{zone}; no number is one")
+    return pa.array(values, type=pa.int64()).cast(t)
 
 
 def check_zone(s: pd.Series, t: pa.DataType) -> None:
@@ -137,10 +198,21 @@ def check(s: pd.Series, col: Column, arr: pa.Array) -> None:
     """Raise Unequal for the rows of `s` whose value in `arr` (its conversion to the column's type) is not
     the value sent."""
     t = arr.type if not pa.types.is_dictionary(arr.type) else arr.type.value_type
+    if col.kind == "category":
+        _check_categories(s, col, arr)
     if col.kind in ("json", "null") or takes_as_is(s, t):
         return
-    if _inferred(s) in _EXACT.get(_family(t), ()):  # Arrow's safe cast of these is exact: no value to look at
+    if pa.types.is_floating(t) and s.dtype.kind == "f":  # a wider float into a narrower one rounds
+        sent = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        got = arr.to_numpy(zero_copy_only=False).astype(np.float64)
+        bad = ~((sent == got) | (np.isnan(sent) & np.isnan(got)))
+        if bad.any():
+            raise Unequal(bad, f"{t} would round it; keep the column float64 or round the values first")
         return
+    family = _family(t)
+    numeric = family in ("integer", "floating")  # an object column of numbers may mix types Arrow would wrap
+    if not (numeric and s.dtype == object) and _inferred(s) in _EXACT.get(family, ()):
+        return  # Arrow's safe cast of these is exact: no value to look at
     values = _sent(s)
     present = ~pd.isna(values)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
@@ -164,7 +236,6 @@ def check(s: pd.Series, col: Column, arr: pa.Array) -> None:
 _EXACT = {  # column family -> the inferred kinds of sent values that Arrow converts exactly or refuses
     "string": ("string", "empty"),
     "bytes": ("bytes", "empty"),
-    "date": ("date", "empty"),
     "integer": ("integer", "floating", "mixed-integer-float", "boolean", "empty"),
     "floating": ("integer", "floating", "mixed-integer-float", "boolean", "empty"),
     "decimal": ("integer", "decimal", "boolean", "empty"),
@@ -189,6 +260,40 @@ def _inferred(s: pd.Series) -> str:
     if isinstance(s.dtype, pd.CategoricalDtype):
         return pd.api.types.infer_dtype(s.cat.categories, skipna=True)
     return pd.api.types.infer_dtype(s, skipna=True)
+
+
+def json_keys_exact(value) -> bool:
+    """Whether JSON text gives `value` back with its dict keys: JSON's keys are strings ({1: 'x'} reads back
+    {'1': 'x'})."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and json_keys_exact(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(json_keys_exact(v) for v in value)
+    return True
+
+
+def _check_categories(s: pd.Series, col: Column, arr: pa.Array) -> None:
+    """Values of a category column that are none of its categories (the stored ones, grown by the frame's new
+    ones of the same type): they would read back missing."""
+    cats = col.dtype.get("categories") or []
+    coded = pa.types.is_dictionary(arr.type)
+    try:
+        value_set = pa.array(pd.Index(cats).astype(_category_dtype(col)), from_pandas=True)
+        value_set = value_set.cast(arr.type.value_type if coded else arr.type)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return
+    if coded and pc.all(pc.is_in(arr.dictionary, value_set=value_set)).as_py() is not False:
+        return  # every category of the frame is one of the column's: so is every value
+    plain = arr.dictionary_decode() if coded else arr
+    known = pc.or_(pc.is_in(plain, value_set=value_set), pc.is_null(plain)).to_numpy(zero_copy_only=False)
+    if not known.all():
+        raise Unequal(~known, "not one of the column's categories, nor a new one of their type")
+
+
+def _category_dtype(col: Column):
+    from .types import _pandas_dtype  # the categories' dtype, as TypeMapper rebuilds it
+
+    return _pandas_dtype(col.dtype["categories_dtype"])
 
 
 def _sent(s: pd.Series) -> np.ndarray:

@@ -11,6 +11,7 @@ import datetime as dt
 import decimal
 import json
 import math
+from collections.abc import Hashable
 from dataclasses import replace
 
 import numpy as np
@@ -19,7 +20,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import conversion
-from .conversion import Unequal, bool_array, check_zone, takes_as_is
+from .conversion import (
+    Unequal,
+    bool_array,
+    check_zone,
+    ints_as_floats,
+    json_keys_exact,
+    takes_as_is,
+    temporal_array,
+)
 from .dtypes import _MASKED, NUMPY_KINDS, DtypeTools
 from .errors import SchemaMismatchError, UnsupportedDtypeError
 from .failures import Failures, bisect, required, unconvertible, unequal
@@ -308,8 +317,14 @@ class TypeMapper(DtypeTools):
         coded=True: a Categorical stays a dictionary array, its dictionary (the categories) of that type."""
         t = col.arrow
         check_zone(s, t)
-        if pa.types.is_boolean(t) and not takes_as_is(s, t):
-            return bool_array(s)  # 0/1 and true/false text only: Arrow would take 2 for True
+        if not coded and not isinstance(s.dtype, pd.CategoricalDtype) and not takes_as_is(s, t):
+            missing = s.isna().to_numpy()
+            if missing.any():  # a missing value of another dtype (NaN of floats, <NA>) is missing in any column
+                return _scattered(missing, lambda: self._convert(s[~missing], col), t)
+            if pa.types.is_boolean(t):
+                return bool_array(s)  # 0/1 and true/false text only: Arrow would take 2 for True
+            if pa.types.is_timestamp(t) or pa.types.is_duration(t):
+                return temporal_array(s, t)  # no number is a timestamp, no digit or zone is dropped
         arr = self._arrow_of(s, col, coded)
         conversion.check(s, col, arr)
         return arr
@@ -333,14 +348,20 @@ class TypeMapper(DtypeTools):
         elif col.kind == "category" and col.dtype["ordered"]:
             self._check_ordered(s, col)
         if col.kind == "json" and pa.types.is_large_string(t):  # object values as JSON text
-            na = s.isna().to_numpy()
-            vals = [None if m else json.dumps(v, default=_json_default) for v, m in zip(s.tolist(), na)]
+            values = s.tolist()
+            na = s.isna().to_numpy() if len(s) else np.zeros(0, dtype=bool)
+            keyed = np.fromiter((json_keys_exact(v) for v in values), dtype=bool, count=len(values))
+            if not keyed.all():
+                raise Unequal(~keyed, "JSON keys are text: a dict with other keys would read back changed")
+            vals = [None if m else json.dumps(v, default=_json_default) for v, m in zip(values, na)]
             return pa.array(vals, type=t)
         if s.dtype == object and col.kind in NUMPY_KINDS | {"datetime", "timedelta"}:
             return _cast(pa.array(s, from_pandas=True), t)
         if isinstance(s.dtype, pd.ArrowDtype):
             arr = pa.chunked_array(s.array.__arrow_array__()).combine_chunks()
             return arr if arr.type == t else _cast(arr, t)
+        if pa.types.is_floating(t) and s.dtype.kind in "iu":
+            return ints_as_floats(s, t)
         try:
             arr = pa.array(s, type=t, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -471,6 +492,22 @@ class TypeMapper(DtypeTools):
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _scattered(missing: np.ndarray, convert, t: pa.DataType) -> pa.Array:
+    """The column with nulls where `missing`, the other values by `convert()` (of those values alone); an
+    Unequal of those values marks their positions in the whole column."""
+    if missing.all():
+        return pa.nulls(len(missing), t)
+    present = np.flatnonzero(~missing)
+    try:
+        part = convert()
+    except Unequal as e:
+        mask = np.zeros(len(missing), dtype=bool)
+        mask[present[e.mask]] = True
+        raise Unequal(mask, e.reason) from e
+    at = np.cumsum(~missing) - 1
+    return pc.take(part, pa.array(at, type=pa.int64(), mask=missing))
 
 
 def _writable(values):
@@ -607,18 +644,27 @@ def _same_family(values: pd.Index, dtype) -> bool:
 
 
 def _grow_categories(s: pd.Series, col: Column) -> Column | None:
-    """The column with the frame's new categories appended to the stored ones (None when none are new)."""
-    values = s.cat.categories if isinstance(s.dtype, pd.CategoricalDtype) else pd.Index(s.dropna().unique())
-    inner = _pandas_dtype(col.dtype["categories_dtype"])
-    if not _same_family(values, inner):  # values of another type fail their rows (conversion.py): no new category
-        values = values[[_same_family(pd.Index([v]), inner) for v in values]]
+    """The column with the frame's new categories appended to the stored ones (None when none are new). Only
+    values of the categories' own type that it holds exactly become categories: the others fail their rows
+    (conversion.py), and never make the stored categories unreadable."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        candidates = list(s.cat.categories)
+    else:
+        candidates = list(dict.fromkeys(v for v in s.dropna().tolist() if isinstance(v, Hashable)))
     known = _categories(col.dtype)[0]  # in their own dtype: timestamps are saved as text
-    try:
-        typed = values.astype(known.dtype)
-        new = typed[~typed.isin(known)]
-    except (TypeError, ValueError):
+    new = []
+    for v in candidates:
+        one = pd.Index([v])
+        if not _same_family(one, known.dtype):
+            continue
+        try:
+            typed = one.astype(known.dtype)
+            if not (typed.astype(object)[0] == v) or typed.isin(known)[0] or typed[0] in new:
+                continue
+        except (TypeError, ValueError, OverflowError):
+            continue
+        new.append(typed[0])
+    if not new:
         return None
-    if len(new) == 0:
-        return None
-    spec = dict(col.dtype, categories=col.dtype["categories"] + _jsonable(new))
+    spec = dict(col.dtype, categories=col.dtype["categories"] + _jsonable(pd.Index(new, dtype=known.dtype)))
     return Column(col.name, col.kind, col.arrow, col.nullable, spec, col.label, col.index)

@@ -24,7 +24,8 @@ import pytest
 
 # The contract's asserts are rewritten by pytest like a test module's: explained when they fail, and kept
 # under `python -O` (make test runs the conversion contract so once). Before the parts are imported.
-pytest.register_assert_rewrite("dataknobs_pd.testing")
+_PARTS = ("changes", "conversions", "edges", "errors", "properties", "roundtrip", "threads", "writes")
+pytest.register_assert_rewrite(*(f"{__name__}.{part}" for part in _PARTS))
 
 from .changes import DryRunContract, NewColumnsContract
 from .conversions import ConversionContract

@@ -85,7 +85,7 @@ def test_native_types_not_null_primary_key_and_schema_row(store, url):
         "t": "timestamp without time zone YES",
         "tz": "timestamp with time zone YES",
         "td": "interval YES",
-        "j": "jsonb YES",
+        "j": "json YES",
     }
     assert sql(
         url,
@@ -281,8 +281,8 @@ def _connections(url, app):
 def test_pool_reuses_connections_and_close_releases_them(url):
     app = f"dk_{uuid.uuid4().hex[:8]}"
     tagged = f"{url}&application_name={app}"
-    s = dk.connect(tagged)
-    assert dk.connect(tagged) is s
+    s, other = dk.connect(tagged), dk.connect(tagged)
+    assert other is not s and other.backend is s.backend  # handles share one pool
     pd.DataFrame({"id": range(100), "v": 1.0}).dk.save(s, "t")
 
     def work(i):
@@ -294,6 +294,8 @@ def test_pool_reuses_connections_and_close_releases_them(url):
     [t.join() for t in threads]
     assert 1 <= _connections(url, app) <= 4  # idle connections kept for the next call, no more
     s.close()
+    assert _connections(url, app) >= 1  # the other handle still holds the pool
+    other.close()
     assert _connections(url, app) == 0
 
 
