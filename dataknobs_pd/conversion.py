@@ -30,7 +30,12 @@ from .schema import Column
 RULES: list[tuple[str, str, str]] = [
     ("the column's own dtype", "any", "written as it is"),
     ("integers, floats", "integer", "written when whole and in range (`2.5`, `2**63` fail)"),
-    ("integers", "float", "written when the float holds them exactly (`2**60 + 1` into float64 fails)"),
+    (
+        "integers",
+        "float",
+        "written when the float holds them exactly (`2**60 + 1` into float64 fails, `-2**63` is written)",
+    ),
+    ("float64", "float32", "written when float32 holds them exactly (`0.1` fails, `0.5` is written)"),
     ("integers, floats", "decimal", "written when the decimal holds them exactly (`1.234` into 2 places fails)"),
     ("decimals", "decimal", "written when no place is lost (`Decimal('1.234')` into 2 places fails)"),
     ("`True`/`False`, `0`/`1`, `'true'`/`'false'`/`'0'`/`'1'` (any case)", "bool", "written as booleans"),
@@ -45,9 +50,29 @@ RULES: list[tuple[str, str, str]] = [
     ("timestamps with a time, tz-aware timestamps", "date", "fails: `TypeConversion` (no time is dropped)"),
     ("naive timestamps", "tz-aware timestamp", "fails: `TypeConversion` (say which zone: `.dt.tz_localize`)"),
     ("tz-aware timestamps", "naive timestamp", "fails: `TypeConversion` (`.dt.tz_convert(None)`)"),
-    ("timestamps of another unit", "timestamp", "written when no digit is lost (ns into a us column)"),
+    (
+        "timestamps of another unit, or as objects, `datetime`, `np.datetime64`, ISO text",
+        "timestamp",
+        "written when no digit is lost (ns into a us column fails)",
+    ),
+    ("`Timedelta`, `timedelta`, `np.timedelta64`, text such as `'1h'`", "duration", "written when no digit is lost"),
+    (
+        "numbers (`5`, `1600000000`)",
+        "timestamp, duration, date",
+        "fails: `TypeConversion` (no number is a time: say its unit with `pd.to_datetime`)",
+    ),
     ("strings", "bytes", "fails: `TypeConversion` (encode them first)"),
     ("anything JSON-like", "JSON (object of list/dict)", "written as JSON"),
+    (
+        "dicts with keys that are not text (`{1: 'x'}`)",
+        "JSON",
+        "fails: `TypeConversion` (JSON would give `{'1': 'x'}`)",
+    ),
+    (
+        "a missing value of any kind (`NaN`, `None`, `NaT`, `<NA>`)",
+        "a column that can be missing",
+        "written as missing",
+    ),
     ("a missing value", "a required column (`int64`, `bool`, a key)", "fails: `NotNull`"),
 ]
 
