@@ -148,10 +148,9 @@ def takes_as_is(s: pd.Series, t: pa.DataType) -> bool:
     return False
 
 
-def ints_as_floats(s: pd.Series, t: pa.DataType) -> pa.Array:
+def ints_as_floats(arr: pa.Array, t: pa.DataType) -> pa.Array:
     """Integers into a float column: Arrow's safe cast refuses any beyond 2**53 (float64) or 2**24 (float32),
     though a float holds many of them exactly (-2**63); those it holds are written, the others are Unequal."""
-    arr = pa.array(s, from_pandas=True)
     try:
         return pc.cast(arr, t, safe=True)
     except pa.ArrowInvalid:
@@ -180,16 +179,19 @@ def temporal_array(s: pd.Series, t: pa.DataType) -> pa.Array:
             continue
         try:
             if stamp:
-                if isinstance(v, (bool, numbers.Number)) or not isinstance(v, (str, dt.date, np.datetime64)):
+                if not isinstance(v, (str, dt.date, np.datetime64)):  # np.datetime64 is no Number, but check first
                     raise TypeError
                 ts = pd.Timestamp(v)
-                if (ts.tz is not None) != (t.tz is not None):
+                if ts is pd.NaT or (ts.tz is not None) != (t.tz is not None):  # '' and 'NaT' are text, no time
                     raise TypeError
                 values.append(ts.as_unit(t.unit, round_ok=False)._value)
             else:
-                if isinstance(v, (bool, numbers.Number)) or not isinstance(v, (str, dt.timedelta, np.timedelta64)):
+                if not isinstance(v, (str, dt.timedelta, np.timedelta64)):  # np.timedelta64 is an integer type too
                     raise TypeError
-                values.append(pd.Timedelta(v).as_unit(t.unit, round_ok=False)._value)
+                td = pd.Timedelta(v)
+                if td is pd.NaT:
+                    raise TypeError
+                values.append(td.as_unit(t.unit, round_ok=False)._value)
         except (TypeError, ValueError, OverflowError):
             values.append(None)
             bad[i] = True

@@ -356,12 +356,15 @@ class TypeMapper(DtypeTools):
             vals = [None if m else json.dumps(v, default=_json_default) for v, m in zip(values, na)]
             return pa.array(vals, type=t)
         if s.dtype == object and col.kind in NUMPY_KINDS | {"datetime", "timedelta"}:
-            return _cast(pa.array(s, from_pandas=True), t)
+            arr = pa.array(s, from_pandas=True)
+            if pa.types.is_floating(t) and pa.types.is_integer(arr.type):
+                return ints_as_floats(arr, t)
+            return _cast(arr, t)
         if isinstance(s.dtype, pd.ArrowDtype):
             arr = pa.chunked_array(s.array.__arrow_array__()).combine_chunks()
             return arr if arr.type == t else _cast(arr, t)
         if pa.types.is_floating(t) and s.dtype.kind in "iu":
-            return ints_as_floats(s, t)
+            return ints_as_floats(pa.array(s, from_pandas=True), t)
         try:
             arr = pa.array(s, type=t, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):

@@ -477,6 +477,11 @@ def _nanoseconds(v: Any) -> int | None:
         return int(v.astype(np.int64)) * count * _TICKS[unit] if unit in _TICKS else None
     if isinstance(v, dt.timedelta):
         return ((v.days * 86400 + v.seconds) * 10**6 + v.microseconds) * 1000
+    if isinstance(v, str):  # text that spells a duration ('1h', '0 days') is that duration, as pandas reads it
+        try:
+            return _nanoseconds(pd.Timedelta(v))
+        except (ValueError, TypeError, OverflowError):
+            return None
     return None
 
 
@@ -570,6 +575,8 @@ def _exact_number(v: Any, whole: bool = False) -> Any:
                 return n
         return None
     n = _number(v)
+    if isinstance(n, int) and not -(2**63) <= n < 2**63:
+        return None  # beyond int64, sent as a Python object: Arrow takes none, and the rules promise nothing
     return n if isinstance(n, (int, float)) else None  # decimals into floats: the rules say nothing
 
 
