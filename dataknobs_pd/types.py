@@ -317,6 +317,8 @@ class TypeMapper(DtypeTools):
         coded=True: a Categorical stays a dictionary array, its dictionary (the categories) of that type."""
         t = col.arrow
         check_zone(s, t)
+        if isinstance(s.dtype, pd.CategoricalDtype) and not takes_as_is(s, t):
+            s, coded = s.astype(object), False  # categories of another type: value by value, by the rules
         if not coded and not isinstance(s.dtype, pd.CategoricalDtype) and not takes_as_is(s, t):
             missing = s.isna().to_numpy()
             if missing.any():  # a missing value of another dtype (NaN of floats, <NA>) is missing in any column

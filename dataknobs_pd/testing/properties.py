@@ -364,8 +364,18 @@ def _series_code(s: pd.Series) -> tuple[str, str]:
         text = f"pd.Series(np.array({vals}, dtype='{kind}[{unit}]'))"
         if zone:
             text += f".dt.tz_localize('UTC').dt.tz_convert({str(zone)!r})"
-        return text, f"  # {_value_code(s.tolist())}"
+        return text, ""  # no s.tolist(): pandas 2.2 crashes iterating s/ms timestamps beyond the ns range
     return f"pd.Series({_value_code(s.tolist())}, dtype={_dtype_code(s.dtype)!r})", ""
+
+
+def _listed(s: pd.Series) -> list:
+    """s.tolist(), but zoned timestamps one by one from their UTC instants: pandas 2.2 can crash (a segmentation
+    fault) iterating zoned timestamps of a coarse unit far from 1970."""
+    zone = getattr(s.dtype, "tz", None)
+    if s.dtype.kind != "M" or zone is None:
+        return s.tolist()
+    naive = s.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    return [pd.NaT if np.isnat(v) else pd.Timestamp(v).tz_localize("UTC").tz_convert(zone) for v in naive]
 
 
 def _code(df: pd.DataFrame) -> str:
@@ -697,7 +707,7 @@ def _call(case: Case, store, table: str):
 
 def _rows(df: pd.DataFrame) -> dict[int, dict[str, Any]]:
     """{key: {column: value}} of a frame with an `id` column."""
-    cols = {c: df[c].tolist() for c in df.columns}
+    cols = {c: _listed(df[c]) for c in df.columns}
     return {int(k): {c: cols[c][i] for c in df.columns} for i, k in enumerate(cols["id"])}
 
 
@@ -770,7 +780,7 @@ def run_case(store, case: Case) -> list[str]:
         if f["stage"] not in ALLOWED_STAGES:
             problems.append(f"row {r}: stage {f['stage']!r}")
     after = dk.load(store, table)
-    sent = {c: frame[c].tolist() for c in frame.columns}
+    sent = {c: _listed(frame[c]) for c in frame.columns}
     ids = [int(k) for k in sent["id"]]
 
     if case.mode == "replace":
@@ -864,7 +874,7 @@ def _refused(store, case: Case, before: pd.DataFrame, r: int, k: int, f: dict, p
         return []  # a new row lacking a required column: NotNull
     typed = {}
     for c in sent_cols:
-        ok, value = promised(case.frame[c].tolist()[r], case.kinds[c], before[c])
+        ok, value = promised(_listed(case.frame[c])[r], case.kinds[c], before[c])
         if not ok:
             return []
         typed[c] = _typed(case.kinds[c], before[c], value)
@@ -875,7 +885,7 @@ def _refused(store, case: Case, before: pd.DataFrame, r: int, k: int, f: dict, p
         return []
     if not res.ok:
         return []  # the store cannot hold these values at all
-    values = {c: case.frame[c].tolist()[r] for c in sent_cols}
+    values = {c: _listed(case.frame[c])[r] for c in sent_cols}
     return [
         f"row {r} (key {k}) was refused at {f['stage']} ({f['error']}: {f['message']}), but the rules promise "
         f"to write its values {values} into columns { ({c: case.kinds[c] for c in sent_cols}) }, and the store "
