@@ -130,7 +130,10 @@ def takes_as_is(s: pd.Series, t: pa.DataType) -> bool:
     """Whether Arrow's own conversion of `s` to `t` can only give back the values sent."""
     d = s.dtype
     if isinstance(d, pd.CategoricalDtype):
-        return takes_as_is(pd.Series(d.categories), t)
+        cats = d.categories
+        if cats.dtype == object and (pa.types.is_string(t) or pa.types.is_large_string(t)):
+            return pd.api.types.infer_dtype(cats, skipna=True) in ("string", "empty")  # pandas 2: str as object
+        return takes_as_is(pd.Series(cats), t)
     if pa.types.is_boolean(t):
         return d.kind == "b" or str(d) in ("boolean", "bool[pyarrow]")
     if pa.types.is_string(t) or pa.types.is_large_string(t):
