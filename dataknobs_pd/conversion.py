@@ -345,7 +345,7 @@ def _numbers_equal(values: np.ndarray, arr: pa.Array) -> np.ndarray:
         elif isinstance(v, float) and isinstance(got, decimal.Decimal):
             got = float(got)  # 0.1 means the decimal 0.10, as a pandas user reads it
         try:
-            out[i] = bool(v == got)
+            out[i] = bool(v == got) or (isinstance(v, float) and isinstance(got, float) and v != v and got != got)
         except (TypeError, ValueError):
             out[i] = False
     return out
