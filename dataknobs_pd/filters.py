@@ -156,13 +156,7 @@ def _stored(col: str, op: str, value, t) -> tuple[object, bool]:
             raise refuse(f"the value cannot be read as a duration for column {col!r} ({t}): {e}") from None
         if td is pd.NaT:
             raise refuse(f"the value cannot be read as a duration for column {col!r} ({t})")
-        try:
-            stored = td.as_unit(t.unit)
-        except (ValueError, OverflowError) as e:
-            raise refuse(f"the value is outside the range of column {col!r} ({t}): {e}") from None
-        if stored > td:  # as_unit floors; this only makes sure of it
-            stored -= pd.Timedelta(1, unit=t.unit)
-        return stored, stored == td
+        return _in_unit(td, t, lambda e: refuse(f"the value is outside the range of column {col!r} ({t}): {e}"))
     if pa.types.is_date(t) and type(value) is dt.date:
         return value, True
     try:
@@ -187,13 +181,21 @@ def _stored(col: str, op: str, value, t) -> tuple[object, bool]:
     if pa.types.is_date(t):
         day = ts.date()
         return day, ts == pd.Timestamp(day)
+    return _in_unit(ts, t, lambda e: refuse(f"the value is outside the range of column {col!r} ({t}): {e}"))
+
+
+def _in_unit(value, t, refuse):
+    """A Timestamp or Timedelta in the unit of the Arrow type `t`, floored, and whether that is the value
+    itself; `refuse(error)` is raised when the unit cannot hold it."""
+    import pandas as pd
+
     try:
-        stored = ts.as_unit(t.unit)
+        stored = value.as_unit(t.unit)
     except (ValueError, OverflowError) as e:
-        raise refuse(f"the value is outside the range of column {col!r} ({t}): {e}") from None
-    if stored > ts:  # as_unit floors; this only makes sure of it
+        raise refuse(e) from None
+    if stored > value:  # as_unit floors; this only makes sure of it
         stored -= pd.Timedelta(1, unit=t.unit)
-    return stored, stored == ts
+    return stored, stored == value
 
 
 _DIRECTIONS = {"asc": True, "ascending": True, "desc": False, "descending": False}

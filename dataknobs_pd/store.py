@@ -135,7 +135,7 @@ def connect(url, **options) -> Store:
 def pooled(url: str, **options) -> Store:
     """The handle that calls given the URL string itself use: one per URL and options, kept open until the
     process exits (so that a store named by its URL stays connected between calls)."""
-    key = (url, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    key = Backend.pool_key(url, options)  # by URL and options as given, whatever the backend shares
     with _POOL_LOCK:
         store = _POOL.get(key)
         if store is None or store.closed:
