@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from pathlib import Path
 
@@ -40,6 +42,38 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 def pytest_sessionfinish(session):
     pg.drop_session_database()
+
+
+# A failure is reported, never the end of the run. To show a failing line pytest parses the whole source
+# file around it (ast.parse). On CPython 3.11 (3.11.7 here; CPython's gh-106905) the AST builder keeps its
+# recursion count in one place for the whole interpreter, so a second ast.parse that starts while the first
+# one is building its tree spoils the first: "SystemError: AST constructor recursion depth mismatch", raised
+# out of pytest's reporting as an INTERNALERROR that ends the run with no summary. The second parse comes
+# from the garbage collector, which runs in the middle of the first one's allocations: a finalizer (__del__,
+# a weakref callback, a gc callback) that raises is handed to pytest's unraisable-exception hook, which
+# formats its traceback with the traceback module, and that parses the failing line to place its carets.
+# So the collector waits while a report is made: nothing else runs Python code in the middle of a parse.
+@contextlib.contextmanager
+def _collector_paused():
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    with _collector_paused():
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    with _collector_paused():
+        return (yield)
 
 
 @pytest.fixture(params=sorted(BACKENDS))

