@@ -141,6 +141,14 @@ def _temporal(col: str, op: str, value, t) -> tuple[str, object]:
     return op, stored
 
 
+try:  # pandas 2 raises pytz's errors for a wall time that does not exist or is ambiguous in a zone
+    from pytz import InvalidTimeError
+
+    _PYTZ_ERRORS: tuple[type[Exception], ...] = (InvalidTimeError,)
+except ImportError:  # pandas 3 does not need pytz, and raises ValueError
+    _PYTZ_ERRORS = ()
+
+
 def _stored(col: str, op: str, value, t) -> tuple[object, bool]:
     """The value as the column stores it (the largest one not above it) and whether that is the value itself."""
     import pandas as pd
@@ -176,7 +184,7 @@ def _stored(col: str, op: str, value, t) -> tuple[object, bool]:
     try:
         # a naive value against a tz-aware column is a wall time in the column's zone, as pandas reads a string
         ts = ts.tz_convert(zone) if ts.tz is not None else ts.tz_localize(zone) if zone else ts
-    except (ValueError, TypeError) as e:  # a wall time that does not exist or is ambiguous there
+    except (ValueError, TypeError, *_PYTZ_ERRORS) as e:  # a wall time that does not exist or is ambiguous there
         raise refuse(f"the value cannot be read in the time zone {zone} of column {col!r}: {e}") from None
     if pa.types.is_date(t):
         day = ts.date()
@@ -195,6 +203,10 @@ def _in_unit(value, t, refuse):
         raise refuse(e) from None
     if stored > value:  # as_unit floors; this only makes sure of it
         stored -= pd.Timedelta(1, unit=t.unit)
+    if isinstance(stored, pd.Timedelta) and t.unit != "ns":
+        # pyarrow reads a Timedelta's count as nanoseconds whatever its unit (with pandas 2.2): give it a
+        # timedelta, exact in s, ms and us
+        return stored.to_pytimedelta(), stored == value
     return stored, stored == value
 
 

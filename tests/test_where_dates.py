@@ -128,8 +128,10 @@ def pandas_ids(df: pd.DataFrame, col: str, op: str, value) -> list[int]:
     s = comparable(df, col)
     if op in ("in", "not in"):
         values = [pd.Timestamp(v) if isinstance(v, dt.date) else v for v in value]
-        hit = s.isin(values)
-        mask = ~hit if op == "not in" else hit
+        hit = np.zeros(len(s), dtype=bool)
+        for v in values:  # == each, exactly (pandas 2.2's isin truncates a finer value to the column's unit)
+            hit |= s.isna().to_numpy() if v is None else (COMPARE["=="](s, v) & s.notna()).to_numpy(dtype=bool)
+        mask = pd.Series(~hit if op == "not in" else hit)
     else:
         v = pd.Timestamp(value) if isinstance(value, dt.date) else value
         mask = COMPARE[op](s, v) & s.notna()
