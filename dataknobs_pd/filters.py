@@ -142,11 +142,9 @@ def _temporal(col: str, op: str, value, t) -> tuple[str, object]:
 
 
 try:  # pandas 2 raises pytz's errors for a wall time that does not exist or is ambiguous in a zone
-    from pytz import InvalidTimeError
-
-    _PYTZ_ERRORS: tuple[type[Exception], ...] = (InvalidTimeError,)
+    from pytz import InvalidTimeError as _ZoneTimeError
 except ImportError:  # pandas 3 does not need pytz, and raises ValueError
-    _PYTZ_ERRORS = ()
+    _ZoneTimeError = ValueError  # type: ignore[assignment,misc]
 
 
 def _stored(col: str, op: str, value, t) -> tuple[object, bool]:
@@ -184,7 +182,7 @@ def _stored(col: str, op: str, value, t) -> tuple[object, bool]:
     try:
         # a naive value against a tz-aware column is a wall time in the column's zone, as pandas reads a string
         ts = ts.tz_convert(zone) if ts.tz is not None else ts.tz_localize(zone) if zone else ts
-    except (ValueError, TypeError, *_PYTZ_ERRORS) as e:  # a wall time that does not exist or is ambiguous there
+    except (ValueError, TypeError, _ZoneTimeError) as e:  # a wall time that does not exist or is ambiguous there
         raise refuse(f"the value cannot be read in the time zone {zone} of column {col!r}: {e}") from None
     if pa.types.is_date(t):
         day = ts.date()
