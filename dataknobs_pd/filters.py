@@ -141,10 +141,17 @@ def _temporal(col: str, op: str, value, t) -> tuple[str, object]:
     return op, stored
 
 
-try:  # pandas 2 raises pytz's errors for a wall time that does not exist or is ambiguous in a zone
-    from pytz import InvalidTimeError as _ZoneTimeError
-except ImportError:  # pandas 3 does not need pytz, and raises ValueError
-    _ZoneTimeError = ValueError  # type: ignore[assignment,misc]
+def _zone_errors() -> tuple[type[BaseException], ...]:
+    """What Timestamp.tz_localize raises for a wall time that does not exist or is ambiguous in a zone:
+    ValueError, and on pandas 2 pytz's own errors."""
+    try:
+        import pytz
+    except ImportError:  # pandas 3 does not need pytz
+        return (ValueError, TypeError)
+    return (ValueError, TypeError, pytz.InvalidTimeError)
+
+
+_ZONE_ERRORS = _zone_errors()
 
 
 def _stored(col: str, op: str, value, t) -> tuple[object, bool]:
@@ -182,7 +189,7 @@ def _stored(col: str, op: str, value, t) -> tuple[object, bool]:
     try:
         # a naive value against a tz-aware column is a wall time in the column's zone, as pandas reads a string
         ts = ts.tz_convert(zone) if ts.tz is not None else ts.tz_localize(zone) if zone else ts
-    except (ValueError, TypeError, _ZoneTimeError) as e:  # a wall time that does not exist or is ambiguous there
+    except _ZONE_ERRORS as e:  # a wall time that does not exist or is ambiguous there
         raise refuse(f"the value cannot be read in the time zone {zone} of column {col!r}: {e}") from None
     if pa.types.is_date(t):
         day = ts.date()
