@@ -13,7 +13,8 @@ from .store import Store
 
 @pd.api.extensions.register_dataframe_accessor("dk")
 class DkAccessor:
-    """df.dk.save / update_batch / delete, and pd.DataFrame.dk.load."""
+    """`df.dk.save`, `df.dk.update_batch`, `df.dk.delete` and `pd.DataFrame.dk.load`: `dk.save`,
+    `dk.update_batch`, `dk.delete` and `dk.load` with the frame in first place."""
 
     def __init__(self, df: pd.DataFrame):
         self._df = df
@@ -31,20 +32,29 @@ class DkAccessor:
         track_changes: bool = False,
         new_columns: str = "fail",
     ) -> BatchResult:
-        """Write the frame to `table`: create it, replace it, append to it or upsert into it by key.
+        """Write the frame to a table: create it, replace it, append to it, or upsert into it by key.
 
-        store: a Store or a URL ("sqlite:///file.db", "postgresql://...", "parquet:///folder", ...).
-        key: the key column(s); default: `id`, else `record_id`, else the named index, else none.
-        if_exists: "fail" (TableExistsError), "replace", "append" (existing keys fail) or "upsert".
-        errors: "collect" writes every row that can be written and reports the others;
-            "raise" writes nothing if any row fails (BatchError, its .result the report).
-        chunksize: rows per write (default: the store's own size).
-        progress: a progress bar; None shows one on long writes in a terminal or notebook.
-        dry_run: do everything, asking the store too, then roll back: the result says what would
-            happen (res.changes: each row's action and changed values) and nothing is written.
-        track_changes: record res.changes on a real call (one read of the touched keys).
-        new_columns: "fail" (SchemaMismatchError for a column the table lacks) or "add" (add it; rows
-            already stored hold no value in it).
+        Args:
+            store: A Store, a store's URL (`"sqlite:///flights.db"`, ...: see `dk.connect`), or a connection
+                you hold (`sqlite3`, SQLAlchemy, ADBC, psycopg, DuckDB), never closed by the call.
+            table: The table's name.
+            key: The key column(s), a name or a list of names, as columns or index levels. Default: the
+                table's own key when it exists; else a column `id`; else `record_id`; else the named index.
+            if_exists: When the table exists: `"fail"` (`TableExistsError`, nothing written), `"replace"`,
+                `"append"` (a key already there fails its row) or `"upsert"` (insert new keys, update others).
+            errors: `"collect"` writes every row that can be written and reports each one that cannot;
+                `"raise"` is all or nothing: if any row fails nothing is written and `BatchError` is raised.
+            chunksize: Rows per write (default: the store's own).
+            progress: A progress bar: True, False, or None for one on long writes in a terminal or notebook.
+            dry_run: Do everything, asking the store too, then leave the table as it was: the result says
+                what would have happened (`res.changes`); `res.commit()` runs it for real.
+            track_changes: Also on a real call, record `res.changes` (each written row's action and changed
+                values); it costs one read of the touched keys.
+            new_columns: `"fail"` (`SchemaMismatchError` for a frame column the table lacks, nothing
+                written) or `"add"` (add such columns; rows already stored read back as missing in them).
+
+        Returns:
+            The report (`BatchResult`): counts, `failures` one line per failed row, `failed_rows()`.
         """
         return api.save(
             self._df,
@@ -73,10 +83,29 @@ class DkAccessor:
         track_changes: bool = False,
         new_columns: str = "fail",
     ) -> BatchResult:
-        """Change the frame's columns on the rows of `table` with the same key; the other columns stay.
+        """Change the frame's columns on the rows of the table with the same key; the other columns stay.
 
-        A key not in the table fails with stage "missing", unless insert_missing=True inserts the row.
-        The other arguments are those of `save`.
+        Args:
+            store: A Store, a store's URL (`"sqlite:///flights.db"`, ...: see `dk.connect`), or a connection
+                you hold (`sqlite3`, SQLAlchemy, ADBC, psycopg, DuckDB), never closed by the call.
+            table: The table's name.
+            key: The key column(s), a name or a list of names, as columns or index levels. Default: the
+                table's own key when it exists; else a column `id`; else `record_id`; else the named index.
+            insert_missing: Insert the rows whose key is not in the table instead of failing them (stage
+                `"missing"`).
+            errors: `"collect"` writes every row that can be written and reports each one that cannot;
+                `"raise"` is all or nothing: if any row fails nothing is written and `BatchError` is raised.
+            chunksize: Rows per write (default: the store's own).
+            progress: A progress bar: True, False, or None for one on long writes in a terminal or notebook.
+            dry_run: Do everything, asking the store too, then leave the table as it was: the result says
+                what would have happened (`res.changes`); `res.commit()` runs it for real.
+            track_changes: Also on a real call, record `res.changes` (each written row's action and changed
+                values); it costs one read of the touched keys.
+            new_columns: `"fail"` (`SchemaMismatchError` for a frame column the table lacks, nothing
+                written) or `"add"` (add such columns; rows already stored read back as missing in them).
+
+        Returns:
+            The report (`BatchResult`): counts, `failures` one line per failed row, `failed_rows()`.
         """
         return api.update_batch(
             self._df,
@@ -103,7 +132,26 @@ class DkAccessor:
         dry_run: bool = False,
         track_changes: bool = False,
     ) -> BatchResult:
-        """Delete the rows of `table` whose key is in the frame; keys not in the table fail as "missing"."""
+        """Delete the rows of the table whose key is in the frame; keys not in the table fail as `"missing"`.
+
+        Args:
+            store: A Store, a store's URL (`"sqlite:///flights.db"`, ...: see `dk.connect`), or a connection
+                you hold (`sqlite3`, SQLAlchemy, ADBC, psycopg, DuckDB), never closed by the call.
+            table: The table's name.
+            key: The key column(s), a name or a list of names, as columns or index levels. Default: the
+                table's own key when it exists; else a column `id`; else `record_id`; else the named index.
+            errors: `"collect"` writes every row that can be written and reports each one that cannot;
+                `"raise"` is all or nothing: if any row fails nothing is written and `BatchError` is raised.
+            chunksize: Rows per write (default: the store's own).
+            progress: A progress bar: True, False, or None for one on long writes in a terminal or notebook.
+            dry_run: Do everything, asking the store too, then leave the table as it was: the result says
+                what would have happened (`res.changes`); `res.commit()` runs it for real.
+            track_changes: Also on a real call, record `res.changes` (each written row's action and changed
+                values); it costs one read of the touched keys.
+
+        Returns:
+            The report (`BatchResult`): counts, `failures` one line per failed row, `failed_rows()`.
+        """
         return api.delete(
             self._df,
             store,
@@ -117,3 +165,24 @@ class DkAccessor:
         )
 
     load = staticmethod(api.load)  # usable as pd.DataFrame.dk.load(store, table, ...)
+
+
+@pd.api.extensions.register_series_accessor("dk")
+class DkSeriesAccessor:
+    """`series.dk.save(...)` and the other writing calls, which take DataFrames: each says to pass
+    `series.to_frame()` (an InvalidArgumentError), as `dk.save(series, ...)` does."""
+
+    def __init__(self, series: pd.Series):
+        self._series = series
+
+    def save(self, store: Store | str, table: str, **options) -> BatchResult:
+        """Refused with the way to write the Series: `series.to_frame().dk.save(store, table, ...)`."""
+        return api.save(self._series, store, table, **options)
+
+    def update_batch(self, store: Store | str, table: str, **options) -> BatchResult:
+        """Refused with the way to write the Series: `series.to_frame().dk.update_batch(store, table, ...)`."""
+        return api.update_batch(self._series, store, table, **options)
+
+    def delete(self, store: Store | str, table: str, **options) -> BatchResult:
+        """Refused with the way to write the Series: `series.to_frame().dk.delete(store, table, ...)`."""
+        return api.delete(self._series, store, table, **options)

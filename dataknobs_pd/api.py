@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
-from typing import overload
+from collections.abc import Hashable, Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeAlias, overload
 
 import pandas as pd
 import pyarrow as pa
@@ -30,6 +31,17 @@ IF_EXISTS = ("fail", "replace", "append", "upsert")
 ERRORS = ("collect", "raise")
 NEW_COLUMNS = ("fail", "add")
 
+Filter: TypeAlias = tuple[Hashable, str, Any]
+"""One condition of `where=`: `(column, op, value)`, op one of `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`,
+`not in` (these two take a list of values)."""
+
+Filters: TypeAlias = Filter | Sequence[Filter] | Sequence[Sequence[Filter]]
+"""`where=` of `load`, in the form of pandas' `read_parquet(filters=...)`: a list of conditions joined
+by AND, or a list of such lists joined by OR."""
+
+OrderBy: TypeAlias = Hashable | tuple[Hashable, str] | Sequence[Hashable | tuple[Hashable, str]]
+"""`order_by=` of `load`: a column, a `(column, "asc" | "desc")` pair, or a list of those."""
+
 _mapper = TypeMapper()
 
 
@@ -46,10 +58,46 @@ def save(
     track_changes: bool = False,
     new_columns: str = "fail",
 ) -> BatchResult:
-    """Write `df` to `table`: create it, replace it, append to it or upsert into it by key.
+    """Write a frame to a table: create it, replace it, append to it, or upsert into it by key.
 
-    `df` may also be an iterable of frames (say pd.read_csv(path, chunksize=...)): one call, one
-    report, rows counted across the whole stream, memory bounded by one frame.
+    A row that cannot be written (a null or repeated key, a value its column cannot hold, a constraint
+    of the store) is reported with the reason, and every other row is written.
+
+    Args:
+        df: The frame; or an iterable of frames (say `pd.read_csv(path, chunksize=...)`): one call, one
+            report, rows counted across the whole stream, memory bounded by one frame. A Series is refused
+            (pass `series.to_frame()`).
+        store: A Store, a store's URL (`"sqlite:///flights.db"`, `"postgresql://..."`: see `connect`), or a
+            connection you hold (`sqlite3`, SQLAlchemy, ADBC, psycopg, DuckDB), never closed by the call.
+        table: The table's name.
+        key: The key column(s), a name or a list of names, as columns or index levels. Default: the table's
+            own key when it exists; else a column `id`; else `record_id`; else the index when it is named.
+            Without a key, "fail", "replace" and "append" still work.
+        if_exists: When the table exists: `"fail"` (`TableExistsError`, nothing written), `"replace"` (a
+            new table in its place), `"append"` (insert; a key already there fails its row) or `"upsert"`
+            (insert new keys, update the rows of existing ones).
+        errors: `"collect"` writes every row that can be written and reports each one that cannot;
+            `"raise"` is all or nothing: if any row fails nothing is written and `BatchError` is raised.
+        chunksize: Rows per write (default: the store's own, about a million cells a chunk).
+        progress: A progress bar: True, False, or None for one on long writes in a terminal or notebook.
+        dry_run: Do everything, asking the store too (constraints, key conflicts), then leave the table as
+            it was: the result says what would have happened (`res.changes`); `res.commit()` runs it for real.
+        track_changes: Also on a real call, record `res.changes` (each written row's action, and the changed
+            columns' values before and after); it costs one read of the touched keys.
+        new_columns: `"fail"`: a frame column the table lacks raises `SchemaMismatchError` before anything
+            is written; `"add"`: such columns are added to the table (rows already stored read back as
+            missing in them).
+
+    Returns:
+        The report: `total`, `succeeded`, `failed`, `failures` (one line per failed row: position, index,
+            key, stage, error, message, code) and `failed_rows()`, the failed input rows ready to resubmit.
+
+    Raises:
+        TableExistsError: `if_exists="fail"` and the table exists.
+        KeyRequiredError: `if_exists="upsert"` and no key could be resolved.
+        SchemaMismatchError: The frame does not fit the existing table (its key, or a column it lacks).
+        BatchError: `errors="raise"` and a row failed: nothing was written; `.result` is the report.
+        InvalidArgumentError: A bad argument (an option value, a table or column name, a Series).
     """
     _check_option("if_exists", if_exists, IF_EXISTS)
     _check_option("new_columns", new_columns, NEW_COLUMNS)
@@ -109,10 +157,42 @@ def update_batch(
     track_changes: bool = False,
     new_columns: str = "fail",
 ) -> BatchResult:
-    """Change the columns present in `df` on the rows whose key is in the table.
+    """Change the columns present in the frame on the rows of the table with the same key.
 
-    A key not in the table fails with stage "missing", unless insert_missing=True inserts it.
-    `df` may also be an iterable of frames, as for `save`.
+    The table's other columns stay as they are. A key not in the table fails with stage `"missing"`,
+    unless `insert_missing=True` inserts its row.
+
+    Args:
+        df: The frame: the key and the columns to change; or an iterable of frames, as for `save`.
+        store: A Store, a store's URL (`"sqlite:///flights.db"`, `"postgresql://..."`: see `connect`), or a
+            connection you hold (`sqlite3`, SQLAlchemy, ADBC, psycopg, DuckDB), never closed by the call.
+        table: The table's name.
+        key: The key column(s), a name or a list of names, as columns or index levels. Default: the table's
+            own key when it exists; else a column `id`; else `record_id`; else the index when it is named.
+        insert_missing: Insert the rows whose key is not in the table (an upsert of the given columns)
+            instead of failing them.
+        errors: `"collect"` writes every row that can be written and reports each one that cannot;
+            `"raise"` is all or nothing: if any row fails nothing is written and `BatchError` is raised.
+        chunksize: Rows per write (default: the store's own, about a million cells a chunk).
+        progress: A progress bar: True, False, or None for one on long writes in a terminal or notebook.
+        dry_run: Do everything, asking the store too (constraints, key conflicts), then leave the table as
+            it was: the result says what would have happened (`res.changes`); `res.commit()` runs it for real.
+        track_changes: Also on a real call, record `res.changes` (each written row's action, and the changed
+            columns' values before and after); it costs one read of the touched keys.
+        new_columns: `"fail"`: a frame column the table lacks raises `SchemaMismatchError` before anything
+            is written; `"add"`: such columns are added to the table (rows already stored read back as
+            missing in them).
+
+    Returns:
+        The report: `total`, `succeeded`, `failed`, `failures` (one line per failed row: position, index,
+            key, stage, error, message, code) and `failed_rows()`, the failed input rows ready to resubmit.
+
+    Raises:
+        TableNotFoundError: There is no such table.
+        KeyRequiredError: No key could be resolved.
+        SchemaMismatchError: The frame does not fit the table (its key, or a column it lacks).
+        BatchError: `errors="raise"` and a row failed: nothing was written; `.result` is the report.
+        InvalidArgumentError: A bad argument (an option value, a table or column name, a Series).
     """
     _check_option("new_columns", new_columns, NEW_COLUMNS)
     data, (frames, df, again) = df, _input(df)
@@ -154,8 +234,35 @@ def delete(
     dry_run: bool = False,
     track_changes: bool = False,
 ) -> BatchResult:
-    """Delete the rows whose key appears in `df` (a frame or an iterable of frames); keys not in the
-    table fail with stage "missing"."""
+    """Delete the rows of the table whose key is in the frame; a key not in the table fails with stage
+    `"missing"`.
+
+    Args:
+        df: The frame of keys (other columns are ignored); or an iterable of frames, as for `save`.
+        store: A Store, a store's URL (`"sqlite:///flights.db"`, `"postgresql://..."`: see `connect`), or a
+            connection you hold (`sqlite3`, SQLAlchemy, ADBC, psycopg, DuckDB), never closed by the call.
+        table: The table's name.
+        key: The key column(s), a name or a list of names, as columns or index levels. Default: the table's
+            own key when it exists; else a column `id`; else `record_id`; else the index when it is named.
+        errors: `"collect"` writes every row that can be written and reports each one that cannot;
+            `"raise"` is all or nothing: if any row fails nothing is written and `BatchError` is raised.
+        chunksize: Rows per write (default: the store's own, about a million cells a chunk).
+        progress: A progress bar: True, False, or None for one on long writes in a terminal or notebook.
+        dry_run: Do everything, asking the store too (constraints, key conflicts), then leave the table as
+            it was: the result says what would have happened (`res.changes`); `res.commit()` runs it for real.
+        track_changes: Also on a real call, record `res.changes` (each written row's action, and the changed
+            columns' values before and after); it costs one read of the touched keys.
+
+    Returns:
+        The report: `total`, `succeeded`, `failed`, `failures` (one line per failed row: position, index,
+            key, stage, error, message, code) and `failed_rows()`, the failed input rows ready to resubmit.
+
+    Raises:
+        TableNotFoundError: There is no such table.
+        KeyRequiredError: No key could be resolved.
+        BatchError: `errors="raise"` and a row failed: nothing was deleted; `.result` is the report.
+        InvalidArgumentError: A bad argument (an option value, a table name, a Series).
+    """
     data, (frames, df, again) = df, _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
@@ -188,12 +295,12 @@ def load(
     store: Store | str,
     table: str,
     columns: Sequence | None = None,
-    where=None,
-    order_by=None,
+    where: Filters | None = None,
+    order_by: OrderBy | None = None,
     limit: int | None = None,
     chunksize: None = None,
     version: int | None = None,
-    as_of=None,
+    as_of: datetime | str | None = None,
 ) -> pd.DataFrame: ...
 
 
@@ -202,13 +309,13 @@ def load(
     store: Store | str,
     table: str,
     columns: Sequence | None = None,
-    where=None,
-    order_by=None,
+    where: Filters | None = None,
+    order_by: OrderBy | None = None,
     limit: int | None = None,
     *,
     chunksize: int,
     version: int | None = None,
-    as_of=None,
+    as_of: datetime | str | None = None,
 ) -> Iterator[pd.DataFrame]: ...
 
 
@@ -217,12 +324,12 @@ def load(
     store: Store | str,
     table: str,
     columns: Sequence | None = None,
-    where=None,
-    order_by=None,
+    where: Filters | None = None,
+    order_by: OrderBy | None = None,
     limit: int | None = None,
     chunksize: int | None = None,
     version: int | None = None,
-    as_of=None,
+    as_of: datetime | str | None = None,
 ) -> pd.DataFrame | Iterator[pd.DataFrame]: ...
 
 
@@ -230,17 +337,49 @@ def load(
     store: Store | str,
     table: str,
     columns: Sequence | None = None,
-    where=None,
-    order_by=None,
+    where: Filters | None = None,
+    order_by: OrderBy | None = None,
     limit: int | None = None,
     chunksize: int | None = None,
     version: int | None = None,
-    as_of=None,
+    as_of: datetime | str | None = None,
 ) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Read a table back with the dtypes, column order and index it was saved with.
 
-    version= (a version number) or as_of= (a timestamp; naive means UTC) read an earlier version
-    on stores that keep history (delta://); store.history(table) lists them.
+    Rows come back ordered by key, or in insertion order for a table without one. Filters, order and
+    limit run in the store (SQL, Parquet row-group statistics), never after reading everything.
+
+    Args:
+        store: A Store, a store's URL (`"sqlite:///flights.db"`, `"postgresql://..."`: see `connect`), or a
+            connection you hold (`sqlite3`, SQLAlchemy, ADBC, psycopg, DuckDB), never closed by the call.
+        table: The table's name.
+        columns: The columns to read, by their labels, in the order wanted (the index comes back whole).
+            Default: all of them.
+        where: Filters: a list of `(column, op, value)` tuples joined by AND, or a list of such lists
+            joined by OR, op one of `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`, `not in` (these two take a
+            list), as pandas' `read_parquet(filters=...)` takes them; e.g. `[("dep_delay", ">", 60),
+            ("carrier", "in", ["AA", "UA"])]`. A missing value (None, NaN, NaT) compares with `==` and
+            `!=` only. Date and time columns take a Timestamp, datetime, date, `np.datetime64` or ISO
+            string; a naive value against a zoned column is read in the column's zone.
+        order_by: The rows' order: a column, a `(column, "asc" | "desc")` pair, or a list of those, e.g.
+            `[("dep_delay", "desc"), "id"]`; ties then go by key (or insertion order).
+        limit: At most this many rows (after `where` and `order_by`).
+        chunksize: Return an iterator of frames of at most this many rows instead of one frame (memory
+            bounded by one chunk; without an index the row numbers run on across chunks).
+        version: Read the table as it was at this version, on stores that keep history (`delta://`);
+            `store.history(table)` lists the versions.
+        as_of: Read the version that was current at this time (a timestamp, datetime or ISO string;
+            naive means UTC), on stores that keep history.
+
+    Returns:
+        The frame; with `chunksize`, an iterator of frames.
+
+    Raises:
+        TableNotFoundError: There is no such table (the message lists the tables there), or no store at
+            all where the URL points (a SQLite file that does not exist: the message names its absolute
+            path, and nothing is created).
+        InvalidArgumentError: An unknown column, a bad filter, order, limit or chunksize, or `version`/
+            `as_of` on a store that keeps no history.
     """
     check_table_name(table)
     store = as_store(store)
@@ -281,6 +420,8 @@ def _input(data) -> tuple[list[pd.DataFrame] | Iterator[pd.DataFrame], pd.DataFr
     """The frames to write, the first of them, and what to read again for a retry (None: a one-shot stream)."""
     if isinstance(data, pd.DataFrame):
         return [data], data, None
+    if isinstance(data, (pd.Series, dict)):  # iterable, but not of frames: say what to pass instead
+        _frame_at(data, None)
     if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
         raise InvalidArgumentError(f"expected a pandas DataFrame or an iterable of them, got {type(data).__name__}")
     if isinstance(data, (list, tuple)):
@@ -299,10 +440,21 @@ def _input(data) -> tuple[list[pd.DataFrame] | Iterator[pd.DataFrame], pd.DataFr
     return itertools.chain([first], (_frame_at(f, i) for i, f in enumerate(it, 1))), first, again
 
 
-def _frame_at(f, i: int) -> pd.DataFrame:
-    if not isinstance(f, pd.DataFrame):
-        raise InvalidArgumentError(f"item {i} of the input is a {type(f).__name__}, not a pandas DataFrame")
-    return f
+def _frame_at(f, i: int | None) -> pd.DataFrame:
+    """`f` when it is a DataFrame (item `i` of the input, or the input itself when None); else an error
+    saying what it is and, for a Series or a dict, how to make a frame of it."""
+    if isinstance(f, pd.DataFrame):
+        return f
+    what = "the input" if i is None else f"item {i} of the input"
+    if isinstance(f, pd.Series):
+        if f.name is None:
+            how = "series.to_frame(name), a one-column frame whose column is `name` (series.to_frame() calls it 0)"
+        else:
+            how = f"series.to_frame(), a one-column frame whose column is {f.name!r} (or series.to_frame(name))"
+        raise InvalidArgumentError(f"{what} is a pandas Series, not a DataFrame: pass {how}")
+    if isinstance(f, dict):
+        raise InvalidArgumentError(f"{what} is a dict, not a pandas DataFrame: pass pd.DataFrame(data) instead")
+    raise InvalidArgumentError(f"{what} is a {type(f).__name__}, not a pandas DataFrame")
 
 
 def _run(job: Job, errors: str, chunksize, progress, dry_run: bool, track_changes: bool) -> BatchResult:
@@ -325,7 +477,7 @@ def _chunks(batches, view: TableSchema) -> Iterator[pd.DataFrame]:
 
 def _found(store: Store, table: str, schema: TableSchema | None) -> TableSchema:
     if schema is None:
-        raise TableNotFoundError(f"no table {table!r} in {store.url}; tables: {store.tables()}")
+        raise TableNotFoundError(store._no_table(table))
     return schema
 
 
@@ -397,8 +549,7 @@ def _check_option(name: str, value, allowed) -> None:
 
 
 def _check_common(df, table, errors, chunksize) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise InvalidArgumentError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    _frame_at(df, None)
     check_table_name(table)
     _check_option("errors", errors, ERRORS)
     if chunksize is not None and (not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1):

@@ -17,6 +17,27 @@ class BatchResult:
 
     `succeeded + failed == total` always. With errors="raise" and failures, `committed` is
     False: nothing was written, and `failures` lists the rows at fault.
+
+    Attributes:
+        operation: `"save"`, `"update_batch"` or `"delete"`.
+        table: The table written.
+        url: The store's URL (password masked).
+        key: The key columns the rows were matched by (None: no key).
+        total: Rows in the input (across every frame of a stream).
+        succeeded: Rows written (`total - failed`).
+        failed: Rows that failed.
+        failures: A DataFrame, one row per failed input row: `row` (its position in the input), `index`
+            (its index label), `key`, `stage` (`validate`, `convert`, `write`, `missing`), `error` (the error
+            class), `message`, `code` (the store's own code, e.g. a SQLSTATE, or None); streams and Dask add
+            `partition`.
+        elapsed: Seconds the call took.
+        committed: Whether the call's writes were committed (False for a dry run, and for errors="raise"
+            with failures).
+        dry_run: Whether this was a dry run (nothing written; `commit()` runs it for real).
+        changes: With a dry run or track_changes=True: a DataFrame, one row per written row (`row`,
+            `index`, `key`, `action`, and for updates `changed`, `before`, `after`); else None.
+        added: The columns this call added to the table (new_columns="add"): {label: dtype}.
+        version: The table version the call created, on stores that keep history (delta://); else None.
     """
 
     def __init__(
@@ -65,9 +86,17 @@ class BatchResult:
         self.changes = changes  # one row per written row: action, changed columns, before/after (None: not tracked)
 
     def commit(self) -> BatchResult:
-        """Run a dry run's call for real (the same frame, store, table and options); returns its report.
+        """Run a dry run's call for real: the same frame, store, table and options.
 
-        The table may have changed since the dry run: the real call decides again and reports what it did."""
+        The table may have changed since the dry run: the real call decides again and reports what it did.
+
+        Returns:
+            The real call's report.
+
+        Raises:
+            InvalidArgumentError: This was not a dry run, or its input was a one-shot stream of frames
+                (read once already).
+        """
         if not self.dry_run:
             raise InvalidArgumentError("commit() runs a dry run for real; this call was not a dry run")
         if self._commit is None:
@@ -79,21 +108,36 @@ class BatchResult:
 
     @property
     def ok(self) -> bool:
+        """True when no row failed (`failed == 0`)."""
         return self.failed == 0
 
     @property
     def rows_per_second(self) -> float:
+        """Input rows per second of the call (`total / elapsed`)."""
         return self.total / self.elapsed if self.elapsed > 0 else float("inf")
 
     def failed_rows(self) -> pd.DataFrame:
-        """The failed input rows themselves (same index and dtypes), ready to fix and resubmit."""
+        """The failed input rows themselves, ready to fix and resubmit.
+
+        Returns:
+            A DataFrame with the input's columns, index and dtypes, one row per failure in input order
+                (empty when nothing failed).
+        """
         if self._failed_rows is None:
             return pd.DataFrame()
         return self._failed_rows
 
     def summary(self, changes: bool = True) -> pd.DataFrame:
-        """Failures counted by stage and error; with tracked changes (a dry run, track_changes=True) also
-        the written rows counted by action (stage "written", or "dry run": nothing was written)."""
+        """Failures counted by stage and error, and the written rows counted by action.
+
+        Args:
+            changes: With tracked changes (a dry run, or track_changes=True), also count the written rows
+                by action (`insert`, `update`, `unchanged`, `delete`) under stage "written" ("dry run":
+                nothing was written). False: the failures alone.
+
+        Returns:
+            A DataFrame: `stage`, `error`, `rows` (and `action` when changes are counted).
+        """
         f = self.failures
         if f.empty:
             out = pd.DataFrame({"stage": [], "error": [], "rows": []}).astype({"rows": "int64"})

@@ -7,12 +7,16 @@ from __future__ import annotations
 import atexit
 import inspect
 import threading
+from typing import TYPE_CHECKING, Any
 
 from .backends import backend_class
 from .backends.base import Backend
 from .errors import InvalidArgumentError, TableNotFoundError
 from .names import check_table_name
-from .urls import mask, scheme_of
+from .urls import mask, resolved, scheme_of
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _SHARED: dict[tuple, list] = {}  # pool key -> [backend, handles open on it]
 _POOL: dict[tuple, Store] = {}  # (url, options) -> the handle that calls given the URL string use
@@ -21,7 +25,10 @@ _POOL_LOCK = threading.RLock()
 
 class Store:
     """A handle on a connected store. Use `dk.connect(url)`; `close()` or a with-block releases this
-    handle only: the connections stay open while another handle in the process holds them."""
+    handle only: the connections stay open while another handle in the process holds them.
+
+    Every function that takes a store (`dk.save`, `dk.load`, ...) takes a Store or the URL itself.
+    """
 
     def __init__(self, url: str, backend: Backend, pool_key: tuple | None, options: dict | None = None):
         self._url = url
@@ -41,27 +48,60 @@ class Store:
 
     @property
     def url(self) -> str:
+        """Where the store is: its URL with any password masked (***), and the path of a local file or
+        folder made absolute (`sqlite:///flights.db` shows as `sqlite:////home/me/flights.db`)."""
         return mask(self._url)
 
     @property
     def scheme(self) -> str:
+        """The URL's scheme, without a driver part: "sqlite", "postgresql", "parquet", ..."""
         return scheme_of(self._url)
 
     def tables(self) -> list[str]:
-        """The tables in this store."""
+        """The names of the tables in this store, sorted (the package's own bookkeeping tables left out).
+
+        Returns:
+            The table names; an empty list for a store that holds none yet (also for a SQLite file that
+                does not exist yet: listing it does not create it).
+        """
         return self.backend.tables()
 
     def drop(self, table: str) -> None:
-        """Remove a table; TableNotFoundError if there is none of that name."""
+        """Remove a table, its rows and its stored dk schema.
+
+        Args:
+            table: The table's name.
+
+        Raises:
+            TableNotFoundError: There is no table of that name (the message lists the tables there).
+        """
         check_table_name(table)
         if self.backend.schema(table) is None:
-            raise TableNotFoundError(f"no table {table!r} in {self.url}; tables: {self.tables()}")
+            raise TableNotFoundError(self._no_table(table))
         with self.backend.transaction():
             self.backend.drop(table)
 
-    def history(self, table: str):
-        """The versions of a table, newest first (version, timestamp, operation, rows, ...), on stores
-        that keep history (delta://); elsewhere an InvalidArgumentError."""
+    def _no_table(self, table: str) -> str:
+        """What to say of a table that is not in this store: the tables there, or that there is no store
+        at all where the URL points (a SQLite file that does not exist, named by its absolute path)."""
+        missing = self.backend.missing()
+        if missing is not None:
+            return f"no table {table!r} in {self.url}: {missing}"
+        return f"no table {table!r} in {self.url}; tables: {self.tables()}"
+
+    def history(self, table: str) -> pd.DataFrame:
+        """The versions of a table, newest first, on stores that keep history (delta://).
+
+        Args:
+            table: The table's name.
+
+        Returns:
+            A DataFrame, one row per version: version, timestamp, operation, rows, and what else the
+                store records. Read an earlier version with `dk.load(store, table, version=N)` or `as_of=`.
+
+        Raises:
+            InvalidArgumentError: The store keeps no history (every store but delta://).
+        """
         import pandas as pd
 
         check_table_name(table)
@@ -79,11 +119,15 @@ class Store:
         check_table_name(table)
         s = self.backend.schema(table)
         if s is None:
-            raise TableNotFoundError(f"no table {table!r} in {self.url}; tables: {self.tables()}")
+            raise TableNotFoundError(self._no_table(table))
         return s
 
     def close(self) -> None:
-        """Release this handle; the last handle on a backend closes its connections."""
+        """Release this handle; the last handle on a store in the process closes its connections.
+
+        Other handles on the same store, and calls given its URL string, go on working; a connection the
+        user lent (see `dk.connect`) is never closed. Closing twice does nothing; using a closed handle
+        raises InvalidArgumentError. `with dk.connect(url) as store:` closes it at the end of the block."""
         with _POOL_LOCK:
             if self.closed:
                 return
@@ -111,16 +155,39 @@ class Store:
         return f"<Store {self.url}>"
 
 
-def connect(url, **options) -> Store:
-    """A new handle on the store at `url`, sharing the connections of every other handle on it in the
-    process; or a Store over a connection the user holds (a sqlite3, SQLAlchemy, ADBC, psycopg or DuckDB
-    one: see borrowed.py)."""
+def connect(url: str | Store | Any, **options: Any) -> Store:
+    """Open a store: a new handle on it, sharing its connections with every other handle in the process.
+
+    Args:
+        url: Where the store is: `memory://NAME`, `sqlite:///path/file.db` (`sqlite:///rel.db` is relative
+            to the working folder, `sqlite:////abs.db` absolute), `postgresql://user:pass@host:port/db`,
+            `duckdb:///path/file.duckdb`, `parquet://PATH`, `csv://PATH`, `jsonl://PATH` or `delta://PATH`
+            (PATH a local folder, relative or absolute, or an fsspec URL such as `s3://bucket/prefix`).
+            SQLAlchemy-style driver parts (`postgresql+psycopg://`) name the same stores. Also a connection
+            you hold: a `sqlite3.Connection`, a SQLAlchemy `Engine` or `Connection`, an ADBC PostgreSQL
+            connection, a `psycopg.Connection` or a `duckdb.DuckDBPyConnection`; it is used as it is and
+            never closed by the package. A Store comes back as it is.
+        **options: The backend's own settings, e.g. `timeout=` (SQLite, DuckDB: seconds to wait for
+            another writer), `pool_size=` (PostgreSQL), `storage_options=` (files and Delta on fsspec),
+            `read_only=` (DuckDB). An unknown option raises InvalidArgumentError naming the valid ones.
+
+    Returns:
+        The Store. A SQLite file is not created until a table is saved to it.
+
+    Raises:
+        UnknownSchemeError: The URL's scheme names no backend (the message lists the valid ones).
+        BackendUnavailableError: The backend's optional dependency is missing (the message names the
+            `pip install` extra to add).
+        InvalidArgumentError: An unknown option, or a bad option value.
+        StorageError: The store cannot be opened (e.g. the folder of a SQLite file does not exist).
+    """
     if isinstance(url, Store):
         return url
     if not isinstance(url, str):
         from .borrowed import borrow
 
         return borrow(url, **options)
+    url = resolved(url)  # a local path made absolute: shown as such, and independent of the working folder
     cls = backend_class(scheme_of(url))
     _check_options(cls, scheme_of(url), options)
     key = cls.pool_key(url, options)

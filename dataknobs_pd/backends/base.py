@@ -52,6 +52,11 @@ class Backend(ABC):
     def tables(self) -> list[str]:
         """User tables, sorted."""
 
+    def missing(self) -> str | None:
+        """Why there is no store at all where the URL points, said to the user when a table is not found
+        (a database file that does not exist, and that only a write creates); None when the store is there."""
+        return None
+
     @abstractmethod
     def schema(self, table: str) -> TableSchema | None:
         """The stored dk schema, or None when the table does not exist."""

@@ -59,7 +59,7 @@ def test_processes_racing_to_create_one_table_lose_no_row(tmp_path, mode):
     drop it (upsert), or say it exists and write nothing (fail)."""
     db = tmp_path / "race.db"
     url = f"sqlite:///{db}"
-    dk.connect(url).close()  # the file, WAL and the catalogue exist before the race
+    pd.DataFrame({"id": [0]}).dk.save(url, "before")  # the file, WAL and the catalogue exist before the race
     lock = sqlite3.connect(db, isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
     ranges = {"A": (0, 40_000), "B": (20_000, 60_000)}

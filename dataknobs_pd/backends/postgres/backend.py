@@ -37,6 +37,7 @@ from ...errors import (
     ConnectionLostError,
     DataKnobsError,
     InvalidArgumentError,
+    SchemaMismatchError,
     StorageError,
     TableExistsError,
     WriteError,
@@ -65,6 +66,7 @@ from .types import (
 
 _STAGE = f"pg_temp.{q(STAGE)}"  # qualified: a user table of that name is never taken for it
 _PART = 1 << 40  # a row loaded aside is marked part * _PART + its position in its partition
+MAX_COLUMNS = 1600  # PostgreSQL's limit on a table's columns (MaxHeapAttributeNumber), dropped ones included
 
 
 class PostgresBackend(Backend):
@@ -173,6 +175,7 @@ class PostgresBackend(Backend):
         defs = [d for col in schema.columns for d in plan(col).ddl(col.nullable)]
         if not schema.key:
             defs.append(f"{q(SEQ)} bigint GENERATED ALWAYS AS IDENTITY")
+        self._check_width(table, schema, len(defs))
         room = f" WITH (fillfactor = {self.fillfactor})" if schema.key and self.fillfactor < 100 else ""
         with self.session.use() as tx:
             try:
@@ -199,9 +202,50 @@ class PostgresBackend(Backend):
 
     def add_columns(self, table, columns):
         check_names(table, TableSchema(columns=list(columns)))
-        defs = ", ".join(f"ADD COLUMN {d}" for col in columns for d in plan(col).ddl(True))
+        added = [d for col in columns for d in plan(col).ddl(True)]
+        defs = ", ".join(f"ADD COLUMN {d}" for d in added)
         with self.session.use() as tx:
+            (has, dropped), *_ = tx.conn.query(
+                "SELECT count(*), count(*) FILTER (WHERE attisdropped) FROM pg_attribute"
+                " WHERE attrelid = to_regclass($1) AND attnum > 0",
+                (self._t(table),),
+            )
+            if has + len(added) > MAX_COLUMNS:
+                names = [c.name for c in columns]
+                shown = f"{names}" if len(names) <= 10 else f"{names[:10]} and {len(names) - 10:,} more"
+                gone = f", {dropped:,} of them dropped ones, which still count" if dropped else ""
+                raise SchemaMismatchError(
+                    f"cannot add the column(s) {shown} to table {table!r} in {mask(self.url)}: PostgreSQL allows at "
+                    f"most {MAX_COLUMNS:,} columns in a table, it has {has:,}{gone}, and they need {len(added):,}; "
+                    f"nothing was written. Save the new columns to a table of their own, with the key"
+                    + (
+                        " (or save the table again, if_exists='replace': a new table has no dropped columns)"
+                        if dropped
+                        else ""
+                    )
+                )
             tx.conn.run(f"ALTER TABLE {self._t(table)} {defs}", doing=f"adding columns to {table!r}")
+
+    def _check_width(self, table: str, schema: TableSchema, physical: int) -> None:
+        """Refuse a new table that needs more columns than PostgreSQL allows, before anything is written:
+        the frame's own (index levels included), and the hidden ones the table would get (a companion per
+        nanosecond timestamp column, _dk_seq for insertion order without a key)."""
+        if physical <= MAX_COLUMNS:
+            return
+        own = len(schema.columns)
+        seq = 0 if schema.key else 1
+        extra = []
+        if physical - own - seq:
+            extra.append(f"{physical - own - seq:,} hidden one(s) that keep the nanoseconds of timestamp columns")
+        if seq:
+            extra.append(f"the hidden {SEQ!r}, which keeps a table without a key in insertion order")
+        needs = f"{own:,} of the frame (index levels included)" + (f", plus {' and '.join(extra)}" if extra else "")
+        hint = " (with a key, key=..., it needs no hidden column)" if seq and physical - 1 <= MAX_COLUMNS else ""
+        raise InvalidArgumentError(
+            f"table {table!r} cannot be created in {mask(self.url)}: PostgreSQL allows at most {MAX_COLUMNS:,} "
+            f"columns in a table, and this one needs {physical:,}: {needs}{hint}; nothing was written. Split the "
+            f"frame's columns over tables that share a key, or use a store without this limit (e.g. parquet://)"
+        )
 
     def drop(self, table):
         check_name(table, table)
@@ -398,6 +442,13 @@ class PostgresBackend(Backend):
                 f"table {table!r}: column {ROW!r} has the name of dataknobs' own row number; rename it to write by key"
             )
         defs = [d for name in data.column_names for d in p[name].ddl(True)] + [f"{q(ROW)} bigint"]
+        if len(defs) > MAX_COLUMNS:
+            raise InvalidArgumentError(
+                f"cannot write {data.num_columns:,} columns at once by key to table {table!r} in {mask(self.url)}: "
+                f"the rows go through a temporary table of {len(defs):,} columns (theirs, hidden ones included, "
+                f"and each row's position), and PostgreSQL allows at most {MAX_COLUMNS:,}; nothing was written. "
+                f"Write fewer columns a call: update_batch takes the key and any of the columns"
+            )
         c.run(f"DROP TABLE IF EXISTS {_STAGE}", doing="staging")
         c.run(f"CREATE TEMP TABLE {_STAGE} ({', '.join(defs)}) ON COMMIT DROP", doing="staging")
         c.copy(
@@ -430,8 +481,10 @@ class PostgresBackend(Backend):
         check_names(table, schema)
         if not schema.key:  # a keyless table keeps its rows in the order one writer inserted them
             return None
-        aside = f"_dk_aside_{uuid.uuid4().hex}"
         defs = [d for col in schema.columns for d in plan(col).ddl(col.nullable)] + [f"{q(ROW)} bigint NOT NULL"]
+        if len(defs) > MAX_COLUMNS:  # its row mark, dropped when it is swapped in, would still count: one writer
+            return None
+        aside = f"_dk_aside_{uuid.uuid4().hex}"
         room = f" WITH (fillfactor = {self.fillfactor})" if self.fillfactor < 100 else ""
         with self.session.borrow() as c:  # committed at once: the writers are other connections
             c.run(f"CREATE TABLE {self._t(aside)} ({', '.join(defs)}){room}", doing=f"creating a table for {table!r}")

@@ -12,6 +12,11 @@ connection a page at a time; the thread inside a write transaction reads through
 connection, so that it sees what the transaction did so far. Stores of one file share one
 Connection (Backend.pool_key: the resolved path).
 
+A file that does not exist is not created until the first write: until then the connection is one to
+an empty database in memory (its catalogue table only), so that reads and listings find nothing, and a
+load from a mistyped path creates nothing. Every use looks again whether the file has appeared meanwhile
+(another Store, process or tool created it) and opens it when it has.
+
 Borrowed: over a sqlite3 connection the user holds (dataknobs_pd.borrowed), that connection is
 the shared one and the only one (no ADBC readers: reads see the same database, also in memory).
 It keeps the user's settings; a write call refuses to start while it holds a transaction of the
@@ -21,6 +26,7 @@ COMMIT, and gives the connection back as it was. It is never closed here.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -30,7 +36,7 @@ import pyarrow as pa
 
 from ...errors import DataKnobsError, InvalidArgumentError, StorageError, WriteError
 from .names import META_T, STAGE_T
-from .reader import READERS, ReadError
+from .reader import READERS, ReadError, Readers
 
 CATALOGUE = f"CREATE TABLE IF NOT EXISTS {META_T} (name TEXT PRIMARY KEY, schema TEXT NOT NULL)"
 
@@ -57,31 +63,61 @@ class Connection:
         self.depth = 0  # transactions and savepoints open
         self.owner: int | None = None  # the thread inside the write transaction
         self.own = borrowed is None  # False: the user's connection, never closed here
-        self.readers = None  # the reader processes, for a file of our own
+        self.readers: Readers | None = None  # the reader processes, for a file of our own
+        self.absent = False  # True: no file at `path` yet; `sqlite` is an empty database in memory
         if borrowed is not None:
             self.sqlite = borrowed
             with self.sql("reading the database"):
                 if not borrowed.in_transaction:  # else at our first write: nothing joins the user's transaction
                     borrowed.execute(CATALOGUE)
             return
+        if path != ":memory:" and not os.path.exists(path):
+            self.absent = True
+            self.sqlite = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            self.sqlite.execute(CATALOGUE)
+            return
+        self.sqlite = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        """The connection to the file (created if it is not there), set up; the readers warmed for it."""
+        path = self.path
         try:
-            self.sqlite = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
+            c = sqlite3.connect(path, timeout=self.timeout, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as e:
             raise self.storage_error(e, "cannot open the database") from e
         try:
-            with self.sql("cannot open the database") as c:
-                if path != ":memory:":
-                    c.execute("PRAGMA journal_mode=WAL").fetchall()
-                c.execute("PRAGMA synchronous=NORMAL")
-                c.execute("PRAGMA temp_store=MEMORY")
-                c.execute("PRAGMA foreign_keys=ON")
-                c.execute(CATALOGUE)
-        except StorageError:
-            self.sqlite.close()
-            raise
+            if path != ":memory:":
+                c.execute("PRAGMA journal_mode=WAL").fetchall()
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("PRAGMA temp_store=MEMORY")
+            c.execute("PRAGMA foreign_keys=ON")
+            c.execute(CATALOGUE)
+        except sqlite3.Error as e:
+            c.close()
+            raise self.storage_error(e, "cannot open the database") from e
         if path != ":memory:":  # reads through reader processes: start one now, for the first read
             self.readers = READERS
             READERS.warm()
+        return c
+
+    def _appear(self, create: bool) -> None:
+        """While there is no file: open it once it exists, or create it (`create`, for a write). Under the lock."""
+        if not self.absent or not (create or os.path.exists(self.path)):
+            return
+        stand_in, self.sqlite = self.sqlite, self._open()
+        self.absent = False
+        stand_in.close()
+
+    def missing(self) -> str | None:
+        """What is wrong when there is no database file at the store's path yet (None: there is one)."""
+        with self.lock:
+            self._appear(False)
+            if not self.absent:
+                return None
+        return (
+            f"there is no SQLite database at {self.path!r} (no such file; nothing was created): check the path, "
+            f"or save a table to create the database"
+        )
 
     # -- the shared connection ---------------------------------------------------------------
     @contextmanager
@@ -89,6 +125,7 @@ class Connection:
         """The shared connection, under the lock; what sqlite3 raises becomes a StorageError saying what failed."""
         with self.lock:
             try:
+                self._appear(False)
                 with plain(self.sqlite, not self.own):
                     yield self.sqlite
             except sqlite3.Error as e:
@@ -127,6 +164,7 @@ class Connection:
                     yield
                 return
             with self._autocommit():
+                self._appear(True)  # a write creates the file
                 with self.sql("starting a write transaction") as c:
                     c.execute("BEGIN IMMEDIATE")  # the write lock now: existence is decided under it
                     if not self.own:
