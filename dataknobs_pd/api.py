@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Hashable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeAlias, overload
 
@@ -15,8 +16,6 @@ from . import keys
 from .batch import BatchWriter, Job, Plan
 from .errors import (
     InvalidArgumentError,
-    KeyRequiredError,
-    SchemaMismatchError,
     TableExistsError,
     TableNotFoundError,
 )
@@ -104,9 +103,7 @@ def save(
     data, (frames, df, again) = df, _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
-    key_cols = keys.resolve(df, key)
-    if if_exists == "upsert":
-        keys.require(key_cols, "save(if_exists='upsert')", table)
+    upsert = "save(if_exists='upsert')" if if_exists == "upsert" else None
     fresh: list[TableSchema] = []  # the frame's own schema, described once
 
     def plan(existing: TableSchema | None) -> Plan:
@@ -118,10 +115,13 @@ def save(
             if existing is None:
                 _check_case(store, table)
             if not fresh:
+                key_cols, _ = keys.choose(df, key, None, table, upsert)
                 fresh.append(_mapper.schema(df, key_cols))
             return Plan(fresh[0], "insert", create=True)
-        schema, changed, added = _fit(df, existing, key_cols, table, new_columns)
-        return Plan(schema, "upsert" if if_exists == "upsert" else "insert", schema_changed=changed, added=tuple(added))
+        key_cols, loose = keys.choose(df, key, existing, table, upsert)
+        if loose and not upsert:  # a table without a key takes appends as they are
+            key_cols, loose = None, False
+        return _planned(df, existing, key_cols, loose, table, new_columns, "upsert" if upsert else "insert")
 
     job = Job("save", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
     if store.scheme != "memory" and getattr(store, "borrowed", None) is None:  # other processes can open it
@@ -198,11 +198,11 @@ def update_batch(
     data, (frames, df, again) = df, _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
-    key_cols = keys.require(keys.resolve(df, key), "update_batch", table)
 
     def plan(existing: TableSchema | None) -> Plan:
-        schema, changed, added = _fit(df, _found(store, table, existing), key_cols, table, new_columns)
-        return Plan(schema, "upsert" if insert_missing else "update", schema_changed=changed, added=tuple(added))
+        existing = _found(store, table, existing)
+        key_cols, loose = keys.choose(df, key, existing, table, "update_batch")
+        return _planned(df, existing, key_cols, loose, table, new_columns, "upsert" if insert_missing else "update")
 
     job = Job("update_batch", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
     res = _run(job, errors, chunksize, progress, dry_run, track_changes)
@@ -266,12 +266,11 @@ def delete(
     data, (frames, df, again) = df, _input(df)
     _check_common(df, table, errors, chunksize)
     store = as_store(store)
-    key_cols = keys.require(keys.resolve(df, key), "delete", table)
 
     def plan(existing: TableSchema | None) -> Plan:
         existing = _found(store, table, existing)
-        _same_key(existing, key_cols, table)
-        return Plan(existing, "delete")
+        key_cols, loose = keys.choose(df, key, existing, table, "delete")
+        return Plan(replace(existing, key=key_cols, loose=True) if loose else existing, "delete")
 
     job = Job("delete", store.backend, store.url, table, frames, plan, again=again)
     res = _run(job, errors, chunksize, progress, dry_run, track_changes)
@@ -509,38 +508,15 @@ def _select(schema: TableSchema, columns, table: str) -> list[str]:
     return [n for n in asked if not schema.column(n).index] + [c.name for c in schema.index_columns]
 
 
-def _same_key(existing: TableSchema, key_cols: list[str] | None, table: str) -> None:
-    if existing.key is None:
-        if key_cols:
-            raise KeyRequiredError(
-                f"table {table!r} was saved without a key, so rows cannot be matched by {key_cols}; "
-                f"save it again with key=... (if_exists='replace')"
-            )
-        return
-    if key_cols and list(key_cols) != list(existing.key):
-        raise SchemaMismatchError(
-            f"the frame's key {key_cols} differs from the key {existing.key} of table {table!r}; "
-            f"pass key={existing.key!r}"
-        )
-
-
-def _fit(
-    df: pd.DataFrame, existing: TableSchema, key_cols, table: str, new_columns: str
-) -> tuple[TableSchema, bool, list]:
-    """Check `df`'s key against the stored table, then its columns (TypeMapper.fit)."""
-    if existing.key and key_cols is None:
-        key_cols = existing.key if all(_has(df, k) for k in existing.key) else None
-    _same_key(existing, key_cols, table)
-    if existing.key:
-        missing = [k for k in existing.key if not _has(df, k)]
-        if missing:
-            raise SchemaMismatchError(f"the frame lacks key column(s) {missing} of table {table!r}")
+def _planned(
+    df: pd.DataFrame, existing: TableSchema, key_cols, loose: bool, table: str, new_columns: str, mode: str
+) -> Plan:
+    """The plan of a write into an existing table: its columns checked against the frame's (TypeMapper.fit);
+    a `loose` key (key= on a table without one) is what this call matches rows by, and is not stored."""
     schema, changed, added = _mapper.fit(df, existing, table, new_columns)
-    return schema, changed, added
-
-
-def _has(df: pd.DataFrame, name: str) -> bool:
-    return name in map(str, df.columns) or name in [str(n) for n in df.index.names if n is not None]
+    if loose:
+        schema = replace(schema, key=key_cols, loose=True)
+    return Plan(schema, mode, schema_changed=changed, added=tuple(added))
 
 
 def _check_option(name: str, value, allowed) -> None:

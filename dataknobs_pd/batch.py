@@ -17,10 +17,21 @@ import pandas as pd
 import pyarrow as pa
 
 from . import aside, changes, keys
-from .backends.base import Backend
+from .backends.base import Backend, without_rows
 from .changes import CHANGE_COLUMNS
 from .errors import BatchError, ConcurrentWriteError, InternalError, WriteError
-from .failures import Failures, RowError, RowFailure, Stage, bisect, classify, repeated, unholdable, validate
+from .failures import (
+    Failures,
+    RowError,
+    RowFailure,
+    Stage,
+    ambiguous,
+    bisect,
+    classify,
+    repeated,
+    unholdable,
+    validate,
+)
 from .progress import Progress
 from .result import BatchResult
 from .schema import Column, TableSchema
@@ -191,7 +202,9 @@ class BatchWriter:
         """Add the plan's new columns and store its schema, inside the call's transaction."""
         if plan.added:
             job.backend.add_columns(job.table, list(plan.added))
-        job.backend.set_schema(job.table, plan.schema)
+        job.backend.set_schema(
+            job.table, replace(plan.schema, key=None, loose=False) if plan.schema.loose else plan.schema
+        )
 
     # -- one frame, a chunk at a time ----------------------------------------------------
     def _frame(
@@ -239,6 +252,11 @@ class BatchWriter:
         rows = _drop(rows, bad, failures)
         data, facts = job.backend.prepare(data, plan.schema)
         rows = _drop(rows, unholdable(facts), failures)
+        if plan.schema.loose:  # key= on a table without a key of its own: it must pick out one row
+            several = ambiguous(
+                data, plan.schema.key or [], changes.repeated_keys(job.backend, job.table, plan.schema, data)
+            )
+            data, rows = without_rows(data, list(several)), _drop(rows, several, failures)
         tracked = None
         if job.track or job.dry_run:
             key, mode = plan.schema.key, plan.mode

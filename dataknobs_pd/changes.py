@@ -40,6 +40,25 @@ def stored_rows(backend, table: str, schema: TableSchema, data: pa.Table) -> pa.
     return out
 
 
+def repeated_keys(backend, table: str, schema: TableSchema, data: pa.Table) -> dict[int, int]:
+    """The rows of `data` whose key the table holds in more than one row, and in how many: a table without a
+    key of its own, matched by a call's key=."""
+    key = schema.key
+    if key is None:
+        raise InternalError("only rows with a key are matched")
+    keyed = data.select(key)
+    stored = stored_rows(backend, table, schema, keyed)
+    if stored.num_rows < 2:
+        return {}
+    counts = stored.group_by(key).aggregate([([], "count_all")])
+    many = counts.filter(pc.greater(counts.column("count_all"), 1))
+    if not many.num_rows:
+        return {}
+    at = _positions(many, keyed, key)
+    n = many.column("count_all").to_numpy()
+    return {int(i): int(n[at[i]]) for i in np.flatnonzero(at >= 0)}
+
+
 def diff(data: pa.Table, stored: pa.Table | None, key: list[str] | None, mode: str) -> pd.DataFrame:
     """One row per row of `data`: action, the columns that change, and their values before and after.
 

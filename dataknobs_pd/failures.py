@@ -5,7 +5,8 @@ Every input row of a write ends written or as a RowFailure at one stage:
 - validate: its key is missing (NullKey) or repeats an earlier row of the input (DuplicateKey);
 - convert:  a value cannot become its column's type (TypeConversion), or the store cannot hold it
             exactly (OutOfRange), or a required column has no value (NotNull);
-- write:    the store refused it: its key exists on insert (KeyConflict), a new row lacks a required
+- write:    the store refused it: its key exists on insert (KeyConflict), or matches several rows of a
+            table that has no key of its own (AmbiguousKey), a new row lacks a required
             column (NotNull), a constraint (CheckConstraint, ForeignKey, Constraint) or anything else
             (WriteError), with the store's own code;
 - missing:  update_batch or delete of a key that is not in the table (MissingKey).
@@ -43,6 +44,7 @@ class RowError(StrEnum):
     TypeConversion = "TypeConversion"
     OutOfRange = "OutOfRange"
     KeyConflict = "KeyConflict"
+    AmbiguousKey = "AmbiguousKey"
     NotNull = "NotNull"
     CheckConstraint = "CheckConstraint"
     ForeignKey = "ForeignKey"
@@ -58,6 +60,7 @@ ROW_ERRORS = {
     RowError.TypeConversion: "the value cannot become the column's type (convert)",
     RowError.OutOfRange: "the value is outside what the column or the store can hold (convert)",
     RowError.KeyConflict: "the key already exists in the table (write)",
+    RowError.AmbiguousKey: "the key matches several rows of a table that has no key of its own (write)",
     RowError.NotNull: "a required column has no value (write)",
     RowError.CheckConstraint: "a CHECK constraint rejected the row (write)",
     RowError.ForeignKey: "a FOREIGN KEY constraint rejected the row (write)",
@@ -198,6 +201,19 @@ def inserted(data: pa.Table, schema: TableSchema, mode: str, existed: np.ndarray
     if mode not in ("insert", "upsert") or absent_columns(schema, data):
         return np.array([], dtype=np.int64)
     return np.flatnonzero(~np.asarray(existed, dtype=bool))
+
+
+def ambiguous(data: pa.Table, key: list[str], matches: dict[int, int]) -> Failures:
+    """Rows whose key= value the table (which has no key of its own) holds in several rows: {row: how many}."""
+    return {
+        i: RowFailure(
+            Stage.WRITE,
+            RowError.AmbiguousKey,
+            f"key {_key_text(key, data, i)} matches {n} rows of the table, which has no key of its own; "
+            f"rows are matched by key= only where the key picks out one row",
+        )
+        for i, n in matches.items()
+    }
 
 
 def _key_text(key: list[str], data: pa.Table, i: int) -> str:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import KeyRequiredError
+from .errors import KeyRequiredError, SchemaMismatchError
+from .schema import TableSchema
 
 KEY_COLUMNS = ("id", "record_id")
 
@@ -37,6 +38,56 @@ def resolve(df: pd.DataFrame, key: str | Sequence[str] | None = None) -> list[st
     if all(n is not None for n in df.index.names):
         return list(df.index.names)
     return None
+
+
+def choose(
+    df: pd.DataFrame,
+    key: str | Sequence[str] | None,
+    existing: TableSchema | None,
+    table: str,
+    operation: str | None = None,
+) -> tuple[list[str] | None, bool]:
+    """The key a call matches rows by, and whether it is only that (the table declares no key).
+
+    In this order: `key=`; else, when the table exists, the table's own key (a table without one
+    matches no rows by key); else what `resolve` finds in the frame. A key column may stand in the
+    frame as a column or as a named index level. `operation` (a call that matches rows by key:
+    upsert, update_batch, delete) makes a missing key a KeyRequiredError.
+    """
+    loose = False
+    if key is not None:
+        chosen = resolve(df, key)
+        if existing is not None and existing.key and chosen != list(existing.key):
+            raise SchemaMismatchError(
+                f"key={chosen!r} differs from the key {existing.key} of table {table!r}; "
+                f"pass key={existing.key!r} or leave key= out"
+            )
+        loose = existing is not None and not existing.key
+    elif existing is None:
+        chosen = resolve(df)
+    elif existing.key:
+        chosen = list(existing.key)
+        absent = [k for k in chosen if not has(df, k)]
+        if absent:
+            raise (KeyRequiredError if operation else SchemaMismatchError)(
+                f"the frame lacks key column(s) {absent} of table {table!r}: give it them as columns or as index levels"
+            )
+    else:
+        chosen = None
+    if operation is not None and not chosen:
+        columns = [c.pandas_label for c in existing.data_columns] if existing is not None else list(df.columns)
+        if existing is not None and not existing.key:
+            raise KeyRequiredError(
+                f"{operation} on table {table!r} matches rows by key, and the table has none of its own: "
+                f"pass key= naming the column(s) that identify a row, among {columns}"
+            )
+        require(None, operation, table)
+    return chosen, loose
+
+
+def has(df: pd.DataFrame, name: str) -> bool:
+    """True when `name` is a column of `df` or a named level of its index."""
+    return name in map(str, df.columns) or name in [str(n) for n in df.index.names if n is not None]
 
 
 def require(keys: list[str] | None, operation: str, table: str) -> list[str]:

@@ -47,6 +47,9 @@ class TableSchema:
     columns: list[Column]
     key: list[str] | None = None
     index_names: list = field(default_factory=list)  # original names, None for unnamed levels
+    # True: `key` is the key= a call matches rows by, on a table that has no key of its own (nothing in the
+    # store keeps it unique, and it is never stored)
+    loose: bool = False
 
     @property
     def names(self) -> list[str]:

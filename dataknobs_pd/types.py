@@ -295,11 +295,10 @@ class TypeMapper(DtypeTools):
     def _series_for(self, df: pd.DataFrame, schema: TableSchema, with_index: bool) -> list[tuple[Column, pd.Series]]:
         by_name = {str(label): label for label in df.columns}
         out = []
-        index_levels = {}
-        if schema.index_columns:
-            for i, name in enumerate(df.index.names):
-                if name is not None or with_index:
-                    index_levels[str(name) if name is not None else f"{INDEX_PREFIX}{i}__"] = i
+        index_levels = {}  # a named level stands for a column of that name too (a key kept as the index)
+        for i, name in enumerate(df.index.names):
+            if name is not None or (with_index and schema.index_columns):
+                index_levels[str(name) if name is not None else f"{INDEX_PREFIX}{i}__"] = i
         for col in schema.columns:
             if col.name in by_name and not (col.index and col.name in index_levels):
                 s = df[by_name[col.name]]

@@ -69,10 +69,7 @@ class MemoryBackend(Backend):
     # -- data --------------------------------------------------------------------------
     def write(self, table, data, schema, mode):
         stored, _ = self._t[table]
-        if schema.key:
-            at = _key_index(stored, schema.key).get_indexer(_key_index(data, schema.key))
-        else:
-            at = np.full(data.num_rows, -1)
+        at = _stored_at(stored, data, schema.key) if schema.key else np.full(data.num_rows, -1)
         exists = at >= 0
         if mode != "insert" and exists.any():
             stored = put_rows(stored, data.take(np.flatnonzero(exists)), at[exists])
@@ -88,11 +85,11 @@ class MemoryBackend(Backend):
 
     def delete(self, table, keys, schema):
         stored, sch = self._t[table]
-        at = _key_index(stored, schema.key).get_indexer(_key_index(keys, schema.key))
-        keep = np.ones(stored.num_rows, dtype=bool)
-        keep[at[at >= 0]] = False
-        self._t[table] = (stored.filter(pa.array(keep)), sch)
-        return at >= 0
+        hit = _key_index(keys, schema.key).get_indexer(_key_index(stored, schema.key))
+        self._t[table] = (stored.filter(pa.array(hit < 0)), sch)
+        existed = np.zeros(keys.num_rows, dtype=bool)
+        existed[hit[hit >= 0]] = True
+        return existed
 
     def read(self, table, schema, columns, where, order, limit, batch_rows):
         data, _ = self._t[table]
@@ -125,6 +122,16 @@ class MemoryBackend(Backend):
             self._t.clear()
             self._t.update(snapshot)
             raise
+
+
+def _stored_at(stored: pa.Table, data: pa.Table, key: list[str]) -> np.ndarray:
+    """For each row of `data` (unique keys), the stored row holding its key, or -1. The stored keys need not
+    be unique: a table without a key of its own is matched by the key= of a call."""
+    hit = _key_index(data, key).get_indexer(_key_index(stored, key))
+    at = np.full(data.num_rows, -1)
+    found = np.flatnonzero(hit >= 0)
+    at[hit[found]] = found
+    return at
 
 
 def _key_index(table: pa.Table, key: list[str]) -> pd.Index:

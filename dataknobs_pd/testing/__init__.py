@@ -14,7 +14,7 @@ empty store of your backend (and closes it afterwards); pytest then runs the who
                 yield s
 
 The parts (round trips of every dtype, write modes and accounting, errors, hostile names, threads,
-dry runs, new columns, values into columns of other types, random frames written into random column types)
+dry runs, new columns, keys, values into columns of other types, random frames written into random column types)
 are also available alone. Needs pytest (and hypothesis for PropertyContract).
 """
 
@@ -24,7 +24,7 @@ import pytest
 
 # The contract's asserts are rewritten by pytest like a test module's: explained when they fail, and kept
 # under `python -O` (make test runs the conversion contract so once). Before the parts are imported.
-_PARTS = ("changes", "conversions", "edges", "errors", "properties", "roundtrip", "threads", "writes")
+_PARTS = ("changes", "conversions", "edges", "errors", "keys", "properties", "roundtrip", "threads", "writes")
 pytest.register_assert_rewrite(*(f"{__name__}.{part}" for part in _PARTS))
 
 from .changes import DryRunContract, NewColumnsContract
@@ -32,6 +32,7 @@ from .conversions import ConversionContract
 from .edges import EdgeContract
 from .errors import ErrorContract
 from .frames import dtype_matrix
+from .keys import KeyContract
 from .properties import PropertyContract
 from .roundtrip import RoundTripContract
 from .threads import ThreadContract
@@ -43,6 +44,7 @@ __all__ = [
     "DryRunContract",
     "EdgeContract",
     "ErrorContract",
+    "KeyContract",
     "NewColumnsContract",
     "PropertyContract",
     "RoundTripContract",
@@ -56,6 +58,7 @@ class BackendContract(
     RoundTripContract,
     WriteContract,
     ErrorContract,
+    KeyContract,
     EdgeContract,
     ThreadContract,
     DryRunContract,

@@ -22,7 +22,7 @@ MAX_CELL = 80  # characters of one value before it is cut (the full text is in t
 MAX_MESSAGE = 240  # characters of a message; on screen CSS shows two lines of it
 VERBS = {"save": "saved", "update_batch": "updated", "delete": "deleted"}
 _COLUMN_IN_MESSAGE = re.compile(r"column '([^']+)'")
-_KEY_ERRORS = {"NullKey", "DuplicateKey", "KeyConflict", "MissingKey"}
+_KEY_ERRORS = {"NullKey", "DuplicateKey", "KeyConflict", "AmbiguousKey", "MissingKey"}
 
 CSS = """
 .dk-report{font-family:var(--jp-ui-font-family,-apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif);

@@ -389,6 +389,16 @@ class PostgresBackend(Backend):
                     doing=doing,
                 )
         listed = ", ".join(q(c) for name in data.column_names for c in p[name].stored)
+        if schema.loose:  # no unique constraint for ON CONFLICT: change the rows found, then add the others
+            if values:
+                sets = ", ".join(f"{q(c)} = s.{q(c)}" for c in values)
+                tx.conn.run(f"UPDATE {t} d SET {sets} FROM {s} s WHERE {key_match(pk, 'd', 's')}", doing=doing)
+            tx.conn.run(
+                f"INSERT INTO {t} ({listed}) SELECT {listed} FROM {s} s WHERE NOT EXISTS"
+                f" (SELECT 1 FROM {t} d WHERE {key_match(pk, 'd', 's')}) ORDER BY s.{row}",
+                doing=doing,
+            )
+            return None
         keys = ", ".join(q(k) for k in pk)
         action = f"UPDATE SET {', '.join(f'{q(c)} = EXCLUDED.{q(c)}' for c in values)}" if values else "NOTHING"
         tx.conn.run(
