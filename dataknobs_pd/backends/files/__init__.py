@@ -8,6 +8,14 @@ percent-encoded into folder names, so no name can reach outside ROOT. Plain read
 starting with "_": `pd.read_parquet(ROOT/<table>)` reads a parquet:// table whenever no
 write is in progress and no retired part is kept (see below).
 
+Tables other tools made: plain Parquet and CSV files in ROOT (`ROOT/sales.parquet` is table
+"sales") and folders of them without a manifest, flat or hive-partitioned, as pandas, pyarrow or
+Spark write them. They are read through pyarrow.dataset as pandas reads them, and written in
+their own layout with no manifest added, so that the files stay the table for every reader: a
+folder takes new files, a single file is rewritten whole (plain.py says how, and why not a
+manifest). Their writes keep what a plain table can keep: every file staged under a hidden name
+and renamed into place at the commit, after a check that no other writer changed the files.
+
 Writes never change a file. A call writes new parts under fresh names: new rows go to a new
 part, sorted by key; an update or delete rewrites only the parts that hold the keys it
 touches (past 64 parts, small ones are merged). Parts are written on worker threads while
@@ -45,7 +53,7 @@ The modules: storage.py (the folder, errors, put-if-absent, lock files), manifes
 commit.py (transactions, commit, retention, sweep), formats.py (how Parquet, CSV and JSON
 lines write and scan a part) with text.py (the exact text forms of values), parts.py (key
 ranges, matching, merging), backend.py (catalogue, writes, compaction, vacuum, the writer
-pool) and reading.py.
+pool), reading.py and plain.py (the tables other tools made).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """FileBackend: the tables of a folder in one file format (formats.py): catalogue, writes by key,
-compaction and the pool that writes parts while the next chunk converts; reads are in reading.py."""
+compaction and the pool that writes parts while the next chunk converts; reads are in reading.py.
+Tables other tools made (plain files and folders, no manifest) are read and written by plain.py."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from dataclasses import replace
 import numpy as np
 import pyarrow as pa
 
-from ...errors import ConcurrentWriteError, InternalError, InvalidArgumentError, StorageError, TableNotFoundError
+from ...errors import ConcurrentWriteError, InvalidArgumentError, StorageError, TableNotFoundError
 from ...failures import inserted
+from ...schema import TableSchema
 from ..base import Backend, conform, put_rows
 from . import parts as parts_
 from . import reading
 from .commit import Holds, Transactions, Tx, is_part
 from .formats import Format
 from .manifest import DROPPED_MAX, Manifests, Part, State
+from .plain import Plain, PlainTables
 from .storage import Storage, folder_name, table_of
 
 _MAX_PARTS = 64  # past this, writes merge small parts
@@ -57,6 +60,7 @@ class FileBackend(Backend):
         self.holds = Holds(self._remove)
         self.manifests = Manifests(self.storage, fmt.name, self.holds.generation)
         self.pool = Writers(self.storage, fmt)
+        self.plain = PlainTables(self.storage, fmt.name)
         self.tx = Transactions(
             self.storage,
             self.manifests,
@@ -66,6 +70,7 @@ class FileBackend(Backend):
             fmt.suffix,
             lock_timeout,
             self.retention,
+            self.plain,
         )
 
     def _dir(self, table: str) -> str:
@@ -118,7 +123,7 @@ class FileBackend(Backend):
                     names.append(table)
                 elif (versions or legacy) and m.head(table).state is not None:
                     names.append(table)
-        return sorted(names)
+        return sorted(names + self.plain.names(set(names)))
 
     def schema(self, table):
         st = self.tx.get(table)
@@ -129,6 +134,10 @@ class FileBackend(Backend):
         with self.transaction():
             self.claim(table)
             self.tx.get(table)
+            base = self.tx.mine().base.get(table)
+            if isinstance(base, Plain):  # a table another tool made, replaced: in the same place and layout
+                self.tx.put(table, self.plain.recreate(self.tx.mine(), base, schema))
+                return
             with self.storage.io(f"creating table {table!r}"):
                 names = self.storage.ls(self._dir(table))
                 other = next((o for o in self._formats_in(names) if Manifests(self.storage, o).head(table).state), None)
@@ -154,6 +163,9 @@ class FileBackend(Backend):
         # Only the schema changes: parts written before read the new columns as nulls (formats.py).
         with self.transaction():
             st = self._existing(table)
+            if isinstance(st, Plain):
+                self.tx.put(table, self.plain.add_columns(st, list(columns)))
+                return
             cols = st.schema.data_columns + list(columns) + st.schema.index_columns
             self.tx.put(table, replace(st, schema=replace(st.schema, columns=cols)))
 
@@ -192,7 +204,7 @@ class FileBackend(Backend):
             if self.tx.get(table) is not None:
                 self.tx.put(table, None)
 
-    def _existing(self, table: str) -> State:
+    def _existing(self, table: str) -> State | Plain:
         st = self.tx.get(table)
         if st is None:
             raise TableNotFoundError(f"no table {table!r} in {self.display}")
@@ -204,11 +216,16 @@ class FileBackend(Backend):
 
     def write(self, table, data, schema, mode):
         with self.transaction():
-            st = replace(self._existing(table), schema=schema)
+            found = self._existing(table)
+            if isinstance(found, Plain):
+                changed, existed_plain = self.plain.write(self.tx.mine(), found, data, schema, mode)
+                self.tx.put(table, changed)
+                return existed_plain
+            st = replace(found, schema=_kept(found.schema, schema))
             n = data.num_rows
             if schema.key:
                 order = parts_.sort_order(data, schema.key)
-                part_of, row_of = self._locate(st, data, order)
+                part_of, row_of = self._locate(st, data, order, schema.key)
             else:
                 order, part_of, row_of = None, np.full(n, -1), np.full(n, -1)
             existed = part_of >= 0
@@ -220,7 +237,7 @@ class FileBackend(Backend):
                     parts[p] = self._write_part(st, put_rows(old, data.take(sel), row_of[sel]))
             new_rows = inserted(data, schema, mode, existed)
             if len(new_rows):
-                if order is not None:
+                if order is not None and st.schema.key:  # a keyed table's parts are sorted by key
                     new_rows = order[np.isin(order, new_rows)] if len(new_rows) < n else order
                 whole = len(new_rows) == n and bool((new_rows == np.arange(n)).all())
                 add = data if whole else data.take(pa.array(new_rows))
@@ -230,8 +247,13 @@ class FileBackend(Backend):
 
     def delete(self, table, keys, schema):
         with self.transaction():
-            st = replace(self._existing(table), schema=schema)
-            part_of, row_of = self._locate(st, keys, parts_.sort_order(keys, schema.key))
+            found = self._existing(table)
+            if isinstance(found, Plain):
+                changed, hit = self.plain.delete(self.tx.mine(), found, keys, schema)
+                self.tx.put(table, changed)
+                return hit
+            st = replace(found, schema=_kept(found.schema, schema))
+            part_of, row_of = self._locate(st, keys, parts_.sort_order(keys, schema.key), schema.key)
             parts: list = list(st.parts)
             for p in np.unique(part_of[part_of >= 0]):
                 keep = np.ones(parts[p].rows, dtype=bool)
@@ -290,31 +312,32 @@ class FileBackend(Backend):
             lo, hi = parts_.row(keys, 0), parts_.row(keys, data.num_rows - 1)
         return Part(name, data.num_rows, None, lo, hi)
 
-    def _locate(self, st: State, data: pa.Table, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each row of `data`: the part holding its key and the row there (-1, -1 when absent)."""
+    def _locate(self, st: State, data: pa.Table, order: np.ndarray, key: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """For each row of `data`: the part holding its `key` and the row there (-1, -1 when absent). `key` is
+        the table's own (parts are ruled out by their key range), or a call's key= on a table without one."""
         n = data.num_rows
         part_of, row_of = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
         if not st.parts or n == 0:
             return part_of, row_of
-        key = st.schema.key
-        if key is None:
-            raise InternalError("rows are located by key")
         keys = data.select(key)
         kmin, kmax = parts_.row(keys, int(order[0])), parts_.row(keys, int(order[-1]))
         for i, part in enumerate(st.parts):
-            lo, hi = part.bounds
-            if hi < kmin or lo > kmax:
-                continue
-            pos = parts_.match(self._part_keys(st, part), keys, key)
+            if st.schema.key:
+                lo, hi = part.bounds
+                if hi < kmin or lo > kmax:
+                    continue
+            pos = parts_.match(self._part_keys(st, part, key), keys, key)
             hit = pos >= 0
             part_of[hit], row_of[hit] = i, pos[hit]
         return part_of, row_of
 
-    def _part_keys(self, st: State, part: Part) -> pa.Table:
+    def _part_keys(self, st: State, part: Part, key: list[str]) -> pa.Table:
+        if key != st.schema.key:  # a call's key= on a table without a key: its columns are not cached
+            return self._read_whole(st, part, key)
         path = f"{self._dir(st.name)}/{part.file}"
         keys = self.keys.get(path)
         if keys is None:
-            keys = self._read_whole(st, part, st.schema.key)
+            keys = self._read_whole(st, part, key)
             self.keys.put(path, keys)
         return keys
 
@@ -331,6 +354,8 @@ class FileBackend(Backend):
     # next manifest. The aside's name is "<job>/<table>".
     def open_aside(self, table, schema):
         if not schema.key:  # a keyless table keeps its rows in the order one writer inserted them
+            return None
+        if isinstance(self.tx.get(table), Plain):  # replaced in its own place and layout, by one writer
             return None
         with self.storage.io(f"writing table {table!r}"):
             self.storage.ensure_dir(self._dir(table))
@@ -431,11 +456,20 @@ class FileBackend(Backend):
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, table, schema, columns, where, order, limit, batch_rows):
+        head = self.manifests.stashed(table) if self.tx.current() is None else None
+        st = head.state if head is not None and head.state is not None else self.tx.get(table)
+        if isinstance(st, Plain):
+            return self.plain.read(st, schema, columns, where, order, limit, batch_rows)
         return reading.read(self, table, schema, columns, where, order, limit, batch_rows)
 
     def close(self):
         self.keys.clear()
         self.pool.close()
+
+
+def _kept(stored: TableSchema, schema: TableSchema) -> TableSchema:
+    """The schema a write keeps for the table: the call's, less a key= the table does not have of its own."""
+    return schema if stored.key or not schema.key else replace(schema, key=None)
 
 
 class Writers:

@@ -1,5 +1,6 @@
-"""Transactions of a file store: the state of the open one, its commit (a new manifest, put-if-absent),
-and the removal of the files no reader needs any more (at once, or after the store's retention)."""
+"""Transactions of a file store: the state of the open one, its commit (a new manifest, put-if-absent; for a
+plain table, its staged files renamed into place, see plain.py), and the removal of the files no reader needs
+any more (at once, or after the store's retention)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from ...errors import ConcurrentWriteError, InternalError
 from .manifest import Head, Manifests, State
+from .plain import Plain, PlainTables
 from .storage import Entry, Storage
 
 _SWEEP_EVERY = 16  # every 16th version of a table lists its folder for leftovers of crashed writers
@@ -22,8 +24,8 @@ class Tx:
     """One open transaction: the tables as it sees them and the files it wrote."""
 
     owner: int
-    states: dict = field(default_factory=dict)  # table -> State | None (absent / dropped)
-    base: dict = field(default_factory=dict)  # table -> State | None, as committed when first touched
+    states: dict = field(default_factory=dict)  # table -> State | Plain | None (absent / dropped)
+    base: dict = field(default_factory=dict)  # table -> State | Plain | None, as committed when first touched
     heads: dict = field(default_factory=dict)  # table -> Head: the newest manifest when first touched
     created: list = field(default_factory=list)  # paths written by this transaction
     pending: dict = field(default_factory=dict)  # path -> Future of its write, still running
@@ -93,8 +95,10 @@ class Transactions:
         suffix: str,
         lock_timeout: float,
         retention: float,
+        plain: PlainTables,
     ):
         self.storage, self.manifests, self.holds = storage, manifests, holds
+        self.plain = plain  # the tables other tools made, which have no manifest
         self._settle = settle  # settle(tx, path=None, cancel=False, needed=None): wait for part writes
         self._remove = remove
         self.suffix = suffix
@@ -114,18 +118,21 @@ class Transactions:
             raise InternalError("no transaction is open in this thread")
         return tx
 
-    def get(self, table: str) -> State | None:
-        """The table as this thread sees it: its transaction's view (loaded on first touch), else committed."""
+    def get(self, table: str) -> State | Plain | None:
+        """The table as this thread sees it: its transaction's view (loaded on first touch), else committed;
+        a table without a manifest may be one another tool made (plain.py)."""
         tx = self.current()
         if tx is None:
-            return self.manifests.load(table)[0].state
+            head = self.manifests.load(table)[0]
+            return head.state if head.state is not None else self.plain.find(table)
         if table not in tx.states:
             head = self.manifests.load(table, reuse=True, stash=False)[0]
             tx.heads[table] = head
-            tx.base[table] = tx.states[table] = head.state
+            found = head.state if head.state is not None else self.plain.find(table)
+            tx.base[table] = tx.states[table] = found
         return tx.states[table]
 
-    def put(self, table: str, st: State | None) -> None:
+    def put(self, table: str, st: State | Plain | None) -> None:
         self.mine().states[table] = st
 
     @contextmanager
@@ -196,8 +203,14 @@ class Transactions:
     # -- commit ------------------------------------------------------------------------------------
     def _commit(self, tx: Tx) -> None:
         s = self.storage
-        keep = {f"{s.dir(t)}/{p.file}" for t, st in tx.states.items() if st for p in st.parts}
+        keep: set[str] = set()
+        for t, st in tx.states.items():
+            if isinstance(st, Plain):
+                keep |= st.staged()
+            elif st is not None:
+                keep |= {f"{s.dir(t)}/{p.file}" for p in st.parts}
         changed = {t: st for t, st in tx.states.items() if st is not tx.base[t]}
+        plain = {t for t in changed if isinstance(tx.base[t], Plain)}
         try:
             self._settle(tx, needed=keep)  # a part a savepoint undid may fail to write: no matter
             self.manifests.forget(everyone=True)  # no thread may reuse a version this commit replaces
@@ -213,11 +226,16 @@ class Transactions:
             self._undo(tx)
             raise
         done = {}
+        published = []
         for table in sorted(changed):
             try:
-                done[table] = self._publish(tx, table)
+                if table in plain:
+                    self.plain.publish(tx, table, tx.base[table], tx.states[table])
+                    published.append(table)
+                else:
+                    done[table] = self._publish(tx, table)
             except BaseException:
-                if not done:  # nothing is visible yet: as if the call had never run
+                if not done and not published:  # nothing is visible yet: as if the call had never run
                     self._undo(tx)
                 raise
         stale = [p for p in tx.created if p not in keep]

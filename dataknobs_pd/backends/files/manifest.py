@@ -173,6 +173,13 @@ class Manifests:
             self._stash[me] = (table, time.monotonic(), head, generation)
         return head, generation
 
+    def stashed(self, table: str) -> Head | None:
+        """The manifest of `table` this thread just read (what `load(reuse=True)` would take), left stashed."""
+        found = self._stash.get(threading.get_ident())
+        if found and found[0] == table and time.monotonic() - found[1] < _REUSE_SECONDS:
+            return found[2]
+        return None
+
     def forget(self, everyone: bool = False) -> None:
         """Drop the stashed reads (this thread's, or every thread's: a commit replaced them)."""
         if everyone:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from ...errors import StorageError, TableNotFoundError
+from ...errors import InternalError, StorageError, TableNotFoundError
 from ...filters import to_expression
 from ..base import conform, rebatch
 from . import parts as parts_
@@ -47,6 +47,8 @@ def snapshot(b: FileBackend, table: str) -> tuple[State, list[str], dict]:
         st = b.tx.get(table)  # this transaction's own view; no commit of this store runs meanwhile
         if st is None:
             raise TableNotFoundError(f"no table {table!r} in {b.display}")
+        if not isinstance(st, State):
+            raise InternalError("a plain table is read by plain.py")
         return st, [], {}
     s, folder, seen = b.storage, b.storage.dir(table), None
     for attempt in range(_TRIES):
@@ -87,6 +89,8 @@ def _read(b: FileBackend, st: State, files: dict, columns, where, order, limit, 
     schema = st.schema
     key = schema.key
     parts = [p for p in st.parts if parts_.may_match(p.lo, p.hi, where, schema)]
+    if key and not order and any(p.lo is None for p in parts):  # a call's key= on a table without a key
+        order = [(k, True) for k in key]
     need = list(columns)
     for c in [c for c, _ in order] if order else (key or []):
         if c not in need:

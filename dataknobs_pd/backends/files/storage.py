@@ -337,6 +337,16 @@ class Storage:
         with pa.PythonFile(self.fs.open(path, "wb"), mode="w") as out:
             yield out
 
+    def move(self, src: str, dst: str) -> None:
+        """Put the file `src` at `dst`, replacing the one there: a rename locally (atomic); elsewhere a copy
+        (whole or absent) and the source removed."""
+        if self.local:
+            os.replace(src, dst)
+            return
+        self.fs.mv(src, dst)
+        self.fs.invalidate_cache(src.rsplit("/", 1)[0])
+        self.fs.invalidate_cache(dst.rsplit("/", 1)[0])
+
     def remove(self, paths) -> None:
         """Delete files, best effort: what is left is unreferenced and swept later."""
         paths = list(paths)
@@ -417,9 +427,13 @@ def storage_errors(doing: str, display: str):
 
 
 def _entry(info: dict, now: float) -> Entry:
+    return Entry(now - modified(info, now), int(info.get("size") or 0))
+
+
+def modified(info: dict, default: float = 0.0) -> float:
+    """When a file an fsspec listing describes was last written (seconds since the epoch; `default` if unsaid)."""
     when: Any = info.get("mtime") or info.get("LastModified") or info.get("created")  # datetime, number or text
-    age = now - (when.timestamp() if hasattr(when, "timestamp") else float(when or now))
-    return Entry(age, int(info.get("size") or 0))
+    return when.timestamp() if hasattr(when, "timestamp") else float(when or default)
 
 
 def replace_local(path: str, data: bytes, fsync: bool = True) -> None:
