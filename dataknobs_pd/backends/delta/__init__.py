@@ -4,8 +4,10 @@
 Layout: ROOT/<table>/ is a Delta table (table names percent-encoded into folder names, as in the
 file stores). The dk schema rides in the commit info of every commit this package makes
 (`dataknobs_pd.schema`); delta-rs refuses custom keys in the table configuration. A Delta
-table written by another tool is read with a schema of its natural types. What Delta lacks
-(unsigned ints, durations, nanoseconds, zone names, units): physical.py.
+table written by another tool is read with a schema of its natural types, and is written with
+its own columns, types and partitions (no column is added to it). What Delta lacks
+(unsigned ints, durations, nanoseconds, zone names, units): physical.py. A keyless table keeps
+insertion order by the names of its files (order.py).
 
 One call = one Delta commit. A call's rows are checked and staged in memory (staging.py;
 savepoints only drop what was staged since); when its transaction ends, the staged changes
@@ -20,7 +22,8 @@ versions.
 
 Modules: backend.py (the catalogue, transactions, writes, reads), staging.py (what a transaction
 holds), commit.py, checks.py (CHECK and NOT NULL on staged rows), reading.py, history.py
-(versions, time travel), physical.py (types), location.py (paths, storage errors).
+(versions, time travel), physical.py (types), order.py (insertion order), location.py (paths,
+storage errors).
 
 Row isolation happens before the commit: which keys exist comes from one read of the table's
 keys (file and row of each), so an append's existing keys and an update's missing keys are

@@ -26,7 +26,16 @@ from ..files.storage import replace_local
 from . import physical as ph
 from .checks import Checker
 from .commit import commit
-from .history import SCHEMA_KEY, TOKEN_KEY, check_version, history_row, natural_schema, version_at
+from .history import (
+    ORDER_KEY,
+    ORDERED,
+    SCHEMA_KEY,
+    TOKEN_KEY,
+    check_version,
+    history_row,
+    natural_schema,
+    version_at,
+)
 from .location import Location, table_of
 from .reading import Snapshot, read_rows
 from .staging import Staged, Tx, complete
@@ -45,7 +54,7 @@ class DeltaBackend(Backend):
         self.display = self.loc.display
         self._lock = threading.RLock()  # writers of this store take turns, one transaction at a time
         self._tx: Tx | None = None
-        self._schemas: dict = {}  # (uri, version) -> TableSchema
+        self._schemas: dict = {}  # (uri, version) -> (TableSchema, whether its rows are ordered by its files)
         self._checker = Checker()
         self._last: dict = {}  # (thread, table) -> the version this thread's last commit of it created
         self._opened: dict = {}  # (thread, table) -> (time, DeltaTable) that schema() just opened, for the next open
@@ -74,23 +83,27 @@ class DeltaBackend(Backend):
 
     def _dk_schema(self, dt: DeltaTable, table: str) -> TableSchema:
         """The dk schema as of the table's version: the one the last commit of dataknobs-pd carried."""
+        return self._dk_meta(dt, table)[0]
+
+    def _dk_meta(self, dt: DeltaTable, table: str) -> tuple[TableSchema, bool]:
+        """(the dk schema, whether the table keeps its rows in order by its files) as of the table's version,
+        from the last commit of dataknobs-pd; a table it never wrote has its natural schema and no order."""
         key = (self.loc.uri(table), dt.version())
         found = self._schemas.get(key)
         if found is not None:
             return found
         with self.loc.io(f"reading the history of table {table!r}"):
             for limit in (1, None):
-                text = next(
-                    (
-                        h[SCHEMA_KEY]
-                        for h in dt.history(limit)
-                        if SCHEMA_KEY in h and h.get("version", -1) <= dt.version()
-                    ),
+                info = next(
+                    (h for h in dt.history(limit) if SCHEMA_KEY in h and h.get("version", -1) <= dt.version()),
                     None,
                 )
-                if text is not None:
+                if info is not None:
                     break
-        found = TableSchema.from_json(text, table) if text is not None else natural_schema(dt)
+        if info is None:
+            found = (natural_schema(dt), False)
+        else:
+            found = (TableSchema.from_json(info[SCHEMA_KEY], table), info.get(ORDER_KEY) == ORDERED)
         self._schemas[key] = found
         return found
 
@@ -102,7 +115,8 @@ class DeltaBackend(Backend):
 
     def schema(self, table):
         if self._current() is not None:
-            return self._touch(table).schema
+            st = self._touch(table)
+            return st.table_schema() if st.schema is not None else None
         dt = self._open(table)
         if dt is None:
             return None
@@ -148,8 +162,8 @@ class DeltaBackend(Backend):
         st = tx.tables.get(table)
         if st is None:
             dt = self._open(table)
-            schema = self._dk_schema(dt, table) if dt is not None else None
-            st = tx.tables[table] = Staged(table, self.loc, dt, schema, schema)
+            schema, ordered = self._dk_meta(dt, table) if dt is not None else (None, False)
+            st = tx.tables[table] = Staged(table, self.loc, dt, schema, schema, ordered=ordered)
         return st
 
     def _existing(self, table: str) -> Staged:
@@ -215,7 +229,7 @@ class DeltaBackend(Backend):
                         break
         if version is not None:
             self._last[(threading.get_ident(), st.name)] = version
-            self._schemas[(self.loc.uri(st.name), version)] = st.schema
+            self._schemas[(self.loc.uri(st.name), version)] = (st.table_schema(), st.ordered)
 
     # -- writing: rows are checked and staged; the transaction's end commits them -----------------------
     def prepare(self, data, schema):
@@ -254,6 +268,8 @@ class DeltaBackend(Backend):
     def delete(self, table, keys, schema):
         with self.transaction():
             st = self._existing(table)
+            if st.schema is not None and st.schema.key != schema.key:  # key= on a table without a key
+                st.schema = replace(st.schema, key=schema.key)
             pos = st.find(ph.to_stored(keys, schema))
             existed = pos >= 0
             if st.has_rows:
@@ -268,7 +284,7 @@ class DeltaBackend(Backend):
     # folders it removes); swap_in commits every recorded file as the table's next version, in one commit.
     # The aside's name is "<job>/<table>".
     def open_aside(self, table, schema):
-        if not schema.key:  # a keyless table numbers its rows in the order one writer inserted them
+        if not schema.key:  # a keyless table keeps its rows in the order one writer inserted them
             return None
         ph.check_columns(schema, table)
         return f"{uuid.uuid4().hex[:16]}/{table}"

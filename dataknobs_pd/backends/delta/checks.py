@@ -18,7 +18,6 @@ import pyarrow as pa
 
 from ...errors import BackendUnavailableError, InternalError, StorageError, WriteError
 from ...failures import RowError
-from . import physical as ph
 from .staging import Staged, complete, key_index
 
 _CONSTRAINT = "delta.constraints."
@@ -145,7 +144,7 @@ class Checker:
             return
         if st.schema is None:
             raise InternalError("rows are written to a table that exists")
-        full = ph.stored_schema(st.schema)
+        full = st.full()
         parts = []
         if len(new):
             parts.append(complete(stored.take(new), full))
@@ -181,7 +180,7 @@ def _with_stored(st: Staged, changes: pa.Table, pos: np.ndarray, rules: Rules) -
     """Rows being updated, with the stored values of the columns a rule names that the call leaves alone."""
     if st.schema is None:
         raise InternalError("rows are written to a table that exists")
-    names = ph.stored_schema(st.schema).names
+    names = st.full().names
     missing = [c for c in dict.fromkeys(rules.columns(names) + list(rules.not_null)) if c not in changes.column_names]
     if not missing:
         return changes

@@ -5,7 +5,14 @@
 - updates and deletes rewrite the data files holding the touched rows: delta-rs writes the new files into a
   stage folder of the table (with their statistics), and one commit adds them and removes those they replace;
 - updates and deletes in a call that also adds columns are one Delta merge of the rewritten rows instead:
-  delta-rs puts a new schema only into a write or a merge, not into a commit of files written apart.
+  delta-rs puts a new schema only into a write or a merge, not into a commit of files written apart;
+  so do updates and deletes in a partitioned table (another tool's), whose files delta-rs places;
+- a keyless table that dataknobs-pd created keeps its rows in insertion order by its files (order.py):
+  its new rows, and the files a call rewrites, are written apart in folders named by their place and
+  committed in one commit; a call that adds columns to it writes all its rows again, in their order,
+  as one overwrite (the one commit of files written apart that takes a new schema);
+- rows appended to a table of another tool are written by delta-rs with the table's own columns and
+  types (and partitions): no column is added to it, and no order is promised for its rows.
 
 Every commit carries the dk schema, what it did, and a Delta app transaction (see the package docstring).
 """
@@ -14,23 +21,25 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from deltalake import CommitProperties, Schema, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
 from ...errors import ConcurrentWriteError, InternalError, StorageError
 from ..base import put_rows
+from . import order
 from . import physical as ph
-from .history import OP_KEY, ROWS_KEY, SCHEMA_KEY, TOKEN_KEY
+from .history import OP_KEY, ORDER_KEY, ORDERED, ROWS_KEY, SCHEMA_KEY, TOKEN_KEY
 from .staging import Staged, complete
 
 APP_ID = "dataknobs_pd"  # every commit carries a txn action of this app: two concurrent commits always conflict
 GONE = "_dk_gone"  # in the source of a merge: the row's key is to be deleted
+TARGET_FILE_SIZE: int | None = None  # of the files written in order (None: delta-rs's default)
 
 
 def commit(st: Staged) -> tuple[str, int | None] | None:
@@ -47,17 +56,20 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
         raise InternalError("a table that changes and is not dropped has a schema")
     token = uuid.uuid4().hex
     read = st.base.version() if st.base is not None else None
+    info = {
+        SCHEMA_KEY: st.table_schema().to_json(),
+        OP_KEY: st.operation(),
+        ROWS_KEY: st.counts(),
+        TOKEN_KEY: token,
+    }
+    if st.ordered:
+        info[ORDER_KEY] = ORDERED
     props = CommitProperties(
-        custom_metadata={
-            SCHEMA_KEY: st.schema.to_json(),
-            OP_KEY: st.operation(),
-            ROWS_KEY: st.counts(),
-            TOKEN_KEY: token,
-        },
+        custom_metadata=info,
         app_transactions=[Transaction(APP_ID, read + 1 if read is not None else 0)],
     )
-    full = ph.stored_schema(st.schema)
-    stage = None
+    full = st.full()
+    stages: list[str] = []  # folders of files written apart: removed when the commit fails
     try:
         with loc.io(f"writing table {st.name!r}"):
             if st.fresh and st.adds is not None:  # its files are written: one commit lists them
@@ -73,6 +85,8 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
                     )
                 else:  # overwrite: the commit removes every file of the version read
                     st.base.create_write_transaction(list(actions), "overwrite", full, commit_properties=props)
+            elif st.ordered:
+                _commit_in_order(st, full, props, stages)
             elif st.fresh:
                 data = _new_rows(st, full, 0)
                 if st.base is None:
@@ -88,21 +102,24 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
             elif not (st.updates or st.deletes):
                 if st.base is None:
                     raise InternalError("rows are appended to a table that exists")
-                evolve: Literal["merge"] | None = "merge" if full != pa.schema(st.base.schema().to_arrow()) else None
+                # the table's own columns and types (another tool's table keeps them), then the columns added
+                grows = st.grows(full)
+                have = pa.schema(st.base.schema().to_arrow())
+                target = pa.schema(list(have) + [f for f in full if f.name not in have.names])
                 write_deltalake(
                     st.base,
-                    _new_rows(st, full, _next_seq(st)),
+                    _new_rows(st, target, _next_seq(st)),
                     mode="append",
-                    schema_mode=evolve,
+                    schema_mode="merge" if grows else None,
                     commit_properties=props,
                 )
-            elif st.grows(full):
+            elif st.grows(full) or st.partitioned:
                 _merge(st, full, props)
             else:
-                stage = loc.new_stage()
-                _replace_files(st, full, props, stage)
+                stages.append(loc.new_stage())
+                _replace_files(st, full, props, stages[0])
     except StorageError as e:
-        if stage:
+        for stage in stages:
             loc.remove_quietly(f"{loc.folder(st.name)}/{stage}")
         cause = e.__cause__
         if isinstance(cause, CommitFailedError) or (
@@ -122,33 +139,32 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
 
 
 def _new_rows(st: Staged, full: pa.Schema, first_seq: int) -> pa.Table:
-    """The staged new rows, every column of the table, sorted by key (or numbered in insertion order)."""
+    """The staged new rows, every column of `full`: sorted by the table's key, numbered in insertion order
+    (`_dk_seq`), or as they came."""
     if st.schema is None:
         raise InternalError("rows of a table that is not dropped")
     data = pa.concat_tables([complete(t, full) for t in st.inserts]) if st.inserts else full.empty_table()
     data = data.combine_chunks()  # delta-rs writes one batch faster than many small ones
-    if st.schema.key:
-        key = ph.stored_names(st.schema, st.schema.key)
-        if not _ascending(data, key):
-            data = data.sort_by([(k, "ascending") for k in key])
-    else:
+    if ph.SEQ in full.names:
         seq = pa.array(np.arange(first_seq, first_seq + data.num_rows, dtype=np.int64))
         data = data.set_column(data.schema.get_field_index(ph.SEQ), full.field(ph.SEQ), seq)
+    elif st.own_key:
+        key = ph.stored_names(st.schema, st.own_key)
+        if not _ascending(data, key):
+            data = data.sort_by([(k, "ascending") for k in key])
     return data
 
 
 def _next_seq(st: Staged) -> int:
-    """The insertion number after the last row of a table without a key."""
-    if st.schema is None:
-        raise InternalError("rows of a table that is not dropped")
-    if st.schema.key or st.base is None:
+    """The insertion number after the last row of a table that numbers its rows in `_dk_seq`."""
+    if not st.seq:
         return 0
     top = st.snapshot().max_of(ph.SEQ)
     return 0 if top is None else top + 1
 
 
-def _rewritten(st: Staged, full: pa.Schema) -> tuple[pa.Table, list[int], pa.Table]:
-    """(the touched files' rows as they become and the new rows, the touched files' numbers, deleted keys)."""
+def _touched(st: Staged) -> dict[int, list]:
+    """{number of a file among the keys' files: the edits of its rows (kind, changes or None, rows)}."""
     keys = st.keys()
     touched: dict[int, list] = {}
     for changes, pos in st.updates:
@@ -158,30 +174,144 @@ def _rewritten(st: Staged, full: pa.Schema) -> tuple[pa.Table, list[int], pa.Tab
     for pos in st.deletes:
         for f in np.unique(keys.file_of[pos]):
             touched.setdefault(int(f), []).append(("delete", None, keys.row_of[pos[keys.file_of[pos] == f]]))
+    return touched
+
+
+def _edited(rows: pa.Table, edits: list) -> tuple[pa.Table, pa.Table | None]:
+    """(a file's rows as its edits leave them, in their order; the rows deleted or None)."""
+    gone = np.zeros(rows.num_rows, dtype=bool)
+    same: dict[tuple, list] = {}  # updates of the same columns go in one put_rows (later ones win)
+    for kind, changes, at in edits:
+        if kind == "update":
+            same.setdefault(tuple(changes.column_names), []).append((changes, at))
+        else:
+            gone[at] = True
+    for group in same.values():
+        rows = put_rows(rows, pa.concat_tables([c for c, _ in group]), np.concatenate([a for _, a in group]))
+    if not gone.any():
+        return rows, None
+    return rows.filter(pa.array(~gone)), rows.filter(pa.array(gone))
+
+
+def _rewritten(st: Staged, full: pa.Schema) -> tuple[pa.Table, list[int], pa.Table]:
+    """(the touched files' rows as they become and the new rows, the touched files' numbers, deleted keys)."""
+    keys = st.keys()
+    touched = _touched(st)
     parts, deleted = [], []
     for f, edits in sorted(touched.items()):
-        rows = st.file(keys.files[f])
-        gone = np.zeros(rows.num_rows, dtype=bool)
-        same: dict[tuple, list] = {}  # updates of the same columns go in one put_rows (later ones win)
-        for kind, changes, at in edits:
-            if kind == "update":
-                same.setdefault(tuple(changes.column_names), []).append((changes, at))
-            else:
-                gone[at] = True
-        for group in same.values():
-            rows = put_rows(rows, pa.concat_tables([c for c, _ in group]), np.concatenate([a for _, a in group]))
-        if gone.any():
-            deleted.append(rows.filter(pa.array(gone)))
-            rows = rows.filter(pa.array(~gone))
+        rows, gone = _edited(st.file(keys.files[f]), edits)
+        if gone is not None:
+            deleted.append(gone)
         parts.append(rows)
     if st.inserts:
-        parts.append(_new_rows(st, full, 0))
+        parts.append(_new_rows(st, full, _next_seq(st)))
     data = (pa.concat_tables(parts) if parts else full.empty_table()).combine_chunks()
     if st.schema is None:
         raise InternalError("rows of a table that is not dropped")
     key = ph.stored_key(st.schema)
     deleted = pa.concat_tables(deleted).select(key) if deleted else full.empty_table().select(key)
     return data, sorted(touched), deleted
+
+
+# -- a keyless table kept in insertion order by its files (order.py) ---------------------------------
+def _commit_in_order(st: Staged, full: pa.Schema, props: CommitProperties, stages: list[str]) -> None:
+    """One commit of files written apart: the new rows after every file; a file whose rows change again
+    in its place. A new table, or a call adding columns, writes every row in order (one overwrite)."""
+    loc = st.loc
+    if st.fresh:
+        written = [_add(a) for a in _write_in_order(st, _new_rows(st, full, 0), (0,), stages)]
+        if st.base is None:
+            create_table_with_add_actions(
+                loc.uri(st.name),
+                Schema.from_arrow(full),
+                written,
+                mode="error",
+                storage_options=loc.delta_options or None,
+                commit_properties=props,
+            )
+        elif st.partitioned:  # another tool's partitioned table replaced: a table of no partitions
+            create_table_with_add_actions(
+                loc.uri(st.name),
+                Schema.from_arrow(full),
+                written,
+                mode="overwrite",
+                configuration=st.base.metadata().configuration,
+                storage_options=loc.delta_options or None,
+                commit_properties=props,
+            )
+        else:  # overwrite: the commit removes every file of the version read, and sets the new schema
+            st.base.create_write_transaction(list(written), "overwrite", full, commit_properties=props)
+        return
+    if st.base is None:
+        raise InternalError("rows are written to a table that exists")
+    touched = _touched(st) if (st.updates or st.deletes) else {}
+    files = st.keys().files if touched else []
+    if st.grows(full) or not order.all_named([files[f] for f in touched]):
+        _rewrite_in_order(st, full, props, stages, touched)
+        return
+    actions: list[AddAction | RemoveAction] = []
+    now = int(time.time() * 1000)
+    sizes = st.snapshot().sizes() if touched else {}
+    for f, edits in sorted(touched.items()):
+        rows, _ = _edited(st.file(files[f]), edits)
+        at = order.place(files[f])
+        if at is None:
+            raise InternalError("a file rewritten in its place has one")
+        if rows.num_rows:
+            actions += [_add(a) for a in _write_in_order(st, rows, at, stages)]
+        actions.append(RemoveAction(files[f], True, now, sizes.get(files[f]), {}))
+    if st.inserts:
+        after = order.after(st.snapshot().actions().column("path").to_pylist())
+        actions += [_add(a) for a in _write_in_order(st, _new_rows(st, full, 0), after, stages)]
+    if actions:
+        st.base.create_write_transaction(actions, "append", full, commit_properties=props)
+    else:  # nothing to add or remove (the schema alone changed): a commit that carries it
+        write_deltalake(st.base, full.empty_table(), mode="append", commit_properties=props)
+
+
+def _rewrite_in_order(
+    st: Staged, full: pa.Schema, props: CommitProperties, stages: list[str], touched: dict[int, list]
+) -> None:
+    """Every row of the table again, in its order (file by file, edits applied; then the new rows): one
+    overwrite of files written apart, which also sets the table's new schema."""
+    if st.base is None:
+        raise InternalError("rows are written to a table that exists")
+    loc = st.loc
+    folder = loc.folder(st.name)
+    number = {p: i for i, p in enumerate(st.keys().files)} if touched else {}
+    adds: list[dict] = []
+    for at, path in enumerate(st.snapshot().paths()):  # one file in memory at a time
+        with loc.fs.open(f"{folder}/{path}", "rb") as f:
+            rows = complete(pq.read_table(f), full)
+        edits = touched.get(number.get(path, -1))
+        if edits:
+            rows = _edited(rows, edits)[0]
+        adds += _write_in_order(st, rows, (at,), stages)
+    if st.inserts:
+        adds += _write_in_order(st, _new_rows(st, full, 0), order.after([a["path"] for a in adds]), stages)
+    st.base.create_write_transaction([_add(a) for a in adds], "overwrite", full, commit_properties=props)
+
+
+def _write_in_order(st: Staged, data: pa.Table, at: order.Place, stages: list[str]) -> list[dict]:
+    """Write rows as the files of a new folder at place `at`; their add actions. delta-rs keeps the order of
+    rows it is given as one batch (of several batches it may write any first): one batch it is."""
+    if not data.num_rows:
+        return []
+    loc = st.loc
+    folder, stage = loc.folder(st.name), order.folder(at)
+    stages.append(stage)
+    write_deltalake(
+        loc.uri_of(f"{folder}/{stage}"),
+        data.combine_chunks(),
+        mode="error",
+        target_file_size=TARGET_FILE_SIZE,
+        storage_options=loc.delta_options or None,
+    )
+    adds = loc.harvest(folder, stage)
+    for a in adds:
+        if order.place(a["path"]) is None:
+            raise InternalError(f"delta-rs named a file {a['path']!r}: its place in the table's order is unknown")
+    return adds
 
 
 def _replace_files(st: Staged, full: pa.Schema, props: CommitProperties, stage: str) -> None:

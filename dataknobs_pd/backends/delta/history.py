@@ -15,6 +15,8 @@ SCHEMA_KEY = "dataknobs_pd.schema"  # commit info: the dk schema of the table as
 OP_KEY = "dataknobs_pd.operation"
 ROWS_KEY = "dataknobs_pd.rows"  # commit info: {"inserted": n, "updated": n, "deleted": n}
 TOKEN_KEY = "dataknobs_pd.commit"  # commit info: unique to the commit, to find the version it became
+ORDER_KEY = "dataknobs_pd.order"  # commit info: ORDERED for a keyless table kept in order by its files (order.py)
+ORDERED = "files"
 
 
 def history_row(h: dict) -> dict:

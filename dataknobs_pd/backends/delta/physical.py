@@ -12,8 +12,9 @@ UTC instants). So, stored ("physical") and back ("logical", the dk schema's Arro
   every nanosecond back (the same as the PostgreSQL store);
 - durations are int64 counts of their unit; the time zone name, the units and the unsigned
   types come back from the dk schema;
-- a table without a key has a hidden `_dk_seq` int64 column: Delta keeps no row order, and
-  rows come back in insertion order by it.
+- a table without a key keeps its rows in insertion order by the names and the order of its files
+  (order.py), no column of its own; tables written by earlier versions have an int64 column
+  `_dk_seq` numbering their rows instead, which is still kept up and read by.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ...failures import RowError, Unholdable, bisect
 from ...schema import Column, TableSchema
 
 NS = "_dk_ns_"  # + column name: nanoseconds below the microsecond of a ns timestamp column
-SEQ = "_dk_seq"  # insertion order of the rows of a table without a key
+SEQ = "_dk_seq"  # insertion order of the rows of a keyless table written by earlier versions
 
 _UNSIGNED = {8: pa.int16(), 16: pa.int32(), 32: pa.int64(), 64: pa.int64()}
 # Delta's range of dates and timestamps: the years 1 to 9999
@@ -74,14 +75,14 @@ def has_ns(col: Column) -> bool:
     return pa.types.is_timestamp(col.arrow) and col.arrow.unit == "ns"
 
 
-def stored_schema(schema: TableSchema) -> pa.Schema:
-    """The Delta table's columns: the dk columns in order, then the hidden ones. Only the key is NOT NULL
-    in Delta: dk already refuses missing values elsewhere, and delta-rs checks every NOT NULL column again
-    on each write (about 8% of a save)."""
+def stored_schema(schema: TableSchema, seq: bool = False) -> pa.Schema:
+    """The Delta table's columns: the dk columns in order, then the hidden ones (`seq`: the table numbers its
+    rows in `_dk_seq`). Only the key is NOT NULL in Delta: dk already refuses missing values elsewhere, and
+    delta-rs checks every NOT NULL column again on each write (about 8% of a save)."""
     key = set(schema.key or ())
     fields = [pa.field(c.name, stored_type(c.arrow), c.name not in key) for c in schema.columns]
     fields += [pa.field(NS + c.name, pa.int16()) for c in schema.columns if has_ns(c)]
-    if not schema.key:
+    if seq:
         fields.append(pa.field(SEQ, pa.int64()))
     return pa.schema(fields)
 

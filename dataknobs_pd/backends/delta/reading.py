@@ -14,6 +14,7 @@ from deltalake import DeltaTable
 from ...filters import to_expression
 from ...schema import TableSchema
 from ..base import rebatch
+from . import order
 from . import physical as ph
 
 
@@ -38,11 +39,36 @@ class Snapshot:
         return self.dataset.schema
 
     def fragments(self) -> list[tuple[str, ds.Fragment]]:
-        """(path, fragment) of each data file. Made anew: the fragments of delta-rs's dataset carry
-        guarantees built from the Delta statistics, which are wrong for floats with infinities (null
-        bounds) and timestamps (kept in milliseconds), so that a filter could skip matching rows."""
+        """(path, fragment) of each data file, as Delta lists them. Made anew: the fragments of delta-rs's
+        dataset carry guarantees built from the Delta statistics, which are wrong for floats with infinities
+        (null bounds) and timestamps (kept in milliseconds), so that a filter could skip matching rows. Only
+        the values of a partitioned table's partition columns (which its files do not hold) are kept."""
         d = self.dataset
-        return [(f.path, d.format.make_fragment(f.path, filesystem=d.filesystem)) for f in d.get_fragments()]
+        parts = self.partitions()
+        return [
+            (f.path, d.format.make_fragment(f.path, filesystem=d.filesystem, partition_expression=parts.get(f.path)))
+            for f in d.get_fragments()
+        ]
+
+    def partitions(self) -> dict[str, ds.Expression]:
+        """{path: the values of the partition columns of that file}; empty for a table without partitions."""
+        a = self.actions()
+        names = [n for n in a.column_names if n.startswith("partition.")]
+        if not names or not a.num_rows:
+            return {}
+        types = {f.name: f.type for f in self.dataset_schema}
+        out = {}
+        for i, path in enumerate(a.column("path").to_pylist()):
+            terms = []
+            for n in names:
+                col, value = n[len("partition.") :], a.column(n)[i]
+                field = ds.field(col)
+                terms.append(field.is_null() if not value.is_valid else field == value.cast(types.get(col, value.type)))
+            expr = terms[0]
+            for t in terms[1:]:
+                expr = expr & t
+            out[path] = expr
+        return out
 
     def actions(self) -> pa.Table:
         """One row per data file: path, size_bytes, num_records, min.<col>, max.<col>, null_count.<col>."""
@@ -57,7 +83,14 @@ class Snapshot:
 
     def read_file(self, path: str) -> pa.Table:
         d = self.dataset
-        return d.format.make_fragment(path, filesystem=d.filesystem).to_table(schema=self.dataset_schema)
+        fragment = d.format.make_fragment(
+            path, filesystem=d.filesystem, partition_expression=self.partitions().get(path)
+        )
+        return fragment.to_table(schema=self.dataset_schema)
+
+    def paths(self) -> list[str]:
+        """The table's data files in its order (order.py): insertion order for a keyless table."""
+        return [p for p, _ in order_files(self.fragments())]
 
     def max_of(self, column: str) -> int | None:
         """The largest value of an integer column, from the statistics (or the column itself)."""
@@ -93,6 +126,8 @@ def read_rows(
         sort = [(ph.SEQ, True)]
     pushed = _pushdown(where, schema)
     fragments = _files(snap, pushed, sort, schema)
+    if not sort:  # no key: the files in the table's order, then each file's rows in theirs (order.py)
+        fragments = order_files(fragments)
     dataset = ds.FileSystemDataset(
         [f for _, f in fragments], snap.dataset_schema, snap.dataset.format, snap.dataset.filesystem
     )
@@ -110,6 +145,11 @@ def read_rows(
         out = out.slice(0, limit)
     target = pa.schema([schema.column(c).field for c in columns])
     yield from rebatch(iter([out.select(columns)]), target, None, batch_rows)
+
+
+def order_files(fragments: list) -> list:
+    """(path, ...) pairs in the order of the table's files (order.py)."""
+    return [fragments[i] for i in order.in_order([p for p, *_ in fragments])]
 
 
 def _pushdown(where: list, schema: TableSchema) -> list | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +49,7 @@ class Staged:
     deletes: list = field(default_factory=list)  # positions among Keys
     modes: tuple = ()
     adds: list | None = None  # the files of a new table, written apart (see DeltaBackend.swap_in): add actions
+    ordered: bool = False  # a keyless table that keeps its rows in insertion order by its files (order.py)
     cache: dict = field(default_factory=dict)  # facts about `base` (keys, files, rules, verdicts): never undone
 
     def copy(self) -> Staged:
@@ -57,6 +59,50 @@ class Staged:
         """Forget what is staged: the table is being (re)created, or dropped."""
         self.schema, self.fresh, self.dropped = schema, fresh, dropped
         self.inserts, self.updates, self.deletes, self.adds = [], [], [], None
+        self.ordered = schema is not None and not schema.key
+
+    @property
+    def own_key(self) -> list[str] | None:
+        """The table's own key; a call may match the rows of a keyless table by a key= of its own (in `schema`)."""
+        if self.fresh or self.base_schema is None:
+            return self.schema.key if self.schema is not None else None
+        return self.base_schema.key
+
+    def table_schema(self) -> TableSchema:
+        """The dk schema the commit records: the call's, with the table's own key."""
+        if self.schema is None:
+            raise InternalError("a table that is not dropped has a schema")
+        schema, key = self.schema, self.own_key
+        if schema.key != key:
+            schema = replace(schema, key=key)
+        if getattr(schema, "loose", False):  # a call's key= is never the table's
+            unset: dict[str, Any] = {"loose": False}
+            schema = replace(schema, **unset)
+        return schema
+
+    @property
+    def seq(self) -> bool:
+        """Whether the table numbers its rows in a `_dk_seq` column (keyless tables of earlier versions)."""
+        if not self.has_rows or self.base is None:
+            return False
+        found = self.cache.get("seq")
+        if found is None:
+            found = self.cache["seq"] = ph.SEQ in pa.schema(self.base.schema().to_arrow()).names
+        return found
+
+    def full(self) -> pa.Schema:
+        """The stored columns of the table as this transaction leaves it."""
+        return ph.stored_schema(self.table_schema(), self.seq)
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether the version read is partitioned (a table of another tool: dataknobs-pd makes none)."""
+        if self.base is None:
+            return False
+        found = self.cache.get("partitioned")
+        if found is None:
+            found = self.cache["partitioned"] = bool(self.base.metadata().partition_columns)
+        return found
 
     @property
     def has_rows(self) -> bool:
@@ -66,7 +112,9 @@ class Staged:
     @property
     def changed(self) -> bool:
         """Whether the commit has anything to write."""
-        return self.fresh or bool(self.inserts or self.updates or self.deletes) or self.schema != self.base_schema
+        if self.fresh or self.inserts or self.updates or self.deletes:
+            return True
+        return self.schema is not None and self.table_schema() != self.base_schema
 
     def grows(self, full: pa.Schema) -> bool:
         """Whether the stored columns `full` include some the version read lacks (columns were added)."""
@@ -87,9 +135,9 @@ class Staged:
         """Every key of the version read, with its file and row (read once per transaction)."""
         keys = self.cache.get("keys")
         if keys is None:
-            if self.base_schema is None:
+            if self.schema is None:
                 raise InternalError("only a table that exists has keys")
-            names = ph.stored_key(self.base_schema)
+            names = ph.stored_key(self.schema)  # the table's key, or the key= a call matches its rows by
             snap = self.snapshot()
             parts: list[pa.Table] = []
             files: list[str] = []
@@ -102,15 +150,19 @@ class Staged:
                     files.append(path)
             table = pa.concat_tables(parts) if parts else snap.dataset_schema.empty_table().select(names)
             index = key_index(table)
-            if not index.is_unique:
-                raise StorageError(
-                    f"table {self.name!r} in {self.loc.display} holds a key more than once (written "
-                    f"by another tool?); keyed writes need unique keys"
-                )
             row_of = np.concatenate([np.arange(len(f)) for f in file_of]) if file_of else np.array([], np.int64)
-            keys = self.cache["keys"] = Keys(
-                files, np.concatenate(file_of) if file_of else np.array([], np.int32), row_of, index
-            )
+            file_at = np.concatenate(file_of) if file_of else np.array([], np.int32)
+            if not index.is_unique:
+                if self.own_key:
+                    raise StorageError(
+                        f"table {self.name!r} in {self.loc.display} holds a key more than once (written "
+                        f"by another tool?); keyed writes need unique keys"
+                    )
+                # key= on a table without a key: a value held by several rows matches none of them here (the
+                # engine fails the rows sent with it before they reach the store)
+                once = ~index.duplicated(keep=False)
+                index, file_at, row_of = index[once], file_at[once], row_of[once]
+            keys = self.cache["keys"] = Keys(files, file_at, row_of, index)
         return keys
 
     def find(self, stored: pa.Table) -> np.ndarray:
@@ -130,7 +182,7 @@ class Staged:
         if path not in files:
             with self.loc.io(f"reading table {self.name!r}"):
                 files[path] = self.snapshot().read_file(path)
-        return complete(files[path], ph.stored_schema(self.schema))
+        return complete(files[path], self.full())
 
     def rows_at(self, pos: np.ndarray, columns: list[str]) -> pa.Table:
         """The stored rows at positions `pos` among the keys, in that order, with `columns`."""
@@ -143,7 +195,7 @@ class Staged:
             parts.append(self.file(keys.files[f]).select(columns).take(keys.row_of[pos[sel]]))
             order.append(sel)
         if not parts:
-            return ph.stored_schema(self.schema).empty_table().select(columns)
+            return self.full().empty_table().select(columns)
         return pa.concat_tables(parts).take(np.argsort(np.concatenate(order)))
 
     def counts(self) -> dict:

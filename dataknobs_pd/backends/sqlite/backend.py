@@ -81,10 +81,6 @@ class SQLiteBackend(Backend):
         return backend
 
     # -- catalogue -------------------------------------------------------------------------
-    def missing(self):
-        """A file that does not exist (yet): connect, list and load create nothing; the first write creates it."""
-        return self.conn.missing()
-
     def tables(self):
         with self.conn.sql("listing the tables") as c:
             rows = c.execute("SELECT name FROM main.sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
@@ -205,7 +201,7 @@ class SQLiteBackend(Backend):
         """Which rows of `keys` have their key in the table (`encoded`: the key's values as stored). One
         integer or text key: one query, the keys bound as one JSON array (json_each, nothing staged);
         other keys: one join on a staged copy."""
-        stored = storage(schema.column(schema.key[0]).arrow)[1] if len(schema.key) == 1 else None
+        stored = storage(schema.column(schema.key[0]))[1] if len(schema.key) == 1 else None
         if stored is None or not (pa.types.is_int64(stored) or pa.types.is_string(stored)):
             return self._staged_found(table, keys, schema)
         found = self.conn.sqlite.execute(
@@ -229,13 +225,13 @@ class SQLiteBackend(Backend):
         c.execute(f"DROP TABLE IF EXISTS {STAGE_T}")
         cols = ", ".join(q(n) for n in data.column_names)
         c.execute(f"CREATE TABLE {STAGE_T} ({q(ROW)} INTEGER PRIMARY KEY, {cols})")
-        columns = [range(data.num_rows)] + [encode(data.column(n), schema.column(n).arrow) for n in data.column_names]
+        columns = [range(data.num_rows)] + [encode(data.column(n), schema.column(n)) for n in data.column_names]
         marks = ", ".join("?" * (data.num_columns + 1))
         c.executemany(f"INSERT INTO {STAGE_T} VALUES ({marks})", zip(*columns))
 
     @staticmethod
     def _encoded(data: pa.Table, schema: TableSchema) -> list[list]:
-        return [encode(data.column(n), schema.column(n).arrow) for n in data.column_names]
+        return [encode(data.column(n), schema.column(n)) for n in data.column_names]
 
     def _insert_rows(self, table, names: list[str], rows: Iterable[tuple]) -> None:
         marks = ", ".join("?" * len(names))
@@ -259,7 +255,7 @@ class SQLiteBackend(Backend):
         types = {c.name: c.arrow for c in schema.columns}
 
         def enc(col, values):
-            return encode(pa.array(values, type=types[col], from_pandas=True), types[col])
+            return encode(pa.array(values, type=types[col], from_pandas=True), schema.column(col))
 
         def ref(col, op):  # decimals are exact text: compare their numeric value for < and >
             ranged = op not in ("==", "!=", "in", "not in")
@@ -272,7 +268,7 @@ class SQLiteBackend(Backend):
         done = 0
         for raw in self.conn.rows(sql, params, limit, batch_rows, f"reading table {table!r}"):
             done += raw.num_rows
-            yield pa.table([decode(raw.column(i), f.type) for i, f in enumerate(out)], schema=out)
+            yield pa.table([decode(raw.column(i), schema.column(f.name)) for i, f in enumerate(out)], schema=out)
         if not done:
             yield out.empty_table()
 
