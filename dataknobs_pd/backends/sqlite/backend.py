@@ -81,6 +81,10 @@ class SQLiteBackend(Backend):
         return backend
 
     # -- catalogue -------------------------------------------------------------------------
+    def missing(self):
+        """A file that does not exist (yet): connect, list and load create nothing; the first write creates it."""
+        return self.conn.missing()
+
     def tables(self):
         with self.conn.sql("listing the tables") as c:
             rows = c.execute("SELECT name FROM main.sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
