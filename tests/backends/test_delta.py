@@ -160,12 +160,23 @@ def test_deltalake_reads_natural_types_and_values(store):
 
 def test_a_delta_table_of_another_tool_loads_with_natural_dtypes(store, tmp_path):
     uri = table_uri(store, "theirs")
-    data = pa.table({"k": [3, 1, 2], "s": ["c", "a", None], "t": pa.array([1, 2, None], pa.timestamp("us"))})
+    data = pa.table(
+        {
+            "k": [3, 1, 2],
+            "s": ["c", "a", None],
+            "t": pa.array([1, 2, None], pa.timestamp("us")),
+            "n": pa.array([7, None, 9], pa.int32()),
+            "b": pa.array([True, None, False]),
+        }
+    )
     write_deltalake(uri, data)
     assert "theirs" in store.tables()
-    out = dk.load(store, "theirs")
-    assert sorted(out["k"].tolist()) == [1, 2, 3] and out["k"].dtype == np.int64
+    out = dk.load(store, "theirs").sort_values("k", ignore_index=True)
+    assert out["k"].tolist() == [1, 2, 3] and out["k"].dtype == "Int64"  # Delta's columns are nullable
     assert out["t"].dtype == "datetime64[us]"
+    # a missing integer or boolean is missing, not int64's minimum or False
+    assert out["n"].dtype == "Int32" and out["n"].isna().tolist() == [True, False, False]
+    assert out["b"].dtype == "boolean" and out["b"].tolist()[0] is pd.NA
 
 
 @pytest.fixture(scope="session")

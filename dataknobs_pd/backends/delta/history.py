@@ -54,6 +54,10 @@ def natural_schema(dt: DeltaTable) -> TableSchema:
         pa.types.is_timestamp,
     )
     empty = arrow.empty_table().to_pandas(types_mapper=lambda t: None if any(f(t) for f in plain) else pd.ArrowDtype(t))
+    for f in arrow:  # a nullable integer or boolean column may hold missing values: pandas' nullable dtypes
+        if f.nullable and (pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)):
+            nullable = "boolean" if pa.types.is_boolean(f.type) else str(pd.ArrowDtype(f.type).numpy_dtype).capitalize()
+            empty[f.name] = empty[f.name].astype(nullable.replace("Uint", "UInt"))
     return TypeMapper().schema(empty.drop(columns=[n for n in empty.columns if str(n).startswith("_dk_")]))
 
 
