@@ -1,6 +1,7 @@
 """Tables other tools made, with and without a key of their own, written to by key and read back by those tools.
 
-Each table is made by the tool (pandas `to_sql`, plain `sqlite3`, DuckDB SQL, PostgreSQL SQL), then
+Each table is made by the tool (pandas `to_sql`, plain `sqlite3`, DuckDB SQL, PostgreSQL SQL, deltalake,
+pandas `to_parquet`, pyarrow's `write_dataset`), then
 loaded, appended to (a frame with an `id` column is just a column there), updated and deleted from by
 the table's own key or, without one, by key=; the tool then reads the same columns in the same forms.
 """
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 
+import deltalake
 import duckdb
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.dataset as ds
 import pytest
 from pandas.testing import assert_frame_equal
 
@@ -38,6 +42,10 @@ class Tool:
         elif kind == "duckdb":
             self.path = tmp_path / "tool.duckdb"
             self.url = f"duckdb:///{self.path}"
+        elif kind in ("delta", "parquet", "dataset"):
+            self.path = tmp_path / "data" / ("fl.parquet" if kind == "parquet" else "fl")
+            self.path.parent.mkdir()
+            self.url = f"{'delta' if kind == 'delta' else 'parquet'}://{self.path.parent}"
         else:
             self.url = pg.new_store_url()  # a new schema, first on the URL's search_path
 
@@ -55,6 +63,12 @@ class Tool:
             with sqlite3.connect(self.path) as c:
                 c.execute(ddl.replace("BIGINT", "INTEGER").replace("DOUBLE PRECISION", "REAL"))
                 c.executemany("INSERT INTO fl VALUES (?, ?, ?)", rows)
+        elif self.kind == "delta":
+            deltalake.write_deltalake(str(self.path), pa.Table.from_pandas(df, preserve_index=False))
+        elif self.kind == "parquet":
+            df.to_parquet(self.path, index=False)
+        elif self.kind == "dataset":
+            ds.write_dataset(pa.Table.from_pandas(df, preserve_index=False), self.path, format="parquet")
         elif self.kind == "duckdb":
             with duckdb.connect(str(self.path)) as c:
                 c.execute(ddl)
@@ -70,6 +84,12 @@ class Tool:
         if self.kind == "sqlite":
             with sqlite3.connect(self.path) as c:
                 return pd.read_sql(sql, c)
+        if self.kind == "delta":
+            return deltalake.DeltaTable(str(self.path)).to_pandas().sort_values("id", ignore_index=True)
+        if self.kind == "parquet":
+            return pd.read_parquet(self.path).sort_values("id", ignore_index=True)
+        if self.kind == "dataset":
+            return ds.dataset(self.path, format="parquet").to_table().to_pandas().sort_values("id", ignore_index=True)
         if self.kind == "duckdb":
             with duckdb.connect(str(self.path), read_only=True) as c:
                 return c.execute(sql).df()
@@ -78,12 +98,18 @@ class Tool:
             return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
 
 
-@pytest.fixture(params=["sqlite", "duckdb", "postgresql"])
+KINDS = ["sqlite", "duckdb", "postgresql", "delta", "parquet", "dataset"]
+KEYED = ["sqlite", "duckdb", "postgresql"]  # the tools that can give a table a PRIMARY KEY
+
+
+@pytest.fixture(params=KINDS)
 def kind(request):
     return request.param
 
 
-@pytest.mark.parametrize("primary_key", [True, False], ids=["primary_key", "no_key"])
+@pytest.mark.parametrize(
+    ("kind", "primary_key"), [(k, True) for k in KEYED] + [(k, False) for k in KINDS], ids=lambda v: str(v)
+)
 def test_a_table_another_tool_made_is_loaded_appended_updated_and_deleted_by_key(kind, tmp_path, primary_key):
     tool = Tool(kind, tmp_path, primary_key)
     tool.make(FLIGHTS)
