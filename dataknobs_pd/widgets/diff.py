@@ -9,7 +9,7 @@ import html
 import pandas as pd
 
 from ..changes import ACTIONS
-from .report import MAX_ROWS, _cell, _key_text, show_index
+from .cells import MAX_ROWS, cell, key_text, show_index
 
 MAX_DIFF_COLUMNS = 12  # changed columns shown side by side on one page
 
@@ -65,15 +65,15 @@ def diff_html(res, page: pd.DataFrame) -> str:
     for r in page[["row", "index", "key", "action", "before", "after"]].itertuples(index=False):
         tr = [f"<td class='dk-num'>{int(r.row):,}</td>"]
         if with_index:
-            tr.append(f"<td>{_cell(r.index)}</td>")
-        tr.append(f"<td class='dk-key'>{_cell(_key_text(r.key))}</td>")
+            tr.append(f"<td>{cell(r.index)}</td>")
+        tr.append(f"<td class='dk-key'>{cell(key_text(r.key))}</td>")
         tr.append(f"<td><span class='dk-act dk-act-{r.action}'>{r.action}</span></td>")
         for j, c in enumerate(columns):
             first = " dk-first-value" if j == 0 else ""
             if c in r.after:
                 tr.append(
-                    f"<td class='dk-val dk-changed{first}'><del>{_cell(r.before.get(c))}</del> → "
-                    f"<ins>{_cell(r.after[c])}</ins></td>"
+                    f"<td class='dk-val dk-changed{first}'><del>{cell(r.before.get(c))}</del> → "
+                    f"<ins>{cell(r.after[c])}</ins></td>"
                 )
             else:
                 tr.append(f"<td class='dk-val{first}'></td>")
@@ -118,5 +118,5 @@ def text_lines(res, max_rows: int = MAX_ROWS) -> list[str]:
     updated = res.changes[res.changes["action"] == "update"].head(max_rows)
     for r in updated[["row", "key", "before", "after"]].itertuples(index=False):
         cells = "; ".join(f"{c}: {r.before.get(c)!r} -> {v!r}" for c, v in r.after.items())
-        lines.append(f"  row {int(r.row):,} key {_key_text(r.key)}: {cells}")
+        lines.append(f"  row {int(r.row):,} key {key_text(r.key)}: {cells}")
     return lines

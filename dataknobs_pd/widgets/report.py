@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from ..failures import ROW_ERRORS
+from . import diff
+from .cells import MAX_CELL, MAX_ROWS, cell, key_text, show_index
 
-MAX_ROWS = 20  # failing rows in a static rendering; the rest are counted
 MAX_VALUE_COLUMNS = 40  # input columns shown beside each failure
-MAX_CELL = 80  # characters of one value before it is cut (the full text is in the tooltip)
 MAX_MESSAGE = 240  # characters of a message; on screen CSS shows two lines of it
 VERBS = {"save": "saved", "update_batch": "updated", "delete": "deleted"}
 _COLUMN_IN_MESSAGE = re.compile(r"column '([^']+)'")
@@ -111,44 +111,11 @@ def status(res) -> tuple[str, str]:
     return "ok", "All rows written"
 
 
-def _is_missing(v) -> bool:
-    if v is None:
-        return True
-    if isinstance(v, (list, dict, tuple, bytes, np.ndarray)):
-        return False
-    try:
-        return bool(pd.isna(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def _cell(v, mark: bool = False) -> str:
-    """One value as HTML: missing values dimmed, long text cut (with the whole of it as a tooltip)."""
-    if _is_missing(v):
-        text = {type(None): "None"}.get(type(v), "NaN" if isinstance(v, float) else str(v))
-        out = f"<span class='dk-na'>{html.escape(text)}</span>"
-    else:
-        text = v if isinstance(v, str) else str(v)
-        if text == "":
-            out = "<span class='dk-na'>''</span>"
-        elif len(text) > MAX_CELL:
-            out = f"<span title='{html.escape(text)}'>{html.escape(text[: MAX_CELL - 1])}…</span>"
-        else:
-            out = html.escape(text)
-    return f"<mark>{out}</mark>" if mark else out
-
-
 def _message(m) -> str:
     """A failure message: two lines at most on screen, all of it in the tooltip."""
     text = "" if m is None else str(m)
     shown = text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
     return f"<div class='dk-clamp' title='{html.escape(text)}'>{html.escape(shown)}</div>"
-
-
-def _key_text(v) -> str:
-    if isinstance(v, tuple):
-        return ", ".join("None" if _is_missing(x) else str(x) for x in v)
-    return v
 
 
 # -- pieces shared with the widget ------------------------------------------------------------
@@ -212,15 +179,6 @@ def value_columns(res) -> list:
     return [c for c in frame.columns if str(c) not in keys][:MAX_VALUE_COLUMNS]
 
 
-def show_index(res) -> bool:
-    """The `index` column says something only when the input's index is not its row positions."""
-    frame = getattr(res, "_frame", None)
-    if frame is None:
-        return True
-    idx = frame.index
-    return not (isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1)
-
-
 def input_rows(res, positions: np.ndarray) -> pd.DataFrame:
     """The input rows at `positions` (row numbers in the input frame), without copying the rest."""
     frame = getattr(res, "_frame", None)
@@ -278,9 +236,9 @@ def rows_html(res, failures: pd.DataFrame) -> str:
         bad_col = found.group(1) if found else None
         tr = [f"<td class='dk-num'>{int(f.row):,}</td>"]
         if with_index:
-            tr.append(f"<td>{_cell(f.index)}</td>")
+            tr.append(f"<td>{cell(f.index)}</td>")
         if with_key:
-            tr.append(f"<td class='dk-key'>{_cell(_key_text(keys[i]), mark=f.error in _KEY_ERRORS)}</td>")
+            tr.append(f"<td class='dk-key'>{cell(key_text(keys[i]), mark=f.error in _KEY_ERRORS)}</td>")
         tr.append(
             f"<td class='dk-stage dk-mute'>{html.escape(str(f.stage))}</td>"
             f"<td class='dk-error'>{html.escape(str(f.error))}</td>"
@@ -288,7 +246,7 @@ def rows_html(res, failures: pd.DataFrame) -> str:
         tr.append(f"<td class='dk-msg'>{_message(f.message)}</td>")
         for j, name in enumerate(names):
             cls = "dk-val dk-first-value" if j == 0 else "dk-val"
-            tr.append(f"<td class='{cls}'>{_cell(vals[j][i], mark=name == bad_col)}</td>")
+            tr.append(f"<td class='{cls}'>{cell(vals[j][i], mark=name == bad_col)}</td>")
         body.append("<tr>" + "".join(tr) + "</tr>")
     return (
         "<div class='dk-scroll'><table class='dk-table dk-rows'><thead>"
@@ -301,17 +259,13 @@ def rows_html(res, failures: pd.DataFrame) -> str:
 
 
 def wrap(inner: str) -> str:
-    from .diff import CSS as DIFF_CSS
-
-    return f"<div class='dk-report'><style>{CSS}{DIFF_CSS}</style>{inner}</div>"
+    return f"<div class='dk-report'><style>{CSS}{diff.CSS}</style>{inner}</div>"
 
 
 # -- the static renderings ----------------------------------------------------------------------
 def render_html(res, max_rows: int = MAX_ROWS) -> str:
     """The report as one HTML block: summary, failures by stage and error, the first failing rows,
     and with tracked changes the counts per action and the first changed rows."""
-    from . import diff
-
     parts = [head_html(res)]
     if res.dry_run:
         parts.append(diff.dry_run_note())
@@ -360,9 +314,7 @@ def render_text(res, max_rows: int = MAX_ROWS) -> str:
                 f"... and {res.failed - max_rows:,} more: res.failures has them all, res.failed_rows() the input rows"
             )
     if res.changes is not None:
-        from .diff import text_lines
-
-        lines.extend(text_lines(res, max_rows))
+        lines.extend(diff.text_lines(res, max_rows))
     return "\n".join(lines)
 
 
