@@ -16,6 +16,10 @@ holds the file from connect() to close(). Another process's connect() waits up t
 seconds (default 5) for it, then raises StorageError; `read_only=True` lets several readers
 share a file nobody writes. Threads of one process share the database, each with its own
 connection; writers of one table take turns (claim).
+
+backend.py holds the Backend: the transactions and the writes, wiring connection.py (the file opened,
+a connection per thread, statements and DuckDB's errors), catalogue.py (the tables, their dk schemas
+and DDL) and reading.py (the reads).
 """
 
 from .backend import DuckDBBackend

@@ -1,48 +1,25 @@
-"""The DuckDB backend: connections and transactions, the catalogue, writes and reads (see __init__)."""
+"""The DuckDB backend: wires the connections (connection.py), the catalogue (catalogue.py) and the reads
+(reading.py), and holds the transactions and the writes (see __init__)."""
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ...errors import (
-    ConcurrentWriteError,
-    InternalError,
-    InvalidArgumentError,
-    SchemaMismatchError,
-    StorageError,
-    WriteError,
-)
+from ...errors import InternalError, InvalidArgumentError, StorageError, WriteError
 from ...failures import inserted
 from ...schema import TableSchema
 from ...urls import mask
 from ..base import Backend, rebatch, without_rows
-from ..sql import META, ROW, STAGE, key_match, order_sql, q, where_sql
-from . import checks
-from .columns import foreign_column, literal, params, plan, staged, unholdable
-
-
-@dataclass
-class _Tx:
-    """One thread's open transaction. DuckDB's BEGIN is sent with the first statement, so that a
-    writer waiting in claim() takes its snapshot after the writer before it has committed."""
-
-    cur: duckdb.DuckDBPyConnection
-    begun: bool = False
-    broken: bool = False  # a statement failed: DuckDB has aborted the transaction
-    claimed: dict = field(default_factory=dict)  # table (casefolded) -> the lock this transaction holds
-    created: set = field(default_factory=set)  # tables made by this transaction: nothing in them can clash
-    keyed: set = field(default_factory=set)  # of those, the ones that get a PRIMARY KEY before commit
-    refused: checks.Refused | None = None  # the chunk the engine is narrowing down
-    tables: dict = field(default_factory=dict)  # name -> checks.Table, read once per transaction
-    probe: duckdb.DuckDBPyConnection | None = None  # a second connection, for what may fail
+from ..sql import META, ROW, STAGE, key_match, q
+from . import catalogue, checks, reading
+from .columns import staged, unholdable
+from .connection import Connections, Tx, open_database
+from .connection import staged as registered
 
 
 class DuckDBBackend(Backend):
@@ -73,7 +50,7 @@ class DuckDBBackend(Backend):
         path = url.split("://", 1)[1].removeprefix("/")  # duckdb:///rel.duckdb, duckdb:////abs.duckdb
         self.path = path or ":memory:"
         self.read_only, self.primary_key = bool(read_only), bool(primary_key)
-        self._start(self._open(float(timeout), dict(config or {})))
+        self._start(open_database(self.path, self.read_only, dict(config or {}), float(timeout), self.url))
 
     @classmethod
     def borrowing(cls, conn: duckdb.DuckDBPyConnection) -> DuckDBBackend:
@@ -97,144 +74,48 @@ class DuckDBBackend(Backend):
 
     def _start(self, root: duckdb.DuckDBPyConnection) -> None:
         """Take `root` as the connection the threads' own are made from, and find or make the catalogue."""
-        self._root = root
-        self._local = threading.local()
+        self._db = Connections(root, self.url)
         self._guard = threading.Lock()
-        self._cursors: list[tuple[threading.Thread, duckdb.DuckDBPyConnection]] = []
         self._claims: dict[str, threading.Lock] = {}
         self._messages: dict[tuple[str, str], str] = {}  # DuckDB's message for each CHECK, probed once
         try:
-            cur = self._cursor()
-            self._where = tuple(cur.execute("SELECT current_database(), current_schema()").fetchall()[0])
+            cur = self._db.cursor()
+            self._where: catalogue.Where = tuple(
+                cur.execute("SELECT current_database(), current_schema()").fetchall()[0]
+            )
             if not self.read_only:
-                cur.execute(f"CREATE TABLE IF NOT EXISTS {q(META)} (name VARCHAR NOT NULL, schema VARCHAR NOT NULL)")
+                catalogue.create_meta(self._db)
         except duckdb.Error as e:
             self.close()  # release the file
             raise StorageError(f"cannot open {mask(self.url)}: {e}") from e
-        self._has_meta = bool(self._catalogue_rows(META))
-
-    def _open(self, timeout: float, config: dict) -> duckdb.DuckDBPyConnection:
-        """Open the database, waiting up to `timeout` seconds while another process has the file open."""
-        if not self.path.startswith(":memory:"):
-            parent = os.path.dirname(os.path.abspath(self.path))
-            if not os.path.isdir(parent):
-                raise StorageError(f"cannot open {mask(self.url)}: folder {parent!r} does not exist")
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return duckdb.connect(self.path, read_only=self.read_only, config=config)
-            except duckdb.IOException as e:
-                if "lock" not in str(e).lower():
-                    raise StorageError(f"cannot open {mask(self.url)}: {e}") from e
-                if time.monotonic() >= deadline:
-                    raise StorageError(
-                        f"cannot open {mask(self.url)}: another process has this DuckDB file open, and DuckDB lets "
-                        f"only one process at a time open a file for writing (waited {timeout:g}s; pass timeout= "
-                        f"to wait longer, close the store in the other process, or open the file with "
-                        f"read_only=True from every process that only reads). DuckDB said: {e}"
-                    ) from e
-                time.sleep(0.05)
-            except duckdb.InvalidInputException as e:  # e.g. an unknown setting in config=
-                raise InvalidArgumentError(f"cannot open {mask(self.url)}: {e}") from e
-            except duckdb.Error as e:
-                raise StorageError(f"cannot open {mask(self.url)}: {e}") from e
-
-    # -- connections ---------------------------------------------------------------------------
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's connection to the database (DuckDB connections are not shared between threads)."""
-        cur = getattr(self._local, "cur", None)
-        if cur is None:
-            cur = self._new_cursor()
-            self._local.cur = cur
-            with self._guard:
-                for _, c in [e for e in self._cursors if not e[0].is_alive()]:
-                    c.close()
-                self._cursors = [e for e in self._cursors if e[0].is_alive()] + [(threading.current_thread(), cur)]
-        return cur
-
-    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
-        try:
-            cur = self._root.cursor()
-        except duckdb.Error as e:
-            raise StorageError(f"{mask(self.url)} is closed or broken: {e}") from e
-        cur.execute("SET arrow_large_buffer_size = true")  # strings come back as large_string, no 2 GB cap
-        return cur
-
-    def _fail(self, e: duckdb.Error, doing: str, tx: _Tx | None = None) -> StorageError:
-        """The error to raise for a DuckDB error; a failed statement has aborted DuckDB's transaction."""
-        if tx is not None:
-            tx.broken = True
-        if isinstance(e, duckdb.TransactionException) and "conflict" in str(e).lower():
-            return ConcurrentWriteError(
-                f"{doing}: another transaction changed the same rows at the same time ({e}); "
-                f"this call was rolled back, nothing of it was written: run it again"
-            )
-        whole = (
-            " (DuckDB ends the transaction on a failed statement, so nothing of this call was written)" if tx else ""
-        )
-        return StorageError(f"{doing} in {mask(self.url)}: {e}{whole}")
-
-    def _run(self, tx: _Tx, sql: str, params=None, doing: str = "writing", numpy: bool = False):
-        """A statement inside the transaction (BEGIN first when it is the first one), its result read whole
-        (DuckDB refuses other work on a connection with a result pending): rows, or columns as numpy."""
-        if tx.broken:
-            raise StorageError(f"{doing}: this call's DuckDB transaction was aborted by an earlier error")
-        try:
-            if not tx.begun:
-                tx.cur.execute("BEGIN TRANSACTION")
-                tx.begun = True
-            result = tx.cur.execute(sql, params)
-            return result.fetchnumpy() if numpy else result.fetchall()
-        except duckdb.Error as e:
-            raise self._fail(e, doing, tx) from e
-
-    def _query(self, sql: str, params=None, doing: str = "reading the catalogue") -> list[tuple]:
-        tx = getattr(self._local, "tx", None)
-        if tx is not None:
-            return self._run(tx, sql, params, doing)
-        try:
-            return self._cursor().execute(sql, params).fetchall()
-        except duckdb.Error as e:
-            raise self._fail(e, doing) from e
+        self._has_meta = bool(catalogue.catalogue_rows(self._db, self._where, META))
 
     @contextmanager
     def _tx(self):
         """The open transaction, or one for this block."""
-        tx = getattr(self._local, "tx", None)
+        tx = self._db.tx
         if tx is not None:
             yield tx
             return
         with self.transaction():
-            yield self._local.tx
-
-    @contextmanager
-    def _staged(self, cur, data: pa.Table):
-        """`data` visible to `cur` as the view `_dk_stage` (an Arrow scan, no copy)."""
-        cur.register(STAGE, data)
-        try:
-            yield
-        finally:
-            try:
-                cur.unregister(STAGE)
-            except duckdb.Error:  # an aborted transaction refuses even this; the next register replaces it
-                pass
+            yield self._db.tx
 
     # -- transactions --------------------------------------------------------------------------
     @contextmanager
     def transaction(self):
-        if getattr(self._local, "tx", None) is not None:
+        if self._db.tx is not None:
             with self.savepoint():
                 yield
             return
-        tx = _Tx(self._cursor())
-        self._local.tx = tx
+        tx = Tx(self._db.cursor())
+        self._db.tx = tx
         try:
             try:
                 yield
                 self._flush(tx)
                 for table in sorted(tx.keyed):  # one index build after the load is cheaper than per row
                     key = self.schema(table).key
-                    self._run(
+                    self._db.run(
                         tx,
                         f"ALTER TABLE {q(table)} ADD PRIMARY KEY ({', '.join(q(k) for k in key)})",
                         doing=f"adding the primary key of {table!r}",
@@ -256,9 +137,9 @@ class DuckDBBackend(Backend):
                 try:
                     tx.cur.execute("COMMIT")
                 except duckdb.Error as e:
-                    raise self._fail(e, "committing") from e
+                    raise self._db.fail(e, "committing") from e
         finally:
-            self._local.tx = None
+            self._db.tx = None
             for lock in tx.claimed.values():
                 lock.release()
             if tx.probe is not None:
@@ -268,7 +149,7 @@ class DuckDBBackend(Backend):
     def savepoint(self):
         """DuckDB has no savepoints. None is needed: a write raises WriteError before it writes anything,
         and any other error (after which DuckDB's transaction is aborted) ends the whole call."""
-        tx = getattr(self._local, "tx", None)
+        tx = self._db.tx
         if tx is None:
             with self.transaction():
                 yield
@@ -284,7 +165,7 @@ class DuckDBBackend(Backend):
     def claim(self, table):
         """Writers of one table take turns: this process's threads share the database, and DuckDB
         would let two transactions add the same key to a table without a PRIMARY KEY."""
-        tx = getattr(self._local, "tx", None)
+        tx = self._db.tx
         name = table.casefold()  # DuckDB's names are case-insensitive
         if tx is None or name in tx.claimed:
             return
@@ -294,91 +175,26 @@ class DuckDBBackend(Backend):
         tx.claimed[name] = lock
 
     def close(self):
-        with self._guard:
-            cursors, self._cursors = self._cursors, []
-        for _, cur in cursors:
-            try:
-                cur.close()
-            except duckdb.Error:
-                pass
-        self._root.close()
+        self._db.close()
 
-    # -- catalogue -----------------------------------------------------------------------------
-    def _catalogue_rows(self, table: str) -> list[tuple]:
-        db, nsp = self._where
-        return self._query(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?"
-            " AND table_name = ? AND NOT temporary",
-            [db, nsp, table],
-        )
-
+    # -- catalogue (catalogue.py) --------------------------------------------------------------
     def tables(self):
-        db, nsp = self._where
-        rows = self._query(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND NOT temporary",
-            [db, nsp],
-        )
-        return sorted(r[0] for r in rows if not r[0].lower().startswith("_dk_"))
+        return catalogue.tables(self._db, self._where)
 
     def schema(self, table):
-        if not self._catalogue_rows(table):
+        if not catalogue.catalogue_rows(self._db, self._where, table):
             return None
         if self._has_meta:
-            rows = self._query(f"SELECT schema FROM {q(META)} WHERE name = ?", [table])
-            if rows:
-                return TableSchema.from_json(rows[0][0], table)
-        return self._foreign_schema(table)
-
-    def _foreign_schema(self, table: str) -> TableSchema:
-        """A schema for a table this package did not create, from the types DuckDB reads its columns as."""
-        db, nsp = self._where
-        cols = self._query(
-            "SELECT column_name, is_nullable FROM duckdb_columns() WHERE database_name = ?"
-            " AND schema_name = ? AND table_name = ? ORDER BY column_index",
-            [db, nsp, table],
-        )
-        keys = self._query(
-            "SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = ?"
-            " AND schema_name = ? AND table_name = ? AND constraint_type = 'PRIMARY KEY'",
-            [db, nsp, table],
-        )
-        key = list(keys[0][0]) if keys else None
-        names = ", ".join(q(c) for c, _ in cols)
-        tx = getattr(self._local, "tx", None)
-        try:
-            cur = tx.cur if tx is not None else self._cursor()
-            if tx is not None and not tx.begun:
-                self._run(tx, "SELECT 1")
-            arrow = cur.sql(f"SELECT {names} FROM {q(table)} LIMIT 0").to_arrow_table().schema
-        except duckdb.Error as e:
-            raise self._fail(e, f"reading the columns of {table!r}", tx) from e
-        return TableSchema(
-            columns=[foreign_column(c, arrow.field(c).type, bool(n) and c not in (key or [])) for c, n in cols], key=key
-        )
+            stored = catalogue.stored_schema(self._db, table)
+            if stored is not None:
+                return stored
+        return catalogue.foreign_schema(self._db, self._where, table)
 
     def create(self, table, schema):
-        folded: dict[str, str] = {}
-        for c in schema.columns:  # DuckDB's column names are case-insensitive
-            other = folded.setdefault(c.name.casefold(), c.name)
-            if other != c.name:
-                raise SchemaMismatchError(
-                    f"columns {other!r} and {c.name!r} of table {table!r} differ only by case, "
-                    f"which DuckDB cannot keep apart; rename one of them"
-                )
+        catalogue.check_case(table, schema)
         with self._tx() as tx:
             self._flush(tx)
-            defs, notes = [], []
-            for c in schema.columns:
-                p = plan(c)
-                sql = p.sql or self._type_of(tx, c.arrow)
-                defs.append(f"{q(c.name)} {sql}{'' if c.nullable else ' NOT NULL'}")
-                if p.comment:
-                    notes.append((c.name, p.comment))
-            self._run(tx, f"CREATE TABLE {q(table)} ({', '.join(defs)})", doing=f"creating table {table!r}")
-            for name, note in notes:
-                self._run(
-                    tx, f"COMMENT ON COLUMN {q(table)}.{q(name)} IS {literal(note)}", doing=f"creating table {table!r}"
-                )
+            catalogue.create_table(self._db, tx, table, schema)
             tx.created.add(table)
             if self.primary_key and schema.key:
                 tx.keyed.add(table)
@@ -387,82 +203,41 @@ class DuckDBBackend(Backend):
     def add_columns(self, table, columns):
         with self._tx() as tx:
             self._flush(tx)
-            have = {c.casefold(): c for c in self.schema(table).names}
-            for c in columns:
-                other = have.setdefault(c.name.casefold(), c.name)
-                if other != c.name:
-                    raise SchemaMismatchError(
-                        f"column {c.name!r} differs only by case from column {other!r} of "
-                        f"table {table!r}, which DuckDB cannot keep apart; rename it"
-                    )
-                p = plan(c)
-                self._run(
-                    tx,
-                    f"ALTER TABLE {q(table)} ADD COLUMN {q(c.name)} {p.sql or self._type_of(tx, c.arrow)}",
-                    doing=f"adding column {c.name!r} to {table!r}",
-                )
-                if p.comment:
-                    self._run(
-                        tx,
-                        f"COMMENT ON COLUMN {q(table)}.{q(c.name)} IS {literal(p.comment)}",
-                        doing=f"adding column {c.name!r} to {table!r}",
-                    )
+            catalogue.add_columns(self._db, tx, table, self.schema(table).names, list(columns))
             tx.tables.pop(table, None)
-
-    def _type_of(self, tx: _Tx, t: pa.DataType) -> str:
-        """The type DuckDB gives an Arrow type (nested ones with parts columns.py does not name)."""
-        with self._staged(tx.cur, pa.table({"c": pa.array([], type=t)})):
-            return self._run(tx, f"DESCRIBE SELECT c FROM {q(STAGE)}")[0][1]
 
     def set_schema(self, table, schema):
         with self._tx() as tx:
             self._flush(tx)
-            old = self.schema(table)
-            for c in schema.columns:  # an ENUM whose categories grew (or a column that became one)
-                was = old.get(c.name) if old is not None else None
-                new = plan(c).sql
-                if was is not None and new is not None and plan(was).sql != new:
-                    self._run(
-                        tx,
-                        f"ALTER TABLE {q(table)} ALTER COLUMN {q(c.name)} SET DATA TYPE {new}",
-                        doing=f"adding categories to column {c.name!r} of {table!r}",
-                    )
+            catalogue.retype(self._db, tx, table, self.schema(table), schema)
             self._store_schema(tx, table, schema)
 
-    def _store_schema(self, tx: _Tx, table: str, schema: TableSchema) -> None:
-        self._run(tx, f"DELETE FROM {q(META)} WHERE name = ?", [table], doing=f"storing the schema of {table!r}")
-        self._run(
-            tx,
-            f"INSERT INTO {q(META)} VALUES (?, ?)",
-            [table, schema.to_json()],
-            doing=f"storing the schema of {table!r}",
-        )
+    def _store_schema(self, tx: Tx, table: str, schema: TableSchema) -> None:
+        catalogue.store_schema(self._db, tx, table, schema)
         self._has_meta = True
 
     def drop(self, table):
         with self._tx() as tx:
             self.claim(table)
             self._flush(tx)
-            self._run(tx, f"DROP TABLE IF EXISTS {q(table)}", doing=f"dropping {table!r}")
-            if self._has_meta:
-                self._run(tx, f"DELETE FROM {q(META)} WHERE name = ?", [table], doing=f"dropping {table!r}")
+            catalogue.drop(self._db, tx, table, self._has_meta)
             tx.created.discard(table)
             tx.keyed.discard(table)
             tx.tables.pop(table, None)
 
-    # -- writing -------------------------------------------------------------------------------
+    # -- writing (what may fail found first: checks.py) -------------------------------------------------------------------------------
     def prepare(self, data, schema):
         facts = unholdable(data, schema)
         return without_rows(data, facts), facts
 
     def write(self, table, data, schema, mode):
-        tx = getattr(self._local, "tx", None)
+        tx = self._db.tx
         if tx is None:
             with self.transaction():
                 return self.write(table, data, schema, mode)
         refused = tx.refused
         start = refused.locate(table, mode, data) if refused is not None else None
-        if start is None:  # a new chunk
+        if refused is None or start is None:  # a new chunk
             self._flush(tx)
             existed = self._existed(tx, table, data, schema)
             bad = self._refused_rows(tx, table, data, schema, mode, existed)
@@ -477,21 +252,21 @@ class DuckDBBackend(Backend):
         refused.fine.append((start, data.num_rows))
         return None if refused.existed is None else refused.existed[start : start + data.num_rows]
 
-    def _flush(self, tx: _Tx) -> None:
+    def _flush(self, tx: Tx) -> None:
         """Write the slices of a refused chunk found fine, in one go."""
         refused, tx.refused = tx.refused, None
         if refused is not None and refused.fine:
             data, existed = refused.pending()
             self._apply(tx, refused.table, data, self.schema(refused.table), refused.mode, existed)
 
-    def _existed(self, tx: _Tx, table: str, data: pa.Table, schema: TableSchema) -> np.ndarray | None:
+    def _existed(self, tx: Tx, table: str, data: pa.Table, schema: TableSchema) -> np.ndarray | None:
         """Which rows' keys are in the table: one semi-join against the staged keys."""
         if not schema.key or table in tx.created or not data.num_rows:
             return None
         keys = staged(data.select(schema.key), schema)
         keys = keys.append_column(ROW, pa.array(np.arange(data.num_rows, dtype=np.int64)))
-        with self._staged(tx.cur, keys):
-            found = self._run(
+        with registered(tx.cur, keys):
+            found = self._db.run(
                 tx,
                 f"SELECT s.{q(ROW)} FROM {q(STAGE)} s WHERE EXISTS (SELECT 1 FROM {q(table)} t"
                 f" WHERE {key_match(schema.key, 't', 's')})",
@@ -511,7 +286,7 @@ class DuckDBBackend(Backend):
             db, nsp = self._where
             qualified = f"{q(db)}.{q(nsp)}.{q(table)}"
             info = tx.tables[table] = checks.constraints(
-                lambda s, p: self._run(tx, s, p), table, qualified, self._where
+                lambda s, p: self._db.run(tx, s, p), table, qualified, self._where
             )
         if not info.checks:
             return {}
@@ -523,9 +298,9 @@ class DuckDBBackend(Backend):
         stage = staged(data, schema).append_column(ROW, pa.array(np.arange(data.num_rows, dtype=np.int64)))
         stage = stage.append_column(checks.OLD, pa.array(old))
         if tx.probe is None:
-            tx.probe = self._new_cursor()
+            tx.probe = self._db.new_cursor()
         try:
-            with self._staged(tx.probe, stage):
+            with registered(tx.probe, stage):
                 found = checks.refused_rows(tx.probe, info, rows)
                 out = {}
                 for position, check in sorted(found.items()):
@@ -547,10 +322,10 @@ class DuckDBBackend(Backend):
         values = [n for n in data.column_names if n not in key]
         new = len(inserted(data, schema, mode, old)) > 0
         t, s = q(table), q(STAGE)
-        with self._staged(tx.cur, stage):
+        with registered(tx.cur, stage):
             if old.any() and mode in ("upsert", "update") and values:
                 sets = ", ".join(f"{q(n)} = s.{q(n)}" for n in values)
-                self._run(
+                self._db.run(
                     tx,
                     f"UPDATE {t} SET {sets} FROM {s} s WHERE s.{q(checks.OLD)} AND {key_match(key, t, 's')}",
                     doing=f"updating {table!r}",
@@ -558,7 +333,9 @@ class DuckDBBackend(Backend):
             if new:
                 names = ", ".join(q(n) for n in data.column_names)
                 only = f" WHERE NOT {q(checks.OLD)}" if old.any() else ""
-                self._run(tx, f"INSERT INTO {t} ({names}) SELECT {names} FROM {s}{only}", doing=f"writing to {table!r}")
+                self._db.run(
+                    tx, f"INSERT INTO {t} ({names}) SELECT {names} FROM {s}{only}", doing=f"writing to {table!r}"
+                )
 
     def delete(self, table, keys, schema):
         with self._tx() as tx:
@@ -568,50 +345,21 @@ class DuckDBBackend(Backend):
                 return np.zeros(keys.num_rows, dtype=bool)
             if existed.any():
                 t = q(table)
-                with self._staged(tx.cur, staged(keys.filter(pa.array(existed)), schema)):
-                    self._run(
+                with registered(tx.cur, staged(keys.filter(pa.array(existed)), schema)):
+                    self._db.run(
                         tx,
                         f"DELETE FROM {t} USING {q(STAGE)} s WHERE {key_match(schema.key, t, 's')}",
                         doing=f"deleting from {table!r}",
                     )
             return existed
 
-    # -- reading -------------------------------------------------------------------------------
+    # -- reading (reading.py) --------------------------------------------------------------------
     def read(self, table, schema, columns, where, order, limit, batch_rows):
-        cols = [schema.column(c) for c in columns]
-        plans = [plan(c) for c in cols]
-
-        def compare(col, op="<"):  # e.g. decimals kept as text compare as numbers
-            return plan(schema.column(col)).compare.format(q(col)) if op not in ("==", "!=", "in", "not in") else q(col)
-
-        clause, bound = where_sql(where, lambda col, values: params(schema.column(col), values), column_sql=compare)
-        select = ", ".join(f"{p.select.format(q(c.name))} AS {q(c.name)}" for c, p in zip(cols, plans))
-        # Without a key, no ORDER BY: DuckDB returns rows in insertion order (preserve_insertion_order).
-        sql = f"SELECT {select} FROM {q(table)}{clause}{order_sql(order, schema.key, None, compare)}"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        out = pa.schema([pa.field(c.name, c.arrow) for c in cols])
+        sql, bound, plans, out = reading.select(table, schema, columns, where, order, limit)
         return rebatch(self._stream(table, sql, bound, plans, out.names, batch_rows), out, None, batch_rows)
 
     def _stream(self, table, sql, bound, plans, names, batch_rows):
-        tx = getattr(self._local, "tx", None)
+        tx = self._db.tx
         if tx is not None:
             self._flush(tx)
-            self._run(tx, "SELECT 1", doing=f"reading {table!r}")  # BEGIN: the read sees this call's writes
-            cur = tx.cur
-        else:  # its own connection: a caller reading in chunks may use this thread's meanwhile
-            cur = self._new_cursor()
-        reader = None
-        try:
-            try:
-                reader = cur.sql(sql, params=bound or None).to_arrow_reader(batch_rows)
-                for batch in reader:
-                    cols = [p.back(batch.column(i)) if p.back else batch.column(i) for i, p in enumerate(plans)]
-                    yield pa.table(cols, names=names)
-            except duckdb.Error as e:
-                raise self._fail(e, f"reading {table!r}", tx) from e
-        finally:  # a caller may stop early: the connection must not keep a pending result
-            if reader is not None:
-                reader.close()
-            if tx is None:
-                cur.close()
+        yield from reading.stream(self._db, tx, table, sql, bound, plans, names, batch_rows)
