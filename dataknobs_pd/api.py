@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import functools
-import itertools
 from collections.abc import Hashable, Iterable, Iterator, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeAlias, overload
 
 import pandas as pd
 import pyarrow as pa
 
-from . import keys
-from .batch import BatchWriter, Job, Plan
-from .errors import (
-    InvalidArgumentError,
-    TableExistsError,
-    TableNotFoundError,
-)
+from .backends.capabilities import History, no_history
+from .errors import InvalidArgumentError
 from .filters import normalize, order_terms
-from .names import check_column_names, check_table_name
+from .names import check_table_name
 from .result import BatchResult
 from .schema import TableSchema
 from .store import Store, as_store
-from .types import TypeMapper, is_default_index
-
-IF_EXISTS = ("fail", "replace", "append", "upsert")
-ERRORS = ("collect", "raise")
-NEW_COLUMNS = ("fail", "add")
+from .writing import WriteOptions, found, mapper, write
 
 Filter: TypeAlias = tuple[Hashable, str, Any]
 """One condition of `where=`: `(column, op, value)`, op one of `==`, `!=`, `<`, `<=`, `>`, `>=`, `in`,
@@ -40,8 +28,6 @@ by AND, or a list of such lists joined by OR."""
 
 OrderBy: TypeAlias = Hashable | tuple[Hashable, str] | Sequence[Hashable | tuple[Hashable, str]]
 """`order_by=` of `load`: a column, a `(column, "asc" | "desc")` pair, or a list of those."""
-
-_mapper = TypeMapper()
 
 
 def save(
@@ -98,50 +84,17 @@ def save(
         BatchError: `errors="raise"` and a row failed: nothing was written; `.result` is the report.
         InvalidArgumentError: A bad argument (an option value, a table or column name, a Series).
     """
-    _check_option("if_exists", if_exists, IF_EXISTS)
-    _check_option("new_columns", new_columns, NEW_COLUMNS)
-    data, (frames, df, again) = df, _input(df)
-    _check_common(df, table, errors, chunksize)
-    store = as_store(store)
-    upsert = "save(if_exists='upsert')" if if_exists == "upsert" else None
-    fresh: list[TableSchema] = []  # the frame's own schema, described once
-
-    def plan(existing: TableSchema | None) -> Plan:
-        if existing is not None and if_exists == "fail":
-            raise TableExistsError(
-                f"table {table!r} already exists in {store.url}; pass if_exists='replace', 'append' or 'upsert'"
-            )
-        if existing is None or if_exists == "replace":
-            if existing is None:
-                _check_case(store, table)
-            if not fresh:
-                key_cols, _ = keys.choose(df, key, None, table, upsert)
-                fresh.append(_mapper.schema(df, key_cols))
-            return Plan(fresh[0], "insert", create=True)
-        key_cols, loose = keys.choose(df, key, existing, table, upsert)
-        if loose and not upsert:  # a table without a key takes appends as they are
-            key_cols, loose = None, False
-        return _planned(df, existing, key_cols, loose, table, new_columns, "upsert" if upsert else "insert")
-
-    job = Job("save", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
-    if store.scheme != "memory" and getattr(store, "borrowed", None) is None:  # other processes can open it
-        job.spec = (store._url, store._options)
-    res = _run(job, errors, chunksize, progress, dry_run, track_changes)
-    if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
-        res._commit = functools.partial(
-            save,
-            data,
-            store,
-            table,
-            key=key,
-            if_exists=if_exists,
-            errors=errors,
-            chunksize=chunksize,
-            progress=progress,
-            track_changes=track_changes,
-            new_columns=new_columns,
-        )
-    return res
+    options = WriteOptions(
+        key=key,
+        if_exists=if_exists,
+        errors=errors,
+        chunksize=chunksize,
+        progress=progress,
+        dry_run=dry_run,
+        track_changes=track_changes,
+        new_columns=new_columns,
+    )
+    return write("save", df, store, table, options)
 
 
 def update_batch(
@@ -194,33 +147,17 @@ def update_batch(
         BatchError: `errors="raise"` and a row failed: nothing was written; `.result` is the report.
         InvalidArgumentError: A bad argument (an option value, a table or column name, a Series).
     """
-    _check_option("new_columns", new_columns, NEW_COLUMNS)
-    data, (frames, df, again) = df, _input(df)
-    _check_common(df, table, errors, chunksize)
-    store = as_store(store)
-
-    def plan(existing: TableSchema | None) -> Plan:
-        existing = _found(store, table, existing)
-        key_cols, loose = keys.choose(df, key, existing, table, "update_batch")
-        return _planned(df, existing, key_cols, loose, table, new_columns, "upsert" if insert_missing else "update")
-
-    job = Job("update_batch", store.backend, store.url, table, frames, plan, again=again, new_columns=new_columns)
-    res = _run(job, errors, chunksize, progress, dry_run, track_changes)
-    if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
-        res._commit = functools.partial(
-            update_batch,
-            data,
-            store,
-            table,
-            key=key,
-            insert_missing=insert_missing,
-            errors=errors,
-            chunksize=chunksize,
-            progress=progress,
-            track_changes=track_changes,
-            new_columns=new_columns,
-        )
-    return res
+    options = WriteOptions(
+        key=key,
+        insert_missing=insert_missing,
+        errors=errors,
+        chunksize=chunksize,
+        progress=progress,
+        dry_run=dry_run,
+        track_changes=track_changes,
+        new_columns=new_columns,
+    )
+    return write("update_batch", df, store, table, options)
 
 
 def delete(
@@ -263,30 +200,10 @@ def delete(
         BatchError: `errors="raise"` and a row failed: nothing was deleted; `.result` is the report.
         InvalidArgumentError: A bad argument (an option value, a table name, a Series).
     """
-    data, (frames, df, again) = df, _input(df)
-    _check_common(df, table, errors, chunksize)
-    store = as_store(store)
-
-    def plan(existing: TableSchema | None) -> Plan:
-        existing = _found(store, table, existing)
-        key_cols, loose = keys.choose(df, key, existing, table, "delete")
-        return Plan(replace(existing, key=key_cols, loose=True) if loose else existing, "delete")
-
-    job = Job("delete", store.backend, store.url, table, frames, plan, again=again)
-    res = _run(job, errors, chunksize, progress, dry_run, track_changes)
-    if dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
-        res._commit = functools.partial(
-            delete,
-            data,
-            store,
-            table,
-            key=key,
-            errors=errors,
-            chunksize=chunksize,
-            progress=progress,
-            track_changes=track_changes,
-        )
-    return res
+    options = WriteOptions(
+        key=key, errors=errors, chunksize=chunksize, progress=progress, dry_run=dry_run, track_changes=track_changes
+    )
+    return write("delete", df, store, table, options)
 
 
 @overload
@@ -384,9 +301,11 @@ def load(
     store = as_store(store)
     earlier = version is not None or as_of is not None
     if earlier:
+        if not isinstance(store.backend, History):
+            raise InvalidArgumentError(no_history(store.url))
         schema = store.backend.schema_at(table, version=version, as_of=as_of)
     else:
-        schema = _found(store, table, store.backend.schema(table))
+        schema = found(store, table, store.backend.schema(table))
     if columns is None:
         selected = schema.names
     else:
@@ -399,7 +318,7 @@ def load(
     order = order_terms(order_by, schema)
     view = TableSchema(columns=[schema.column(n) for n in selected], key=schema.key, index_names=schema.index_names)
     batch_rows = chunksize or 1_000_000
-    if earlier:
+    if isinstance(store.backend, History) and earlier:
         batches = store.backend.read_version(
             table, schema, selected, filters, order, limit, batch_rows, version=version, as_of=as_of
         )
@@ -409,57 +328,10 @@ def load(
         return _chunks(batches, view)
     tables = list(batches)
     data = pa.concat_tables(tables) if tables else view.arrow_schema.empty_table()
-    return _mapper.to_pandas(data, view)
+    return mapper.to_pandas(data, view)
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _input(data) -> tuple[list[pd.DataFrame] | Iterator[pd.DataFrame], pd.DataFrame, Iterable | None]:
-    """The frames to write, the first of them, and what to read again for a retry (None: a one-shot stream)."""
-    if isinstance(data, pd.DataFrame):
-        return [data], data, None
-    if isinstance(data, (pd.Series, dict)):  # iterable, but not of frames: say what to pass instead
-        _frame_at(data, None)
-    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
-        raise InvalidArgumentError(f"expected a pandas DataFrame or an iterable of them, got {type(data).__name__}")
-    if isinstance(data, (list, tuple)):
-        frames = list(data)
-        for i, f in enumerate(frames):
-            _frame_at(f, i)
-        if not frames:
-            raise InvalidArgumentError("the input holds no frames")
-        return frames, frames[0], None
-    again = None if isinstance(data, Iterator) else data  # an iterable that is not an iterator reads again
-    it = iter(data)
-    first = next(it, None)
-    if first is None:
-        raise InvalidArgumentError("the input stream holds no frames")
-    _frame_at(first, 0)
-    return itertools.chain([first], (_frame_at(f, i) for i, f in enumerate(it, 1))), first, again
-
-
-def _frame_at(f, i: int | None) -> pd.DataFrame:
-    """`f` when it is a DataFrame (item `i` of the input, or the input itself when None); else an error
-    saying what it is and, for a Series or a dict, how to make a frame of it."""
-    if isinstance(f, pd.DataFrame):
-        return f
-    what = "the input" if i is None else f"item {i} of the input"
-    if isinstance(f, pd.Series):
-        if f.name is None:
-            how = "series.to_frame(name), a one-column frame whose column is `name` (series.to_frame() calls it 0)"
-        else:
-            how = f"series.to_frame(), a one-column frame whose column is {f.name!r} (or series.to_frame(name))"
-        raise InvalidArgumentError(f"{what} is a pandas Series, not a DataFrame: pass {how}")
-    if isinstance(f, dict):
-        raise InvalidArgumentError(f"{what} is a dict, not a pandas DataFrame: pass pd.DataFrame(data) instead")
-    raise InvalidArgumentError(f"{what} is a {type(f).__name__}, not a pandas DataFrame")
-
-
-def _run(job: Job, errors: str, chunksize, progress, dry_run: bool, track_changes: bool) -> BatchResult:
-    job.errors, job.chunksize, job.progress = errors, chunksize, progress
-    job.dry_run, job.track = bool(dry_run), bool(track_changes)
-    return BatchWriter(_mapper).run(job)
 
 
 def _chunks(batches, view: TableSchema) -> Iterator[pd.DataFrame]:
@@ -467,28 +339,11 @@ def _chunks(batches, view: TableSchema) -> Iterator[pd.DataFrame]:
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        frame = _mapper.to_pandas(batch, view)
+        frame = mapper.to_pandas(batch, view)
         if not view.index_columns:
             frame.index = pd.RangeIndex(start, start + len(frame))
         start += len(frame)
         yield frame
-
-
-def _found(store: Store, table: str, schema: TableSchema | None) -> TableSchema:
-    if schema is None:
-        raise TableNotFoundError(store._no_table(table))
-    return schema
-
-
-def _check_case(store: Store, table: str) -> None:
-    """Refuse a new table whose name differs only by case from one already there: SQLite and
-    case-insensitive file systems cannot keep such names apart, so no store takes them."""
-    folded = table.casefold()
-    other = next((t for t in store.backend.tables() if t.casefold() == folded and t != table), None)
-    if other is not None:
-        raise InvalidArgumentError(
-            f"table {table!r} differs only by case from table {other!r} in {store.url}; use {other!r} or another name"
-        )
 
 
 def _select(schema: TableSchema, columns, table: str) -> list[str]:
@@ -506,32 +361,3 @@ def _select(schema: TableSchema, columns, table: str) -> list[str]:
     if repeated:
         raise InvalidArgumentError(f"columns= names {repeated} more than once; name each column once")
     return [n for n in asked if not schema.column(n).index] + [c.name for c in schema.index_columns]
-
-
-def _planned(
-    df: pd.DataFrame, existing: TableSchema, key_cols, loose: bool, table: str, new_columns: str, mode: str
-) -> Plan:
-    """The plan of a write into an existing table: its columns checked against the frame's (TypeMapper.fit);
-    a `loose` key (key= on a table without one) is what this call matches rows by, and is not stored."""
-    schema, changed, added = _mapper.fit(df, existing, table, new_columns)
-    if loose:
-        schema = replace(schema, key=key_cols, loose=True)
-    return Plan(schema, mode, schema_changed=changed, added=tuple(added))
-
-
-def _check_option(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise InvalidArgumentError(f"{name}={value!r} is not valid; use one of {', '.join(map(repr, allowed))}")
-
-
-def _check_common(df, table, errors, chunksize) -> None:
-    _frame_at(df, None)
-    check_table_name(table)
-    _check_option("errors", errors, ERRORS)
-    if chunksize is not None and (not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1):
-        raise InvalidArgumentError(f"chunksize= must be a positive int, got {chunksize!r}")
-    if len(df.columns) == 0 and is_default_index(df.index):
-        raise InvalidArgumentError(
-            f"the frame has {len(df):,} rows and no columns (and only a default index): nothing to store in {table!r}"
-        )
-    check_column_names(df)

@@ -23,6 +23,7 @@ a write into an existing table, a keyless table) goes through the one writer (ba
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -31,13 +32,14 @@ import numpy as np
 import pandas as pd
 
 from . import keys
-from .errors import DataKnobsError
+from .backends.capabilities import ParallelLoad
+from .errors import DataKnobsError, InternalError
 from .failures import Failures
 from .progress import Progress
 
 if TYPE_CHECKING:
-    from .batch import BatchWriter, Job, Plan, _Tally
-    from .schema import TableSchema
+    from .batch import BatchWriter, Job
+    from .result import BatchResult
 
 
 @runtime_checkable
@@ -61,16 +63,17 @@ class Part:
     misfit: bool = False  # it does not fit the first partition's schema: the one writer must write it
 
 
-def load(writer: BatchWriter, job: Job, plan: Plan, existing: TableSchema | None) -> tuple[_Tally, bool] | None:
-    """Run a save that creates `job.table` through writers in parallel: the tally and whether it was
-    committed (not when errors="raise" met a failure), or None when this call cannot be run so (the
-    caller then writes it with the one writer)."""
-    from .batch import _key_schema, _Tally
+def save(writer: BatchWriter, job: Job, source: Source, address: tuple[str, dict]) -> BatchResult | None:
+    """Run a save that creates `job.table` through writers in parallel, the partitions of `source` each
+    written by the process that computes it (opening the store at `address`): the call's report, or None
+    when this call cannot be run so (the caller then writes it with the one writer)."""
+    from .batch import Tally, key_schema
 
-    source, schema, backend = job.again, plan.schema, job.backend
+    start = time.perf_counter()
+    existing, plan = writer.plan(job)
+    schema, backend = plan.schema, job.backend
     if (
-        not isinstance(source, Source)
-        or job.spec is None
+        not isinstance(backend, ParallelLoad)
         or job.operation != "save"
         or not plan.create
         or not schema.key
@@ -82,16 +85,16 @@ def load(writer: BatchWriter, job: Job, plan: Plan, existing: TableSchema | None
     if aside is None:
         return None
     try:
-        tally, seen = _Tally(), keys.KeySet()
+        tally, seen = Tally(), keys.KeySet()
         with Progress(None, f"{job.operation} {job.table}", job.progress) as bar:
-            for n, part in enumerate(source.on_workers(write_part, job.spec, aside, job.table, schema, job.chunksize)):
+            for n, part in enumerate(source.on_workers(write_part, address, aside, job.table, schema, job.chunksize)):
                 if part.misfit:
                     return None
-                failures = writer._validate(part.keys, schema.key, seen, tally.total)
+                failures = writer.validate(part.keys, schema.key, seen, tally.total)
                 failed = part.failed
                 taken = np.setdiff1d(np.fromiter(failures, dtype=np.int64), part.left_out)
                 if len(taken):  # keys an earlier partition holds: out of the table, into the report
-                    kf, _ = writer.mapper.to_arrow(part.keys.iloc[taken], _key_schema(schema), False)
+                    kf, _ = writer.mapper.to_arrow(part.keys.iloc[taken], key_schema(schema), False)
                     rows = writer.mapper.to_pandas(backend.take_aside(aside, schema, n, taken, kf), schema)
                     if part.index is not None:  # a default index is not stored: the rows' labels in the frame
                         rows.index = part.index[taken]
@@ -101,19 +104,19 @@ def load(writer: BatchWriter, job: Job, plan: Plan, existing: TableSchema | None
                     failures.setdefault(i, f)
                 tally.add_failed(n, part.rows, failures, failed)
                 bar.update(part.rows, tally.failed)
-        if tally.failed and job.errors == "raise":
-            return tally, False
-        with backend.transaction():
-            if not writer._claim(job, plan, existing).create:
-                return None  # another writer made the table meanwhile, and this call appends to it: one writer does
-            backend.drop(job.table)
-            backend.swap_in(aside, job.table, schema)
-        return tally, True
+        committed = not (tally.failed and job.errors == "raise")
+        if committed:
+            with backend.transaction():
+                if not writer.claim(job, plan, existing).create:
+                    return None  # another writer made the table meanwhile, and this call appends to it: one writer does
+                backend.drop(job.table)
+                backend.swap_in(aside, job.table, schema)
     finally:
         backend.drop_aside(aside)
+    return writer.result(job, plan, tally, committed, start)
 
 
-def write_part(df: pd.DataFrame, n: int, spec: tuple, aside: str, table: str, schema, chunksize) -> Part:
+def write_part(df: pd.DataFrame, n: int, address: tuple, aside: str, table: str, schema, chunksize) -> Part:
     """On a worker: convert, check and write partition `n` into the table aside, in one transaction
     that first removes what an earlier try of it wrote."""
     from .batch import BatchWriter, Job, Plan
@@ -127,20 +130,22 @@ def write_part(df: pd.DataFrame, n: int, spec: tuple, aside: str, table: str, sc
         changed = True
     if changed:  # new columns or categories: the table's schema changes, which only the one writer does
         return Part(misfit=True)
-    backend = pooled(spec[0], **spec[1]).backend
+    backend = pooled(address[0], **address[1]).backend
+    if not isinstance(backend, ParallelLoad):
+        raise InternalError(f"{backend.url} cannot load a table in parallel")
     plan = Plan(schema, "insert", create=True)
     job = Job("save", backend, backend.url, table, [df], lambda _: plan, chunksize=chunksize)
     writer = BatchWriter(mapper)
     # Rows with a missing or repeated key are left out here; the driver words their failures (their rows
     # in the whole frame), and its words win over these.
-    failures = writer._validate(df, schema.key, None, 0)
+    failures = writer.validate(df, schema.key, None, 0)
 
     def put(data, rows):
         backend.write_aside(aside, n, data, schema, rows)
 
     with backend.transaction():
         backend.clear_aside(aside, n, schema)
-        writer._frame(job, plan, df, failures, put)
+        writer.write_frame(job, plan, df, failures, put)
     left_out = np.array(sorted(failures), dtype=np.int64)
     index = df.index if not schema.index_columns and isinstance(df.index, pd.RangeIndex) else None
     return Part(len(df), keys.key_frame(df, schema.key), failures, df.iloc[left_out], left_out, index)

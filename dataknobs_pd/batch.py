@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import aside, changes, keys
+from . import changes, keys
 from .backends.base import Backend, without_rows
+from .backends.capabilities import History
 from .changes import CHANGE_COLUMNS
 from .errors import BatchError, ConcurrentWriteError, InternalError, WriteError
 from .failures import (
@@ -76,7 +77,6 @@ class Job:
     new_columns: str = "fail"  # columns a later frame of a stream brings: "fail" or "add"
     dry_run: bool = False  # do everything, then roll back
     track: bool = False  # record what each written row changes (BatchResult.changes)
-    spec: tuple[str, dict] | None = None  # (url, options): how a worker process opens the store (None: it cannot)
 
     @property
     def single(self) -> pd.DataFrame | None:
@@ -100,14 +100,19 @@ class BatchWriter:
     def __init__(self, mapper: TypeMapper | None = None):
         self.mapper = mapper or TypeMapper()
 
-    def run(self, job: Job) -> BatchResult:
-        start = time.perf_counter()
-        # Decided once outside the transaction, so that bad input fails before any lock is taken,
-        # and again inside it: another writer may have created or changed the table meanwhile.
+    def plan(self, job: Job) -> tuple[TableSchema | None, Plan]:
+        """The table's schema as it stands (None: there is none) and the call's plan for it. Decided once
+        outside the transaction, so that bad input fails before any lock is taken, and again inside it
+        (`claim`): another writer may have created or changed the table meanwhile."""
         existing = job.backend.schema(job.table)
-        plan = job.plan(existing)
-        done = aside.load(self, job, plan, existing)  # a new table, from partitions written in parallel
-        for attempt in range(0 if done else ATTEMPTS):
+        return existing, job.plan(existing)
+
+    def run(self, job: Job) -> BatchResult:
+        """Write the whole call as the one writer: one transaction, run again (when the frames can be read
+        again) when another writer won a race."""
+        start = time.perf_counter()
+        existing, plan = self.plan(job)
+        for attempt in range(ATTEMPTS):
             try:
                 tally, committed, plan = self._attempt(job, plan, existing)
                 break
@@ -115,10 +120,12 @@ class BatchWriter:
                 if attempt == ATTEMPTS - 1 or not job.retry():
                     raise
                 time.sleep(random.uniform(0.02, 0.1 * 2**attempt))
-                existing = job.backend.schema(job.table)
-                plan = job.plan(existing)
-        if done:
-            tally, committed = done
+                existing, plan = self.plan(job)
+        return self.result(job, plan, tally, committed, start)
+
+    @staticmethod
+    def result(job: Job, plan: Plan, tally: Tally, committed: bool, start: float) -> BatchResult:
+        """The call's report; BatchError carrying it when errors="raise" met a failure."""
         single = job.single
         result = BatchResult(
             operation=job.operation,
@@ -135,7 +142,7 @@ class BatchWriter:
             changes=tally.changes() if job.track or job.dry_run else None,
             dry_run=job.dry_run,
             added={c.pandas_label: c.dtype["name"] for c in tally.added},
-            version=job.backend.last_version(job.table) if committed else None,
+            version=job.backend.last_version(job.table) if committed and isinstance(job.backend, History) else None,
         )
         if not committed and not job.dry_run:
             raise BatchError(
@@ -146,15 +153,15 @@ class BatchWriter:
             )
         return result
 
-    def _attempt(self, job: Job, plan: Plan, existing: TableSchema | None) -> tuple[_Tally, bool, Plan]:
+    def _attempt(self, job: Job, plan: Plan, existing: TableSchema | None) -> tuple[Tally, bool, Plan]:
         """One try of the whole call in one transaction; returns (the tally, committed, the plan used)."""
         backend = job.backend
-        tally = _Tally()
+        tally = Tally()
         single = job.single
         try:
             with Progress(None if single is None else len(single), f"{job.operation} {job.table}", job.progress) as bar:
                 with backend.transaction():
-                    plan = self._claim(job, plan, existing)
+                    plan = self.claim(job, plan, existing)
                     if plan.create:
                         backend.drop(job.table)
                         backend.create(job.table, plan.schema)
@@ -166,12 +173,12 @@ class BatchWriter:
                         if n and plan.mode != "delete":  # a later frame of a stream must fit the table too
                             plan = self._refit(job, plan, df)
                             added += plan.added
-                        failures = self._validate(df, plan.schema.key, seen, tally.total)
+                        failures = self.validate(df, plan.schema.key, seen, tally.total)
 
                         def done(rows: int, failures: Failures = failures) -> None:
                             bar.update(rows, tally.failed + len(failures))
 
-                        changed = self._frame(job, plan, df, failures, done=done)
+                        changed = self.write_frame(job, plan, df, failures, done=done)
                         tally.add(n, df, failures, changed, plan.schema.key)
                     if job.dry_run or (tally.failed and job.errors == "raise"):
                         raise _Abort
@@ -182,7 +189,7 @@ class BatchWriter:
         return tally, True, plan
 
     @staticmethod
-    def _claim(job: Job, plan: Plan, existing: TableSchema | None) -> Plan:
+    def claim(job: Job, plan: Plan, existing: TableSchema | None) -> Plan:
         """First in the call's transaction: hold the table against other writers, and plan again if another
         writer changed it since `existing` was read."""
         job.backend.claim(job.table)
@@ -207,7 +214,7 @@ class BatchWriter:
         )
 
     # -- one frame, a chunk at a time ----------------------------------------------------
-    def _frame(
+    def write_frame(
         self,
         job: Job,
         plan: Plan,
@@ -244,7 +251,7 @@ class BatchWriter:
         if plan.mode == "delete":
             if plan.schema.key is None:
                 raise InternalError("rows are deleted by key")
-            data, bad = self.mapper.to_arrow(keys.key_frame(part, plan.schema.key), _key_schema(plan.schema))
+            data, bad = self.mapper.to_arrow(keys.key_frame(part, plan.schema.key), key_schema(plan.schema))
         else:
             # A default range index says nothing when updating rows, but labels the rows it inserts.
             with_index = plan.mode == "insert" or not is_default_index(df.index)
@@ -298,7 +305,7 @@ class BatchWriter:
         bisect(data.num_rows, attempt, failed, (WriteError,))
 
     @staticmethod
-    def _validate(df: pd.DataFrame, key: list[str] | None, seen: keys.KeySet | None, offset: int) -> Failures:
+    def validate(df: pd.DataFrame, key: list[str] | None, seen: keys.KeySet | None, offset: int) -> Failures:
         """Null and repeated keys; with `seen` (a stream), also keys of earlier frames (rows from `offset` on)."""
         if not key:
             return {}
@@ -314,7 +321,7 @@ class BatchWriter:
         return out
 
 
-class _Tally:
+class Tally:
     """The rows of a call so far: how many, which failed (by position in the whole input) and those rows."""
 
     def __init__(self):
@@ -372,7 +379,7 @@ def _drop(rows: np.ndarray, bad: Failures, failures: Failures) -> np.ndarray:
     return rows[keep]
 
 
-def _key_schema(schema: TableSchema) -> TableSchema:
+def key_schema(schema: TableSchema) -> TableSchema:
     if schema.key is None:
         raise InternalError("rows are deleted by key")
     return TableSchema(columns=[schema.column(k) for k in schema.key], key=schema.key)

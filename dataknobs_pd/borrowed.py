@@ -75,6 +75,11 @@ class BorrowedStore(Store):
         # of it is still reading, a call given the same connection finds this store, and waits its turn.
         backend.borrowed_store = self
 
+    @property
+    def address(self) -> None:
+        """None: the connection you lent is reachable from this process only."""
+        return None
+
     def close(self) -> None:
         with _LOCK:
             if _STORES.get(id(self.borrowed)) is self:

@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 
 from . import api
-from .borrowed import BorrowedStore
 from .dtypes import NUMBER_KINDS
 from .errors import BackendUnavailableError, InvalidArgumentError
 from .result import BatchResult
 from .store import Store, as_store
+from .writing import WriteOptions, write
 
 try:
     import dask
@@ -138,11 +138,9 @@ class DaskAccessor:
         track_changes: bool = False,
         new_columns: str = "fail",
     ) -> BatchResult:
-        """Write every partition to `table` (see dataknobs_pd.save); one report for the whole frame."""
-        return api.save(
-            Partitions(self._ddf),
-            store,
-            table,
+        """Write every partition to `table` (see dataknobs_pd.save); one report for the whole frame. A new
+        keyed table on a store that other processes can open is written by the workers, in parallel."""
+        options = WriteOptions(
             key=key,
             if_exists=if_exists,
             errors=errors,
@@ -152,6 +150,8 @@ class DaskAccessor:
             track_changes=track_changes,
             new_columns=new_columns,
         )
+        parts = Partitions(self._ddf)
+        return write("save", parts, store, table, options, parallel=parts)
 
     def update_batch(
         self,
@@ -167,10 +167,7 @@ class DaskAccessor:
         new_columns: str = "fail",
     ) -> BatchResult:
         """Change the frame's columns on the rows with the same key (see dataknobs_pd.update_batch)."""
-        return api.update_batch(
-            Partitions(self._ddf),
-            store,
-            table,
+        options = WriteOptions(
             key=key,
             insert_missing=insert_missing,
             errors=errors,
@@ -180,6 +177,7 @@ class DaskAccessor:
             track_changes=track_changes,
             new_columns=new_columns,
         )
+        return write("update_batch", Partitions(self._ddf), store, table, options)
 
     def delete(
         self,
@@ -193,17 +191,10 @@ class DaskAccessor:
         track_changes: bool = False,
     ) -> BatchResult:
         """Delete the rows whose key is in the frame (see dataknobs_pd.delete)."""
-        return api.delete(
-            Partitions(self._ddf),
-            store,
-            table,
-            key=key,
-            errors=errors,
-            chunksize=chunksize,
-            progress=progress,
-            dry_run=dry_run,
-            track_changes=track_changes,
+        options = WriteOptions(
+            key=key, errors=errors, chunksize=chunksize, progress=progress, dry_run=dry_run, track_changes=track_changes
         )
+        return write("delete", Partitions(self._ddf), store, table, options)
 
 
 def load(
@@ -216,14 +207,13 @@ def load(
     meta = api.load(store, table, columns=columns, where=where, limit=0)  # reads no row: the dtypes, exactly
     if npartitions is not None and (not isinstance(npartitions, int) or npartitions < 1):
         raise InvalidArgumentError(f"npartitions= must be a positive int, got {npartitions!r}")
-    here = store.scheme == "memory" or isinstance(store, BorrowedStore)  # only this process can use it
-    if here and _client() is not None:
+    if store.address is None and _client() is not None:
         raise InvalidArgumentError(
             f"{store.url} lives in this process (an in-process store, or a connection you lent), so the workers "
             f"of a distributed cluster cannot read it; load it with dk.load and dd.from_pandas, or give its URL"
         )
     # what a task needs to open the store: the Store itself in this process, else its URL and options
-    spec = store if here else (store._url, store._options)
+    spec = store.address or store  # the store itself when only this process can reach it
     groups = _groups(where)
     split = _split(store, table, schema, npartitions or _threads()) if schema.key and len(schema.key) == 1 else None
     if split is None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends import backend_class
 from .backends.base import Backend
+from .backends.capabilities import History, no_history
 from .errors import InvalidArgumentError, TableNotFoundError
 from .names import check_table_name
 from .urls import mask, resolved, scheme_of
@@ -51,6 +52,14 @@ class Store:
         """Where the store is: its URL with any password masked (***), and the path of a local file or
         folder made absolute (`sqlite:///flights.db` shows as `sqlite:////home/me/flights.db`)."""
         return mask(self._url)
+
+    @property
+    def address(self) -> tuple[str, dict] | None:
+        """How another process opens this store: its URL (password and all) and options; None when only this
+        process can reach it (an in-process store, a connection you lent). Never print it: `url` is masked."""
+        if self.backend.in_process:
+            return None
+        return self._url, dict(self._options)
 
     @property
     def scheme(self) -> str:
@@ -105,6 +114,8 @@ class Store:
         import pandas as pd
 
         check_table_name(table)
+        if not isinstance(self.backend, History):
+            raise InvalidArgumentError(no_history(self.url))
         return pd.DataFrame(self.backend.history(table))
 
     def vacuum(self, table: str, retention: float | None = None) -> list[str]:

@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager
 import numpy as np
 import pyarrow as pa
 
-from ..errors import InvalidArgumentError
 from ..failures import Unholdable
 from ..schema import TableSchema
 
@@ -28,6 +27,10 @@ class Backend(ABC):
 
     #: the Store over a connection the user lent, kept alive by its backend while a read still uses it
     borrowed_store: object | None = None
+
+    #: True: only this process can reach the store (it lives in its memory, or on a connection the user
+    #: lent): nothing opens it elsewhere (Store.address is None)
+    in_process = False
 
     #: rows per chunk are chosen so that a chunk holds about this many cells
     chunk_cells = 1_000_000
@@ -114,69 +117,7 @@ class Backend(ABC):
         and when it is empty rows come in key order, or in insertion order without a key.
         """
 
-    # -- a new table loaded by many writers at once (the partitions of a Dask DataFrame) ----------
-    # The driver opens the table aside; each partition's writer, in another process, clears what an
-    # earlier try of its partition wrote and adds its rows, in one transaction of its own; the driver
-    # takes out the rows it rejects (a key an earlier partition holds) and swaps the table in at one
-    # commit. A store that cannot (the default) is written by one writer.
-    def open_aside(self, table: str, schema: TableSchema) -> str | None:
-        """Create, committed at once, an empty table of `schema`'s columns (no key, hidden from `tables`)
-        for writers in other processes to fill; its name, or None when this store cannot."""
-        return None
-
-    def clear_aside(self, aside: str, part: int, schema: TableSchema) -> None:
-        """Remove the rows of partition `part` (what an earlier try of it wrote), in the caller's transaction."""
-        raise NotImplementedError
-
-    def write_aside(self, aside: str, part: int, data: pa.Table, schema: TableSchema, rows: np.ndarray) -> None:
-        """Add `data`, rows `rows` of partition `part`, in the caller's transaction."""
-        raise NotImplementedError
-
-    def take_aside(self, aside: str, schema: TableSchema, part: int, rows: np.ndarray, keys: pa.Table) -> pa.Table:
-        """Remove rows `rows` of partition `part` (whose keys are `keys`) and return them (all columns, logical
-        types, in that order)."""
-        raise NotImplementedError
-
-    def swap_in(self, aside: str, table: str, schema: TableSchema) -> None:
-        """Make the aside table `table` (there is none of that name now), with `schema`, its key included,
-        in the call's transaction."""
-        raise NotImplementedError
-
-    def drop_aside(self, aside: str) -> None:
-        """Remove the aside table, if it is still there."""
-        raise NotImplementedError
-
-    # -- history: stores that keep earlier versions of their tables override these -------
-    def history(self, table: str) -> list[dict]:
-        """The table's versions, newest first: version, timestamp, operation, rows ..."""
-        raise InvalidArgumentError(
-            f"{self.url.split('://', 1)[0]}:// keeps no history of its tables; versions are kept by delta:// stores"
-        )
-
-    def schema_at(self, table: str, version: int | None = None, as_of=None) -> TableSchema:
-        """The dk schema of an earlier version (by number, or the one current at `as_of`)."""
-        self.history(table)
-        raise NotImplementedError
-
-    def read_version(
-        self,
-        table: str,
-        schema: TableSchema,
-        columns: list[str],
-        where: list,
-        order: list,
-        limit: int | None,
-        batch_rows: int,
-        version: int | None = None,
-        as_of=None,
-    ) -> Iterator[pa.Table]:
-        """`read` of an earlier version of the table."""
-        self.history(table)
-        raise NotImplementedError
-
-    def last_version(self, table: str) -> int | None:
-        """The version the calling thread's last commit of `table` created (None: no versions kept)."""
-        return None
+    # What a store can do beyond these verbs (a parallel load, history) is a capability: see capabilities.py.
 
     def chunk_rows(self, ncols: int) -> int:
         return max(1, self.chunk_cells // max(1, ncols))

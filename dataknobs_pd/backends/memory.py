@@ -29,6 +29,8 @@ class _Space:
 class MemoryBackend(Backend):
     """In-process store; a write replaces immutable Arrow tables, so undoing it is cheap."""
 
+    in_process = True
+
     def __init__(self, url: str, **options):
         super().__init__(url, **options)
         name = url.split("://", 1)[1]

@@ -14,7 +14,7 @@ empty store of your backend (and closes it afterwards); pytest then runs the who
                 yield s
 
 The parts (round trips of every dtype, write modes and accounting, errors, hostile names, threads,
-dry runs, new columns, keys, values into columns of other types, random frames written into random column types)
+dry runs, new columns, keys, the capabilities' own contracts, values into columns of other types, random frames written into random column types)
 are also available alone. Needs pytest (and hypothesis for PropertyContract).
 """
 
@@ -24,9 +24,22 @@ import pytest
 
 # The contract's asserts are rewritten by pytest like a test module's: explained when they fail, and kept
 # under `python -O` (make test runs the conversion contract so once). Before the parts are imported.
-_PARTS = ("changes", "conversions", "edges", "errors", "keys", "properties", "roundtrip", "threads", "writes")
+_PARTS = (
+    "capabilities",
+    "changes",
+    "conversions",
+    "edges",
+    "errors",
+    "keys",
+    "properties",
+    "roundtrip",
+    "threads",
+    "writes",
+)
 pytest.register_assert_rewrite(*(f"{__name__}.{part}" for part in _PARTS))
 
+from ..backends.capabilities import History, ParallelLoad
+from .capabilities import HistoryContract, ParallelLoadContract
 from .changes import DryRunContract, NewColumnsContract
 from .conversions import ConversionContract
 from .edges import EdgeContract
@@ -44,8 +57,10 @@ __all__ = [
     "DryRunContract",
     "EdgeContract",
     "ErrorContract",
+    "HistoryContract",
     "KeyContract",
     "NewColumnsContract",
+    "ParallelLoadContract",
     "PropertyContract",
     "RoundTripContract",
     "ThreadContract",
@@ -66,4 +81,17 @@ class BackendContract(
     ConversionContract,
     PropertyContract,
 ):
-    """Every part of the contract; subclasses provide the `store` fixture."""
+    """Every part of the core contract; subclasses provide the `store` fixture. A store with a capability
+    (backends/capabilities.py) runs its contract too: `class TestMine(BackendContract, HistoryContract)`."""
+
+    def test_each_capability_of_the_store_runs_its_contract(self, store):
+        had = {
+            ParallelLoad: isinstance(store.backend, ParallelLoad) and store.address is not None,
+            History: isinstance(store.backend, History),
+        }
+        contracts = {ParallelLoad: ParallelLoadContract, History: HistoryContract}
+        for capability, has in had.items():
+            contract = contracts[capability]
+            assert not has or isinstance(self, contract), (
+                f"{type(store.backend).__name__} has {capability.__name__}: run {contract.__name__} too"
+            )

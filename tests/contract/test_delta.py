@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from dataknobs_pd.testing import BackendContract
+from dataknobs_pd.testing import BackendContract, HistoryContract, ParallelLoadContract
 from tests.stores import opened
 
 
-class TestDelta(BackendContract):
+class TestDelta(BackendContract, ParallelLoadContract, HistoryContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("delta", tmp_path)
 
 
-class TestDeltaS3(BackendContract):
+class TestDeltaS3(BackendContract, ParallelLoadContract, HistoryContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("delta-s3", tmp_path)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from dataknobs_pd.testing import BackendContract
+from dataknobs_pd.testing import BackendContract, ParallelLoadContract
 from tests.stores import opened
 
 
-class TestPostgreSQL(BackendContract):
+class TestPostgreSQL(BackendContract, ParallelLoadContract):
     @pytest.fixture
     def store(self, tmp_path):
         yield from opened("postgresql", tmp_path)
