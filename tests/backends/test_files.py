@@ -362,11 +362,12 @@ def test_frames_in_key_order_or_not_load_in_key_order_merging_only_overlapping_p
 ):
     """Fast paths: a frame already in key order is not sorted, and parts whose key ranges do not overlap are
     read one after the other, not merged; a frame out of order is sorted per part and its parts merged."""
+    from dataknobs_pd.backends import keyed
     from dataknobs_pd.backends.files import parts, reading
 
     sorts, merges = [], []
-    sort_indices, merge = parts.pc.sort_indices, parts.merge
-    monkeypatch.setattr(parts.pc, "sort_indices", lambda *a, **k: sorts.append(1) or sort_indices(*a, **k))
+    sort_indices, merge = keyed.pc.sort_indices, parts.merge
+    monkeypatch.setattr(keyed.pc, "sort_indices", lambda *a, **k: sorts.append(1) or sort_indices(*a, **k))
     monkeypatch.setattr(reading.parts_, "merge", lambda *a, **k: merges.append(1) or merge(*a, **k))
     df = numbered(1000).assign(v=lambda d: d["id"] * 0.5, s=lambda d: "k" + d["id"].astype(str))
     if shuffled:

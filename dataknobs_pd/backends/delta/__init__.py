@@ -22,8 +22,8 @@ versions.
 
 Modules: backend.py (the catalogue, transactions, writes, reads), staging.py (what a transaction
 holds), commit.py, checks.py (CHECK and NOT NULL on staged rows), reading.py, history.py
-(versions, time travel), physical.py (types), order.py (insertion order), location.py (paths,
-storage errors).
+(versions, time travel), physical.py (types), order.py (insertion order), location.py (paths
+for fsspec and delta-rs, on the store's folder: ../folder.py, shared with the file stores).
 
 Row isolation happens before the commit: which keys exist comes from one read of the table's
 keys (file and row of each), so an append's existing keys and an update's missing keys are

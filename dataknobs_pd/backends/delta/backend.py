@@ -20,9 +20,7 @@ from ...errors import InternalError, TableNotFoundError
 from ...failures import inserted
 from ...schema import TableSchema
 from ..base import Backend
-from ..files.parts import sort_order as parts_order
-from ..files.parts import take_keys
-from ..files.storage import replace_local
+from ..keyed import sort_order, take_keys
 from . import physical as ph
 from .checks import Checker
 from .commit import commit
@@ -303,11 +301,9 @@ class DeltaBackend(Backend):
 
     def _put_record(self, aside: str, part: int, adds: list[dict]) -> None:
         path, raw = self._record(aside, part), json.dumps(adds).encode()
-        if self.loc.local:  # whole or not at all: a full disk leaves the earlier try's record as it was
+        if self.loc.local:
             os.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            replace_local(path, raw)
-        else:
-            self.loc.fs.pipe_file(path, raw)  # an upload is whole or absent
+        self.loc.write_whole(path, raw)  # whole or not at all: a full disk leaves the earlier try's record as it was
 
     def _stages(self, aside: str, adds: list[dict]) -> set[str]:
         folder = self.loc.folder(aside.split("/", 1)[1])
@@ -334,7 +330,7 @@ class DeltaBackend(Backend):
 
     def write_aside(self, aside, part, data, schema, rows):
         stored = ph.to_stored(data, schema)
-        stored = stored.take(pa.array(parts_order(stored, ph.stored_key(schema))))
+        stored = stored.take(pa.array(sort_order(stored, ph.stored_key(schema))))
         tx = self._current()
         if tx is None:
             raise InternalError("a partition is written inside a transaction")

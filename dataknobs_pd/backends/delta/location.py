@@ -1,5 +1,5 @@
-"""Where the tables of a delta:// store live: the folder (local or object store), the options for
-fsspec (listing, dropping) and for delta-rs (reading, committing), and staged files."""
+"""Where the tables of a delta:// store live: the store's root folder (folder.py: its file system,
+errors as StorageError, the probe), the options for delta-rs (reading, committing), and staged files."""
 
 from __future__ import annotations
 
@@ -10,52 +10,35 @@ import urllib.parse
 import uuid
 from contextlib import suppress
 
-import fsspec
 from deltalake import DeltaTable
-from fsspec.implementations.local import LocalFileSystem
 
-from ...errors import BackendUnavailableError, InvalidArgumentError, StorageError
-from ...urls import mask
-from ..files import folder_name
-from ..files.storage import storage_errors
+from ...errors import InvalidArgumentError
+from ..folder import Folder, folder_name
 
 LOG = "_delta_log"
 STAGE = "dk-"  # prefix of the folders a commit's new files are written into, inside the table's folder
-_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"}
 # fsspec's S3 options -> the names delta-rs (object_store) gives the same settings
 _S3_KEYS = {"key": "AWS_ACCESS_KEY_ID", "secret": "AWS_SECRET_ACCESS_KEY", "token": "AWS_SESSION_TOKEN"}
 
 
-class Location:
-    """The root folder of a delta:// store."""
+class Location(Folder):
+    """The root folder of a delta:// store: fsspec lists and removes, delta-rs reads and commits."""
 
     def __init__(self, url: str, storage_options: dict | None):
-        self.display = mask(url)
-        path = url.split("://", 1)[1]
-        if not path:
-            raise InvalidArgumentError(
-                f"{url!r} names no folder; use e.g. delta:///path/to/folder or delta://s3://bucket/prefix"
-            )
         options = dict(storage_options or {})
         if not all(isinstance(k, str) for k in options):
             raise InvalidArgumentError(f"storage_options= takes str keys, got {list(options)!r}")
         # Upper-case keys (AWS_..., AZURE_...) are delta-rs settings as its docs name them; the rest go to fsspec.
         native = {k: str(v) for k, v in options.items() if k.isupper()}
         fs_options = {k: v for k, v in options.items() if not k.isupper()}
-        try:
-            self.fs, root = fsspec.core.url_to_fs(path, **fs_options)
-        except ImportError as e:
-            raise BackendUnavailableError(
-                f"{self.display} needs a package that is not installed ({e}); run: pip install 'dataknobs-pd[delta,s3]'"
-            ) from e
-        except (ValueError, TypeError) as e:
-            raise InvalidArgumentError(f"cannot open {self.display}: {e} (check storage_options)") from e
-        self.local = isinstance(self.fs, LocalFileSystem)
-        protocols = (self.fs.protocol,) if isinstance(self.fs.protocol, str) else tuple(self.fs.protocol)
-        self.object_store = bool(set(protocols) & _OBJECT_STORES)
-        self.root = (os.path.abspath(root) if self.local else root).rstrip("/") or "/"
-        self.scheme = "" if self.local else ("s3" if {"s3", "s3a"} & set(protocols) else protocols[0])
+        super().__init__(url, fs_options)
+        # delta-rs is given the folder as a URL: a local one made absolute and normalized (no '..')
+        self.root = (os.path.abspath(self.root) if self.local else self.root).rstrip("/") or "/"
+        self.scheme = "" if self.local else ("s3" if self.s3 else self.protocols[0])
         self.delta_options = {**(_delta_s3(fs_options) if self.scheme == "s3" else {}), **native}
+
+    def install_hint(self, protocol: str) -> str:
+        return "pip install 'dataknobs-pd[delta,s3]'"
 
     # -- paths -------------------------------------------------------------------------------------
     def folder(self, table: str) -> str:
@@ -78,28 +61,6 @@ class Location:
     def new_stage(self) -> str:
         """A fresh folder name, inside the table's folder, for the files of one commit."""
         return f"{STAGE}{uuid.uuid4().hex}"
-
-    # -- storage errors ----------------------------------------------------------------------------
-    def io(self, doing: str):
-        """Turn what the file system or delta-rs raises into a StorageError naming the store and the act."""
-        return storage_errors(doing, self.display)
-
-    def probe(self) -> None:
-        """Fail at connect on a missing bucket or refused credentials, not in the middle of a write."""
-        with self.io("opening the store"):
-            if self.local:
-                if os.path.exists(self.root) and not os.path.isdir(self.root):
-                    raise StorageError(f"{self.display}: {self.root!r} is a file, not a folder")
-                return
-            try:
-                self.fs.invalidate_cache(self.root)
-                self.fs.ls(self.root, detail=False)
-            except FileNotFoundError:
-                bucket = self.root.split("/", 1)[0]
-                if self.object_store and not self.fs.exists(bucket):
-                    raise StorageError(
-                        f"{self.display}: bucket {bucket!r} does not exist (dataknobs-pd does not create buckets)"
-                    ) from None
 
     # -- listing and removing -------------------------------------------------------------------------
     def ls(self, path: str) -> list[str]:

@@ -49,7 +49,7 @@ Concurrent readers: a read returns one committed version whole: its parts are he
 runs (a commit of the same Store removes them once the read ends), opened at once locally,
 and kept for the retention elsewhere.
 
-The modules: storage.py (the folder, errors, put-if-absent, lock files), manifest.py,
+The modules: storage.py (listings, part files, lock files, in the store's folder: ../folder.py), manifest.py,
 commit.py (transactions, commit, retention, sweep), formats.py (how Parquet, CSV and JSON
 lines write and scan a part) with text.py (the exact text forms of values), parts.py (key
 ranges, matching, merging), backend.py (catalogue, writes, compaction, vacuum, the writer
