@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from ...errors import WriteError
+from ...failures import RowError
 from ..sql import ROW, STAGE, key_match, q
 
 OLD = "_dk_old"  # staged: whether the row's key is in the table
@@ -142,7 +143,7 @@ class Refused:
         text, code = self.bad[self.positions[lo]]
         if rows > 1:
             text = f"{hi - lo} of these {rows} rows are refused by a CHECK constraint; the first: {text}"
-        return WriteError(text, "CheckConstraint", code)
+        return WriteError(text, RowError.CheckConstraint, code)
 
     def pending(self) -> tuple[pa.Table, np.ndarray | None]:
         """The fine slices as one table, in order, with whether each row's key existed."""

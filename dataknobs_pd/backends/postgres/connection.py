@@ -32,20 +32,21 @@ from ...errors import (
     TableNotFoundError,
     WriteError,
 )
+from ...failures import RowError
 from ...urls import password_of
 
 _CLASSES = {  # SQLSTATE -> row error class (by exact code, then by class)
-    "23502": "NotNull",
-    "23514": "CheckConstraint",
-    "23503": "ForeignKey",
-    "23505": "Constraint",
-    "22001": "OutOfRange",
-    "22003": "OutOfRange",
-    "22008": "OutOfRange",
-    "22015": "OutOfRange",
-    "54000": "OutOfRange",
-    "23": "Constraint",
-    "22": "TypeConversion",
+    "23502": RowError.NotNull,
+    "23514": RowError.CheckConstraint,
+    "23503": RowError.ForeignKey,
+    "23505": RowError.Constraint,
+    "22001": RowError.OutOfRange,
+    "22003": RowError.OutOfRange,
+    "22008": RowError.OutOfRange,
+    "22015": RowError.OutOfRange,
+    "54000": RowError.OutOfRange,
+    "23": RowError.Constraint,
+    "22": RowError.TypeConversion,
 }
 _ROW_CLASSES = ("22", "23", "40", "54", "P0", "XX")  # errors about the data: the engine narrows them down
 TRANSIENT = ("40P01", "40001")  # deadlock, serialization failure: worth another try
@@ -133,9 +134,9 @@ class Conn:
                 f"this call was rolled back, nothing of it was written: run it again"
             )
         if state[:2] in _ROW_CLASSES:
-            error = _CLASSES.get(state) or _CLASSES.get(state[:2], "WriteError")
+            error = _CLASSES.get(state) or _CLASSES.get(state[:2], RowError.WriteError)
             if state == UNIQUE and (constraint or "").endswith("_pkey"):
-                error = "KeyConflict"
+                error = RowError.KeyConflict
             return WriteError(message, error, state)
         return StorageError(f"PostgreSQL refused {doing} [{state or 'no SQLSTATE'}]: {message}")
 

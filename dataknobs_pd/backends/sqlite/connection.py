@@ -35,6 +35,7 @@ from contextlib import contextmanager
 import pyarrow as pa
 
 from ...errors import DataKnobsError, InvalidArgumentError, StorageError, WriteError
+from ...failures import RowError
 from .names import META_T, STAGE_T
 from .reader import READERS, ReadError, Readers
 
@@ -44,13 +45,13 @@ CATALOGUE = f"CREATE TABLE IF NOT EXISTS {META_T} (name TEXT PRIMARY KEY, schema
 _ROW_CODES = ("SQLITE_CONSTRAINT", "SQLITE_TOOBIG", "SQLITE_MISMATCH", "SQLITE_ERROR", "SQLITE_RANGE")
 
 _ERRORS = {  # SQLite extended result name -> row error class
-    "SQLITE_CONSTRAINT_PRIMARYKEY": "KeyConflict",
-    "SQLITE_CONSTRAINT_UNIQUE": "Constraint",
-    "SQLITE_CONSTRAINT_NOTNULL": "NotNull",
-    "SQLITE_CONSTRAINT_CHECK": "CheckConstraint",
-    "SQLITE_CONSTRAINT_FOREIGNKEY": "ForeignKey",
-    "SQLITE_TOOBIG": "OutOfRange",
-    "SQLITE_MISMATCH": "TypeConversion",
+    "SQLITE_CONSTRAINT_PRIMARYKEY": RowError.KeyConflict,
+    "SQLITE_CONSTRAINT_UNIQUE": RowError.Constraint,
+    "SQLITE_CONSTRAINT_NOTNULL": RowError.NotNull,
+    "SQLITE_CONSTRAINT_CHECK": RowError.CheckConstraint,
+    "SQLITE_CONSTRAINT_FOREIGNKEY": RowError.ForeignKey,
+    "SQLITE_TOOBIG": RowError.OutOfRange,
+    "SQLITE_MISMATCH": RowError.TypeConversion,
 }
 
 
@@ -148,7 +149,7 @@ class Connection:
         """A row's fault (WriteError, for the engine to narrow down), or the store's (StorageError)."""
         name = getattr(e, "sqlite_errorname", None) or ""
         if name.startswith(_ROW_CODES) and not self.lost():
-            return WriteError(str(e), _ERRORS.get(name, "WriteError"), name)
+            return WriteError(str(e), _ERRORS.get(name, RowError.WriteError), name)
         return StorageError(f"{self.storage_error(e, f'writing to {table!r}')}; nothing of this call was written")
 
     def lost(self) -> bool:
