@@ -49,7 +49,7 @@ from .backends import backend_class
 from .backends.base import Backend
 from .backends.sqlite.connection import main_file
 from .errors import InvalidArgumentError, StorageError
-from .store import Store
+from .handle import Store
 from .urls import mask
 
 ACCEPTED = (

@@ -1,169 +1,22 @@
-"""Store: a handle on a backend. Backends are shared in the process by what they open (a SQLite file by
-its resolved path, however the URL spells it; other stores by URL and options), and counted: closing a
-handle releases that handle only, and the last holder closes the backend."""
+"""Opening stores: `connect` (a URL, a Store, or a connection the user holds, to a Store), the handle that
+calls given a URL string use (`pooled`), and every backend closed at exit. The Store itself, and the
+backends shared between handles, are handle.py's; a connection the user holds, borrowed.py's."""
 
 from __future__ import annotations
 
 import atexit
 import inspect
-import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .backends import backend_class
 from .backends.base import Backend
-from .backends.capabilities import History, no_history
-from .errors import InvalidArgumentError, TableNotFoundError
-from .names import check_table_name
+from .errors import InvalidArgumentError
+from .handle import POOL_LOCK, SHARED, Store
 from .urls import mask, resolved, scheme_of
 
-if TYPE_CHECKING:
-    import pandas as pd
+__all__ = ["Store", "as_store", "connect", "mask", "pooled"]
 
-_SHARED: dict[tuple, list] = {}  # pool key -> [backend, handles open on it]
 _POOL: dict[tuple, Store] = {}  # (url, options) -> the handle that calls given the URL string use
-_POOL_LOCK = threading.RLock()
-
-
-class Store:
-    """A handle on a connected store. Use `dk.connect(url)`; `close()` or a with-block releases this
-    handle only: the connections stay open while another handle in the process holds them.
-
-    Every function that takes a store (`dk.save`, `dk.load`, ...) takes a Store or the URL itself.
-    """
-
-    def __init__(self, url: str, backend: Backend, pool_key: tuple | None, options: dict | None = None):
-        self._url = url
-        self._options = options or {}
-        self._backend = backend
-        self._pool_key = pool_key
-        self.closed = False
-
-    @property
-    def backend(self) -> Backend:
-        if self.closed:
-            raise InvalidArgumentError(
-                f"this Store of {self.url} was closed; dk.connect() opens another (closing a Store "
-                f"releases that handle only: other Stores of the same store go on working)"
-            )
-        return self._backend
-
-    @property
-    def url(self) -> str:
-        """Where the store is: its URL with any password masked (***), and the path of a local file or
-        folder made absolute (`sqlite:///flights.db` shows as `sqlite:////home/me/flights.db`)."""
-        return mask(self._url)
-
-    @property
-    def address(self) -> tuple[str, dict] | None:
-        """How another process opens this store: its URL (password and all) and options; None when only this
-        process can reach it (an in-process store, a connection you lent). Never print it: `url` is masked."""
-        if self.backend.in_process:
-            return None
-        return self._url, dict(self._options)
-
-    @property
-    def scheme(self) -> str:
-        """The URL's scheme, without a driver part: "sqlite", "postgresql", "parquet", ..."""
-        return scheme_of(self._url)
-
-    def tables(self) -> list[str]:
-        """The names of the tables in this store, sorted (the package's own bookkeeping tables left out).
-
-        Returns:
-            The table names; an empty list for a store that holds none yet (also for a SQLite file that
-                does not exist yet: listing it does not create it).
-        """
-        return self.backend.tables()
-
-    def drop(self, table: str) -> None:
-        """Remove a table, its rows and its stored dk schema.
-
-        Args:
-            table: The table's name.
-
-        Raises:
-            TableNotFoundError: There is no table of that name (the message lists the tables there).
-        """
-        check_table_name(table)
-        if self.backend.schema(table) is None:
-            raise TableNotFoundError(self._no_table(table))
-        with self.backend.transaction():
-            self.backend.drop(table)
-
-    def _no_table(self, table: str) -> str:
-        """What to say of a table that is not in this store: the tables there, or that there is no store
-        at all where the URL points (a SQLite file that does not exist, named by its absolute path)."""
-        missing = self.backend.missing()
-        if missing is not None:
-            return f"no table {table!r} in {self.url}: {missing}"
-        return f"no table {table!r} in {self.url}; tables: {self.tables()}"
-
-    def history(self, table: str) -> pd.DataFrame:
-        """The versions of a table, newest first, on stores that keep history (delta://).
-
-        Args:
-            table: The table's name.
-
-        Returns:
-            A DataFrame, one row per version: version, timestamp, operation, rows, and what else the
-                store records. Read an earlier version with `dk.load(store, table, version=N)` or `as_of=`.
-
-        Raises:
-            InvalidArgumentError: The store keeps no history (every store but delta://).
-        """
-        import pandas as pd
-
-        check_table_name(table)
-        if not isinstance(self.backend, History):
-            raise InvalidArgumentError(no_history(self.url))
-        return pd.DataFrame(self.backend.history(table))
-
-    def vacuum(self, table: str, retention: float | None = None) -> list[str]:
-        """Remove the files that no reader of the table's current version needs, once older than
-        `retention` seconds (the store's own by default), and return their names. File stores keep
-        replaced parts for their readers for a while; stores that keep nothing return []."""
-        check_table_name(table)
-        return self.backend.vacuum(table, retention)
-
-    def schema(self, table: str):
-        """The stored dk schema of a table (TableNotFoundError when absent)."""
-        check_table_name(table)
-        s = self.backend.schema(table)
-        if s is None:
-            raise TableNotFoundError(self._no_table(table))
-        return s
-
-    def close(self) -> None:
-        """Release this handle; the last handle on a store in the process closes its connections.
-
-        Other handles on the same store, and calls given its URL string, go on working; a connection the
-        user lent (see `dk.connect`) is never closed. Closing twice does nothing; using a closed handle
-        raises InvalidArgumentError. `with dk.connect(url) as store:` closes it at the end of the block."""
-        with _POOL_LOCK:
-            if self.closed:
-                return
-            self.closed = True
-            key = self._pool_key
-            shared = _SHARED.get(key) if key is not None else None
-            if key is None or shared is None or shared[0] is not self._backend:
-                return
-            shared[1] -= 1
-            if shared[1]:
-                return
-            del _SHARED[key]
-        self._backend.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __dask_tokenize__(self):  # Dask names the tasks of a lazy load by their arguments, this store among them
-        return (type(self).__name__, self._url, id(self))
-
-    def __repr__(self):
-        return f"<Store {self.url}>"
 
 
 def connect(url: str | Store | Any, **options: Any) -> Store:
@@ -195,17 +48,17 @@ def connect(url: str | Store | Any, **options: Any) -> Store:
     if isinstance(url, Store):
         return url
     if not isinstance(url, str):
-        from .borrowed import borrow
+        from .borrowed import borrow  # on first use: it loads the SQLite backend
 
         return borrow(url, **options)
     url = resolved(url)  # a local path made absolute: shown as such, and independent of the working folder
     cls = backend_class(scheme_of(url))
     _check_options(cls, scheme_of(url), options)
     key = cls.pool_key(url, options)
-    with _POOL_LOCK:
-        shared = _SHARED.get(key)
+    with POOL_LOCK:
+        shared = SHARED.get(key)
         if shared is None:
-            shared = _SHARED[key] = [cls(url, **options), 0]
+            shared = SHARED[key] = [cls(url, **options), 0]
         shared[1] += 1
         return Store(url, shared[0], key, options)
 
@@ -214,7 +67,7 @@ def pooled(url: str, **options) -> Store:
     """The handle that calls given the URL string itself use: one per URL and options, kept open until the
     process exits (so that a store named by its URL stays connected between calls)."""
     key = Backend.pool_key(url, options)  # by URL and options as given, whatever the backend shares
-    with _POOL_LOCK:
+    with POOL_LOCK:
         store = _POOL.get(key)
         if store is None or store.closed:
             store = _POOL[key] = connect(url, **options)
@@ -245,9 +98,9 @@ def as_store(store) -> Store:
 
 @atexit.register
 def _close_all() -> None:
-    with _POOL_LOCK:
-        backends = [backend for backend, _ in _SHARED.values()]
-        _SHARED.clear()
+    with POOL_LOCK:
+        backends = [backend for backend, _ in SHARED.values()]
+        SHARED.clear()
         _POOL.clear()
     for backend in backends:
         try:
