@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .dtype_specs import pandas_dtype
 from .schema import Column
 
 # (what is sent, the column's type) -> what happens; the table docs/types.md shows.
@@ -321,9 +322,7 @@ def _check_categories(s: pd.Series, col: Column, arr: pa.Array) -> None:
 
 
 def _category_dtype(col: Column):
-    from .types import _pandas_dtype  # the categories' dtype, as TypeMapper rebuilds it
-
-    return _pandas_dtype(col.dtype["categories_dtype"])
+    return pandas_dtype(col.dtype["categories_dtype"])  # the categories' dtype, as TypeMapper rebuilds it
 
 
 def _sent(s: pd.Series) -> np.ndarray:
