@@ -225,7 +225,7 @@ class DuckDBBackend(Backend):
             tx.keyed.discard(table)
             tx.tables.pop(table, None)
 
-    # -- writing (what may fail found first: checks.py) -------------------------------------------------------------------------------
+    # -- writing (what may fail found first: checks.py) ----------------------------------------
     def prepare(self, data, schema):
         facts = unholdable(data, schema)
         return without_rows(data, facts), facts

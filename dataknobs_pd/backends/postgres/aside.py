@@ -1,4 +1,4 @@
-"""A new table loaded by many writers at once (see Backend.open_aside): a table aside, keyed like the new
+"""A new table loaded by many writers at once (capabilities.ParallelLoad): a table aside, keyed like the new
 one plus each row's mark (its partition * PART + its position there), and a table of the partitions
 written, so that a second try of a partition removes what a committed first try left."""
 

@@ -227,7 +227,7 @@ class PostgresBackend(Backend):
             tx.add_key(table)
             return tx.retrying(lambda: staging.delete_staged(tx.conn, self.nsp, table, keys, schema, self.url), table)
 
-    # -- a new table loaded by many writers at once (see Backend.open_aside; aside.py) ------------
+    # -- a new table loaded by many writers at once (capabilities.ParallelLoad; aside.py) ---------
     def open_aside(self, table, schema):
         check_names(table, schema)
         return aside_.open_aside(self.session, self.nsp, table, schema, self.fillfactor)
