@@ -390,9 +390,9 @@ def test_frames_in_key_order_or_not_load_in_key_order_merging_only_overlapping_p
 
 
 def test_many_small_writes_are_compacted(tmp_path, monkeypatch):
-    from dataknobs_pd.backends.files import backend
+    from dataknobs_pd.backends.files import writing
 
-    monkeypatch.setattr(backend, "_MAX_PARTS", 6)
+    monkeypatch.setattr(writing, "_MAX_PARTS", 6)
     rng = np.random.default_rng(5)
     keyed, plain = connect(tmp_path / "k", "parquet"), connect(tmp_path / "p", "jsonl")
     ids = rng.permutation(200)

@@ -50,17 +50,19 @@ runs (a commit of the same Store removes them once the read ends), opened at onc
 and kept for the retention elsewhere.
 
 The modules: storage.py (listings, part files, lock files, in the store's folder: ../folder.py), manifest.py,
-commit.py (transactions, commit, retention, sweep), formats.py (how Parquet, CSV and JSON
-lines write and scan a part) with text.py (the exact text forms of values), parts.py (key
-ranges, matching, merging), backend.py (catalogue, writes, compaction, vacuum, the writer
-pool), reading.py and plain.py (the tables other tools made).
+commit.py (transactions, commit, retention, sweep, vacuum), formats.py (how Parquet, CSV and JSON lines write
+and scan a part) with text.py (the exact text forms of values), parts.py (key ranges, merging; key order and
+matching in ../keyed.py), catalogue.py (which tables there are), writing.py (writes by key, compaction) on
+pool.py (the threads that write parts), reading.py, aside.py (a new table loaded by many writers at once),
+backend.py (FileBackend, which wires them); and for the tables other tools made, plain.py (finding them),
+plain_reading.py and plain_writing.py (writing and publishing them), with foreign.py (their formats).
 """
 
 from __future__ import annotations
 
+from ..folder import folder_name
 from .backend import FileBackend
 from .formats import CSV, JSONL, Parquet
-from .storage import folder_name
 
 __all__ = ["CSVBackend", "FileBackend", "JSONLBackend", "ParquetBackend", "folder_name"]
 

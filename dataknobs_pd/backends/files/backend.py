@@ -1,33 +1,27 @@
-"""FileBackend: the tables of a folder in one file format (formats.py): catalogue, writes by key,
-compaction and the pool that writes parts while the next chunk converts; reads are in reading.py.
-Tables other tools made (plain files and folders, no manifest) are read and written by plain.py."""
+"""FileBackend: the tables of a folder in one file format (formats.py). It wires the transactions (commit.py),
+the catalogue (catalogue.py), the writes into managed tables (writing.py) on the pool that writes their parts
+(pool.py), the reads (reading.py), the tables loaded by many writers at once (aside.py), and the tables other
+tools made (plain.py, plain_reading.py, plain_writing.py)."""
 
 from __future__ import annotations
 
-import os
-import time
-import urllib.parse
-import uuid
-from collections.abc import Mapping
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import replace
 
-import numpy as np
-import pyarrow as pa
-
-from ...errors import ConcurrentWriteError, InvalidArgumentError, StorageError, TableNotFoundError
-from ...failures import inserted
-from ...schema import TableSchema
-from ..base import Backend, conform, put_rows
+from ...errors import InvalidArgumentError, StorageError, TableNotFoundError
+from ..base import Backend
+from ..folder import folder_name
+from . import catalogue, plain_reading
 from . import parts as parts_
-from . import reading
-from .commit import Holds, Transactions, Tx, is_part
+from .aside import Asides
+from .commit import Holds, Transactions, is_part
 from .formats import Format
-from .manifest import DROPPED_MAX, Manifests, Part, State
+from .manifest import Manifests, State
 from .plain import Plain, PlainTables
-from .storage import Storage, folder_name, table_of
-
-_MAX_PARTS = 64  # past this, writes merge small parts
+from .plain_writing import PlainWrites
+from .pool import Writers
+from .reading import Reader
+from .storage import Storage
+from .writing import ManagedWrites
 
 
 class FileBackend(Backend):
@@ -61,6 +55,7 @@ class FileBackend(Backend):
         self.manifests = Manifests(self.storage, fmt.name, self.holds.generation)
         self.pool = Writers(self.storage, fmt)
         self.plain = PlainTables(self.storage, fmt.name)
+        self.plain_writes = PlainWrites(self.plain)
         self.tx = Transactions(
             self.storage,
             self.manifests,
@@ -71,7 +66,13 @@ class FileBackend(Backend):
             lock_timeout,
             self.retention,
             self.plain,
+            self.plain_writes.publish,
         )
+        self.reader = Reader(self.storage, self.manifests, self.holds, self.tx, self.pool, fmt)
+        self.writes = ManagedWrites(
+            self.storage, self.tx, self.pool, self.keys, self.reader, fmt.suffix, self.chunk_rows
+        )
+        self.asides = Asides(self.storage, self.manifests, self.tx, self.pool, self.reader, self._remove, fmt.suffix)
 
     def _dir(self, table: str) -> str:
         return self.storage.dir(table)
@@ -93,37 +94,7 @@ class FileBackend(Backend):
 
     # -- catalogue -----------------------------------------------------------------------------
     def tables(self):
-        s, m = self.storage, self.manifests
-        with s.io("listing tables"):
-            listed: Mapping[str, dict | None]
-            if s.object_store:  # every key under the root in one listing
-                folders: dict[str, dict] = {}
-                for key, e in s.find(s.root).items():
-                    folder, _, rest = key.partition("/")
-                    folders.setdefault(folder, {})[rest] = e
-                listed = folders
-            else:
-                listed = dict.fromkeys(s.ls(s.root) if not s.local or os.path.isdir(s.root) else [])
-            names = []
-            for folder, files in listed.items():
-                table = table_of(folder)
-                if table is None:
-                    continue
-                if files is None:
-                    versions = m.versions(table)
-                    legacy = not versions and s.exists(f"{s.dir(table)}/{m.legacy}")
-                else:
-                    versions = m.numbered(
-                        {r[len(m.log) + 1 :]: e for r, e in files.items() if r.startswith(m.log + "/")}
-                    )
-                    legacy = m.legacy in files
-                # An upload to an object store is whole or absent: a manifest bigger than a drop's holds a table.
-                # Otherwise the newest manifest that holds a version says (a torn one is skipped, see manifest.py).
-                if s.object_store and versions and versions[max(versions)].size > DROPPED_MAX:
-                    names.append(table)
-                elif (versions or legacy) and m.head(table).state is not None:
-                    names.append(table)
-        return sorted(names + self.plain.names(set(names)))
+        return catalogue.tables(self.storage, self.manifests, self.plain)
 
     def schema(self, table):
         st = self.tx.get(table)
@@ -136,11 +107,11 @@ class FileBackend(Backend):
             self.tx.get(table)
             base = self.tx.mine().base.get(table)
             if isinstance(base, Plain):  # a table another tool made, replaced: in the same place and layout
-                self.tx.put(table, self.plain.recreate(self.tx.mine(), base, schema))
+                self.tx.put(table, self.plain_writes.recreate(self.tx.mine(), base, schema))
                 return
             with self.storage.io(f"creating table {table!r}"):
                 names = self.storage.ls(self._dir(table))
-                other = next((o for o in self._formats_in(names) if Manifests(self.storage, o).head(table).state), None)
+                other = catalogue.other_format(self.storage, table, self.format, names)
             if other:
                 raise StorageError(
                     f"table {table!r} in {self.display} is stored as {other}; open it with "
@@ -149,11 +120,6 @@ class FileBackend(Backend):
             # parts a crashed writer left behind: removed when this table is published
             self.tx.mine().orphans[table] = [n for n in names if is_part(n, self.fmt.suffix)]
             self.tx.put(table, State(table, schema))
-
-    def _formats_in(self, names: list[str]) -> list[str]:
-        """Other formats whose manifests are in a table's folder (names of its entries)."""
-        found = {n[4:].removesuffix(".json") for n in names if n.startswith("_dk_")}
-        return sorted(found - {self.format})
 
     def set_schema(self, table, schema):
         with self.transaction():
@@ -164,7 +130,7 @@ class FileBackend(Backend):
         with self.transaction():
             st = self._existing(table)
             if isinstance(st, Plain):
-                self.tx.put(table, self.plain.add_columns(st, list(columns)))
+                self.tx.put(table, self.plain_writes.add_columns(st, list(columns)))
                 return
             cols = st.schema.data_columns + list(columns) + st.schema.index_columns
             self.tx.put(table, replace(st, schema=replace(st.schema, columns=cols)))
@@ -177,26 +143,7 @@ class FileBackend(Backend):
         is held (locally): elsewhere a running writer's new parts look just the same, and a writer may still
         be trying to put a manifest's version (commit.py relies on the store's retention for that).
         """
-        retention = self.retention if retention is None else retention
-        with self.transaction():
-            self.claim(table)
-            locked = table in self.tx.mine().locks
-            with self.storage.io(f"vacuuming table {table!r}"):
-                head = self.manifests.head(table)
-                st = head.state
-                if st is None:
-                    return []
-                now, folder = time.time(), self._dir(table)
-                old = {f for f, since in st.retired if now - since >= retention}
-                gone = [f"{folder}/{f}" for f in sorted(old)]
-                grace = retention if locked else max(retention, self.retention)
-                gone += self.tx.sweep(table, st, grace)
-                stale = self.manifests.superseded(self.manifests.versions(table), head.version, grace)
-                self.manifests.remove(table, stale)
-                if not head.legacy:  # the single manifest of an earlier release, if any, is stale too
-                    self.storage.remove([f"{folder}/{self.manifests.legacy}"])
-            self.holds.retire(gone)
-        return [p.rsplit("/", 1)[-1] for p in gone] + [f"{self.manifests.log}/{v:020d}.json" for v in stale]
+        return self.tx.vacuum(table, self.retention if retention is None else retention)
 
     def drop(self, table):
         with self.transaction():
@@ -217,308 +164,52 @@ class FileBackend(Backend):
     def write(self, table, data, schema, mode):
         with self.transaction():
             found = self._existing(table)
+            changed: State | Plain
             if isinstance(found, Plain):
-                changed, existed_plain = self.plain.write(self.tx.mine(), found, data, schema, mode)
-                self.tx.put(table, changed)
-                return existed_plain
-            st = replace(found, schema=_kept(found.schema, schema))
-            n = data.num_rows
-            if schema.key:
-                order = parts_.sort_order(data, schema.key)
-                part_of, row_of = self._locate(st, data, order, schema.key)
+                changed, existed = self.plain_writes.write(self.tx.mine(), found, data, schema, mode)
             else:
-                order, part_of, row_of = None, np.full(n, -1), np.full(n, -1)
-            existed = part_of >= 0
-            parts = list(st.parts)
-            if mode != "insert" and existed.any():
-                for p in np.unique(part_of[existed]):
-                    sel = np.flatnonzero(part_of == p)
-                    old = self._read_whole(st, parts[p])
-                    parts[p] = self._write_part(st, put_rows(old, data.take(sel), row_of[sel]))
-            new_rows = inserted(data, schema, mode, existed)
-            if len(new_rows):
-                if order is not None and st.schema.key:  # a keyed table's parts are sorted by key
-                    new_rows = order[np.isin(order, new_rows)] if len(new_rows) < n else order
-                whole = len(new_rows) == n and bool((new_rows == np.arange(n)).all())
-                add = data if whole else data.take(pa.array(new_rows))
-                parts.append(self._write_part(st, parts_.complete(add, schema)))
-            self.tx.put(table, replace(st, parts=tuple(self._compact(st, parts))))
-            return existed if existed.any() else None
+                changed, existed = self.writes.write(found, data, schema, mode)
+            self.tx.put(table, changed)
+            return existed
 
     def delete(self, table, keys, schema):
         with self.transaction():
             found = self._existing(table)
+            changed: State | Plain
             if isinstance(found, Plain):
-                changed, hit = self.plain.delete(self.tx.mine(), found, keys, schema)
-                self.tx.put(table, changed)
-                return hit
-            st = replace(found, schema=_kept(found.schema, schema))
-            part_of, row_of = self._locate(st, keys, parts_.sort_order(keys, schema.key), schema.key)
-            parts: list = list(st.parts)
-            for p in np.unique(part_of[part_of >= 0]):
-                keep = np.ones(parts[p].rows, dtype=bool)
-                keep[row_of[part_of == p]] = False
-                rest = self._read_whole(st, parts[p]).filter(pa.array(keep))
-                parts[p] = self._write_part(st, rest) if rest.num_rows else None
-            self.tx.put(table, replace(st, parts=tuple(p for p in parts if p is not None)))
-            return part_of >= 0
+                changed, hit = self.plain_writes.delete(self.tx.mine(), found, keys, schema)
+            else:
+                changed, hit = self.writes.delete(found, keys, schema)
+            self.tx.put(table, changed)
+            return hit
 
-    def _compact(self, st: State, parts: list[Part]) -> list[Part]:
-        """Merge small parts once a table has many, so that reads open (and merge) few files.
-
-        Keyed tables merge any small parts (and sort them again); tables without a key only
-        neighbouring ones, to keep the insertion order. One merge never exceeds a full part.
-        """
-        if len(parts) <= _MAX_PARTS:
-            return parts
-        full = self.chunk_rows(len(st.schema.columns))
-        small = [i for i, p in enumerate(parts) if p.rows < full // 2]
-        if st.schema.key:
-            small.sort(key=lambda i: parts[i].rows)
-        groups: list[list[int]] = []
-        group: list[int] = []
-        rows = 0
-        for i in small:
-            adjacent = st.schema.key or not group or i == group[-1] + 1
-            if group and (rows + parts[i].rows > full or not adjacent):
-                groups.append(group)
-                group, rows = [], 0
-            group.append(i)
-            rows += parts[i].rows
-        groups.append(group)
-        out: list = list(parts)
-        for group in (g for g in groups if len(g) > 1):
-            data = pa.concat_tables([self._read_whole(st, parts[i]) for i in sorted(group)])
-            if st.schema.key:
-                data = data.sort_by([(k, "ascending") for k in st.schema.key])
-            out[min(group)] = self._write_part(st, data)
-            for i in group:
-                if i != min(group):
-                    out[i] = None
-        return [p for p in out if p is not None]
-
-    def _write_part(self, st: State, data: pa.Table) -> Part:
-        """Write rows (all columns, sorted by key when keyed) as a new part file, in the background."""
-        name = f"part-{uuid.uuid4().hex[:20]}{self.fmt.suffix}"
-        folder = self._dir(st.name)
-        path = f"{folder}/{name}"
-        with self.storage.io(f"writing table {st.name!r}"):
-            self.storage.ensure_dir(folder)
-        self.pool.submit(self.tx.mine(), path, data.replace_schema_metadata(None), st.schema)
-        lo = hi = None
-        if st.schema.key:
-            keys = data.select(st.schema.key)
-            self.keys.put(path, keys)
-            lo, hi = parts_.row(keys, 0), parts_.row(keys, data.num_rows - 1)
-        return Part(name, data.num_rows, None, lo, hi)
-
-    def _locate(self, st: State, data: pa.Table, order: np.ndarray, key: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """For each row of `data`: the part holding its `key` and the row there (-1, -1 when absent). `key` is
-        the table's own (parts are ruled out by their key range), or a call's key= on a table without one."""
-        n = data.num_rows
-        part_of, row_of = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
-        if not st.parts or n == 0:
-            return part_of, row_of
-        keys = data.select(key)
-        kmin, kmax = parts_.row(keys, int(order[0])), parts_.row(keys, int(order[-1]))
-        for i, part in enumerate(st.parts):
-            if st.schema.key:
-                lo, hi = part.bounds
-                if hi < kmin or lo > kmax:
-                    continue
-            pos = parts_.match(self._part_keys(st, part, key), keys, key)
-            hit = pos >= 0
-            part_of[hit], row_of[hit] = i, pos[hit]
-        return part_of, row_of
-
-    def _part_keys(self, st: State, part: Part, key: list[str]) -> pa.Table:
-        if key != st.schema.key:  # a call's key= on a table without a key: its columns are not cached
-            return self._read_whole(st, part, key)
-        path = f"{self._dir(st.name)}/{part.file}"
-        keys = self.keys.get(path)
-        if keys is None:
-            keys = self._read_whole(st, part, key)
-            self.keys.put(path, keys)
-        return keys
-
-    def _read_whole(self, st: State, part: Part, columns: list[str] | None = None) -> pa.Table:
-        columns = columns or st.schema.names
-        target = pa.schema([st.schema.column(c).field for c in columns])
-        tables = list(reading.scan(self, st, part, columns, None, 1 << 30))
-        return pa.concat_tables([conform(t, target) for t in tables]) if tables else target.empty_table()
-
-    # -- a new table loaded by many writers at once (see Backend.open_aside) -------------------------
-    # The writers put their part files in the table's folder (unlisted, so no reader sees them) and, at
-    # the end of each partition's transaction, a record of that partition's parts (a manifest of its own,
-    # `_dk_aside/<job>/<partition>.json`, replaced by a later try); swap_in lists them all in the table's
-    # next manifest. The aside's name is "<job>/<table>".
+    # -- a new table loaded by many writers at once (aside.py) ----------------------------------
     def open_aside(self, table, schema):
-        if not schema.key:  # a keyless table keeps its rows in the order one writer inserted them
-            return None
-        if isinstance(self.tx.get(table), Plain):  # replaced in its own place and layout, by one writer
-            return None
-        with self.storage.io(f"writing table {table!r}"):
-            self.storage.ensure_dir(self._dir(table))
-        return f"{uuid.uuid4().hex[:16]}/{table}"
-
-    def _record(self, aside: str, part: int | None = None) -> str:
-        job, table = aside.split("/", 1)
-        folder = f"{self._dir(table)}/_dk_aside/{job}"
-        return folder if part is None else f"{folder}/{part:08d}.json"
-
-    def _parts_of(self, aside: str, part: int) -> tuple[Part, ...]:
-        """The parts recorded for partition `part` (none yet: ())."""
-        raw = self.storage.cat(self._record(aside, part))
-        st = self.manifests.parse(aside, raw).state if raw else None
-        return st.parts if st else ()
-
-    def _put_record(self, aside: str, part: int, schema, parts) -> None:
-        path = self._record(aside, part)
-        self.storage.ensure_dir(path.rsplit("/", 1)[0])
-        self.storage.write_whole(path, self.manifests.encode(aside, State(aside, schema, tuple(parts)), 0))
+        return self.asides.open(table, schema)
 
     def clear_aside(self, aside, part, schema):
-        """The partition starts with no parts; at commit its record is replaced, and the parts an earlier
-        try of it recorded are removed."""
-        tx, table = self.tx.mine(), aside.split("/", 1)[1]
-        written: list[Part] = []
-
-        def then():
-            with self.storage.io(f"writing table {table!r}"):
-                earlier = self._parts_of(aside, part)
-                self._put_record(aside, part, schema, written)
-            kept = {p.file for p in written}
-            self._remove(f"{self._dir(table)}/{p.file}" for p in earlier if p.file not in kept)
-
-        then.written = written  # type: ignore[attr-defined]
-        tx.after[(aside, part)] = then
+        self.asides.clear(aside, part, schema)
 
     def write_aside(self, aside, part, data, schema, rows):
-        data = data.take(pa.array(parts_.sort_order(data, schema.key)))
-        self.tx.mine().after[(aside, part)].written.append(self._write_aside_part(aside, data, schema))
-
-    def _write_aside_part(self, aside: str, data: pa.Table, schema) -> Part:
-        """Write rows sorted by key as a part file of the aside's table, now (not in the background)."""
-        job, table = aside.split("/", 1)
-        data = parts_.complete(data, schema).replace_schema_metadata(None)
-        file = f"part-{job}-{uuid.uuid4().hex[:16]}{self.fmt.suffix}"
-        with self.storage.io(f"writing table {table!r}"):
-            size = self.pool.write(f"{self._dir(table)}/{file}", data, schema)
-        keys = data.select(schema.key)
-        return Part(file, data.num_rows, size, parts_.row(keys, 0), parts_.row(keys, data.num_rows - 1))
+        self.asides.write(aside, part, data, schema, rows)
 
     def take_aside(self, aside, schema, part, rows, keys):
-        table = aside.split("/", 1)[1]
-        st = State(table, schema, self._parts_of(aside, part))
-        out: list[pa.Table | None] = [None] * keys.num_rows
-        kept = []
-        for p in st.parts:
-            whole = self._read_whole(st, p)
-            rest = parts_.take_keys(whole, keys, schema.key, out)
-            if rest is whole:
-                kept.append(p)
-            elif rest is not None:
-                kept.append(self._write_aside_part(aside, rest, schema))
-        with self.storage.io(f"writing table {table!r}"):
-            self._put_record(aside, part, schema, kept)
-        self._remove(f"{self._dir(table)}/{p.file}" for p in st.parts if p not in kept)
-        found = [t for t in out if t is not None]
-        return pa.concat_tables(found) if found else schema.arrow_schema.empty_table()
+        return self.asides.take(aside, schema, part, rows, keys)
 
     def swap_in(self, aside, table, schema):
-        folder, records = self._dir(table), self._record(aside)
-        with self.storage.io(f"writing table {table!r}"):
-            names = sorted(n for n in self.storage.ls(records) if n.endswith(".json"))
-            parts = [p for n in names for p in self._parts_of(aside, int(n.rsplit("/", 1)[-1][:-5]))]
-            there = set(self.storage.entries(folder, stat=False))
-        gone = [p.file for p in parts if p.file not in there]
-        if gone:  # another writer of the table swept them as leftovers meanwhile
-            raise ConcurrentWriteError(
-                f"table {table!r} in {self.display} was changed by another writer during this call "
-                f"({len(gone)} new part(s) are gone); nothing was written"
-            )
-        self.tx.get(table)
-        self.tx.put(table, State(table, schema, tuple(parts)))
+        self.asides.swap_in(aside, table, schema)
 
     def drop_aside(self, aside):
-        job, table = aside.split("/", 1)
-        folder = self._dir(table)
-        st = self.manifests.load(table)[0].state
-        listed = {p.file for p in st.parts} if st else set()
-        with self.storage.io(f"writing table {table!r}"):
-            mine = [n for n in self.storage.entries(folder, stat=False) if n.startswith(f"part-{job}-")]
-            records = self._record(aside)
-            self.storage.remove(f"{records}/{n.rsplit('/', 1)[-1]}" for n in self.storage.ls(records))
-            self.storage.rmdir(records)
-            self.storage.rmdir(records.rsplit("/", 1)[0])
-        self._remove(f"{folder}/{n}" for n in mine if n not in listed)
-        self.storage.rmdir(folder)  # only when empty: the call created no table
+        self.asides.drop(aside)
 
     # -- reading -------------------------------------------------------------------------------
     def read(self, table, schema, columns, where, order, limit, batch_rows):
         head = self.manifests.stashed(table) if self.tx.current() is None else None
         st = head.state if head is not None and head.state is not None else self.tx.get(table)
         if isinstance(st, Plain):
-            return self.plain.read(st, schema, columns, where, order, limit, batch_rows)
-        return reading.read(self, table, schema, columns, where, order, limit, batch_rows)
+            return plain_reading.read(self.plain, st, schema, columns, where, order, limit, batch_rows)
+        return self.reader.read(table, schema, columns, where, order, limit, batch_rows)
 
     def close(self):
         self.keys.clear()
         self.pool.close()
-
-
-def _kept(stored: TableSchema, schema: TableSchema) -> TableSchema:
-    """The schema a write keeps for the table: the call's, less a key= the table does not have of its own."""
-    return schema if stored.key or not schema.key else replace(schema, key=None)
-
-
-class Writers:
-    """The worker threads that write part files while the next chunk converts."""
-
-    def __init__(self, storage: Storage, fmt: Format):
-        self.storage, self.format = storage, fmt
-        self.workers = max(2, min(4, os.cpu_count() or 2))
-        self._pool: ThreadPoolExecutor | None = None
-
-    def submit(self, tx: Tx, path: str, data: pa.Table, schema) -> None:
-        tx.created.append(path)
-        while sum(not f.done() for f in tx.pending.values()) >= 2 * self.workers:  # bounded memory
-            wait(list(tx.pending.values()), return_when=FIRST_COMPLETED)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="dk-files")
-        tx.pending[path] = self._pool.submit(self.write, path, data, schema)
-
-    def write(self, path: str, data: pa.Table, schema) -> int:
-        """Write one part file (on a worker thread, or in the caller's), flushed to the disk before a manifest
-        can list it; returns its size in bytes."""
-        with self.storage.open_write(path) as out:
-            self.format.write(out, data, schema)
-            size = out.tell()
-        return size
-
-    def settle(self, tx: Tx, path: str | None = None, cancel: bool = False, needed: set | None = None) -> None:
-        """Wait for the part writes still running (all, or the one of `path`); raise the first failure.
-
-        A rollback (cancel=True) still waits, so that no file appears after its removal. With
-        `needed`, only the failures of those paths count.
-        """
-        paths = [path] if path is not None else list(tx.pending)
-        failure = None
-        for p in paths:
-            fut = tx.pending.pop(p, None)
-            if fut is None or (cancel and fut.cancel()):
-                continue
-            try:
-                tx.sizes[p] = fut.result()
-            except BaseException as e:  # noqa: BLE001 - reported below, after every write has ended
-                if needed is None or p in needed:
-                    failure = failure or e
-        if failure is not None and not cancel:
-            table = urllib.parse.unquote(paths[0].rsplit("/", 2)[-2]) if paths else "?"
-            with self.storage.io(f"writing table {table!r}"):
-                raise failure
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None

@@ -32,7 +32,7 @@ class Tx:
     sizes: dict = field(default_factory=dict)  # path -> bytes, once written
     orphans: dict = field(default_factory=dict)  # table -> file names found in its folder when (re)created
     locks: dict = field(default_factory=dict)  # table -> fd of its lock file, held until the transaction ends
-    after: dict = field(default_factory=dict)  # name -> what to do once the commit is done (see FileBackend.aside)
+    after: dict = field(default_factory=dict)  # name -> what to do once the commit is done (see aside.py)
 
 
 class Holds:
@@ -96,9 +96,11 @@ class Transactions:
         lock_timeout: float,
         retention: float,
         plain: PlainTables,
+        publish_plain: Callable,
     ):
         self.storage, self.manifests, self.holds = storage, manifests, holds
         self.plain = plain  # the tables other tools made, which have no manifest
+        self._publish_plain = publish_plain  # publish_plain(tx, table, base, st): plain_writing.py
         self._settle = settle  # settle(tx, path=None, cancel=False, needed=None): wait for part writes
         self._remove = remove
         self.suffix = suffix
@@ -230,7 +232,7 @@ class Transactions:
         for table in sorted(changed):
             try:
                 if table in plain:
-                    self.plain.publish(tx, table, tx.base[table], tx.states[table])
+                    self._publish_plain(tx, table, tx.base[table], tx.states[table])
                     published.append(table)
                 else:
                     done[table] = self._publish(tx, table)
@@ -311,6 +313,30 @@ class Transactions:
             if is_part(n, self.suffix) and n not in keep and e.age >= grace
         ]
         return out + [f"{log}/{n}" for n, e in self.storage.entries(log).items() if ".tmp-" in n and e.age >= grace]
+
+    def vacuum(self, table: str, retention: float) -> list[str]:
+        """FileBackend.vacuum: remove what no reader of the table's current version needs, once older than
+        `retention` seconds (leftovers and manifests once older than the store's retention too, unless the
+        table's lock is held); the names removed."""
+        with self.transaction():
+            self.claim(table)
+            locked = table in self.mine().locks
+            with self.storage.io(f"vacuuming table {table!r}"):
+                head = self.manifests.head(table)
+                st = head.state
+                if st is None:
+                    return []
+                now, folder = time.time(), self.storage.dir(table)
+                old = {f for f, since in st.retired if now - since >= retention}
+                gone = [f"{folder}/{f}" for f in sorted(old)]
+                grace = retention if locked else max(retention, self.retention)
+                gone += self.sweep(table, st, grace)
+                stale = self.manifests.superseded(self.manifests.versions(table), head.version, grace)
+                self.manifests.remove(table, stale)
+                if not head.legacy:  # the single manifest of an earlier release, if any, is stale too
+                    self.storage.remove([f"{folder}/{self.manifests.legacy}"])
+            self.holds.retire(gone)
+        return [p.rsplit("/", 1)[-1] for p in gone] + [f"{self.manifests.log}/{v:020d}.json" for v in stale]
 
     @staticmethod
     def _moved(then: Head, now: Head) -> bool:

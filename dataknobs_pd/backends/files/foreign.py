@@ -2,7 +2,7 @@
 (pyarrow's types, the pandas metadata's index and dtypes, an integer column holding a missing value as
 float64, hive partition columns as categories) and CSV as `read_csv` reads it (int64, float64, bool or
 text, its missing values and its column names); rows written back in the forms those tools write.
-plain.py finds, reads and writes the tables themselves."""
+plain.py finds the tables themselves, plain_reading.py reads and plain_writing.py writes them."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ from .storage import Entry, Storage
 
 _REUSE_SECONDS = 5.0  # the manifest schema() read serves the same thread's next call (save, load) this long
 _NUMBERED = re.compile(r"\d{20}\.json")
-DROPPED_MAX = 512  # bytes: a drop's manifest is smaller (a table's may be too); see FileBackend.tables
+DROPPED_MAX = 512  # bytes: a drop's manifest is smaller (a table's may be too); see catalogue.tables
 
 
 def is_numbered(name: str) -> bool:

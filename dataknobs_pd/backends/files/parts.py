@@ -18,9 +18,6 @@ import pyarrow as pa
 
 from ...errors import InternalError
 from ...schema import TableSchema
-from ..keyed import match as match
-from ..keyed import sort_order as sort_order
-from ..keyed import take_keys as take_keys
 
 
 def row(keys: pa.Table, i: int) -> tuple:

@@ -16,7 +16,6 @@ import pyarrow.fs as pafs
 
 from ...errors import StorageError
 from ..folder import Folder, folder_name
-from ..folder import table_of as table_of
 
 if sys.platform != "win32":
     import fcntl
