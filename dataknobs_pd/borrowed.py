@@ -152,14 +152,15 @@ def _unwrapped(dbapi):
 def _sqlite_file(path: str) -> tuple[Backend, tuple]:
     """The package's own SQLite store on a file, and its connections to release."""
     backend = backend_class("sqlite")(f"sqlite:///{path}")
-    return backend, (backend.conn.close,)
+    return backend, (backend.releaser(),)
 
 
 def _postgres(url: str, guard: Callable[[], None] | None = None) -> tuple[Backend, tuple]:
     """The package's own PostgreSQL store on a URL, and its connections to release."""
     backend = backend_class("postgresql")(url)
-    backend.session.guard = guard
-    return backend, (backend.session.close,)
+    if guard is not None:
+        backend.check_before_writes(guard)
+    return backend, (backend.releaser(),)
 
 
 def _adbc(conn) -> tuple[Backend, tuple]:

@@ -12,7 +12,7 @@ engine turns that into failures (failures.classify). Anything else makes it rais
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
 
 import numpy as np
@@ -142,6 +142,16 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - a hook: a store with no connections has nothing to release
         """Release connections."""
+
+    def releaser(self) -> Callable[[], object]:
+        """What closes this backend's connections while holding nothing of the backend itself: a finalizer
+        runs it once the backend is gone (a Store over a connection the user lent). Default: nothing to close."""
+        return _nothing
+
+
+def _nothing() -> None:
+    return None
+
 
 
 def put_rows(stored: pa.Table, changes: pa.Table, at: np.ndarray) -> pa.Table:

@@ -107,6 +107,14 @@ class PostgresBackend(Backend):
     def close(self):
         self.session.close()
 
+    def releaser(self):
+        return self.session.close
+
+    def check_before_writes(self, check) -> None:
+        """Run `check()` before each transaction begins; it may refuse by raising (a store beside a connection
+        the user holds refuses while that connection is inside a transaction of its own)."""
+        self.session.guard = check
+
     # -- catalogue (catalogue.py) --------------------------------------------------------------
     def tables(self):
         with self.session.borrow() as c:

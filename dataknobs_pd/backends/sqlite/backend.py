@@ -306,6 +306,9 @@ class SQLiteBackend(Backend):
     def close(self):
         self.conn.close()
 
+    def releaser(self):
+        return self.conn.close
+
 
 def _positions(rows, n: int) -> np.ndarray:
     """A mask of `n` rows, true at the positions in `rows` (one-column result rows)."""
