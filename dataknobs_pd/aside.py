@@ -3,7 +3,7 @@ into a table aside, which one commit at the driver swaps in.
 
 A save that creates (or replaces) a keyed table, from a source of partitions that runs work where
 they are computed (dask.Partitions), on a store that can take rows from many writers
-(Backend.open_aside: PostgreSQL, a COPY stream per worker into a table aside; the file stores, part
+(capabilities.ParallelLoad: PostgreSQL, a COPY stream per worker into a table aside; the file stores, part
 files put by the workers; Delta, files written by delta-rs on the workers, one commit listing them):
 
 - each partition's writer (a Dask task, retried by Dask when its worker dies) converts, checks and

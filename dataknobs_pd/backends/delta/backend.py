@@ -275,7 +275,7 @@ class DeltaBackend(Backend):
                 st.modes += ("delete",)
             return existed
 
-    # -- a new table loaded by many writers at once (see Backend.open_aside) -------------------------
+    # -- a new table loaded by many writers at once (capabilities.ParallelLoad) -------------------------
     # Each partition's writer has delta-rs write its rows, sorted by key, as a table of their own in a stage
     # folder of the table (their statistics with them), keeps the add actions, and at the end of its
     # transaction records them (`_dk_aside/<job>/<partition>.json`, replaced by a later try, whose stage

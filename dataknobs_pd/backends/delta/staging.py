@@ -225,7 +225,7 @@ class Tx:
 
     owner: int = field(default_factory=threading.get_ident)
     tables: dict = field(default_factory=dict)  # name -> Staged
-    after: dict = field(default_factory=dict)  # what to do once the commits are done (see DeltaBackend.open_aside)
+    after: dict = field(default_factory=dict)  # what to do once the commits are done (see DeltaBackend.open_aside, capabilities.ParallelLoad)
 
 
 def key_index(keys: pa.Table) -> pd.Index:

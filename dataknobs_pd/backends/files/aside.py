@@ -1,4 +1,4 @@
-"""A new managed table loaded by many writers at once (capabilities.ParallelLoad, see Backend.open_aside).
+"""A new managed table loaded by many writers at once (capabilities.ParallelLoad).
 
 The writers put their part files in the table's folder (unlisted, so no reader sees them) and, at the end of
 each partition's transaction, a record of that partition's parts (a manifest of its own,
