@@ -82,11 +82,11 @@ class Store:
         """
         check_table_name(table)
         if self.backend.schema(table) is None:
-            raise TableNotFoundError(self._no_table(table))
+            raise TableNotFoundError(self.table_not_found(table))
         with self.backend.transaction():
             self.backend.drop(table)
 
-    def _no_table(self, table: str) -> str:
+    def table_not_found(self, table: str) -> str:
         """What to say of a table that is not in this store: the tables there, or that there is no store
         at all where the URL points (a SQLite file that does not exist, named by its absolute path)."""
         missing = self.backend.missing()
@@ -126,7 +126,7 @@ class Store:
         check_table_name(table)
         s = self.backend.schema(table)
         if s is None:
-            raise TableNotFoundError(self._no_table(table))
+            raise TableNotFoundError(self.table_not_found(table))
         return s
 
     def close(self) -> None:

@@ -141,7 +141,7 @@ def _into(
 def found(store: Store, table: str, schema: TableSchema | None) -> TableSchema:
     """`schema`, or TableNotFoundError saying what the store holds."""
     if schema is None:
-        raise TableNotFoundError(store._no_table(table))
+        raise TableNotFoundError(store.table_not_found(table))
     return schema
 
 
