@@ -153,7 +153,6 @@ def _nothing() -> None:
     return None
 
 
-
 def put_rows(stored: pa.Table, changes: pa.Table, at: np.ndarray) -> pa.Table:
     """Put the values of `changes` into rows `at` of `stored`: one take over both, any type."""
     n = stored.num_rows

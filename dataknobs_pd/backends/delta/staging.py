@@ -225,7 +225,8 @@ class Tx:
 
     owner: int = field(default_factory=threading.get_ident)
     tables: dict = field(default_factory=dict)  # name -> Staged
-    after: dict = field(default_factory=dict)  # what to do once the commits are done (see DeltaBackend.open_aside, capabilities.ParallelLoad)
+    # what to do once the commits are done (see DeltaBackend.open_aside, capabilities.ParallelLoad)
+    after: dict = field(default_factory=dict)
 
 
 def key_index(keys: pa.Table) -> pd.Index:
