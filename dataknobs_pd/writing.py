@@ -67,13 +67,24 @@ def write(
     frames, df, again = _input(data)
     _check_frame(df, table)
     store = as_store(store)
-    job = Job(operation, store.backend, store.url, table, frames, _planner(operation, df, store, table, options))
-    job.again, job.new_columns = again, options.new_columns
-    job.errors, job.chunksize, job.progress = options.errors, options.chunksize, options.progress
-    job.dry_run, job.track = bool(options.dry_run), bool(options.track_changes)
+    job = Job(
+        operation,
+        store.backend,
+        store.url,
+        table,
+        frames,
+        _planner(operation, df, store, table, options),
+        errors=options.errors,
+        chunksize=options.chunksize,
+        progress=options.progress,
+        again=again,
+        new_columns=options.new_columns,
+        dry_run=bool(options.dry_run),
+        track=bool(options.track_changes),
+    )
     writer = BatchWriter(mapper)
     res = None
-    if parallel is not None and operation == "save" and store.address is not None:
+    if parallel is not None and store.address is not None:  # aside.save declines what it cannot load so
         res = aside.save(writer, job, parallel, store.address)
     if res is None:
         res = writer.run(job)

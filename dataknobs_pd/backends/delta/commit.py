@@ -75,14 +75,7 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
             if st.fresh and st.adds is not None:  # its files are written: one commit lists them
                 actions = [_add(a) for a in st.adds]
                 if st.base is None:
-                    create_table_with_add_actions(
-                        loc.uri(st.name),
-                        Schema.from_arrow(full),
-                        actions,
-                        mode="error",
-                        storage_options=loc.delta_options or None,
-                        commit_properties=props,
-                    )
+                    _create(st, full, actions, props)
                 else:  # overwrite: the commit removes every file of the version read
                     st.base.create_write_transaction(list(actions), "overwrite", full, commit_properties=props)
             elif st.ordered:
@@ -213,32 +206,30 @@ def _rewritten(st: Staged, full: pa.Schema) -> tuple[pa.Table, list[int], pa.Tab
     return data, sorted(touched), deleted
 
 
+def _create(st: Staged, full: pa.Schema, actions: list, props: CommitProperties, replacing: dict | None = None) -> None:
+    """One commit that makes the table of `full`'s columns from files written apart: a new table, or with
+    `replacing` (the configuration of the table there) one that takes the place of that table."""
+    create_table_with_add_actions(
+        st.loc.uri(st.name),
+        Schema.from_arrow(full),
+        actions,
+        mode="error" if replacing is None else "overwrite",
+        configuration=replacing,
+        storage_options=st.loc.delta_options or None,
+        commit_properties=props,
+    )
+
+
 # -- a keyless table kept in insertion order by its files (order.py) ---------------------------------
 def _commit_in_order(st: Staged, full: pa.Schema, props: CommitProperties, stages: list[str]) -> None:
     """One commit of files written apart: the new rows after every file; a file whose rows change again
     in its place. A new table, or a call adding columns, writes every row in order (one overwrite)."""
-    loc = st.loc
     if st.fresh:
         written = [_add(a) for a in _write_in_order(st, _new_rows(st, full, 0), (0,), stages)]
         if st.base is None:
-            create_table_with_add_actions(
-                loc.uri(st.name),
-                Schema.from_arrow(full),
-                written,
-                mode="error",
-                storage_options=loc.delta_options or None,
-                commit_properties=props,
-            )
+            _create(st, full, written, props)
         elif st.partitioned:  # another tool's partitioned table replaced: a table of no partitions
-            create_table_with_add_actions(
-                loc.uri(st.name),
-                Schema.from_arrow(full),
-                written,
-                mode="overwrite",
-                configuration=st.base.metadata().configuration,
-                storage_options=loc.delta_options or None,
-                commit_properties=props,
-            )
+            _create(st, full, written, props, replacing=st.base.metadata().configuration)
         else:  # overwrite: the commit removes every file of the version read, and sets the new schema
             st.base.create_write_transaction(list(written), "overwrite", full, commit_properties=props)
         return

@@ -139,24 +139,20 @@ def write_staged(
     values = [col for name in data.column_names if name not in key for col in p[name].stored]
     stage(c, nsp, table, data, schema, url)
     t, s, row = relation(nsp, table), STAGED, q(ROW)
+    match = key_match(pk, "d", "s")
+    update = f"UPDATE {t} d SET {', '.join(f'{q(v)} = s.{q(v)}' for v in values)} FROM {s} s WHERE {match}"
     if mode == "update" or absent_columns(schema, data):  # nothing to insert: change the rows found
         if not values:
             return c.positions(existing(nsp, table, schema), n, doing=doing)
-        sets = ", ".join(f"{q(v)} = s.{q(v)}" for v in values)
         with by_index(c, nsp, table, n):
-            return c.positions(
-                f"UPDATE {t} d SET {sets} FROM {s} s WHERE {key_match(pk, 'd', 's')} RETURNING s.{row}",
-                n,
-                doing=doing,
-            )
+            return c.positions(f"{update} RETURNING s.{row}", n, doing=doing)
     listed = ", ".join(q(col) for name in data.column_names for col in p[name].stored)
     if schema.loose:  # no unique constraint for ON CONFLICT: change the rows found, then add the others
         if values:
-            sets = ", ".join(f"{q(v)} = s.{q(v)}" for v in values)
-            c.run(f"UPDATE {t} d SET {sets} FROM {s} s WHERE {key_match(pk, 'd', 's')}", doing=doing)
+            c.run(update, doing=doing)
         c.run(
             f"INSERT INTO {t} ({listed}) SELECT {listed} FROM {s} s WHERE NOT EXISTS"
-            f" (SELECT 1 FROM {t} d WHERE {key_match(pk, 'd', 's')}) ORDER BY s.{row}",
+            f" (SELECT 1 FROM {t} d WHERE {match}) ORDER BY s.{row}",
             doing=doing,
         )
         return None
