@@ -779,3 +779,15 @@ def test_stores_without_history_say_so(tmp_path, url):
     ):
         with pytest.raises(dk.InvalidArgumentError, match="keeps no history.*delta://"):
             call()
+
+
+def test_text_holding_line_separators_is_written_by_every_kind_of_commit(store):
+    # a commit of files written apart reads its staged log as JSON lines: \x85 and \u2028 in a value (in the
+    # statistics delta-rs writes) once cut a line in two there
+    odd = ["\x85", "x\u2028y", "z\rq", "a\u2029b"]
+    pd.DataFrame({"id": [0], "c0": ["a"]}).dk.save(store, "t")
+    assert pd.DataFrame({"id": range(4), "c0": odd}).dk.save(store, "t", if_exists="upsert").ok
+    pd.DataFrame({"c0": odd}).dk.save(store, "k")  # a keyless table, kept in order by its files
+    assert pd.DataFrame({"c0": odd}).dk.save(store, "k", if_exists="append").ok
+    assert dk.load(store, "t")["c0"].tolist() == odd
+    assert dk.load(store, "k")["c0"].tolist() == odd + odd

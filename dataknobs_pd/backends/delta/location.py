@@ -104,7 +104,7 @@ class Location(Folder):
         log = f"{folder}/{stage}/{LOG}"
         raw = self.fs.cat_file(f"{log}/{0:020d}.json")
         adds = []
-        for line in raw.decode().splitlines():
+        for line in raw.decode().split("\n"):  # JSON lines: splitlines() would also cut at \x85 or \u2028 in a value
             action = json.loads(line) if line.strip() else {}
             if "add" in action:
                 add = action["add"]
