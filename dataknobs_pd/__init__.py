@@ -22,14 +22,18 @@ from .errors import (
     TableNotFoundError,
     UnsupportedDtypeError,
 )
+from .quarantine import quarantined
 from .result import BatchResult
 from .schema import TableSchema
 from .store import Store, connect
 from .types import TypeMapper
+from .undo import undo
 
 __version__ = "1.0.0rc1"  # as in pyproject.toml (`make dist` checks)
 
 __all__ = [
+    "quarantined",
+    "undo",
     "BackendUnavailableError",
     "BatchError",
     "BatchResult",

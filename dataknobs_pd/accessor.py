@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -31,6 +32,11 @@ class DkAccessor:
         dry_run: bool = False,
         track_changes: bool = False,
         new_columns: str = "fail",
+        quarantine: bool | None = None,
+        max_errors: int | None = None,
+        max_error_rate: float | None = None,
+        undoable: bool | None = None,
+        validate: Any = None,
     ) -> BatchResult:
         """Write the frame to a table: create it, replace it, append to it, or upsert into it by key.
 
@@ -52,6 +58,12 @@ class DkAccessor:
                 values); it costs one read of the touched keys.
             new_columns: `"fail"` (`SchemaMismatchError` for a frame column the table lacks, nothing
                 written) or `"add"` (add such columns; rows already stored read back as missing in them).
+            quarantine: Keep the failed rows in the table's quarantine (`dk.quarantined` reads them back).
+            max_errors: More failed rows than this and nothing is written (`BatchError`).
+            max_error_rate: Failed rows above this fraction of the rows and nothing is written.
+            undoable: Keep the before-images of the rows changed, for `dk.undo(store, table, res.batch_id)`.
+            validate: A pandera schema to check the frame against first: failing rows fail at stage
+                `validate` (see `dk.save`).
 
         Returns:
             The report (`BatchResult`): counts, `failures` one line per failed row, `failed_rows()`.
@@ -68,6 +80,11 @@ class DkAccessor:
             dry_run=dry_run,
             track_changes=track_changes,
             new_columns=new_columns,
+            quarantine=quarantine,
+            max_errors=max_errors,
+            max_error_rate=max_error_rate,
+            undoable=undoable,
+            validate=validate,
         )
 
     def update_batch(
@@ -82,6 +99,11 @@ class DkAccessor:
         dry_run: bool = False,
         track_changes: bool = False,
         new_columns: str = "fail",
+        quarantine: bool | None = None,
+        max_errors: int | None = None,
+        max_error_rate: float | None = None,
+        undoable: bool | None = None,
+        validate: Any = None,
     ) -> BatchResult:
         """Change the frame's columns on the rows of the table with the same key; the other columns stay.
 
@@ -103,6 +125,12 @@ class DkAccessor:
                 values); it costs one read of the touched keys.
             new_columns: `"fail"` (`SchemaMismatchError` for a frame column the table lacks, nothing
                 written) or `"add"` (add such columns; rows already stored read back as missing in them).
+            quarantine: Keep the failed rows in the table's quarantine (`dk.quarantined` reads them back).
+            max_errors: More failed rows than this and nothing is written (`BatchError`).
+            max_error_rate: Failed rows above this fraction of the rows and nothing is written.
+            undoable: Keep the before-images of the rows changed, for `dk.undo(store, table, res.batch_id)`.
+            validate: A pandera schema to check the frame against first: failing rows fail at stage
+                `validate` (see `dk.save`).
 
         Returns:
             The report (`BatchResult`): counts, `failures` one line per failed row, `failed_rows()`.
@@ -119,6 +147,11 @@ class DkAccessor:
             dry_run=dry_run,
             track_changes=track_changes,
             new_columns=new_columns,
+            quarantine=quarantine,
+            max_errors=max_errors,
+            max_error_rate=max_error_rate,
+            undoable=undoable,
+            validate=validate,
         )
 
     def delete(
@@ -131,6 +164,11 @@ class DkAccessor:
         progress: bool | None = None,
         dry_run: bool = False,
         track_changes: bool = False,
+        quarantine: bool | None = None,
+        max_errors: int | None = None,
+        max_error_rate: float | None = None,
+        undoable: bool | None = None,
+        validate: Any = None,
     ) -> BatchResult:
         """Delete the rows of the table whose key is in the frame; keys not in the table fail as `"missing"`.
 
@@ -148,6 +186,12 @@ class DkAccessor:
                 what would have happened (`res.changes`); `res.commit()` runs it for real.
             track_changes: Also on a real call, record `res.changes` (each written row's action and changed
                 values); it costs one read of the touched keys.
+            quarantine: Keep the failed rows in the table's quarantine (`dk.quarantined` reads them back).
+            max_errors: More failed rows than this and nothing is written (`BatchError`).
+            max_error_rate: Failed rows above this fraction of the rows and nothing is written.
+            undoable: Keep the before-images of the rows changed, for `dk.undo(store, table, res.batch_id)`.
+            validate: A pandera schema to check the frame against first: failing rows fail at stage
+                `validate` (see `dk.save`).
 
         Returns:
             The report (`BatchResult`): counts, `failures` one line per failed row, `failed_rows()`.
@@ -162,6 +206,11 @@ class DkAccessor:
             progress=progress,
             dry_run=dry_run,
             track_changes=track_changes,
+            quarantine=quarantine,
+            max_errors=max_errors,
+            max_error_rate=max_error_rate,
+            undoable=undoable,
+            validate=validate,
         )
 
     load = staticmethod(api.load)  # usable as pd.DataFrame.dk.load(store, table, ...)

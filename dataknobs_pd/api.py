@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeAlias, overload
@@ -9,8 +11,9 @@ from typing import Any, TypeAlias, overload
 import pandas as pd
 import pyarrow as pa
 
+from . import checks
 from .backends.capabilities import History, no_history
-from .errors import InvalidArgumentError
+from .errors import BatchError, InvalidArgumentError
 from .filters import normalize, order_terms
 from .names import check_table_name
 from .result import BatchResult
@@ -42,6 +45,11 @@ def save(
     dry_run: bool = False,
     track_changes: bool = False,
     new_columns: str = "fail",
+    quarantine: bool | None = None,
+    max_errors: int | None = None,
+    max_error_rate: float | None = None,
+    undoable: bool | None = None,
+    validate: Any = None,
 ) -> BatchResult:
     """Write a frame to a table: create it, replace it, append to it, or upsert into it by key.
 
@@ -72,6 +80,20 @@ def save(
         new_columns: `"fail"`: a frame column the table lacks raises `SchemaMismatchError` before anything
             is written; `"add"`: such columns are added to the table (rows already stored read back as
             missing in them).
+        quarantine: Keep the failed rows, with why they failed and their values as sent, in the table's
+            quarantine `{table}__quarantine`, in the same transaction; `dk.quarantined` reads them back after
+            a restart, and a later call that writes a key takes its rows out. Default: as `dk.connect` was
+            told (False).
+        max_errors: More failed rows than this and nothing is written (nor quarantined): `BatchError`.
+        max_error_rate: Failed rows above this fraction of the rows (0.01 is 1%) and nothing is written.
+        undoable: Keep the before-images of the rows this call changes, in the same transaction, so that
+            `dk.undo(store, table, res.batch_id)` can put them back. Default: as `dk.connect` was told.
+        validate: A pandera `DataFrameSchema` (or `DataFrameModel`) the frame is checked against first, lazily
+            (every failure at once). pandera coerces only where the schema asks, and only for its checks: what
+            is written is the frame as given, converted by the package's own rules. A row that fails a check
+            fails at stage `validate`, error `Check`, `code` the check's name; the rest are written. A failure of no row (a missing column, a dtype, a check of the
+            whole frame) raises `SchemaMismatchError` before anything is written. Needs
+            `pip install 'dataknobs-pd[validate]'`.
 
     Returns:
         The report: `total`, `succeeded`, `failed`, `failures` (one line per failed row: position, index,
@@ -93,6 +115,11 @@ def save(
         dry_run=dry_run,
         track_changes=track_changes,
         new_columns=new_columns,
+        quarantine=quarantine,
+        max_errors=max_errors,
+        max_error_rate=max_error_rate,
+        undoable=undoable,
+        validate=validate,
     )
     return write("save", df, store, table, options)
 
@@ -109,6 +136,11 @@ def update_batch(
     dry_run: bool = False,
     track_changes: bool = False,
     new_columns: str = "fail",
+    quarantine: bool | None = None,
+    max_errors: int | None = None,
+    max_error_rate: float | None = None,
+    undoable: bool | None = None,
+    validate: Any = None,
 ) -> BatchResult:
     """Change the columns present in the frame on the rows of the table with the same key.
 
@@ -135,6 +167,19 @@ def update_batch(
         new_columns: `"fail"`: a frame column the table lacks raises `SchemaMismatchError` before anything
             is written; `"add"`: such columns are added to the table (rows already stored read back as
             missing in them).
+        quarantine: Keep the failed rows, with why they failed and their values as sent, in the table's
+            quarantine `{table}__quarantine`, in the same transaction; `dk.quarantined` reads them back after
+            a restart, and a later call that writes a key takes its rows out. Default: as `dk.connect` was
+            told (False).
+        max_errors: More failed rows than this and nothing is written (nor quarantined): `BatchError`.
+        max_error_rate: Failed rows above this fraction of the rows (0.01 is 1%) and nothing is written.
+        undoable: Keep the before-images of the rows this call changes, in the same transaction, so that
+            `dk.undo(store, table, res.batch_id)` can put them back. Default: as `dk.connect` was told.
+        validate: A pandera `DataFrameSchema` (or `DataFrameModel`) the frame is checked against first, lazily:
+            only the schema's columns the frame has (a frame of some columns is normal here), and its checks
+            of the whole frame only when it has them all. A row that fails a check fails at stage `validate`,
+            error `Check`, `code` the check's name; the rest are written. A failure of no row raises
+            `SchemaMismatchError` before anything is written. Needs `pip install 'dataknobs-pd[validate]'`.
 
     Returns:
         The report: `total`, `succeeded`, `failed`, `failures` (one line per failed row: position, index,
@@ -156,6 +201,11 @@ def update_batch(
         dry_run=dry_run,
         track_changes=track_changes,
         new_columns=new_columns,
+        quarantine=quarantine,
+        max_errors=max_errors,
+        max_error_rate=max_error_rate,
+        undoable=undoable,
+        validate=validate,
     )
     return write("update_batch", df, store, table, options)
 
@@ -170,6 +220,11 @@ def delete(
     progress: bool | None = None,
     dry_run: bool = False,
     track_changes: bool = False,
+    quarantine: bool | None = None,
+    max_errors: int | None = None,
+    max_error_rate: float | None = None,
+    undoable: bool | None = None,
+    validate: Any = None,
 ) -> BatchResult:
     """Delete the rows of the table whose key is in the frame; a key not in the table fails with stage
     `"missing"`.
@@ -189,6 +244,19 @@ def delete(
             it was: the result says what would have happened (`res.changes`); `res.commit()` runs it for real.
         track_changes: Also on a real call, record `res.changes` (each written row's action, and the changed
             columns' values before and after); it costs one read of the touched keys.
+        quarantine: Keep the failed rows, with why they failed and their values as sent, in the table's
+            quarantine `{table}__quarantine`, in the same transaction; `dk.quarantined` reads them back after
+            a restart, and a later call that writes a key takes its rows out. Default: as `dk.connect` was
+            told (False).
+        max_errors: More failed rows than this and nothing is written (nor quarantined): `BatchError`.
+        max_error_rate: Failed rows above this fraction of the rows (0.01 is 1%) and nothing is written.
+        undoable: Keep the before-images of the rows this call changes, in the same transaction, so that
+            `dk.undo(store, table, res.batch_id)` can put them back. Default: as `dk.connect` was told.
+        validate: A pandera `DataFrameSchema` (or `DataFrameModel`) the frame is checked against first, lazily:
+            only the schema's columns the frame has (a frame of some columns is normal here), and its checks
+            of the whole frame only when it has them all. A row that fails a check fails at stage `validate`,
+            error `Check`, `code` the check's name; the rest are written. A failure of no row raises
+            `SchemaMismatchError` before anything is written. Needs `pip install 'dataknobs-pd[validate]'`.
 
     Returns:
         The report: `total`, `succeeded`, `failed`, `failures` (one line per failed row: position, index,
@@ -201,7 +269,17 @@ def delete(
         InvalidArgumentError: A bad argument (an option value, a table name, a Series).
     """
     options = WriteOptions(
-        key=key, errors=errors, chunksize=chunksize, progress=progress, dry_run=dry_run, track_changes=track_changes
+        key=key,
+        errors=errors,
+        chunksize=chunksize,
+        progress=progress,
+        dry_run=dry_run,
+        track_changes=track_changes,
+        quarantine=quarantine,
+        max_errors=max_errors,
+        max_error_rate=max_error_rate,
+        undoable=undoable,
+        validate=validate,
     )
     return write("delete", df, store, table, options)
 
@@ -217,6 +295,7 @@ def load(
     chunksize: None = None,
     version: int | None = None,
     as_of: datetime | str | None = None,
+    validate: Any = None,
 ) -> pd.DataFrame: ...
 
 
@@ -232,6 +311,7 @@ def load(
     chunksize: int,
     version: int | None = None,
     as_of: datetime | str | None = None,
+    validate: Any = None,
 ) -> Iterator[pd.DataFrame]: ...
 
 
@@ -246,6 +326,7 @@ def load(
     chunksize: int | None = None,
     version: int | None = None,
     as_of: datetime | str | None = None,
+    validate: Any = None,
 ) -> pd.DataFrame | Iterator[pd.DataFrame]: ...
 
 
@@ -259,6 +340,7 @@ def load(
     chunksize: int | None = None,
     version: int | None = None,
     as_of: datetime | str | None = None,
+    validate: Any = None,
 ) -> pd.DataFrame | Iterator[pd.DataFrame]:
     """Read a table back with the dtypes, column order and index it was saved with.
 
@@ -286,6 +368,10 @@ def load(
             `store.history(table)` lists the versions.
         as_of: Read the version that was current at this time (a timestamp, datetime or ISO string;
             naive means UTC), on stores that keep history.
+        validate: A pandera `DataFrameSchema` (or `DataFrameModel`) to check what is read against (each
+            chunk, with `chunksize`): rows that fail raise `BatchError`, whose `.result` reports them as a
+            write's failures are (stage `validate`, error `Check`, `code` the check) and holds the frame
+            read (`failed_rows()`: the failing rows); a failure of no row raises `SchemaMismatchError`.
 
     Returns:
         The frame; with `chunksize`, an iterator of frames.
@@ -296,6 +382,7 @@ def load(
             path, and nothing is created).
         InvalidArgumentError: An unknown column, a bad filter, order, limit or chunksize, or `version`/
             `as_of` on a store that keeps no history.
+        BatchError: With `validate=`, rows that fail its checks; `.result` is the report.
     """
     check_table_name(table)
     store = as_store(store)
@@ -324,14 +411,39 @@ def load(
         )
     else:
         batches = store.backend.read(table, schema, selected, filters, order, limit, batch_rows)
+    checked = (
+        None if validate is None else functools.partial(_checked, checks.schema_of(validate), store, table, schema.key)
+    )
     if chunksize:
-        return _chunks(batches, view)
+        frames = _chunks(batches, view)
+        return frames if checked is None else map(checked, frames)
     tables = list(batches)
     data = pa.concat_tables(tables) if tables else view.arrow_schema.empty_table()
-    return mapper.to_pandas(data, view)
+    out = mapper.to_pandas(data, view)
+    return out if checked is None else checked(out)
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _checked(schema, store: Store, table: str, key: list[str] | None, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (read from `table`) when it passes `schema` (load's validate=); else BatchError reporting
+    the rows that fail, as a write's report does."""
+    start = time.perf_counter()
+    failures = checks.failures(schema, frame, table)
+    if not failures:
+        return frame
+    res = BatchResult(
+        operation="load",
+        table=table,
+        url=store.url,
+        key=key,
+        failures=failures,
+        elapsed=time.perf_counter() - start,
+        committed=False,
+        frame=frame,
+    )
+    raise BatchError(f"{res.failed:,} of {res.total:,} rows read from {table!r} fail validate=", res)
 
 
 def _chunks(batches, view: TableSchema) -> Iterator[pd.DataFrame]:

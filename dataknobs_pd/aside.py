@@ -6,8 +6,8 @@ they are computed (dask.Partitions), on a store that can take rows from many wri
 (capabilities.ParallelLoad: PostgreSQL, a COPY stream per worker into a table aside; the file stores, part
 files put by the workers; Delta, files written by delta-rs on the workers, one commit listing them):
 
-- each partition's writer (a Dask task, retried by Dask when its worker dies) converts, checks and
-  writes its rows with the engine's own chunk writer (row isolation, exact dtypes), in one
+- each partition's writer (a Dask task, retried by Dask when its worker dies) converts, checks (keys, and
+  the pandera schemas of validate= and of the table) and writes its rows with the engine's own chunk writer (row isolation, exact dtypes), in one
   transaction of its own that first removes what an earlier try of the partition wrote: a retry
   never writes a row twice. It leaves out rows with a missing or repeated key, and sends back only
   the keys of its rows, its failures and the rows that failed;
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -79,15 +79,22 @@ def save(writer: BatchWriter, job: Job, source: Source, address: tuple[str, dict
         or not schema.key
         or job.dry_run
         or job.track
+        or job.undoable
     ):
         return None
     aside = backend.open_aside(job.table, schema)
     if aside is None:
         return None
+    from . import quarantine
+    from .budget import within_budget
+
+    resolver = quarantine.Resolver(backend, job.table, schema.key)  # what the quarantine holds, read once
     try:
         tally, seen = Tally(), keys.KeySet()
         with Progress(None, f"{job.operation} {job.table}", job.progress) as bar:
-            for n, part in enumerate(source.on_workers(write_part, address, aside, job.table, schema, job.chunksize)):
+            checks = (job.kept, job.checks)  # the table's pandera schema and the call's, checked on the workers
+            parts = source.on_workers(write_part, address, aside, job.table, schema, job.chunksize, checks)
+            for n, part in enumerate(parts):
                 if part.misfit:
                     return None
                 failures = writer.validate(part.keys, schema.key, seen, tally.total)
@@ -103,22 +110,30 @@ def save(writer: BatchWriter, job: Job, source: Source, address: tuple[str, dict
                 for i, f in part.failures.items():  # a key failing `validate`: as the one writer words it
                     failures.setdefault(i, f)
                 tally.add_failed(n, part.rows, failures, failed)
+                resolver.see(part.keys, failures)
                 bar.update(part.rows, tally.failed)
-        committed = not (tally.failed and job.errors == "raise")
+        tally.within_budget = within_budget(job, tally)
+        committed = not (tally.failed and job.errors == "raise") and tally.within_budget is not False
         if committed:
             with backend.transaction():
-                if not writer.claim(job, plan, existing).create:
+                claimed = writer.claim(job, plan, existing)
+                if not claimed.create:
                     return None  # another writer made the table meanwhile, and this call appends to it: one writer does
                 backend.drop(job.table)
-                backend.swap_in(aside, job.table, schema)
+                backend.swap_in(aside, job.table, replace(schema, checks=claimed.schema.checks))  # the table's own
+                writer.journal(job, plan)  # the undo images of the table replaced go
+                writer.keep(job, plan, tally, resolver)  # its quarantine, the keys it wrote, its row in the log
     finally:
         backend.drop_aside(aside)
     return writer.result(job, plan, tally, committed, start)
 
 
-def write_part(df: pd.DataFrame, n: int, address: tuple, aside: str, table: str, schema, chunksize) -> Part:
+def write_part(
+    df: pd.DataFrame, n: int, address: tuple, aside: str, table: str, schema, chunksize, checks: tuple = (None, None)
+) -> Part:
     """On a worker: convert, check and write partition `n` into the table aside, in one transaction
-    that first removes what an earlier try of it wrote."""
+    that first removes what an earlier try of it wrote. `checks`: the pandera schemas its rows must pass
+    (the table's and the call's validate=; checks.py)."""
     from .batch import BatchWriter, Job, Plan
     from .store import pooled
     from .types import TypeMapper
@@ -135,10 +150,13 @@ def write_part(df: pd.DataFrame, n: int, address: tuple, aside: str, table: str,
         raise InternalError(f"{backend.url} cannot load a table in parallel")
     plan = Plan(schema, "insert", create=True)
     job = Job("save", backend, backend.url, table, [df], lambda _: plan, chunksize=chunksize)
+    job.kept, job.checks = checks
     writer = BatchWriter(mapper)
     # Rows with a missing or repeated key are left out here; the driver words their failures (their rows
-    # in the whole frame), and its words win over these.
+    # in the whole frame), and its words win over these. So are rows that fail a check.
     failures = writer.validate(df, schema.key, None, 0)
+    if job.kept is not None or job.checks is not None:
+        failures = writer.check(job, df) | failures
 
     def put(data, rows):
         backend.write_aside(aside, n, data, schema, rows)

@@ -11,16 +11,18 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import changes, keys
+from . import batchlog, changes, checks, companions, images, keys, quarantine
 from .backends.base import Backend, without_rows
-from .backends.capabilities import History
-from .changes import CHANGE_COLUMNS
-from .errors import BatchError, ConcurrentWriteError, InternalError, WriteError
+from .backends.capabilities import History, Images, StoreImages
+from .budget import describe as _budget
+from .budget import within_budget
+from .errors import BatchError, ConcurrentWriteError, InternalError, KeyRequiredError, WriteError
 from .failures import (
     Failures,
     RowError,
@@ -29,6 +31,7 @@ from .failures import (
     ambiguous,
     bisect,
     classify,
+    failures_frame,
     repeated,
     unholdable,
     validate,
@@ -77,6 +80,14 @@ class Job:
     new_columns: str = "fail"  # columns a later frame of a stream brings: "fail" or "add"
     dry_run: bool = False  # do everything, then roll back
     track: bool = False  # record what each written row changes (BatchResult.changes)
+    batch_id: str = ""  # the call's id in the batch log
+    quarantine: bool = False  # keep the failed rows in the table's quarantine
+    undoable: bool = False  # keep the before-images of the rows the call changes (images.py)
+    max_errors: int | None = None  # more failures than this: nothing is written
+    max_error_rate: float | None = None  # failures above this fraction of the rows: nothing is written
+    undo: TableSchema | None = None  # the undo table's schema, once made in the call's transaction
+    checks: Any = None  # validate=: a pandera DataFrameSchema each frame is checked against (checks.py)
+    kept: Any = None  # the pandera schema the table keeps (store.set_validation), read with its dk schema
 
     @property
     def single(self) -> pd.DataFrame | None:
@@ -105,6 +116,7 @@ class BatchWriter:
         outside the transaction, so that bad input fails before any lock is taken, and again inside it
         (`claim`): another writer may have created or changed the table meanwhile."""
         existing = job.backend.schema(job.table)
+        job.kept = checks.kept(existing)
         return existing, job.plan(existing)
 
     def run(self, job: Job) -> BatchResult:
@@ -143,7 +155,17 @@ class BatchWriter:
             dry_run=job.dry_run,
             added={c.pandas_label: c.dtype["name"] for c in tally.added},
             version=job.backend.last_version(job.table) if committed and isinstance(job.backend, History) else None,
+            batch_id=job.batch_id,
+            quarantined=tally.quarantined,
+            within_budget=tally.within_budget,
         )
+        if not committed and not job.dry_run and tally.within_budget is False:
+            raise BatchError(
+                f"{result.failed:,} of {result.total:,} rows failed, over the error budget "
+                f"({_budget(job)}), so nothing was written to {job.table!r} and nothing quarantined; the first: "
+                f"row {result.failures['row'].iloc[0]}: {result.failures['message'].iloc[0]}. See .result.failures.",
+                result,
+            )
         if not committed and not job.dry_run:
             raise BatchError(
                 f"{result.failed:,} of {result.total:,} rows failed, so nothing was written to "
@@ -168,20 +190,27 @@ class BatchWriter:
                     elif plan.schema_changed:
                         self._alter(job, plan)
                     added = list(plan.added)
+                    resolver = self.journal(job, plan)
                     seen = None if single is not None or not plan.schema.key else keys.KeySet()
                     for n, df in enumerate(job.frames):
                         if n and plan.mode != "delete":  # a later frame of a stream must fit the table too
                             plan = self._refit(job, plan, df)
                             added += plan.added
                         failures = self.validate(df, plan.schema.key, seen, tally.total)
+                        if job.checks is not None or job.kept is not None:
+                            failures = self.check(job, df) | failures
 
                         def done(rows: int, failures: Failures = failures) -> None:
                             bar.update(rows, tally.failed + len(failures))
 
                         changed = self.write_frame(job, plan, df, failures, done=done)
                         tally.add(n, df, failures, changed, plan.schema.key)
-                    if job.dry_run or (tally.failed and job.errors == "raise"):
+                        if resolver is not None:
+                            resolver.see(df, failures)
+                    tally.within_budget = within_budget(job, tally)
+                    if job.dry_run or (tally.failed and job.errors == "raise") or tally.within_budget is False:
                         raise _Abort
+                    self.keep(job, plan, tally, resolver)
         except _Abort:
             tally.added = added
             return tally, False, plan
@@ -189,12 +218,56 @@ class BatchWriter:
         return tally, True, plan
 
     @staticmethod
+    def check(job: Job, df: pd.DataFrame) -> Failures:
+        """The rows of `df` that fail the table's checks or the call's (validate=); the frame failing as a
+        whole raises."""
+        out: Failures = {}
+        for schema in (job.kept, job.checks):
+            if schema is not None:
+                out = checks.failures(schema, df, job.table, job.operation != "save") | out
+        return out
+
+    @staticmethod
+    def journal(job: Job, plan: Plan) -> quarantine.Resolver | None:
+        """In the call's transaction, before its rows: the undo table made ready (undoable=True), and the
+        quarantined keys of the table read, to remove those this call writes (None on a dry run)."""
+        if job.dry_run:
+            return None
+        if plan.create:  # a table made anew: the images of the rows it held before are of no use
+            job.backend.drop(companions.name(job.table, companions.UNDO))
+        if job.undoable:
+            if not plan.schema.key:
+                raise KeyRequiredError(
+                    f"undoable=True puts rows back by key, and this call on {job.table!r} has none; "
+                    f"pass key= (the columns that identify a row)"
+                )
+            job.undo = images.ensure(job.backend, job.table, plan.schema)
+        return quarantine.Resolver(job.backend, job.table, plan.schema.key)
+
+    def keep(self, job: Job, plan: Plan, tally: Tally, resolver: quarantine.Resolver | None) -> None:
+        """Last in the call's transaction: its failed rows into the quarantine (quarantine=True), the keys it
+        wrote out of it, and its row in the batch log."""
+        backend, table, key = job.backend, job.table, plan.schema.key
+        if job.quarantine and tally.failed:
+            failed = tally.failed_rows() if job.single is None else job.single.iloc[sorted(tally.failures)]
+            report = failures_frame(failed, key, tally.failures, None)
+            tally.quarantined = quarantine.put(backend, table, job.batch_id, report, failed)
+        if resolver is not None:
+            resolver.finish(job.batch_id)
+        counts = (tally.total, tally.total - tally.failed, tally.failed)
+        batchlog.record(backend, table, job.batch_id, job.operation, counts, tally.quarantined, job.undoable, key)
+
+    @staticmethod
     def claim(job: Job, plan: Plan, existing: TableSchema | None) -> Plan:
         """First in the call's transaction: hold the table against other writers, and plan again if another
         writer changed it since `existing` was read."""
         job.backend.claim(job.table)
         now = job.backend.schema(job.table)
-        return plan if now == existing else job.plan(now)
+        if now != existing:
+            plan, job.kept = job.plan(now), checks.kept(now)
+        if now is not None and plan.schema.checks != now.checks:  # the table keeps its checks, even replaced
+            plan = replace(plan, schema=replace(plan.schema, checks=now.checks))
+        return plan
 
     def _refit(self, job: Job, plan: Plan, df: pd.DataFrame) -> Plan:
         schema, changed, added = self.mapper.fit(df, plan.schema, job.table, job.new_columns)
@@ -264,33 +337,59 @@ class BatchWriter:
                 data, plan.schema.key or [], changes.repeated_keys(job.backend, job.table, plan.schema, data)
             )
             data, rows = without_rows(data, list(several)), _drop(rows, several, failures)
-        tracked = None
-        if job.track or job.dry_run:
-            key, mode = plan.schema.key, plan.mode
-            stored = (
-                changes.stored_rows(job.backend, job.table, plan.schema, data)
-                if (key and mode in ("upsert", "update") and not plan.create)
-                else None
-            )
+        tracked = stored = in_store = None
+        key, mode = plan.schema.key, plan.mode
+        undo = job.undo is not None and put is None
+        tracking = job.track or job.dry_run
+        if undo and not tracking and mode != "insert" and isinstance(job.backend, StoreImages) and key:
+            in_store = self._images(job, plan, data)  # the store copies them: nothing read here
+            undo = False
+        elif (tracking or undo) and key and mode in ("upsert", "update") and not plan.create:
+            stored = changes.stored_rows(job.backend, job.table, plan.schema, data)  # one read serves both
+        elif undo and mode == "delete":
+            stored = changes.stored_rows(job.backend, job.table, plan.schema, data, plan.schema.names)
+        if tracking:
             tracked = changes.diff(data, stored, key, mode)
             tracked.insert(0, "row", rows)
-        self._write(job, plan, data, rows, failures, put)
-        if tracked is not None and failures:
-            tracked = tracked[~np.isin(rows, np.fromiter(failures, dtype=np.int64))]
+        self._write(job, plan, data, rows, failures, put, in_store)
+        ok = ~np.isin(rows, np.fromiter(failures, dtype=np.int64)) if failures else None
+        if tracked is not None and ok is not None:
+            tracked = tracked[ok]
+        if undo and job.undo is not None and key:
+            written = data if ok is None else data.filter(pa.array(ok))
+            kept = images.images(job.batch_id, plan.schema, key, mode, written, stored)
+            images.keep(job.backend, job.table, job.undo, kept)
         return tracked
 
+    @staticmethod
+    def _images(job: Job, plan: Plan, data: pa.Table) -> Images:
+        """What a store that copies before-images itself needs to know of a chunk (capabilities.StoreImages)."""
+        if job.undo is None:
+            raise InternalError("before-images go into an undo table")
+        return images.for_store(job.table, job.undo, job.batch_id, plan.mode, data, plan.schema.names)
+
     def _write(
-        self, job: Job, plan: Plan, data: pa.Table, rows: np.ndarray, failures: Failures, put: Put | None = None
+        self,
+        job: Job,
+        plan: Plan,
+        data: pa.Table,
+        rows: np.ndarray,
+        failures: Failures,
+        put: Put | None = None,
+        kept: Images | None = None,
     ) -> None:
         """Write `data`, each part in a savepoint, halving any part the store refuses until the rows at
-        fault stand alone; the rows a write leaves out (by key) are classified from what it found."""
+        fault stand alone; the rows a write leaves out (by key) are classified from what it found. With
+        `kept`, the store copies each part's before-images as it writes it."""
         backend, table, schema, mode = job.backend, job.table, plan.schema, plan.mode
 
         def attempt(lo: int, hi: int) -> None:
             part = data.slice(lo, hi - lo)
             existed: np.ndarray | None
             with backend.savepoint():
-                if put is not None:
+                if kept is not None and isinstance(backend, StoreImages):
+                    existed = backend.write_imaged(table, part, schema, mode, kept.slice(lo, hi - lo))
+                elif put is not None:
                     existed = put(part, rows[lo:hi])
                 elif mode == "delete":
                     existed = backend.delete(table, part, schema)
@@ -331,6 +430,8 @@ class Tally:
         self._failed: list[pd.DataFrame] = []
         self._changes: list[pd.DataFrame] = []
         self.added: list[Column] = []
+        self.quarantined = 0  # rows kept in the quarantine
+        self.within_budget: bool | None = None  # None: the call set no error budget
 
     @property
     def failed(self) -> int:
@@ -359,7 +460,7 @@ class Tally:
 
     def changes(self) -> pd.DataFrame:
         if not self._changes:
-            return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in CHANGE_COLUMNS})
+            return changes.empty()
         out = pd.concat(self._changes, ignore_index=True) if len(self._changes) > 1 else self._changes[0]
         return out.sort_values("row", kind="stable", ignore_index=True)
 

@@ -14,7 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .backends.capabilities import KeyedRead
 from .errors import InternalError
+from .keys import as_index
 from .schema import TableSchema
 
 ACTIONS = ("insert", "update", "unchanged", "delete")
@@ -22,12 +24,15 @@ CHANGE_COLUMNS = ["row", "index", "key", "action", "changed", "before", "after"]
 _IN_LIST = 10_000  # key values per `in` filter: a bound parameter each on SQL stores
 
 
-def stored_rows(backend, table: str, schema: TableSchema, data: pa.Table) -> pa.Table:
-    """The stored rows whose key is among those of `data`, with the columns of `data`: one keyed read."""
+def stored_rows(backend, table: str, schema: TableSchema, data: pa.Table, columns: list[str] | None = None) -> pa.Table:
+    """The stored rows whose key is among those of `data`, with the columns of `data` (or `columns`): one
+    keyed read (a join on the keys staged in the store, when it can; else `in` filters)."""
     key = schema.key
     if key is None:
         raise InternalError("only a keyed table's rows are read by key")
-    columns = list(data.column_names)
+    columns = list(data.column_names if columns is None else columns)
+    if isinstance(backend, KeyedRead):
+        return backend.read_keys(table, schema, data.select(key), columns)
     pieces = []
     for lo in range(0, data.num_rows, _IN_LIST):
         part = data.slice(lo, _IN_LIST)
@@ -65,9 +70,9 @@ def diff(data: pa.Table, stored: pa.Table | None, key: list[str] | None, mode: s
     `stored` holds the stored rows with the keys of `data` (None: no key existed, every row is new)."""
     n = data.num_rows
     if mode == "delete":
-        return _frame(["delete"] * n, [[] for _ in range(n)], [{} for _ in range(n)], [{} for _ in range(n)])
+        return plain(n, "delete")
     if stored is None or stored.num_rows == 0 or not key:
-        return _frame(["insert"] * n, [[] for _ in range(n)], [{} for _ in range(n)], [{} for _ in range(n)])
+        return plain(n, "insert")
     at = _positions(stored, data, key)
     found = at >= 0
     values = [c for c in data.column_names if c not in key]
@@ -85,15 +90,27 @@ def diff(data: pa.Table, stored: pa.Table | None, key: list[str] | None, mode: s
     changed: list = [[] for _ in range(n)]
     before: list = [{} for _ in range(n)]
     after: list = [{} for _ in range(n)]
-    for c in values:  # the values of changed cells only, a column at a time
-        rows = np.flatnonzero(differs[c])
-        if not len(rows):
-            continue
-        old = _values(stored.column(c).take(pa.array(at[rows])))
-        new = _values(data.column(c).take(pa.array(rows)))
-        for i, o, v in zip(rows.tolist(), old, new):
-            changed[i].append(c)
-            before[i][c], after[i][c] = o, v
+    rows = np.flatnonzero(touched)
+    if not len(rows):
+        return _frame(actions, changed, before, after)
+    # The rows that change the same columns together (few patterns, however many rows): a pattern's values
+    # are read a column at a time, and each row's dicts are built in one step.
+    grid = np.column_stack([differs[c][rows] for c in values])
+    if len(values) < 63:  # each row's pattern as the bits of one integer: a fast unique
+        codes = grid.astype(np.int64) @ (np.int64(1) << np.arange(len(values), dtype=np.int64))
+        _, first, which = np.unique(codes, return_index=True, return_inverse=True)
+        patterns = grid[first]
+    else:
+        patterns, which = np.unique(grid, axis=0, return_inverse=True)
+    which = np.asarray(which).reshape(-1)
+    for p, pattern in enumerate(patterns):
+        picked = rows[which == p]
+        cols = [c for c, on in zip(values, pattern) if on]
+        olds = [_values(stored.column(c).take(pa.array(at[picked]))) for c in cols]
+        news = [_values(data.column(c).take(pa.array(picked))) for c in cols]
+        for i, o, v in zip(picked.tolist(), zip(*olds), zip(*news)):
+            changed[i] = list(cols)
+            before[i], after[i] = dict(zip(cols, o)), dict(zip(cols, v))
     return _frame(actions, changed, before, after)
 
 
@@ -104,6 +121,16 @@ def _values(a) -> list:
     if a.null_count == 0 and (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
         return a.to_numpy(zero_copy_only=False).tolist()
     return a.to_pylist()
+
+
+def plain(n: int, action: str) -> pd.DataFrame:
+    """`n` rows of one `action` that names no changed column (an insert or a delete)."""
+    return _frame([action] * n, [[] for _ in range(n)], [{} for _ in range(n)], [{} for _ in range(n)])
+
+
+def empty() -> pd.DataFrame:
+    """No changes, in the columns of BatchResult.changes."""
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else object) for c in CHANGE_COLUMNS})
 
 
 def _frame(actions, changed, before, after) -> pd.DataFrame:
@@ -120,11 +147,7 @@ def _frame(actions, changed, before, after) -> pd.DataFrame:
 def _positions(have: pa.Table, want: pa.Table, key: list[str]) -> np.ndarray:
     """For each row of `want`, its row in `have` by key, or -1."""
 
-    def index(t: pa.Table) -> pd.Index:
-        frame = t.select(key).to_pandas()
-        return pd.Index(frame.iloc[:, 0]) if len(key) == 1 else pd.MultiIndex.from_frame(frame)
-
-    return index(have).get_indexer(index(want))
+    return as_index(have.select(key).to_pandas()).get_indexer(as_index(want.select(key).to_pandas()))
 
 
 def _same(a, b) -> np.ndarray:

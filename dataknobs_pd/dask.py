@@ -28,6 +28,7 @@ import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,6 +138,11 @@ class DaskAccessor:
         dry_run: bool = False,
         track_changes: bool = False,
         new_columns: str = "fail",
+        quarantine: bool | None = None,
+        max_errors: int | None = None,
+        max_error_rate: float | None = None,
+        undoable: bool | None = None,
+        validate: Any = None,
     ) -> BatchResult:
         """Write every partition to `table` (see dataknobs_pd.save); one report for the whole frame. A new
         keyed table on a store that other processes can open is written by the workers, in parallel."""
@@ -149,6 +155,11 @@ class DaskAccessor:
             dry_run=dry_run,
             track_changes=track_changes,
             new_columns=new_columns,
+            quarantine=quarantine,
+            max_errors=max_errors,
+            max_error_rate=max_error_rate,
+            undoable=undoable,
+            validate=validate,
         )
         parts = Partitions(self._ddf)
         return write("save", parts, store, table, options, parallel=parts)
@@ -165,6 +176,11 @@ class DaskAccessor:
         dry_run: bool = False,
         track_changes: bool = False,
         new_columns: str = "fail",
+        quarantine: bool | None = None,
+        max_errors: int | None = None,
+        max_error_rate: float | None = None,
+        undoable: bool | None = None,
+        validate: Any = None,
     ) -> BatchResult:
         """Change the frame's columns on the rows with the same key (see dataknobs_pd.update_batch)."""
         options = WriteOptions(
@@ -176,6 +192,11 @@ class DaskAccessor:
             dry_run=dry_run,
             track_changes=track_changes,
             new_columns=new_columns,
+            quarantine=quarantine,
+            max_errors=max_errors,
+            max_error_rate=max_error_rate,
+            undoable=undoable,
+            validate=validate,
         )
         return write("update_batch", Partitions(self._ddf), store, table, options)
 
@@ -189,10 +210,25 @@ class DaskAccessor:
         progress: bool | None = None,
         dry_run: bool = False,
         track_changes: bool = False,
+        quarantine: bool | None = None,
+        max_errors: int | None = None,
+        max_error_rate: float | None = None,
+        undoable: bool | None = None,
+        validate: Any = None,
     ) -> BatchResult:
         """Delete the rows whose key is in the frame (see dataknobs_pd.delete)."""
         options = WriteOptions(
-            key=key, errors=errors, chunksize=chunksize, progress=progress, dry_run=dry_run, track_changes=track_changes
+            key=key,
+            errors=errors,
+            chunksize=chunksize,
+            progress=progress,
+            dry_run=dry_run,
+            track_changes=track_changes,
+            quarantine=quarantine,
+            max_errors=max_errors,
+            max_error_rate=max_error_rate,
+            undoable=undoable,
+            validate=validate,
         )
         return write("delete", Partitions(self._ddf), store, table, options)
 

@@ -36,10 +36,12 @@ class Stage(StrEnum):
     CONVERT = "convert"
     WRITE = "write"
     MISSING = "missing"
+    UNDO = "undo"
 
 
 class RowError(StrEnum):
     NullKey = "NullKey"
+    Check = "Check"
     DuplicateKey = "DuplicateKey"
     TypeConversion = "TypeConversion"
     OutOfRange = "OutOfRange"
@@ -51,11 +53,13 @@ class RowError(StrEnum):
     Constraint = "Constraint"
     WriteError = "WriteError"
     MissingKey = "MissingKey"
+    Conflict = "Conflict"
 
 
 # What each class means (the `error` column of BatchResult.failures; the report widget shows these).
 ROW_ERRORS = {
     RowError.NullKey: "the key is missing (validate)",
+    RowError.Check: "a pandera check (validate=, or the table's own) failed; code names the check (validate)",
     RowError.DuplicateKey: "the key repeats one seen earlier in the same frame (validate)",
     RowError.TypeConversion: "the value cannot become the column's type (convert)",
     RowError.OutOfRange: "the value is outside what the column or the store can hold (convert)",
@@ -67,6 +71,7 @@ ROW_ERRORS = {
     RowError.Constraint: "another constraint rejected the row (write)",
     RowError.WriteError: "the store rejected the row for another reason (write)",
     RowError.MissingKey: "update_batch/delete: the key is not in the table (missing)",
+    RowError.Conflict: "dk.undo: a later call changed the row since, so it was left as it is (undo)",
 }
 
 

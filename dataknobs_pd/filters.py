@@ -194,7 +194,10 @@ def _stored(col: str, op: str, value, t) -> tuple[object, bool]:
     if pa.types.is_date(t):
         day = ts.date()
         return day, ts == pd.Timestamp(day)
-    return _in_unit(ts, t, lambda e: refuse(f"the value is outside the range of column {col!r} ({t}): {e}"))
+    stored, exact = _in_unit(ts, t, lambda e: refuse(f"the value is outside the range of column {col!r} ({t}): {e}"))
+    # An aware value goes on as UTC: pyarrow reads any other zone's wall time as UTC when the environment has
+    # PYARROW_IGNORE_TIMEZONE=1, which importing pandera sets (for pyspark); UTC reads the same either way.
+    return (stored.tz_convert("UTC") if stored.tz is not None else stored), exact
 
 
 def _in_unit(value, t, refuse):

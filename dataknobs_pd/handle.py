@@ -5,8 +5,9 @@ handle releases that handle only, and the last holder closes the backend (store.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from . import batchlog, companions
 from .backends.base import Backend
 from .backends.capabilities import History, no_history
 from .errors import InvalidArgumentError, TableNotFoundError
@@ -27,8 +28,17 @@ class Store:
     Every function that takes a store (`dk.save`, `dk.load`, ...) takes a Store or the URL itself.
     """
 
-    def __init__(self, url: str, backend: Backend, pool_key: tuple | None, options: dict | None = None):
+    def __init__(
+        self,
+        url: str,
+        backend: Backend,
+        pool_key: tuple | None,
+        options: dict | None = None,
+        defaults: dict | None = None,
+    ):
         self._url = url
+        #: what every writing call on this handle does unless it says otherwise: quarantine=, undoable=
+        self.defaults = dict(defaults or {})
         self._options = options or {}
         self._backend = backend
         self._pool_key = pool_key
@@ -69,7 +79,7 @@ class Store:
             The table names; an empty list for a store that holds none yet (also for a SQLite file that
                 does not exist yet: listing it does not create it).
         """
-        return self.backend.tables()
+        return companions.hidden(self.backend.tables())
 
     def drop(self, table: str) -> None:
         """Remove a table, its rows and its stored dk schema.
@@ -85,6 +95,8 @@ class Store:
             raise TableNotFoundError(self.table_not_found(table))
         with self.backend.transaction():
             self.backend.drop(table)
+            for other in companions.of(table):  # its batch log, quarantine and undo images
+                self.backend.drop(other)
 
     def table_not_found(self, table: str) -> str:
         """What to say of a table that is not in this store: the tables there, or that there is no store
@@ -113,6 +125,69 @@ class Store:
         if not isinstance(self.backend, History):
             raise InvalidArgumentError(no_history(self.url))
         return pd.DataFrame(self.backend.history(table))
+
+    def batches(self, table: str) -> pd.DataFrame:
+        """The batch log of a table: one row per writing call that was committed, oldest first.
+
+        Args:
+            table: The table's name.
+
+        Returns:
+            A DataFrame: `batch_id`, `time` (UTC), `operation` (save, update_batch, delete, undo), `total`,
+                `succeeded`, `failed`, `quarantined`, `undoable`, `version` (on stores that keep history),
+                `undone_by` (the id of the undo that undid it), `key` (the key columns, as JSON). It is the
+                table `{table}__batches` of the store, which any tool can read.
+        """
+        check_table_name(table)
+        return batchlog.batches(self.backend, table)
+
+    def set_validation(self, table: str, schema: Any) -> None:
+        """Keep a pandera schema with a table: every later write to it through the package, from any
+        process or Store, is checked against it (as `validate=` checks a call), as well as against the
+        call's own `validate=`.
+
+        Args:
+            table: The table's name (it must exist).
+            schema: A pandera `DataFrameSchema` or `DataFrameModel`, stored in the store in pandera's own
+                JSON; None stops checking the table's writes.
+
+        Raises:
+            InvalidArgumentError: pandera cannot serialize the schema whole: a lambda check, or any check
+                not registered with pandera (`pandera.extensions.register_check_method`). Pass such a schema
+                to each call with `validate=` instead.
+                Also: the table cannot keep a schema (a folder of files another tool wrote).
+            TableNotFoundError: There is no such table.
+        """
+        from dataclasses import replace
+
+        from . import checks
+
+        check_table_name(table)
+        text = None if schema is None else checks.serialize(schema, table)
+        backend = self.backend
+        with backend.transaction():
+            backend.claim(table)
+            stored = backend.schema(table)
+            if stored is None:
+                raise TableNotFoundError(self.table_not_found(table))
+            backend.set_schema(table, replace(stored, checks=text))
+        kept = backend.schema(table)
+        if kept is None or kept.checks != text:
+            raise InvalidArgumentError(
+                f"table {table!r} of {self.url} cannot keep checks: the store keeps no dk schema with it (a "
+                f"folder of files another tool wrote); save it once with the package (if_exists='replace'), or "
+                f"pass the schema to each call with validate="
+            )
+
+    def validation(self, table: str) -> Any:
+        """The pandera schema a table keeps (`set_validation`), or None.
+
+        Args:
+            table: The table's name.
+        """
+        from . import checks
+
+        return checks.kept(self.schema(table))
 
     def vacuum(self, table: str, retention: float | None = None) -> list[str]:
         """Remove the files that no reader of the table's current version needs, once older than

@@ -138,7 +138,7 @@ class KeySet:
     def add(self, kf: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
         """For each key of `kf` (unique, none null), the row of an earlier frame holding it, or -1;
         the new ones are added, at `rows`."""
-        index = _as_index(kf)
+        index = as_index(kf)
         earlier = np.full(len(index), -1, dtype=np.int64)
         if not len(index):
             return earlier
@@ -169,7 +169,8 @@ def _range(index: pd.Index) -> tuple | None:
     return index.min(), index.max()
 
 
-def _as_index(kf: pd.DataFrame) -> pd.Index:
+def as_index(kf: pd.DataFrame) -> pd.Index:
+    """The rows of a frame of key columns as an Index (a MultiIndex for several)."""
     if kf.shape[1] == 1:
         return pd.Index(kf.iloc[:, 0])
     return pd.MultiIndex.from_frame(kf)

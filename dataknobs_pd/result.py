@@ -38,6 +38,11 @@ class BatchResult:
             `index`, `key`, `action`, and for updates `changed`, `before`, `after`); else None.
         added: The columns this call added to the table (new_columns="add"): {label: dtype}.
         version: The table version the call created, on stores that keep history (delta://); else None.
+        batch_id: The call's id in the table's batch log (`store.batches(table)`), for `dk.undo` and
+            `dk.quarantined`; a dry run has one too, though nothing was logged.
+        quarantined: Rows this call kept in the table's quarantine (quarantine=True).
+        within_budget: With max_errors= or max_error_rate=: whether the failures stayed within them (a dry
+            run says whether they would); else None.
     """
 
     def __init__(
@@ -54,10 +59,14 @@ class BatchResult:
         total: int | None = None,
         failed_rows: pd.DataFrame | None = None,
         partition: dict[int, int] | None = None,
-        changes: pd.DataFrame | None = None,
+        changes: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
         dry_run: bool = False,
         added: dict | None = None,
         version: int | None = None,
+        batch_id: str | None = None,
+        report: pd.DataFrame | None = None,
+        quarantined: int = 0,
+        within_budget: bool | None = None,
     ):
         """`frame` is the input when it was one frame; a stream gives `total` and `failed_rows` instead
         (the failed input rows, in the order of their positions), and `partition`, the number of the
@@ -72,18 +81,30 @@ class BatchResult:
         self.url = url
         self.key = key
         self.total = total
-        self.failed = len(failures)
+        self.failed = len(failures) if report is None else len(report)
         self.succeeded = self.total - self.failed
         self.elapsed = elapsed
         self.committed = committed
         self._frame = frame  # the input when it was one frame (a reference, never copied), for the report
         self._failed_rows = failed_rows  # the failed input rows, in the order of their positions
-        self.failures = failures_frame(failed_rows, key, failures, partition)
+        self.failures = failures_frame(failed_rows, key, failures, partition) if report is None else report
         self.dry_run = dry_run
         self.added = added or {}  # columns this call added to the table: {label: dtype}
         self._commit: Callable[[], BatchResult] | None = None  # a dry run's call, for commit()
         self.version = version  # the table version this call created, on stores that keep history
-        self.changes = changes  # one row per written row: action, changed columns, before/after (None: not tracked)
+        self.batch_id = batch_id
+        self.quarantined = quarantined
+        self.within_budget = within_budget
+        # One row per written row: action, changed columns, before/after (None: not tracked). A callable makes
+        # it when first read (dk.undo's: a diff of every row it put back, which a pipeline seldom reads).
+        self._changes = changes
+
+    @property
+    def changes(self) -> pd.DataFrame | None:
+        """What each written row changed (see the class's attributes)."""
+        if callable(self._changes):
+            self._changes = self._changes()
+        return self._changes
 
     def commit(self) -> BatchResult:
         """Run a dry run's call for real: the same frame, store, table and options.
@@ -159,12 +180,17 @@ class BatchResult:
         return pd.concat([out, acts], ignore_index=True)[["stage", "error", "action", "rows"]]
 
     def __str__(self) -> str:
-        verb = {"save": "saved", "update_batch": "updated", "delete": "deleted"}.get(self.operation, "written")
-        tail = (
-            " (dry run: nothing written)"
-            if self.dry_run
-            else ("" if self.committed else " (errors='raise': nothing written)")
+        if self.operation == "quarantined":
+            return f"quarantine of {self.table!r}: {self.failed:,} rows still owed"
+        verb = {"save": "saved", "update_batch": "updated", "delete": "deleted", "undo": "put back"}.get(
+            self.operation, "written"
         )
+        held = "over the error budget" if self.within_budget is False else "errors='raise'"
+        tail = (
+            " (dry run: nothing written)" if self.dry_run else ("" if self.committed else f" ({held}: nothing written)")
+        )
+        if self.quarantined:
+            tail += f"; {self.quarantined:,} quarantined"
         if self.version is not None:
             tail += f" (version {self.version})"
         if self.added:

@@ -50,6 +50,9 @@ class TableSchema:
     # True: `key` is the key= a call matches rows by, on a table that has no key of its own (nothing in the
     # store keeps it unique, and it is never stored)
     loose: bool = False
+    # The checks the table keeps (store.set_validation): a pandera schema in pandera's own JSON; every write
+    # through the package is checked against them (checks.py)
+    checks: str | None = None
 
     @property
     def names(self) -> list[str]:
@@ -93,6 +96,7 @@ class TableSchema:
                     {"name": c.name, "kind": c.kind, "dtype": c.dtype, "label": c.label, "index": c.index}
                     for c in self.columns
                 ],
+                **({"checks": self.checks} if self.checks is not None else {}),
             }
         )
 
@@ -129,7 +133,7 @@ class TableSchema:
                     index=c.get("index", False),
                 )
             )
-        return cls(columns=cols, key=d.get("key"), index_names=d.get("index_names", []))
+        return cls(columns=cols, key=d.get("key"), index_names=d.get("index_names", []), checks=d.get("checks"))
 
     def __eq__(self, other):
         return isinstance(other, TableSchema) and self.to_json() == other.to_json()

@@ -47,7 +47,16 @@ def connect(url: str | Store | Any, **options: Any) -> Store:
     """
     if isinstance(url, Store):
         return url
+    defaults = {k: options.pop(k) for k in DEFAULTS if k in options}
+    for k, v in defaults.items():
+        if not isinstance(v, bool):
+            raise InvalidArgumentError(f"{k}= must be True or False, got {v!r}")
     if not isinstance(url, str):
+        if defaults:
+            raise InvalidArgumentError(
+                f"{sorted(defaults)} apply to every call on a store URL; with a connection you lent, pass them "
+                f"to each call (df.dk.save(conn, table, quarantine=True))"
+            )
         from .borrowed import borrow  # on first use: it loads the SQLite backend
 
         return borrow(url, **options)
@@ -60,7 +69,10 @@ def connect(url: str | Store | Any, **options: Any) -> Store:
         if shared is None:
             shared = SHARED[key] = [cls(url, **options), 0]
         shared[1] += 1
-        return Store(url, shared[0], key, options)
+        return Store(url, shared[0], key, options, defaults)
+
+
+DEFAULTS = ("quarantine", "undoable")  # connect() options that are every call's default on that Store
 
 
 def pooled(url: str, **options) -> Store:

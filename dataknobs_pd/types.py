@@ -182,7 +182,7 @@ class TypeMapper(ToArrow, ToPandas, DtypeTools):
         labels = {str(label): label for label in df.columns}
         schema, changed = existing, False
         added = [
-            _nullable(self.describe(df[label], str(label), label=None if isinstance(label, str) else label))
+            nullable(self.describe(df[label], str(label), label=None if isinstance(label, str) else label))
             for label in extra
         ]
         if added:
@@ -263,7 +263,7 @@ _NULLABLE = {
 }
 
 
-def _nullable(col: Column) -> Column:
+def nullable(col: Column) -> Column:
     """The column able to hold a missing value: numpy ints and bools become their nullable dtypes."""
     name = col.dtype.get("name")
     spec = dict(col.dtype, name=_NULLABLE[name]) if name in _NULLABLE else col.dtype

@@ -12,10 +12,11 @@ import functools
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pandas as pd
 
-from . import aside, keys
+from . import aside, batchlog, checks, keys
 from .batch import BatchWriter, Job, Plan
 from .errors import InvalidArgumentError, TableExistsError, TableNotFoundError
 from .names import check_column_names, check_table_name
@@ -45,6 +46,11 @@ class WriteOptions:
     dry_run: bool = False
     track_changes: bool = False
     new_columns: str = "fail"  # save, update_batch
+    quarantine: bool | None = None  # None: as the store was connected with
+    max_errors: int | None = None
+    max_error_rate: float | None = None
+    undoable: bool | None = None  # None: as the store was connected with
+    validate: Any = None  # a pandera schema (checks.py)
 
     def check(self) -> None:
         """Refuse a value no call takes, naming the option."""
@@ -54,6 +60,21 @@ class WriteOptions:
         c = self.chunksize
         if c is not None and (not isinstance(c, int) or isinstance(c, bool) or c < 1):
             raise InvalidArgumentError(f"chunksize= must be a positive int, got {c!r}")
+        m = self.max_errors
+        if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < 0):
+            raise InvalidArgumentError(f"max_errors= must be a non-negative int (failed rows allowed), got {m!r}")
+        r = self.max_error_rate
+        if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r <= 1):
+            raise InvalidArgumentError(f"max_error_rate= must be a fraction between 0 and 1, got {r!r}")
+        for name in ("quarantine", "undoable"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, bool):
+                raise InvalidArgumentError(f"{name}= must be True or False, got {v!r}")
+        if self.undoable and self.if_exists == "replace":
+            raise InvalidArgumentError(
+                "undoable=True cannot keep what if_exists='replace' drops (the whole table); save to a new "
+                "table, or use a store that keeps history (delta://) and load(version=)"
+            )
 
 
 def write(
@@ -81,6 +102,12 @@ def write(
         new_columns=options.new_columns,
         dry_run=bool(options.dry_run),
         track=bool(options.track_changes),
+        batch_id=batchlog.new_id(),
+        quarantine=_default(options.quarantine, store, "quarantine"),
+        undoable=_default(options.undoable, store, "undoable") and options.if_exists != "replace",
+        max_errors=options.max_errors,
+        max_error_rate=options.max_error_rate,
+        checks=None if options.validate is None else checks.schema_of(options.validate),
     )
     writer = BatchWriter(mapper)
     res = None
@@ -91,6 +118,11 @@ def write(
     if options.dry_run and (isinstance(data, pd.DataFrame) or again is not None or isinstance(frames, list)):
         res._commit = functools.partial(write, operation, data, store, table, replace(options, dry_run=False), parallel)
     return res
+
+
+def _default(value: bool | None, store: Store, name: str) -> bool:
+    """A call's quarantine= or undoable=, or the store's (dk.connect(url, quarantine=True))."""
+    return bool(store.defaults.get(name, False)) if value is None else value
 
 
 def _planner(operation: str, df: pd.DataFrame, store: Store, table: str, o: WriteOptions):

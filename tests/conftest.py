@@ -40,6 +40,17 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+_IGNORE_TIMEZONE = os.environ.get("PYARROW_IGNORE_TIMEZONE")
+
+
+def pytest_collection_finish(session):
+    """Test modules that import pandera (for validate=) set PYARROW_IGNORE_TIMEZONE=1 as they are collected,
+    which changes how pyarrow reads aware datetimes in the whole process: the tests run in the environment
+    they were started in (tests/test_zones.py runs its filters both ways)."""
+    if _IGNORE_TIMEZONE is None:
+        os.environ.pop("PYARROW_IGNORE_TIMEZONE", None)
+
+
 def pytest_sessionfinish(session):
     pg.drop_session_database()
 

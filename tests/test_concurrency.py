@@ -44,7 +44,7 @@ def _finish(proc: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("writers", [2, 4])
+@pytest.mark.parametrize("writers", [3])  # one creates the table, the others find it made; all overlap
 @pytest.mark.parametrize("backend", sorted(STORES))
 def test_writers_racing_to_create_and_upsert_one_table(tmp_path, backend, writers):
     spec = STORES[backend](tmp_path)

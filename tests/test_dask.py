@@ -310,8 +310,11 @@ def _rows_aside(url: str, table: str) -> int:
         with backend.session.borrow() as c:
             return c.query(f'SELECT count(*) FROM "{backend.nsp}"."{min(names, key=len)}"')[0][0]
     jobs = f"{backend._dir(table)}/_dk_aside"
-    records = [
-        f"{jobs}/{j}/{r}" for j in (os.listdir(jobs) if os.path.isdir(jobs) else []) for r in os.listdir(f"{jobs}/{j}")
+    records = [  # published records only: a record is written to a temporary name first, then linked
+        f"{jobs}/{j}/{r}"
+        for j in (os.listdir(jobs) if os.path.isdir(jobs) else [])
+        for r in os.listdir(f"{jobs}/{j}")
+        if r.endswith(".json")
     ]
     return sum(p.rows for r in records for p in backend.manifests.parse(table, open(r, "rb").read()).state.parts)
 
@@ -345,11 +348,15 @@ def test_a_worker_killed_after_writing_its_partitions_writes_no_row_twice(tmp_pa
 
         def killer(killed: list):
             try:
-                deadline = time.monotonic() + 60
+                # Partition 0 waits; of partitions 1-5, some may wait behind it in its worker's queue
+                # (Dask gives a one-thread worker more than one task), the others are written. The
+                # other worker is killed once what it writes has stopped growing for a second.
+                deadline, seen, since = time.monotonic() + 60, -1, time.monotonic()
                 while time.monotonic() < deadline:
-                    # Partition 0 waits; of partitions 1-5, one may wait behind it in its worker's queue
-                    # (Dask gives a one-thread worker up to two tasks): four are written.
-                    if (tmp_path / "slow").exists() and _rows_aside(url, "t") >= 4000:
+                    rows = _rows_aside(url, "t") if (tmp_path / "slow").exists() else -1
+                    if rows != seen:
+                        seen, since = rows, time.monotonic()
+                    elif rows >= 1000 and time.monotonic() - since > 1.0:
                         break
                     time.sleep(0.05)
                 else:
@@ -408,3 +415,77 @@ def test_a_table_made_meanwhile_is_appended_to_not_replaced(tmp_path):
     assert_frame_equal(
         dk.load(url, "t"), pd.concat([df, other], ignore_index=True).sort_values("id", ignore_index=True)
     )
+
+
+@pytest.mark.parametrize("scheme", ["parquet", "sqlite"])  # written by the workers in parallel; by the one writer
+def test_a_dask_call_quarantines_once_with_rows_counted_across_partitions(tmp_path, scheme):
+    url = f"{scheme}://{tmp_path}/q" if scheme == "parquet" else f"sqlite:///{tmp_path}/q.db"
+    df = pd.DataFrame({"id": np.arange(9), "n": np.array([0, "x", 2, 3, 4, 5, 6, "y", 8], dtype=object)})
+    with dask.config.set(scheduler="threads"):
+        ddf = dd.from_pandas(df, npartitions=3, sort=False)
+        pd.DataFrame({"id": [100], "n": [1]}).dk.save(url, "t")
+        res = ddf.dk.save(url, "t", if_exists="append", quarantine=True)
+    assert res.quarantined == 2 and res.failures["row"].tolist() == [1, 7]
+    q = dk.quarantined(url, "t")
+    assert q.failures["row"].tolist() == [1, 7] and q.failures["batch_id"].tolist() == [res.batch_id] * 2
+    assert_frame_equal(q.failed_rows(), df.iloc[[1, 7]])
+    assert store_batches(url)["batch_id"].tolist()[-1] == res.batch_id and len(store_batches(url)) == 2
+    with dask.config.set(scheduler="threads"):
+        fixed = dd.from_pandas(q.failed_rows().assign(n=[1, 7]).astype({"n": "int64"}), npartitions=2)
+        assert fixed.dk.save(url, "t", if_exists="upsert").ok
+    assert dk.quarantined(url, "t").failed == 0
+
+
+def store_batches(url: str) -> pd.DataFrame:
+    with dk.connect(url) as s:
+        return s.batches("t")
+
+
+def test_a_new_table_loaded_in_parallel_quarantines_its_repeated_keys_once(tmp_path):
+    url = f"parquet://{tmp_path}/q"
+    df = pd.DataFrame({"id": [0, 1, 2, 3, 1, 5, 6, 0, 8], "n": np.arange(9)})
+    with dask.config.set(scheduler="threads"):
+        res = dd.from_pandas(df, npartitions=3, sort=False).dk.save(url, "t", quarantine=True)
+    assert res.quarantined == 2 and res.failures["row"].tolist() == [4, 7]
+    q = dk.quarantined(url, "t")
+    assert q.failures["error"].tolist() == ["DuplicateKey"] * 2
+    assert_frame_equal(q.failed_rows(), df.iloc[[4, 7]])
+    assert store_batches(url)["batch_id"].tolist() == [res.batch_id]
+    with dk.connect(url) as s:  # written by the workers: no undo table, one batch log row
+        assert sorted(s.backend.tables()) == ["t", "t__batches", "t__quarantine"]
+
+
+def test_validate_checks_each_partition_with_rows_counted_across_them(tmp_path):
+    import pandera.pandas as pa
+
+    checks = pa.DataFrameSchema({"v": pa.Column(float, pa.Check.ge(0))})
+    df = pd.DataFrame({"id": np.arange(30), "v": np.where(np.arange(30) % 7 == 3, -1.0, 1.0)})
+    url = f"sqlite:///{tmp_path}/checked.db"
+    with dask.config.set(scheduler="threads"):
+        res = dd.from_pandas(df, npartitions=3, sort=False).dk.save(url, "t", validate=checks)
+    bad = [3, 10, 17, 24]
+    assert res.failures["row"].tolist() == bad and set(res.failures["code"]) == {"greater_than_or_equal_to(0)"}
+    assert dk.load(url, "t")["id"].tolist() == [i for i in range(30) if i not in bad]
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "parquet"])
+def test_a_parallel_load_checks_its_partitions_on_the_workers(cluster, parallel, tmp_path, kind):
+    import pandera.pandas as pa
+
+    url = pg.new_store_url() if kind == "postgresql" else f"parquet://{tmp_path}/p"
+    checks = pa.DataFrameSchema({"v": pa.Column(float, pa.Check.ge(0))})
+    df = pd.DataFrame({"id": np.arange(40), "v": np.where(np.arange(40) % 9 == 4, -1.0, 1.0)})
+    frames = [df.iloc[lo : lo + 10] for lo in range(0, 40, 10)]
+    one = dk.save(frames, url, "one", validate=checks)
+    res = dd.from_pandas(df, npartitions=4, sort=False).dk.save(url, "t", validate=checks)
+    assert parallel == [True] and res.failures["row"].tolist() == [4, 13, 22, 31]
+    cols = ["row", "partition", "stage", "error", "code", "message"]
+    assert_frame_equal(res.failures[cols], one.failures[cols])
+    assert_frame_equal(dk.load(url, "t"), dk.load(url, "one"))
+    with dk.connect(url) as store:  # a table's own checks, on a replace through the workers
+        store.set_validation("t", pa.DataFrameSchema({"v": pa.Column(float, pa.Check.le(0))}))
+    again = dd.from_pandas(df, npartitions=4, sort=False).dk.save(url, "t", if_exists="replace")
+    assert parallel == [True, True] and again.succeeded == 4
+    with pytest.raises(dk.SchemaMismatchError, match="column 'v' is missing"):
+        dd.from_pandas(df[["id"]], npartitions=2).dk.save(url, "t", if_exists="replace")
+    assert dk.load(url, "t")["v"].tolist() == [-1.0] * 4 and _leftovers(url, "t") == []

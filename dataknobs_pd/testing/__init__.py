@@ -14,7 +14,7 @@ empty store of your backend (and closes it afterwards); pytest then runs the who
                 yield s
 
 The parts (round trips of every dtype, write modes and accounting, errors, hostile names, threads,
-dry runs, new columns, keys, the capabilities' own contracts, values into columns of other types, random frames written into random column types)
+dry runs, new columns, keys, quarantine and undo, the capabilities' own contracts, values into columns of other types, random frames written into random column types)
 are also available alone. Needs pytest (and hypothesis for PropertyContract).
 """
 
@@ -32,6 +32,7 @@ _PARTS = (
     "errors",
     "keys",
     "properties",
+    "quarantine",
     "roundtrip",
     "threads",
     "writes",
@@ -41,18 +42,21 @@ pytest.register_assert_rewrite(*(f"{__name__}.{part}" for part in _PARTS))
 from ..backends.capabilities import History, ParallelLoad
 from .capabilities import HistoryContract, ParallelLoadContract
 from .changes import DryRunContract, NewColumnsContract
+from .checks import ChecksContract
 from .conversions import ConversionContract
 from .edges import EdgeContract
 from .errors import ErrorContract
 from .frames import dtype_matrix
 from .keys import KeyContract
 from .properties import PropertyContract
+from .quarantine import QuarantineContract
 from .roundtrip import RoundTripContract
 from .threads import ThreadContract
 from .writes import WriteContract
 
 __all__ = [
     "BackendContract",
+    "ChecksContract",
     "ConversionContract",
     "DryRunContract",
     "EdgeContract",
@@ -62,6 +66,7 @@ __all__ = [
     "NewColumnsContract",
     "ParallelLoadContract",
     "PropertyContract",
+    "QuarantineContract",
     "RoundTripContract",
     "ThreadContract",
     "WriteContract",
@@ -80,6 +85,8 @@ class BackendContract(
     NewColumnsContract,
     ConversionContract,
     PropertyContract,
+    QuarantineContract,
+    ChecksContract,
 ):
     """Every part of the core contract; subclasses provide the `store` fixture. A store with a capability
     (backends/capabilities.py) runs its contract too: `class TestMine(BackendContract, HistoryContract)`."""

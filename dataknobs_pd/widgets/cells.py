@@ -47,7 +47,10 @@ def key_text(v) -> str:
 
 
 def show_index(res) -> bool:
-    """The `index` column says something only when the input's index is not its row positions."""
+    """The `index` column says something only when the input's index is not its row positions (an undo
+    has no input frame: its rows are the table's, named by their key)."""
+    if res.operation == "undo":
+        return False
     frame = getattr(res, "_frame", None)
     if frame is None:
         return True

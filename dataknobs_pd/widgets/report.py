@@ -3,6 +3,10 @@
 The static HTML and the live widget (widget.py) are built from the same pieces (`head_html`,
 `groups_html`, `rows_html`) so that a notebook looks the same before and after it is run.
 Every piece works on a slice of the failures frame: nothing here ever renders all failures.
+
+Besides the writing calls, two reports come from elsewhere: `dk.quarantined` (operation "quarantined": the rows
+still owed, one failure per row, with a `batch_id` column naming the call that sent it, and `failed_rows()` in
+the same order as the failures) and `dk.undo` (operation "undo": the rows put back, and the conflicts).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from .cells import MAX_CELL, MAX_ROWS, cell, key_text, show_index
 
 MAX_VALUE_COLUMNS = 40  # input columns shown beside each failure
 MAX_MESSAGE = 240  # characters of a message; on screen CSS shows two lines of it
-VERBS = {"save": "saved", "update_batch": "updated", "delete": "deleted"}
+VERBS = {"save": "saved", "update_batch": "updated", "delete": "deleted", "undo": "put back"}
+QUARANTINE = "quarantined"  # the operation of the report dk.quarantined gives
 _COLUMN_IN_MESSAGE = re.compile(r"column '([^']+)'")
 _KEY_ERRORS = {"NullKey", "DuplicateKey", "KeyConflict", "AmbiguousKey", "MissingKey"}
 
@@ -100,15 +105,43 @@ def fmt_rate(r: float) -> str:
     return f"{r:,.0f}"
 
 
+def is_quarantine(res) -> bool:
+    """A report of what is still owed (dk.quarantined), not of a call."""
+    return res.operation == QUARANTINE
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} {'row' if n == 1 else 'rows'}"
+
+
+def calls_in(res) -> int:
+    """How many calls the rows of a quarantine report came from."""
+    f = res.failures
+    return int(f["batch_id"].nunique()) if "batch_id" in f.columns else 0
+
+
 def status(res) -> tuple[str, str]:
     """(css suffix, words) for the pill at the top of the report."""
+    if is_quarantine(res):
+        return ("failed", f"{_rows(res.failed)} still owed") if res.failed else ("ok", "Nothing owed")
     if getattr(res, "dry_run", False):
         return "rolledback", "Dry run: nothing written"
     if not res.committed:
         return "rolledback", "Rolled back: nothing written"
+    undo = res.operation == "undo"
     if res.failed:
-        return "failed", f"{res.failed:,} {'row' if res.failed == 1 else 'rows'} failed"
-    return "ok", "All rows written"
+        return "failed", f"{_rows(res.failed)} {'not put back' if undo else 'failed'}"
+    return "ok", "All rows put back" if undo else "All rows written"
+
+
+def headline(res) -> str:
+    """The report's first line of text: the result's own line, or for a quarantine what is still owed."""
+    if not is_quarantine(res):
+        return str(res)
+    if not res.failed:
+        return f"quarantine of {res.table!r}: nothing owed"
+    calls = calls_in(res)
+    return f"quarantine of {res.table!r}: {_rows(res.failed)} still owed, from {calls:,} {'call' if calls == 1 else 'calls'}"
 
 
 def _message(m) -> str:
@@ -119,31 +152,79 @@ def _message(m) -> str:
 
 
 # -- pieces shared with the widget ------------------------------------------------------------
-def head_html(res) -> str:
-    """The title line (status, operation, table, store) and the counts."""
-    e = html.escape
-    kind, words = status(res)
-    verb = (
-        VERBS.get(res.operation, "written")
-        if res.committed
-        else ("would be written" if getattr(res, "dry_run", False) else "valid")
+def batch_html(res) -> str:
+    """The call's batch id, for `dk.undo` and `dk.quarantined` (nothing when the result has none)."""
+    batch_id = getattr(res, "batch_id", None)
+    if batch_id is None:
+        return ""
+    if is_quarantine(res):
+        tip = "only the rows of this call"
+    elif res.operation == "undo" and res.committed:
+        tip = "this undo's id in store.batches(table): dk.undo of it redoes the call"
+    elif res.committed:
+        tip = "this call's id in store.batches(table): dk.undo and dk.quarantined take it"
+    else:
+        tip = "this call's id; nothing was written, so the batch log does not keep it"
+    return (  # styled as the URL beside it (inline: the CSS, which notebooks store with each report, stays as it was)
+        f"<span class='dk-batch' style='{_BATCH_STYLE}' title='{html.escape(tip)}'>batch {html.escape(str(batch_id))}</span>"
     )
+
+
+_BATCH_STYLE = (
+    "font-family:var(--jp-code-font-family,SFMono-Regular,Menlo,Consolas,monospace);font-size:12px;"
+    "color:var(--jp-ui-font-color2,#59636e)"
+)
+
+
+def _stats(res) -> list[tuple[str, str, str]]:
+    """The counts of the head: (css suffix, number, label)."""
+    failed = "failed" + (" dk-nonzero" if res.failed else "")
+    if is_quarantine(res):  # what is owed, from how many calls: no rows were written by reading it
+        calls = calls_in(res)
+        return [
+            (failed, fmt_int(res.failed), "still owed"),
+            ("calls", fmt_int(calls), "call" if calls == 1 else "calls"),
+            ("elapsed dk-stat-time", fmt_seconds(res.elapsed), "elapsed"),
+        ]
+    dry_run = getattr(res, "dry_run", False)
+    if res.committed:
+        verb = VERBS.get(res.operation, "written")
+    elif dry_run:
+        verb = "would be put back" if res.operation == "undo" else "would be written"
+    else:
+        verb = "valid"
     stats = [
         ("total", fmt_int(res.total), "rows"),
         ("succeeded", fmt_int(res.succeeded), verb),
-        ("failed" + (" dk-nonzero" if res.failed else ""), fmt_int(res.failed), "failed"),
+        (failed, fmt_int(res.failed), "failed"),
+    ]
+    if getattr(res, "quarantined", 0):
+        stats.append(("quarantined", fmt_int(res.quarantined), "quarantined"))
+    return stats + [
         ("elapsed dk-stat-time", fmt_seconds(res.elapsed), "elapsed"),
         ("rate dk-stat-time", fmt_rate(res.rows_per_second), "rows/s"),
     ]
+
+
+def head_html(res) -> str:
+    """The title line (status, operation, table, store, batch id) and the counts."""
+    e = html.escape
+    kind, words = status(res)
+    stats = _stats(res)
     # the separators read well where there is no CSS (GitHub); with it, the numbers stand in a row
     cards = "<span class='dk-sep'> · </span>".join(
         f"<span class='dk-stat dk-stat-{c}'><b>{n}</b> {label}</span>" for c, n, label in stats
     )
+    if is_quarantine(res):
+        title = f"<span class='dk-op'>quarantine</span> of {e(str(res.table))}"
+    else:
+        title = f"<span class='dk-op'>{e(res.operation)}</span> → {e(str(res.table))}"
     return (
         "<div class='dk-head'>"
         f"<span class='dk-pill dk-pill-{kind}'>{e(words)}</span>"
-        f"<span class='dk-title'><span class='dk-op'>{e(res.operation)}</span> → {e(str(res.table))}</span>"
+        f"<span class='dk-title'>{title}</span>"
         f"<span class='dk-url' title='store URL (password masked)'>{e(res.url)}</span>"
+        f"{batch_html(res)}"
         "</div>"
         f"<div class='dk-stats'>{cards}</div>"
     )
@@ -173,6 +254,8 @@ def groups_html(summary: pd.DataFrame, total_failed: int) -> str:
 def value_columns(res) -> list:
     """The input columns shown beside each failure (key columns are already in `key`)."""
     frame = getattr(res, "_frame", None)
+    if frame is None and is_quarantine(res):  # the rows as they were sent, kept in the store
+        frame = res.failed_rows()
     if frame is None:
         return []
     keys = set(res.key or [])
@@ -186,6 +269,24 @@ def input_rows(res, positions: np.ndarray) -> pd.DataFrame:
         return frame.iloc[positions]
     rows = res.failed_rows()
     return rows.iloc[np.searchsorted(np.unique(res.failures["row"].to_numpy()), positions)]
+
+
+def rows_of(res, at: np.ndarray) -> pd.DataFrame:
+    """The input rows of the failures at positions `at` of `res.failures`, one per failure, in that order.
+
+    A quarantine holds rows of several calls, whose `row` numbers repeat: its `failed_rows()` has one row
+    per failure, in the order of the failures."""
+    if is_quarantine(res):
+        return res.failed_rows().iloc[at]
+    return input_rows(res, res.failures["row"].to_numpy(dtype=np.int64)[at])
+
+
+def _positions_in(res, failures: pd.DataFrame) -> np.ndarray:
+    """Where the rows of `failures` (a slice of `res.failures`) stand in it."""
+    at = res.failures.index.get_indexer(failures.index)
+    if (at < 0).any():  # not a slice of res.failures: take it as the first rows
+        return np.arange(len(failures))
+    return at
 
 
 def exact_keys(res, values: pd.DataFrame) -> list | None:
@@ -210,16 +311,18 @@ def rows_html(res, failures: pd.DataFrame) -> str:
     cols = value_columns(res)
     with_index = show_index(res)
     with_key = bool(res.key)
-    values = input_rows(res, failures["row"].to_numpy(dtype=np.int64))
+    with_batch = "batch_id" in failures.columns  # a quarantine: the call each row came in
+    values = rows_of(res, _positions_in(res, failures))
     names = [str(c) for c in cols]
-    n_fail = 3 + with_index + with_key + 1  # row [index] [key] stage error message
+    n_fail = with_batch + 3 + with_index + with_key + 1  # [batch] row [index] [key] stage error message
     head1 = f"<tr><th class='dk-group' colspan='{n_fail}'>failure</th>"
     if cols:
         extra = len(values.columns) - len(cols) - len(set(res.key or []) & set(map(str, values.columns)))
         more = f" <span class='dk-mute'>(first {len(cols)}; {extra:,} more)</span>" if extra > 0 else ""
         head1 += f"<th class='dk-group dk-first-value' colspan='{len(cols)}'>input row{more}</th>"
     head1 += "</tr>"
-    head2 = "<tr><th class='dk-num'>row</th>" + ("<th>index</th>" if with_index else "")
+    head2 = "<tr>" + ("<th>batch</th>" if with_batch else "") + "<th class='dk-num'>row</th>"
+    head2 += "<th>index</th>" if with_index else ""
     head2 += f"<th>key <span class='dk-mute'>({html.escape(', '.join(res.key))})</span></th>" if with_key else ""
     head2 += "<th>stage</th><th>error</th><th>message</th>"
     head2 += "".join(
@@ -231,10 +334,12 @@ def rows_html(res, failures: pd.DataFrame) -> str:
     keys = exact_keys(res, values) if with_key else None
     if keys is None:
         keys = failures["key"].tolist()
+    batches = failures["batch_id"].tolist() if with_batch else None
     for i, f in enumerate(failures[["row", "index", "key", "stage", "error", "message"]].itertuples(index=False)):
         found = _COLUMN_IN_MESSAGE.search(str(f.message or ""))
         bad_col = found.group(1) if found else None
-        tr = [f"<td class='dk-num'>{int(f.row):,}</td>"]
+        tr = [f"<td class='dk-batch-id dk-val dk-mute'>{cell(batches[i])}</td>"] if batches is not None else []
+        tr.append(f"<td class='dk-num'>{int(f.row):,}</td>")
         if with_index:
             tr.append(f"<td>{cell(f.index)}</td>")
         if with_key:
@@ -258,6 +363,11 @@ def rows_html(res, failures: pd.DataFrame) -> str:
     )
 
 
+def rows_title(res) -> str:
+    """What the table of failing rows is called."""
+    return "quarantined rows" if is_quarantine(res) else "failing rows"
+
+
 def wrap(inner: str) -> str:
     return f"<div class='dk-report'><style>{CSS}{diff.CSS}</style>{inner}</div>"
 
@@ -267,6 +377,7 @@ def render_html(res, max_rows: int = MAX_ROWS) -> str:
     """The report as one HTML block: summary, failures by stage and error, the first failing rows,
     and with tracked changes the counts per action and the first changed rows."""
     parts = [head_html(res)]
+    quarantine = is_quarantine(res)
     if res.dry_run:
         parts.append(diff.dry_run_note())
     if res.failed:
@@ -274,14 +385,29 @@ def render_html(res, max_rows: int = MAX_ROWS) -> str:
         parts.append(groups_html(res.summary(changes=False), res.failed))
         shown = min(max_rows, res.failed)
         parts.append(
-            f"<div class='dk-h'>failing rows ({'all' if shown == res.failed else f'first {shown:,} of'} "
+            f"<div class='dk-h'>{rows_title(res)} ({'all' if shown == res.failed else f'first {shown:,} of'} "
             f"{res.failed:,})</div>"
         )
         parts.append(rows_html(res, res.failures.iloc[:shown]))
-        parts.append(
-            "<p class='dk-foot'>All of them: <code>res.failures</code> (why) and <code>res.failed_rows()</code> "
-            "(the input rows, ready to fix and resubmit). Run the notebook to filter and page them.</p>"
-        )
+        if quarantine:
+            parts.append(
+                "<p class='dk-foot'>All of them: <code>res.failures</code> (why, and the call that sent each) and "
+                "<code>res.failed_rows()</code> (the rows as sent, with their frame's dtypes and index): fix them "
+                "and write them again, and their keys leave the quarantine. Run the notebook to filter and page "
+                "them.</p>"
+            )
+        elif res.operation == "undo":
+            parts.append(
+                "<p class='dk-foot'>All of them: <code>res.failures</code> (why) and <code>res.failed_rows()</code> "
+                "(the keys of the rows left as they are); <code>res.changes</code> lists what was put back.</p>"
+            )
+        else:
+            parts.append(
+                "<p class='dk-foot'>All of them: <code>res.failures</code> (why) and <code>res.failed_rows()</code> "
+                "(the input rows, ready to fix and resubmit). Run the notebook to filter and page them.</p>"
+            )
+    elif quarantine:
+        parts.append(f"<p class='dk-foot'>The quarantine of {html.escape(repr(res.table))} is empty.</p>")
     elif not res.committed and not res.dry_run:
         parts.append("<p class='dk-foot'>errors='raise' and a row failed, so nothing was written.</p>")
     if res.changes is not None:
@@ -291,22 +417,27 @@ def render_html(res, max_rows: int = MAX_ROWS) -> str:
 
 def render_text(res, max_rows: int = MAX_ROWS) -> str:
     """The report as plain text (terminals, logs, text-only viewers)."""
-    lines = [str(res), f"store: {res.url}"]
+    lines = [headline(res), f"store: {res.url}"]
+    if getattr(res, "batch_id", None) is not None:
+        lines.append(f"batch: {res.batch_id}")
     if res.failed:
         lines.append("failures by stage and error:")
         for stage, error, n in res.summary(changes=False)[["stage", "error", "rows"]].itertuples(
             index=False, name=None
         ):
             lines.append(f"  {stage:<9} {error:<16} {n:>10,}")
-        shown = res.failures.head(max_rows)[["row", "index", "key", "stage", "error", "message"]].copy()
-        keys = exact_keys(res, input_rows(res, shown["row"].to_numpy(dtype=np.int64)))
+        columns = ["row", "index", "key", "stage", "error", "message"]
+        if "batch_id" in res.failures.columns:
+            columns.insert(0, "batch_id")
+        shown = res.failures.head(max_rows)[columns].copy()
+        keys = exact_keys(res, rows_of(res, np.arange(len(shown))))
         if keys is not None:
             shown["key"] = pd.Series(keys, index=shown.index, dtype=object)
         if not show_index(res):
             shown = shown.drop(columns="index")
         shown["message"] = [m if len(str(m)) <= MAX_CELL else str(m)[: MAX_CELL - 1] + "…" for m in shown["message"]]
         lines.append(
-            f"failing rows ({'all' if len(shown) == res.failed else f'first {len(shown):,} of'} {res.failed:,}):"
+            f"{rows_title(res)} ({'all' if len(shown) == res.failed else f'first {len(shown):,} of'} {res.failed:,}):"
         )
         lines.extend(_text_table(shown))
         if res.failed > max_rows:

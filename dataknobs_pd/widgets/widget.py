@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from .changes_view import changes_view
 from .diff import CSS as DIFF_CSS
 from .diff import dry_run_note
-from .report import CSS, groups_html, head_html, input_rows, rows_html
+from .report import CSS, groups_html, head_html, input_rows, is_quarantine, rows_html, rows_title
 
 try:
     import ipywidgets as W
@@ -167,14 +167,16 @@ class BatchReport(_Base):
             + groups_html(self.summary, self.result.failed)
             + "</div>"
         )
-        title = W.HTML("<div class='dk-report'><div class='dk-h'>failing rows</div></div>")
+        title = W.HTML(f"<div class='dk-report'><div class='dk-h'>{rows_title(self.result)}</div></div>")
         small = {"width": "auto"}
         self.stage = W.Dropdown(options=self._stage_options(), value=ALL, layout=W.Layout(**small, margin="0 6px 0 0"))
         self.error = W.Dropdown(
             options=self._error_options(ALL), value=ALL, layout=W.Layout(**small, margin="0 6px 0 0")
         )
         self.search = W.Text(
-            placeholder="search key, index, message", continuous_update=False, layout=W.Layout(width="260px")
+            placeholder="search key, index, message" + (", batch" if "batch_id" in f.columns else ""),
+            continuous_update=False,
+            layout=W.Layout(width="260px"),
         )
         self.stage.add_class("dk-w-stage")
         self.error.add_class("dk-w-error")
@@ -263,10 +265,13 @@ class BatchReport(_Base):
         return self._positions_cache
 
     def _search(self, text: str) -> np.ndarray:
-        """Failures whose key, index, error or message contains `text` (any case)."""
+        """Failures whose key, index, error or message (or batch id, in a quarantine) contains `text` (any case)."""
         if self._haystack is None:  # the text of key, index and message, built on the first search
             f = self.failures
-            self._haystack = [_as_text(f[c]) for c in ("key", "index", "message")]
+            columns = (
+                ("batch_id", "key", "index", "message") if "batch_id" in f.columns else ("key", "index", "message")
+            )
+            self._haystack = [_as_text(f[c]) for c in columns]
         hit = np.zeros(len(self.failures), dtype=bool)
         for part in self._haystack:
             hit |= pc.fill_null(pc.match_substring(part, text, ignore_case=True), False).to_numpy(zero_copy_only=False)
@@ -345,6 +350,8 @@ class BatchReport(_Base):
     # -- the rows back as a DataFrame ----------------------------------------------------------
     def selected_rows(self) -> pd.DataFrame:
         """The failed input rows that pass the current filters (all of them when none is set)."""
+        if is_quarantine(self.result):  # one row per failure, in the order of the failures
+            return self.result.failed_rows().iloc[self.positions()]
         rows = np.unique(self.failures["row"].to_numpy(dtype=np.int64)[self.positions()])
         return input_rows(self.result, rows)
 
@@ -362,11 +369,22 @@ class BatchReport(_Base):
         if ns is not None:
             ns[name] = rows
         where = f"<code>{html.escape(name)}</code>" if ns is not None else "<code>.copied</code> of this widget"
+        if is_quarantine(self.result):
+            then = (
+                "(as they were sent: same index and dtypes); fix them and write them again "
+                f"(<code>{html.escape(name)}.dk.save(…)</code>): the keys written leave the quarantine"
+            )
+        elif self.result.operation == "undo":
+            then = "(the keys of the rows the undo left as they are: a later call changed them)"
+        else:
+            then = (
+                "(same index and dtypes as the input); fix them and call "
+                f"<code>{html.escape(name)}.dk.{html.escape(self._verb())}(…)</code> again"
+            )
         self.copy_status.value = (
             f"<div class='dk-report' style='margin-top:4px'>✓ {where} holds {len(rows):,} "
             f"{'row' if len(rows) == 1 else 'rows'} × {rows.shape[1]:,} columns "
-            "<span class='dk-mute'>(same index and dtypes as the input); fix them and call "
-            f"<code>{html.escape(name)}.dk.{html.escape(self._verb())}(…)</code> again</span></div>"
+            f"<span class='dk-mute'>{then}</span></div>"
         )
 
     def _verb(self) -> str:

@@ -140,7 +140,7 @@ def test_columns_get_natural_duckdb_types(store, path):
 def test_schema_sits_in_dk_schema_and_is_not_a_user_table(store, path):
     pd.DataFrame({"id": [1]}).dk.save(store, "t")
     assert store.tables() == ["t"]
-    assert [r[0] for r in sql(path, 'SELECT name FROM "_dk_schema"')] == ["t"]
+    assert [r[0] for r in sql(path, 'SELECT name FROM "_dk_schema" ORDER BY name')] == ["t", "t__batches"]
     store.drop("t")
     assert store.tables() == [] and sql(path, 'SELECT count(*) FROM "_dk_schema"') == [(0,)]
 

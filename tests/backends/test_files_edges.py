@@ -61,9 +61,9 @@ _RACER = textwrap.dedent("""
     who, lo, n, slow = int(who), int(lo), int(n), float(slow)
     if slow:  # a slow disk: each publish takes a while, so racing commits overlap every time
         put = Manifests.put
-        def slow_put(self, table, st, version):
+        def slow_put(self, table, *args, **kwargs):
             time.sleep(slow)
-            return put(self, table, st, version)
+            return put(self, table, *args, **kwargs)
         Manifests.put = slow_put
     ids = np.arange(lo, lo + n, dtype="int64")
     df = pd.DataFrame({"id": ids, "w": np.full(n, who, dtype="int64"), "r": np.zeros(n, dtype="int64"),
@@ -359,7 +359,7 @@ def test_folders_removed_behind_the_stores_back(tmp_path, fmt, gone):
     df = rows(range(5), who=1)
     df.dk.save(store, "t")
     shutil.rmtree(store.backend._dir("t") if gone == "table-folder" else f"{tmp_path}/store")
-    assert store.tables() == []
+    assert "t" not in store.tables()  # (its batch log, a folder of its own, may stay)
     with pytest.raises(dk.TableNotFoundError):
         dk.load(store, "t")
     df.dk.save(store, "t")  # the store recovers at once

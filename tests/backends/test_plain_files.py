@@ -18,18 +18,20 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 import dataknobs_pd as dk
+from dataknobs_pd.backends.base import COMPANIONS
 from dataknobs_pd.types import TypeMapper
 from tests import s3_server
 from tests.backends.test_full_disk import FullDiskFS
 
 
 def _files(folder) -> list[str]:
-    """Every file below `folder`, relative, sorted (hidden ones too)."""
+    """Every file below `folder`, relative, sorted (hidden ones too), but those of the tables kept beside a
+    table (its batch log `sales__batches`, a table of its own, and its lock)."""
     out = []
     for dirpath, _, names in os.walk(folder):
         rel = os.path.relpath(dirpath, folder)
         out += [n if rel == "." else f"{rel}/{n}" for n in names]
-    return sorted(out)
+    return sorted(f for f in out if not any(k in f for k in COMPANIONS))
 
 
 def _staged(folder) -> list[str]:

@@ -36,10 +36,15 @@ def saved(request, s3):
     store.close()
 
 
+def _table_objects(s3, prefix: str) -> list[str]:
+    """The objects of the store, less those of the table's batch log (a table of its own, `t__batches`)."""
+    return [k for k in s3.objects(prefix) if not k.startswith(f"{prefix}/t__batches/")]
+
+
 def test_layout_and_rewrites_on_s3(saved, s3):
     store, url, prefix, df = saved
     fmt = url.split("://")[0]
-    keys = s3.objects(prefix)
+    keys = _table_objects(s3, prefix)
     manifest_key = f"{prefix}/t/_dk_{fmt}/{1:020d}.json"  # version 1's manifest
     doc = json.loads(s3.client().get_object(Bucket=s3_server.BUCKET, Key=manifest_key)["Body"].read())
     parts = [f"{prefix}/t/{p['file']}" for p in doc["parts"]]
@@ -51,11 +56,11 @@ def test_layout_and_rewrites_on_s3(saved, s3):
     assert [f"{prefix}/t/{p['file']}" for p in doc["parts"]] == [parts[0], new, parts[2]]
     # the replaced part and version 1 stay for readers that started before (the retention, an hour on S3) ...
     assert [r["file"] for r in doc["retired"]] == [parts[1].rsplit("/", 1)[-1]]
-    assert sorted(s3.objects(prefix)) == sorted([manifest_key, second, *parts, new])
+    assert sorted(_table_objects(s3, prefix)) == sorted([manifest_key, second, *parts, new])
     assert store.backend.vacuum("t") == []  # ... which vacuum keeps to by default,
     # and a shorter one removes the part (version 1 stays for the store's retention: a writer may still try it)
     assert store.backend.vacuum("t", retention=0) == [parts[1].rsplit("/", 1)[-1]]
-    assert sorted(s3.objects(prefix)) == sorted([manifest_key, second, parts[0], new, parts[2]])
+    assert sorted(_table_objects(s3, prefix)) == sorted([manifest_key, second, parts[0], new, parts[2]])
     expected = df.copy()
     expected.loc[12:13, "i8"] = np.int8(5)
     assert_frame_equal(dk.load(store, "t"), expected, check_dtype=True)
@@ -91,20 +96,20 @@ def test_a_read_that_started_before_a_commit_reads_its_version_whole(s3):
 
 def test_wrong_credentials_are_a_clear_error_and_change_nothing(saved, s3):
     store, url, prefix, df = saved
-    before = sorted(s3.objects(prefix))
+    before = sorted(_table_objects(s3, prefix))
     with pytest.raises(StorageError, match="access denied") as info:
         dk.connect(url, storage_options=s3.options(secret="not-the-secret"))
     assert isinstance(info.value, dk.DataKnobsError) and "storage_options" in str(info.value)
     unknown_key = dict(s3.options(), key="AKIAUNKNOWNUNKNOWN00")
     with pytest.raises(dk.DataKnobsError, match="access denied"):
         dk.connect(url.replace(prefix, prefix + "-x"), storage_options=unknown_key)
-    assert sorted(s3.objects(prefix)) == before and not s3.objects(prefix + "-x")
+    assert sorted(_table_objects(s3, prefix)) == before and not s3.objects(prefix + "-x")
     assert_frame_equal(dk.load(store, "t"), df, check_dtype=True)
 
 
 def test_a_read_only_user_reads_but_cannot_write_and_nothing_is_lost(saved, s3):
     store, url, prefix, df = saved
-    before = sorted(s3.objects(prefix))
+    before = sorted(_table_objects(s3, prefix))
     reader = dk.connect(url, storage_options=s3.options("reader"))
     assert_frame_equal(dk.load(reader, "t"), df, check_dtype=True)
     assert reader.tables() == ["t"]
@@ -119,7 +124,7 @@ def test_a_read_only_user_reads_but_cannot_write_and_nothing_is_lost(saved, s3):
     for call in calls:
         with pytest.raises(StorageError, match="access denied"):
             call()
-    assert sorted(s3.objects(prefix)) == before
+    assert sorted(_table_objects(s3, prefix)) == before
     assert_frame_equal(dk.load(store, "t"), df, check_dtype=True)
     assert_frame_equal(dk.load(reader, "t"), df, check_dtype=True)
 

@@ -27,7 +27,7 @@ def test_declares_types_not_null_and_primary_key(sqlite_store):
         "b": ("BLOB", 0, 0),
         "n": ("INTEGER", 0, 0),
     }
-    assert sql(sqlite_store, 'SELECT name FROM "_dk_schema"') == [("t",)]
+    assert sql(sqlite_store, 'SELECT name FROM "_dk_schema" ORDER BY name') == [("t",), ("t__batches",)]
 
 
 def test_values_are_natural_for_other_sqlite_tools(sqlite_store):
@@ -165,3 +165,48 @@ def test_existing_composite_keys_fail_alone(sqlite_store):
     res = df.dk.save(sqlite_store, "t", if_exists="append")
     assert (res.succeeded, list(res.failures["row"])) == (3, [2])
     assert len(dk.load(sqlite_store, "t")) == 4
+
+
+def test_undo_reads_its_images_through_a_reader_process_before_it_writes(tmp_path, monkeypatch):
+    """dk.undo reads the images and the rows they are of in its write transaction, before writing: a reader
+    process reads them then (the last commit is what the transaction sees), and they are put back exactly."""
+    from pandas.testing import assert_frame_equal
+
+    url = f"sqlite:///{tmp_path}/u.db"
+    df = pd.DataFrame(
+        {
+            "id": np.arange(50),
+            "f": np.where(np.arange(50) % 7 == 0, np.nan, np.arange(50) / 3),
+            "s": pd.Series([f"é{i}" if i % 5 else None for i in range(50)], dtype="string"),
+            "c": pd.Categorical(["a", "b"] * 25),
+            "t": pd.date_range("2024-03-10", periods=50, freq="h", tz="America/New_York"),
+            "n": pd.array([i if i % 4 else None for i in range(50)], dtype="Int64"),
+        }
+    )
+    df.dk.save(url, "t")
+    upd = df.iloc[::3].assign(f=-1.0, s="new", c="b", t=df["t"].iloc[0], n=7)
+    res = upd.dk.update_batch(url, "t", undoable=True)
+    assert READERS.wait(30)
+    asked: list[str] = []
+    real = READERS.read
+    monkeypatch.setattr(READERS, "read", lambda path, sql, *a: asked.append(sql) or real(path, sql, *a))
+    u = dk.undo(url, "t", res.batch_id)
+    assert u.ok and u.succeeded == len(upd) and any("t__undo" in sql for sql in asked)
+    assert_frame_equal(dk.load(url, "t"), df)
+
+
+def test_a_transaction_is_pristine_until_it_writes(tmp_path):
+    store = dk.connect(f"sqlite:///{tmp_path}/p.db")
+    pd.DataFrame({"id": [1]}).dk.save(store, "t")
+    conn = store.backend.conn
+    assert not conn.pristine()  # outside a transaction
+    with store.backend.transaction():
+        assert conn.pristine()
+        with conn.sql("writing") as c:
+            c.execute('CREATE TABLE "x" (a)')
+        assert not conn.pristine()  # a table made, no row changed
+    with store.backend.transaction():
+        with conn.sql("writing") as c:
+            c.execute('INSERT INTO "x" VALUES (1)')
+        assert not conn.pristine()
+    store.close()

@@ -1,8 +1,9 @@
-"""A real browser check: JupyterLab, headless Chromium and a real kernel run 03-batch-failures.
+"""A real browser check: JupyterLab, headless Chromium and a real kernel run 03-batch-failures and
+05-quarantine-and-undo.
 
-Starts JupyterLab on 127.0.0.1 (a free port, a token, a temporary copy of the notebook with its outputs
-cleared), opens the notebook in Debian's Chromium through Playwright, runs all cells, and checks that the
-report widget is rendered with the right counts and answers clicks (paging, filtering, search, the copy
+Starts JupyterLab on 127.0.0.1 (a free port, a token, temporary copies of the notebooks with their outputs
+cleared), opens each notebook in Debian's Chromium through Playwright, runs all cells, and checks that the
+report widgets are rendered with the right counts and answer clicks (paging, filtering, search, the copy
 button) through the kernel. Screenshots go to test-output/. With DATAKNOBS_PD_UPDATE_DOCS=1 the widget
 screenshot also replaces docs/report.png.
 
@@ -29,6 +30,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "03-batch-failures.ipynb"
+QUARANTINE = ROOT / "notebooks" / "05-quarantine-and-undo.ipynb"
+BATCH_ID = r"\d{8}T\d{12}Z-[0-9a-f]{8}"  # a call's batch id: UTC time to the microsecond, a random part
 OUT = ROOT / "test-output"
 CHROMIUM = os.environ.get("DATAKNOBS_PD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -57,16 +60,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _fresh_copy(work: Path) -> Path:
-    """The notebook with its outputs cleared, and its data beside it."""
-    nb = json.loads(NOTEBOOK.read_text())
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code":
-            cell["outputs"], cell["execution_count"] = [], None
+def _fresh_copy(work: Path) -> None:
+    """The notebooks with their outputs cleared, and their data beside them."""
+    for notebook in (NOTEBOOK, QUARANTINE):
+        nb = json.loads(notebook.read_text())
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                cell["outputs"], cell["execution_count"] = [], None
+        (work / notebook.name).write_text(json.dumps(nb))
     shutil.copytree(NOTEBOOK.parent / "data", work / "data")
-    path = work / NOTEBOOK.name
-    path.write_text(json.dumps(nb))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -241,11 +243,9 @@ def _run_all(page) -> None:
     raise AssertionError("Run All Cells did not start the notebook")
 
 
-def test_report_widget_in_jupyterlab(lab, page):
-    from playwright.sync_api import expect
-
-    OUT.mkdir(exist_ok=True)
-    page.goto(f"{lab.url}/lab/tree/{NOTEBOOK.name}?token={lab.token}")
+def _open_and_run(page, lab, notebook: Path, workspace: str) -> None:
+    """Open a notebook alone in a workspace of its own (no tab of another notebook in the page), run all cells."""
+    page.goto(f"{lab.url}/lab/workspaces/{workspace}/tree/{notebook.name}?token={lab.token}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-CodeCell")
     _wait_for_kernel(page)
 
@@ -263,15 +263,24 @@ def test_report_widget_in_jupyterlab(lab, page):
             timeout=180_000,
         )
     finally:
-        page.screenshot(path=str(OUT / "lab-notebook.png"), full_page=True)
+        page.screenshot(path=str(OUT / f"lab-{notebook.stem}.png"), full_page=True)
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     tracebacks = [t for t in (errors.nth(i).text_content() for i in range(errors.count())) if "Error" in t]
     assert not tracebacks, tracebacks
 
+
+def test_report_widget_in_jupyterlab(lab, page):
+    from playwright.sync_api import expect
+
+    OUT.mkdir(exist_ok=True)
+    _open_and_run(page, lab, NOTEBOOK, "failures")
+
     # widgets render a moment after their output arrives: expect() waits for them
     widgets = page.locator(".dk-widget")
-    expect(widgets).to_have_count(4)  # the save, the dry run, the dirty batch and the resubmission
+    # the save, the dry run, the dirty batch, the resubmission, and the checked batch and its resubmission
+    expect(widgets).to_have_count(6)
     saved, preview, dirty, again = widgets.nth(0), widgets.nth(1), widgets.nth(2), widgets.nth(3)
+    checked, resubmitted = widgets.nth(4), widgets.nth(5)
 
     # the dry run: nothing written, the same counts, and a Changes view beside the failures
     expect(preview.locator(".dk-pill")).to_have_text("Dry run: nothing written")
@@ -310,6 +319,13 @@ def test_report_widget_in_jupyterlab(lab, page):
     expect(again.locator(".dk-pill")).to_have_text("All rows written")
     expect(again.locator(".dk-stat-succeeded b")).to_have_text("11")
 
+    # the rows that broke the table's pandera checks: stage validate, error Check, the check named
+    expect(checked.locator(".dk-stat-failed b")).to_have_text("3")
+    checks = [[_text(td) for td in r.locator("td").all()[:3]] for r in checked.locator(".dk-groups tbody tr").all()]
+    assert checks == [["validate", "Check", "3"]], checks
+    expect(checked.locator(".dk-rows tbody tr").first).to_contain_text("in_range(2500, 6500)")
+    expect(resubmitted.locator(".dk-pill")).to_have_text("All rows written")
+
     # the first page of failing rows, with the offending values marked
     rows = dirty.locator(".dk-rows tbody tr")
     expect(rows).to_have_count(10)
@@ -340,3 +356,69 @@ def test_report_widget_in_jupyterlab(lab, page):
     copy.click()
     expect(dirty.locator(".dk-w-copy-status")).to_contain_text("failed holds 1 row × 6 columns")
     _shoot(page, dirty, OUT / "report-widget-filtered.png")
+
+
+def test_quarantine_and_undo_reports_in_jupyterlab(lab, page):
+    """05-quarantine-and-undo: the call names its batch id and what it quarantined; the quarantine read back
+    through a new handle is a report like any other (the batch of each row, filters, the copy button); once
+    the rows are fixed it owes nothing; the undo says what it put back."""
+    from playwright.sync_api import expect
+
+    OUT.mkdir(exist_ok=True)
+    _open_and_run(page, lab, QUARANTINE, "quarantine")
+    widgets = page.locator(".dk-widget")
+    # two seasons, the dirty one, the quarantine, the fixed rows, the empty quarantine, a wrong update, its undo
+    expect(widgets).to_have_count(7)
+    dirty, owed, fixed, empty, oops, undone = (widgets.nth(i) for i in range(1, 7))
+    expect(page.locator("text=Error displaying widget")).to_have_count(0)
+
+    # the dirty season: its batch id in the head, and how many rows it quarantined
+    expect(dirty.locator(".dk-pill")).to_have_text("5 rows failed")
+    expect(dirty.locator(".dk-batch")).to_have_text(re.compile(rf"^batch {BATCH_ID}$"))
+    expect(dirty.locator(".dk-stat-quarantined b")).to_have_text("5")
+    batch_id = _text(dirty.locator(".dk-batch")).removeprefix("batch ")
+
+    # what the quarantine still owes, read through a new store handle: the rows of that call
+    expect(owed.locator(".dk-pill")).to_have_text("5 rows still owed")
+    expect(owed.locator(".dk-title")).to_have_text("quarantine of penguins")
+    expect(owed.locator(".dk-stat-failed b")).to_have_text("5")
+    expect(owed.locator(".dk-batch")).to_have_count(0)  # all the calls' rows, not one call's
+    expect(owed.locator(".dk-rows tbody tr")).to_have_count(5)
+    expect(owed.locator(".dk-rows td.dk-batch-id")).to_have_text([batch_id] * 5)
+    expect(owed.locator(".dk-rows tbody mark")).to_have_count(5)  # the value (or key) of each row, as sent
+    groups = [[_text(td) for td in r.locator("td").all()[:3]] for r in owed.locator(".dk-groups tbody tr").all()]
+    assert groups == [["convert", "TypeConversion", "4"], ["validate", "DuplicateKey", "1"]]
+    _shoot(page, owed, OUT / "quarantine-widget.png")
+
+    # filtering, search by batch id, and the copy button, through the kernel
+    position = owed.locator(".dk-w-position")
+    owed.locator(".dk-w-stage select").select_option(label="convert (4)")
+    expect(position).to_contain_text("Rows 1–4 of 4 matching (5 in all)")
+    search = owed.locator(".dk-w-search input")
+    search.fill(batch_id[-8:])
+    search.press("Enter")
+    expect(position).to_contain_text("Rows 1–4 of 4 matching")
+    copy = owed.locator(".dk-w-copy")
+    expect(copy).to_have_text("Copy 4 matching rows")
+    copy.click()
+    expect(owed.locator(".dk-w-copy-status")).to_contain_text("failed holds 4 rows × 9 columns")
+    expect(owed.locator(".dk-w-copy-status")).to_contain_text("as they were sent")
+
+    # fixed and written again: the quarantine owes nothing
+    expect(fixed.locator(".dk-pill")).to_have_text("All rows written")
+    expect(fixed.locator(".dk-stat-succeeded b")).to_have_text("5")
+    expect(empty.locator(".dk-pill")).to_have_text("Nothing owed")
+    expect(empty.locator(".dk-stat-failed b")).to_have_text("0")
+
+    # the wrong update, and the undo that puts it back: its own batch id, and the changes it made
+    expect(oops.locator(".dk-batch")).to_have_text(re.compile(rf"^batch {BATCH_ID}$"))
+    expect(undone.locator(".dk-title")).to_have_text("undo → penguins")
+    expect(undone.locator(".dk-pill")).to_have_text("All rows put back")
+    expect(undone.locator(".dk-stat-succeeded b")).to_have_text("124")
+    expect(undone.locator(".dk-batch")).to_have_text(re.compile(rf"^batch {BATCH_ID}$"))
+    assert _text(undone.locator(".dk-batch")) != _text(oops.locator(".dk-batch"))
+    view = undone.locator(".dk-w-changes")
+    expect(view).to_be_visible()
+    expect(view.locator(".dk-w-changes-table tbody tr").first).to_be_visible()
+    expect(view.locator(".dk-w-changes-table ins").first).to_have_text("4500.0")  # kilograms back to grams
+    _shoot(page, undone, OUT / "undo-widget.png")

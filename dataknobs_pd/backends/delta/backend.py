@@ -1,4 +1,15 @@
-"""DeltaBackend: the catalogue, transactions that stage a call's changes in memory, writes, reads and history."""
+"""DeltaBackend: the catalogue, transactions that stage a call's changes in memory, writes, reads and history.
+
+A transaction's tables are committed one at a time, the tables kept beside a table (base.COMPANIONS) first and
+the table last, so the table's own commit is the commit point of the call: a companion committed with its table
+names it in its commit info (OWNER_KEY), and the table's commit names the version of each companion that goes
+with it (COMPANIONS_KEY; -1: none). A transaction that changes a companion commits its table too (an empty
+commit when its rows did not change). A companion whose latest commit names an owner is read at the version
+the owner's latest dataknobs-pd commit names (none: there is no companion), so what a call that never
+committed left there (a crash, a failure between the commits) is not seen; the next commit of the companion
+first restores that version (a Delta restore), then commits on it. A companion dropped with its table present
+(a table replaced drops its undo images) is named -1 and its folder removed after the table's commit.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +30,16 @@ from deltalake.exceptions import TableNotFoundError as DeltaTableNotFound
 from ...errors import InternalError, TableNotFoundError
 from ...failures import inserted
 from ...schema import TableSchema
-from ..base import Backend
+from ..base import Backend, owners, publish_order
 from ..keyed import sort_order, take_keys
 from . import physical as ph
 from .checks import Checker
 from .commit import commit
 from .history import (
+    COMPANIONS_KEY,
     ORDER_KEY,
     ORDERED,
+    OWNER_KEY,
     SCHEMA_KEY,
     TOKEN_KEY,
     check_version,
@@ -86,6 +99,16 @@ class DeltaBackend(Backend):
     def _dk_meta(self, dt: DeltaTable, table: str) -> tuple[TableSchema, bool]:
         """(the dk schema, whether the table keeps its rows in order by its files) as of the table's version,
         from the last commit of dataknobs-pd; a table it never wrote has its natural schema and no order."""
+        found = self._meta(dt, table)
+        return found[0], found[1]
+
+    def _links(self, dt: DeltaTable, table: str) -> tuple[str | None, dict | None]:
+        """(the owner a companion was committed with, the companion versions a table's commit names) as of
+        the table's version, from the last commit of dataknobs-pd (see the module's docstring)."""
+        found = self._meta(dt, table)
+        return found[2], found[3]
+
+    def _meta(self, dt: DeltaTable, table: str) -> tuple[TableSchema, bool, str | None, dict | None]:
         key = (self.loc.uri(table), dt.version())
         found = self._schemas.get(key)
         if found is not None:
@@ -99,9 +122,15 @@ class DeltaBackend(Backend):
                 if info is not None:
                     break
         if info is None:
-            found = (natural_schema(dt), False)
+            found = (natural_schema(dt), False, None, None)
         else:
-            found = (TableSchema.from_json(info[SCHEMA_KEY], table), info.get(ORDER_KEY) == ORDERED)
+            named = info.get(COMPANIONS_KEY)
+            found = (
+                TableSchema.from_json(info[SCHEMA_KEY], table),
+                info.get(ORDER_KEY) == ORDERED,
+                info.get(OWNER_KEY),
+                {str(c): int(v) for c, v in named.items()} if isinstance(named, dict) else None,
+            )
         self._schemas[key] = found
         return found
 
@@ -119,7 +148,31 @@ class DeltaBackend(Backend):
         if dt is None:
             return None
         self._opened[(threading.get_ident(), table)] = (time.monotonic(), dt)
-        return self._dk_schema(dt, table)
+        dt = self._named(table, dt)
+        return self._dk_schema(dt, table) if dt is not None else None
+
+    def _named(self, table: str, dt: DeltaTable, owner: DeltaTable | None = None) -> DeltaTable | None:
+        """The version of `table` (latest: `dt`) that is the table's: for a companion committed with its table,
+        the one the table's latest dataknobs-pd commit (`owner`, opened when not given) names, None when it names
+        none (see the module's docstring); else `dt`."""
+        name = self._links(dt, table)[0]
+        if name is None:
+            return dt
+        if owner is None:
+            tx = self._current()
+            owner = tx.tables[name].base if tx is not None and name in tx.tables else self._open(name)
+        if owner is None:
+            return None
+        named = self._links(owner, name)[1]
+        if named is None:  # an owner committed by a release that names no companions
+            return dt
+        version = named.get(table, -1)
+        if version < 0:
+            return None
+        if version == dt.version():
+            return dt
+        with self.loc.io(f"reading table {table!r}"):
+            return self.loc.delta_table(table, version)
 
     def create(self, table, schema):
         ph.check_columns(schema, table)
@@ -159,9 +212,16 @@ class DeltaBackend(Backend):
             raise InternalError("tables are touched inside a transaction")
         st = tx.tables.get(table)
         if st is None:
-            dt = self._open(table)
+            latest = self._open(table)
+            dt = self._named(table, latest) if latest is not None else None
             schema, ordered = self._dk_meta(dt, table) if dt is not None else (None, False)
-            st = tx.tables[table] = Staged(table, self.loc, dt, schema, schema, ordered=ordered)
+            if latest is not None and dt is None:  # a companion its table names none of: as if there were none
+                st = Staged(table, self.loc, latest, None, None)
+            else:
+                st = Staged(table, self.loc, dt, schema, schema, ordered=ordered)
+                if dt is not latest:  # a newer version its table does not name: the commit restores dt first
+                    st.latest = latest
+            tx.tables[table] = st
         return st
 
     def _existing(self, table: str) -> Staged:
@@ -185,14 +245,43 @@ class DeltaBackend(Backend):
             tx = self._tx = Tx()
             try:
                 yield
-                for st in tx.tables.values():
-                    done = commit(st)
-                    if done is not None:
-                        self._after_commit(st, *done)
+                self._commit(tx)
                 for then in tx.after.values():
                     then()
             finally:
                 self._tx = None
+
+    def _commit(self, tx: Tx) -> None:
+        """Commit each table of the transaction, its companions first and the table last, naming them (see the
+        module's docstring)."""
+        owned = {}
+        for c, t in owners(tx.tables).items():
+            st, owner = tx.tables[c], tx.tables[t]
+            if (st.changed or st.dropped) and (owner.schema is not None or owner.base is not None):
+                owned[c] = t
+                st.owner = t
+        gone = []
+        for t in set(owned.values()):  # the tables that name their companions: committed too
+            owner = tx.tables[t]
+            if owner.schema is not None:
+                named = self._links(owner.base, t)[1] if owner.base is not None else None
+                owner.companions = dict(named or {})
+        for st in [tx.tables[t] for t in publish_order(tx.tables)]:
+            owner = tx.tables[st.owner] if st.owner is not None else None
+            if owner is not None and st.dropped and not st.fresh:
+                gone.append(st)  # named as none by its table, removed once that is committed
+                if owner.companions is not None:
+                    owner.companions[st.name] = -1
+                continue
+            done = commit(st)
+            if done is not None:
+                version = self._after_commit(st, *done)
+                if owner is not None and owner.companions is not None:
+                    if version is None:
+                        raise InternalError(f"the version of the commit of {st.name!r} was not found")
+                    owner.companions[st.name] = version
+        for st in gone:
+            commit(st)
 
     @contextmanager
     def savepoint(self):
@@ -213,8 +302,8 @@ class DeltaBackend(Backend):
                     tx.tables[t] = replace(st, cache=tx.tables[t].cache)
                 raise
 
-    def _after_commit(self, st: Staged, token: str, version: int | None) -> None:
-        """Note the version the commit became (for the batch report and history)."""
+    def _after_commit(self, st: Staged, token: str, version: int | None) -> int | None:
+        """Note the version the commit became (for the batch report and history); that version."""
         if version is None:  # found by the commit's token
             with self.loc.io(f"reading the history of table {st.name!r}"):
                 dt = st.base
@@ -227,7 +316,13 @@ class DeltaBackend(Backend):
                         break
         if version is not None:
             self._last[(threading.get_ident(), st.name)] = version
-            self._schemas[(self.loc.uri(st.name), version)] = (st.table_schema(), st.ordered)
+            self._schemas[(self.loc.uri(st.name), version)] = (
+                st.table_schema(),
+                st.ordered,
+                st.owner,
+                dict(st.companions) if st.companions is not None else None,
+            )
+        return version
 
     # -- writing: rows are checked and staged; the transaction's end commits them -----------------------
     def prepare(self, data, schema):
@@ -398,7 +493,12 @@ class DeltaBackend(Backend):
 
     # -- reading --------------------------------------------------------------------------------
     def read(self, table, schema, columns, where, order, limit, batch_rows):
-        dt = self._touch(table).base if self._current() is not None else self._open(table)
+        if self._current() is not None:
+            st = self._touch(table)
+            dt = st.base if st.schema is not None or st.dropped else None
+        else:
+            dt = self._open(table)
+            dt = self._named(table, dt) if dt is not None else None
         if dt is None:
             raise TableNotFoundError(f"no table {table!r} in {self.display}")
         yield from read_rows(Snapshot(dt, self.loc), schema, columns, where, order, limit, batch_rows, table)
@@ -420,6 +520,13 @@ class DeltaBackend(Backend):
         """`read` of an earlier version of the table (by number, or the one current at `as_of`)."""
         dt = self._at(table, version, as_of)
         yield from read_rows(Snapshot(dt, self.loc), schema, columns, where, order, limit, batch_rows, table)
+
+    def next_version(self, table: str) -> int | None:
+        """The version of `table` the open transaction's commit makes (Backend.next_version)."""
+        if self._current() is None:
+            return None
+        st = self._touch(table)
+        return st.base.version() + 1 if st.base is not None else 0
 
     def last_version(self, table: str) -> int | None:
         """The version this thread's last commit of `table` created (None when it made none)."""

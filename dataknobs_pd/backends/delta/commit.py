@@ -14,7 +14,8 @@
 - rows appended to a table of another tool are written by delta-rs with the table's own columns and
   types (and partitions): no column is added to it, and no order is promised for its rows.
 
-Every commit carries the dk schema, what it did, and a Delta app transaction (see the package docstring).
+Every commit carries the dk schema, what it did, and a Delta app transaction (see the package docstring); a
+companion's names the table it was committed with, a table's the companion versions that are its (backend.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ...errors import ConcurrentWriteError, InternalError, StorageError
 from ..base import put_rows
 from . import order
 from . import physical as ph
-from .history import OP_KEY, ORDER_KEY, ORDERED, ROWS_KEY, SCHEMA_KEY, TOKEN_KEY
+from .history import COMPANIONS_KEY, OP_KEY, ORDER_KEY, ORDERED, OWNER_KEY, ROWS_KEY, SCHEMA_KEY, TOKEN_KEY
 from .staging import Staged, complete
 
 APP_ID = "dataknobs_pd"  # every commit carries a txn action of this app: two concurrent commits always conflict
@@ -54,6 +55,8 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
         return None
     if st.schema is None:
         raise InternalError("a table that changes and is not dropped has a schema")
+    if st.latest is not None:
+        _catch_up(st)
     token = uuid.uuid4().hex
     read = st.base.version() if st.base is not None else None
     info = {
@@ -64,6 +67,10 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
     }
     if st.ordered:
         info[ORDER_KEY] = ORDERED
+    if st.owner is not None:
+        info[OWNER_KEY] = st.owner
+    if st.companions is not None:
+        info[COMPANIONS_KEY] = dict(st.companions)
     props = CommitProperties(
         custom_metadata=info,
         app_transactions=[Transaction(APP_ID, read + 1 if read is not None else 0)],
@@ -129,6 +136,31 @@ def commit(st: Staged) -> tuple[str, int | None] | None:
         raise InternalError("the table `read` is a version of")
     # delta-rs brings the table it wrote to up to the version it committed (not after create_write_transaction)
     return token, (st.base.version() if st.base.version() != read else None)
+
+
+def _catch_up(st: Staged) -> None:
+    """A companion staged on the version its table names, older than its latest (what a call that never
+    committed left): its latest becomes that version again (a Delta restore; a table written anew needs none),
+    and the commit goes on it."""
+    latest, base = st.latest, st.base
+    if latest is None or base is None:
+        raise InternalError("a companion caught up has a latest version and the one its table names")
+    if not st.fresh:
+        info = {SCHEMA_KEY: (st.base_schema or st.table_schema()).to_json(), OP_KEY: "restore"}
+        if st.ordered:
+            info[ORDER_KEY] = ORDERED
+        try:
+            with st.loc.io(f"writing table {st.name!r}"):
+                latest.restore(base.version(), commit_properties=CommitProperties(custom_metadata=info))
+                latest.update_incremental()
+        except StorageError as e:
+            if isinstance(e.__cause__, CommitFailedError):
+                raise ConcurrentWriteError(
+                    f"table {st.name!r} in {st.loc.display} was changed by another writer during this call; "
+                    f"nothing was written"
+                ) from e.__cause__
+            raise
+    st.base, st.latest = latest, None
 
 
 def _new_rows(st: Staged, full: pa.Schema, first_seq: int) -> pa.Table:

@@ -17,6 +17,9 @@ ROWS_KEY = "dataknobs_pd.rows"  # commit info: {"inserted": n, "updated": n, "de
 TOKEN_KEY = "dataknobs_pd.commit"  # commit info: unique to the commit, to find the version it became
 ORDER_KEY = "dataknobs_pd.order"  # commit info: ORDERED for a keyless table kept in order by its files (order.py)
 ORDERED = "files"
+OWNER_KEY = "dataknobs_pd.owner"  # commit info of a companion committed with its table: that table's name
+# commit info of a table: the version of each of its companions that goes with it (-1: none), see backend.py
+COMPANIONS_KEY = "dataknobs_pd.companions"
 
 
 def history_row(h: dict) -> dict:

@@ -51,6 +51,9 @@ class Staged:
     adds: list | None = None  # the files of a new table, written apart (see DeltaBackend.swap_in): add actions
     ordered: bool = False  # a keyless table that keeps its rows in insertion order by its files (order.py)
     cache: dict = field(default_factory=dict)  # facts about `base` (keys, files, rules, verdicts): never undone
+    owner: str | None = None  # a companion committed with its table: that table (its commit info says so)
+    companions: dict | None = None  # a table committed after its companions: the versions of them that are its
+    latest: DeltaTable | None = None  # a companion whose latest version its table does not name: that version
 
     def copy(self) -> Staged:
         return replace(self, inserts=list(self.inserts), updates=list(self.updates), deletes=list(self.deletes))
@@ -112,7 +115,7 @@ class Staged:
     @property
     def changed(self) -> bool:
         """Whether the commit has anything to write."""
-        if self.fresh or self.inserts or self.updates or self.deletes:
+        if self.fresh or self.inserts or self.updates or self.deletes or self.companions is not None:
             return True
         return self.schema is not None and self.table_schema() != self.base_schema
 

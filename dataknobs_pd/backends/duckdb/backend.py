@@ -49,6 +49,7 @@ class DuckDBBackend(Backend):
             raise InvalidArgumentError(f"config={config!r} is not valid; use a dict of DuckDB settings")
         path = url.split("://", 1)[1].removeprefix("/")  # duckdb:///rel.duckdb, duckdb:////abs.duckdb
         self.path = path or ":memory:"
+        self.in_process = self.path == ":memory:"  # a database in this process's memory: no other opens it
         self.read_only, self.primary_key = bool(read_only), bool(primary_key)
         self._start(open_database(self.path, self.read_only, dict(config or {}), float(timeout), self.url))
 

@@ -210,6 +210,9 @@ class FileBackend(Backend):
             return plain_reading.read(self.plain, st, schema, columns, where, order, limit, batch_rows)
         return self.reader.read(table, schema, columns, where, order, limit, batch_rows)
 
+    def next_version(self, table):
+        return self.tx.next_version(table)
+
     def close(self):
         self.keys.clear()
         self.pool.close()

@@ -1,6 +1,14 @@
 """Transactions of a file store: the state of the open one, its commit (a new manifest, put-if-absent; for a
 plain table, its staged files renamed into place, see plain.py), and the removal of the files no reader needs
-any more (at once, or after the store's retention)."""
+any more (at once, or after the store's retention).
+
+A transaction's tables are published one at a time, the tables kept beside a table first (base.publish_order)
+and the table last: its manifest is the commit point of the call (manifest.py). A companion published with its
+table names it as its owner, and the table's manifest names the companion versions that are its; a transaction
+that changes a companion publishes its table too (a manifest of the same parts when its rows did not change).
+Readers take the companion version the table names, so what a call that never committed left in a companion
+(its batch log row, quarantined rows, undo images, and the rows it took out or marked) is not seen, and the
+next commit of the companion builds on the named version, not on that one."""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from ...errors import ConcurrentWriteError, InternalError
+from ..base import owners, publish_order
 from .manifest import Head, Manifests, State
 from .plain import Plain, PlainTables
 from .storage import Entry, Storage
@@ -132,6 +141,8 @@ class Transactions:
             tx.heads[table] = head
             found = head.state if head.state is not None else self.plain.find(table)
             tx.base[table] = tx.states[table] = found
+            if head.strays:  # parts of a newer version that never committed: removed with the next publish
+                tx.orphans[table] = [*tx.orphans.get(table, ()), *head.strays]
         return tx.states[table]
 
     def put(self, table: str, st: State | Plain | None) -> None:
@@ -212,11 +223,12 @@ class Transactions:
             elif st is not None:
                 keep |= {f"{s.dir(t)}/{p.file}" for p in st.parts}
         changed = {t: st for t, st in tx.states.items() if st is not tx.base[t]}
+        owned = self._owned(tx, changed)
         plain = {t for t in changed if isinstance(tx.base[t], Plain)}
         try:
             self._settle(tx, needed=keep)  # a part a savepoint undid may fail to write: no matter
             self.manifests.forget(everyone=True)  # no thread may reuse a version this commit replaces
-            for table in sorted(changed):
+            for table in publish_order(changed):
                 if table not in tx.locks:
                     fd = s.lock(table, self.lock_timeout)
                     if fd is not None:
@@ -229,16 +241,19 @@ class Transactions:
             raise
         done = {}
         published = []
-        for table in sorted(changed):
+        for table in publish_order(changed):
             try:
                 if table in plain:
                     self._publish_plain(tx, table, tx.base[table], tx.states[table])
                     published.append(table)
                 else:
-                    done[table] = self._publish(tx, table)
+                    done[table] = self._publish(tx, table, owned.get(table))
             except BaseException:
                 if not done and not published:  # nothing is visible yet: as if the call had never run
                     self._undo(tx)
+                else:  # the tables kept beside it are published (publish_order): the rest leaves no file
+                    unpublished = tuple(f"{s.dir(t)}/" for t in changed if t not in done and t not in published)
+                    self._remove([p for p in tx.created if p.startswith(unpublished)])
                 raise
         stale = [p for p in tx.created if p not in keep]
         for table, versions in done.items():
@@ -250,8 +265,34 @@ class Transactions:
         for then in tx.after.values():
             then()
 
-    def _publish(self, tx: Tx, table: str) -> dict[int, Entry]:
-        """Put the table's next manifest; the versions its folder then holds."""
+    def _owned(self, tx: Tx, changed: dict) -> dict[str, str]:
+        """The changed companions whose table is a managed table of this transaction, each with that table,
+        which is then published too and names their new versions (see the module's docstring)."""
+        found = {}
+        for c, t in owners(tx.states).items():
+            st = tx.states[t]
+            if c not in changed or isinstance(st, Plain) or isinstance(tx.base[t], Plain):
+                continue
+            found[c] = t
+            if st is None:  # the table is dropped too: its drop names none
+                continue
+            base = tx.base[t]
+            named = dict(base.companions or ()) if isinstance(base, State) else {}
+            if isinstance(st, State) and st.companions is not None:
+                named.update(st.companions)
+            named[c] = tx.heads[c].next
+            tx.states[t] = changed[t] = replace(st, companions=tuple(sorted(named.items())))
+        return found
+
+    def next_version(self, table: str) -> int | None:
+        """The version of `table` this thread's transaction publishes (a managed table: see Backend.next_version)."""
+        tx = self.current()
+        if tx is None or isinstance(self.get(table), Plain) or isinstance(tx.base.get(table), Plain):
+            return None
+        return tx.heads[table].next
+
+    def _publish(self, tx: Tx, table: str, owner: str | None = None) -> dict[int, Entry]:
+        """Put the table's next manifest (a companion's naming its `owner`); the versions its folder then holds."""
         s, version, st = self.storage, tx.heads[table].next, tx.states[table]
         folder = s.dir(table)
         if st is not None:
@@ -262,7 +303,7 @@ class Transactions:
             s.sync_dir(folder)
             if tx.base[table] is None:  # and the table's folder's
                 s.sync_dir(s.root)
-        if not self.manifests.put(table, st, version):
+        if not self.manifests.put(table, st, version, owner):
             raise self._conflict(table)
         head = tx.heads[table]
         since = time.time() - head.listed
@@ -331,7 +372,8 @@ class Transactions:
                 gone = [f"{folder}/{f}" for f in sorted(old)]
                 grace = retention if locked else max(retention, self.retention)
                 gone += self.sweep(table, st, grace)
-                stale = self.manifests.superseded(self.manifests.versions(table), head.version, grace)
+                # a companion's: the version its table names (a newer one of a call that never committed stays)
+                stale = self.manifests.superseded(self.manifests.versions(table), st.version, grace)
                 self.manifests.remove(table, stale)
                 if not head.legacy:  # the single manifest of an earlier release, if any, is stale too
                     self.storage.remove([f"{folder}/{self.manifests.legacy}"])

@@ -12,6 +12,15 @@ linked to its name), so a crash or a full disk cannot tear one. A numbered file 
 not valid JSON is still never a version (a file system without hard links fills the name after
 creating it; earlier releases wrote a drop as an empty file, which cannot be told from a torn one):
 readers take the newest manifest that is, and the next commit numbers past it.
+
+The tables kept beside a table (its batch log, quarantine and undo images: base.COMPANIONS) are published
+before it, one at a time, so the table's own manifest is the commit point of them all: a companion's
+manifest published in the transaction of its table says so (`owner`), and the table's manifest names the
+version of each companion that goes with it (`companions`). A companion's newest manifest that names an owner
+is its version only when the owner's newest manifest names it; otherwise the version the owner names is (none:
+there is no companion), and the newer one is what a call that never committed left (a crash, a failure
+between the publishes). The named version is never removed before the owner names a newer one: a manifest
+goes only after a later commit of the companion, which its owner's commit names.
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ class State:
     version: int = 0  # of the manifest it was read from (0: never published)
     stamp: str | None = None  # unique to that publish: a table dropped and created again is another table
     retired: tuple[tuple[str, float], ...] = ()  # (file, since when) of parts earlier versions listed
+    companions: tuple[tuple[str, int], ...] | None = None  # the version of each companion that goes with it
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,8 @@ class Head:
     versions: dict = field(default_factory=dict, compare=False)  # the versions listed beside it -> Entry
     listed: float = field(default_factory=time.time, compare=False)  # when they were listed
     top: int = 0  # the highest version listed, one that holds no version (empty, cut short) too
+    owner: str | None = None  # a companion's: the table it was published with (see the module's docstring)
+    strays: tuple[str, ...] = ()  # parts a newer manifest of a call that never committed lists (not the table's)
 
     @property
     def next(self) -> int:
@@ -145,7 +157,8 @@ class Manifests:
                     doc = self._document(raw) if raw is not None else None
                     if doc is not None:
                         found = self._head(table, doc, legacy=True)
-                return replace(found, top=max(versions, default=0), versions=versions, listed=listed)
+                found = replace(found, top=max(versions, default=0), versions=versions, listed=listed)
+                return self._owned(table, found)
         raise StorageError(f"table {table!r} in {s.display} keeps changing; read it again")
 
     def _newest(self, table: str, versions: dict[int, Entry]) -> Head | None:
@@ -159,6 +172,32 @@ class Manifests:
             if doc is not None:
                 return self._head(table, doc)
         return Head()
+
+    def _owned(self, table: str, found: Head) -> Head:
+        """A companion's newest manifest, or the version of it its owner names (see the module's docstring):
+        the same head (version, stamp, top: what the next commit numbers past) holding that version's table."""
+        if found.owner is None:
+            return found
+        owner = self.head(found.owner).state
+        if owner is not None and owner.companions is None:  # an owner written by a release without the names
+            return found
+        named = dict(owner.companions or ()) if owner is not None else {}
+        version = named.get(table)
+        if version == found.version:
+            return found
+        st = None
+        if version is not None:
+            raw = self.storage.cat(self.path(table, version))
+            doc = self._document(raw) if raw is not None else None
+            if doc is None:
+                raise StorageError(
+                    f"table {table!r} in {self.storage.display}: the manifest of version {version}, which table "
+                    f"{found.owner!r} names, is missing or cut short"
+                )
+            st = self._head(table, doc).state
+        mine = {p.file for p in st.parts} | {f for f, _ in st.retired} if st is not None else set()
+        strays = tuple(p.file for p in found.state.parts if p.file not in mine) if found.state is not None else ()
+        return replace(found, state=st, strays=strays)
 
     def load(self, table: str, reuse: bool = False, stash: bool = True) -> tuple[Head, int]:
         """The newest manifest, and how many commits of this store had retired files of the table before it
@@ -210,9 +249,9 @@ class Manifests:
     def _head(self, table: str, d: dict, legacy: bool = False) -> Head:
         if d.get("format") != self.fmt:
             raise StorageError(f"table {table!r} in {self.storage.display}: manifest of format {d.get('format')!r}")
-        version, stamp = d["version"], d.get("stamp")
+        version, stamp, owner = d["version"], d.get("stamp"), d.get("owner")
         if d.get("dropped"):
-            return Head(version, stamp, None, legacy)
+            return Head(version, stamp, None, legacy, owner=owner)
         schema = TableSchema.from_json(json.dumps(d["schema"]), table)
         bounds = parts_.decode_bounds(d.get("bounds")) if schema.key else None
         parts = tuple(
@@ -226,12 +265,18 @@ class Manifests:
             for i, p in enumerate(d["parts"])
         )
         retired = tuple((r["file"], r["since"]) for r in d.get("retired", ()))
-        return Head(version, stamp, State(d.get("table", table), schema, parts, version, stamp, retired), legacy)
+        named = d.get("companions")
+        companions = tuple(sorted((str(c), int(v)) for c, v in named.items())) if isinstance(named, dict) else None
+        st = State(d.get("table", table), schema, parts, version, stamp, retired, companions)
+        return Head(version, stamp, st, legacy, owner=owner)
 
-    def encode(self, table: str, st: State | None, version: int) -> bytes:
+    def encode(self, table: str, st: State | None, version: int, owner: str | None = None) -> bytes:
         """The manifest of version `version`: the table `st`, or when it is None a drop, a small document
-        (no table name: at most DROPPED_MAX bytes) that says "dropped"."""
+        (no table name, at most an owner's: at most DROPPED_MAX bytes) that says "dropped"; a companion's
+        published with its table names it (`owner`)."""
         doc: dict = {"dataknobs_pd": 2, "format": self.fmt}
+        if owner is not None:
+            doc["owner"] = owner
         if st is None:
             doc.update(version=version, stamp=uuid.uuid4().hex, committed=time.time(), dropped=True)
             return json.dumps(doc, indent=1).encode()
@@ -246,15 +291,17 @@ class Manifests:
         if st.schema.key and st.parts:
             doc["bounds"] = parts_.encode_bounds([b for p in st.parts for b in p.bounds], st.schema)
         doc["retired"] = [{"file": f, "since": since} for f, since in st.retired]
+        if st.companions is not None:
+            doc["companions"] = dict(st.companions)
         return json.dumps(doc, indent=1).encode()
 
-    def put(self, table: str, st: State | None, version: int) -> bool:
+    def put(self, table: str, st: State | None, version: int, owner: str | None = None) -> bool:
         """Publish version `version` unless a manifest of that version exists (False then): whole, read back
         and checked first (see Storage.put_new)."""
         s = self.storage
         with s.io(f"publishing table {table!r}"):
             s.ensure_dir(self.folder(table))
-            raw = self.encode(table, st, version)
+            raw = self.encode(table, st, version, owner)
             return s.put_new(self.path(table, version), raw, lambda back: self._check(table, st, version, back))
 
     def _check(self, table: str, st: State | None, version: int, raw: bytes) -> None:

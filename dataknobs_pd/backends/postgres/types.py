@@ -76,9 +76,15 @@ class PgColumn:
     @property
     def selected(self) -> list[str]:
         """What a read selects for this column: intervals as bigint microseconds (see _INTERVAL_US)."""
+        return self.selected_from("")
+
+    def selected_from(self, alias: str) -> list[str]:
+        """`selected` of the table `alias` of a join (each named `alias.column`, unique in the join)."""
+        at, named = (f"{alias}.", f"{alias}.") if alias else ("", "")
+        refs = [at + q(n) for n in self.stored]
         if self.family == "interval":
-            return [f"{_INTERVAL_US.format(c=q(self.name))} AS {q(self.name)}"] + [q(n) for n in self.stored[1:]]
-        return [q(n) for n in self.stored]
+            refs[0] = _INTERVAL_US.format(c=refs[0])
+        return [f"{r} AS {q(named + n)}" if r != q(named + n) else r for r, n in zip(refs, self.stored)]
 
     @property
     def compared(self) -> str:

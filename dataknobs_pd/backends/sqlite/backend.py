@@ -22,7 +22,8 @@ from ...errors import ConcurrentWriteError, InvalidArgumentError, StorageError
 from ...failures import absent_columns, inserted
 from ...schema import TableSchema
 from ..base import Backend, without_rows
-from ..sql import META, ROW, key_match, q, where_sql
+from ..capabilities import IMAGE_COLUMNS, Images
+from ..sql import AFTER, META, ROW, copy_images, key_match, q, where_sql
 from .connection import Connection, main_file, plain
 from .foreign import foreign_schema
 from .names import (
@@ -49,6 +50,7 @@ class SQLiteBackend(Backend):
         path = url.split("://", 1)[1]
         path = path.removeprefix("/")  # sqlite:///rel.db, sqlite:////abs.db
         self.path = path or ":memory:"
+        self.in_process = self.path == ":memory:"  # a database in this process's memory: no other opens it
         self.timeout = timeout
         if self.path != ":memory:":
             parent = os.path.dirname(os.path.abspath(self.path))
@@ -166,6 +168,15 @@ class SQLiteBackend(Backend):
             except sqlite3.Error as e:
                 raise self.conn.write_error(e, table) from e
 
+    def write_imaged(self, table, data, schema, mode, images):
+        with self.conn.lock:
+            try:
+                if mode == "delete":
+                    return self._delete(table, data, schema, images)
+                return self._write_staged(table, data, schema, mode, images)
+            except sqlite3.Error as e:
+                raise self.conn.write_error(e, table) from e
+
     def _write(self, table, data, schema, mode) -> np.ndarray | None:
         if mode != "insert" or absent_columns(schema, data):
             return self._write_staged(table, data, schema, mode)
@@ -182,14 +193,17 @@ class SQLiteBackend(Backend):
         self._insert_rows(table, data.column_names, compress(zip(*columns), ~existed))
         return existed
 
-    def _write_staged(self, table, data, schema, mode) -> np.ndarray | None:
+    def _write_staged(self, table, data, schema, mode, images: Images | None = None) -> np.ndarray | None:
         """Stage the chunk, find existing keys there, then apply it with one UPDATE ... FROM and
-        one INSERT ... SELECT."""
+        one INSERT ... SELECT (with `images`, after copying the before-images from the stage's join)."""
         names = data.column_names
-        existed = self._staged_found(table, data, schema) if schema.key else np.zeros(data.num_rows, dtype=bool)
+        existed = self._staged_found(table, data, schema, images) if schema.key else np.zeros(data.num_rows, dtype=bool)
         t = main(table)
         match = key_match(schema.key, "d", "s") if schema.key else ""
         values = [n for n in names if n not in (schema.key or [])]
+        if images is not None:
+            adds = mode == "upsert" and not absent_columns(schema, data)
+            self._copy_images(table, schema, images, values, mode, adds)
         if mode in ("upsert", "update") and values and existed.any():
             sets = ", ".join(f"{q(n)} = s.{q(n)}" for n in values)
             self.conn.sqlite.execute(f"UPDATE {t} AS d SET {sets} FROM {STAGE_T} AS s WHERE {match}")
@@ -215,22 +229,25 @@ class SQLiteBackend(Backend):
         )
         return _positions(found, keys.num_rows)
 
-    def _staged_found(self, table, data: pa.Table, schema) -> np.ndarray:
+    def _staged_found(self, table, data: pa.Table, schema, images: Images | None = None) -> np.ndarray:
         """Stage `data` (for the statements that follow) and find which of its rows' keys are in the table."""
-        self._stage(data, schema)
+        self._stage(data, schema, None if images is None else images.after)
         found = self.conn.sqlite.execute(
             f"SELECT s.{q(ROW)} FROM {STAGE_T} AS s"
             f" WHERE EXISTS (SELECT 1 FROM {main(table)} AS d WHERE {key_match(schema.key, 'd', 's')})"
         )
         return _positions(found, data.num_rows)
 
-    def _stage(self, data: pa.Table, schema: TableSchema) -> None:
+    def _stage(self, data: pa.Table, schema: TableSchema, after: pa.Array | None = None) -> None:
+        """Load `data` into the stage, each row with its position (and `after`, the hashes of before-images)."""
         c = self.conn.sqlite
         c.execute(f"DROP TABLE IF EXISTS {STAGE_T}")
-        cols = ", ".join(q(n) for n in data.column_names)
-        c.execute(f"CREATE TABLE {STAGE_T} ({q(ROW)} INTEGER PRIMARY KEY, {cols})")
+        names = [*data.column_names, *([AFTER] if after is not None else [])]
+        c.execute(f"CREATE TABLE {STAGE_T} ({q(ROW)} INTEGER PRIMARY KEY, {', '.join(q(n) for n in names)})")
         columns = [range(data.num_rows)] + [encode(data.column(n), schema.column(n)) for n in data.column_names]
-        marks = ", ".join("?" * (data.num_columns + 1))
+        if after is not None:
+            columns.append(after.to_pylist())
+        marks = ", ".join("?" * (len(names) + 1))
         c.executemany(f"INSERT INTO {STAGE_T} VALUES ({marks})", zip(*columns))
 
     @staticmethod
@@ -246,14 +263,66 @@ class SQLiteBackend(Backend):
     def delete(self, table, keys, schema):
         with self.conn.lock:
             try:
-                existed = self._staged_found(table, keys, schema)
-                self.conn.sqlite.execute(
-                    f"DELETE FROM {main(table)} AS d WHERE EXISTS"
-                    f" (SELECT 1 FROM {STAGE_T} AS s WHERE {key_match(schema.key, 'd', 's')})"
-                )
+                return self._delete(table, keys, schema)
             except sqlite3.Error as e:
                 raise self.conn.write_error(e, table) from e
+
+    def _delete(self, table, keys, schema, images: Images | None = None) -> np.ndarray:
+        existed = self._staged_found(table, keys, schema)
+        if images is not None:
+            self._copy_images(table, schema, images, [n for n in schema.names if n not in schema.key], "delete", False)
+        self.conn.sqlite.execute(
+            f"DELETE FROM {main(table)} AS d WHERE EXISTS"
+            f" (SELECT 1 FROM {STAGE_T} AS s WHERE {key_match(schema.key, 'd', 's')})"
+        )
         return existed
+
+    def _copy_images(self, table, schema, images: Images, before: list[str], mode: str, adds: bool) -> None:
+        """The before-images of the staged rows, from the table into its undo table (capabilities.StoreImages)."""
+        match = key_match(schema.key, "d", "s")
+        sql = copy_images(main(images.table), main(table), STAGE_T, schema.key, before, match, mode, adds, "??")
+        self.conn.sqlite.execute(sql, (images.batch_id, images.columns))
+
+    def read_keys(self, table, schema, keys, columns):
+        out = pa.schema([schema.column(c).field for c in columns])
+        picked = ", ".join(f"d.{q(c)}" for c in columns)
+        with self.conn.sql(f"reading table {table!r}") as c:
+            self._stage(keys, schema)
+            rows = c.execute(
+                f"SELECT {picked} FROM {STAGE_T} AS s JOIN {main(table)} AS d ON {key_match(schema.key, 'd', 's')}"
+            ).fetchall()
+        if not rows:
+            return out.empty_table()
+        raw = [pa.array(list(col)) for col in zip(*rows)]
+        return pa.table([decode(a, schema.column(f.name)) for a, f in zip(raw, out)], schema=out)
+
+    def written_by(self, undo, batch_id):
+        batch, written = q(IMAGE_COLUMNS[0]), q(IMAGE_COLUMNS[2])  # dk_batch_id, dk_columns
+        with self.conn.sql(f"reading {undo!r}") as c:
+            return [
+                r[0] for r in c.execute(f"SELECT DISTINCT {written} FROM {main(undo)} WHERE {batch} = ?", [batch_id])
+            ]
+
+    def read_images(self, table, schema, undo, undo_schema, batch_id, kept, columns):
+        cols = [*(undo_schema.column(c) for c in kept), *(schema.column(c) for c in columns)]
+        picked = [f"u.{q(c)}" for c in kept] + [f"d.{q(c)}" for c in columns]
+        sql = (
+            f"SELECT {', '.join(picked)} FROM {main(undo)} AS u"
+            f" LEFT JOIN {main(table)} AS d ON {key_match(schema.key, 'd', 'u')}"
+            f" WHERE u.{q(IMAGE_COLUMNS[0])} = ?"
+        )
+        seq = self._seq(undo, undo_schema)
+        sql += f" ORDER BY u.{seq}" if seq else ""  # the order they were kept in
+        doing = f"reading the before-images of {table!r}"
+        # dk.undo reads them before it writes: a reader process then reads them as Arrow, several times faster
+        raw = list(self.conn.rows(sql, [batch_id], None, 1 << 30, doing, self.conn.pristine()))
+        if raw:
+            got = pa.concat_tables(raw)
+            arrays = [decode(got.column(i), col) for i, col in enumerate(cols)]
+        else:
+            arrays = [pa.array([], col.arrow) for col in cols]
+        n = len(kept)
+        return pa.table(arrays[:n], names=kept), pa.table(arrays[n:], names=columns)
 
     def read(self, table, schema, columns, where, order, limit, batch_rows):
         types = {c.name: c.arrow for c in schema.columns}

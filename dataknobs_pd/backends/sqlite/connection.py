@@ -63,6 +63,7 @@ class Connection:
         self.lock = threading.RLock()
         self.depth = 0  # transactions and savepoints open
         self.owner: int | None = None  # the thread inside the write transaction
+        self.begun: tuple | None = None  # at its start: the changes made so far and the schema's version
         self.own = borrowed is None  # False: the user's connection, never closed here
         self.readers: Readers | None = None  # the reader processes, for a file of our own
         self.absent = False  # True: no file at `path` yet; `sqlite` is an empty database in memory
@@ -170,6 +171,7 @@ class Connection:
                     c.execute("BEGIN IMMEDIATE")  # the write lock now: existence is decided under it
                     if not self.own:
                         c.execute(CATALOGUE)
+                    self.begun = (self.sqlite.total_changes, self._schema_version(c))
                 self.depth, self.owner = 1, threading.get_ident()
                 try:
                     yield
@@ -241,13 +243,30 @@ class Connection:
                 self.depth -= 1
 
     # -- reads -------------------------------------------------------------------------------
-    def rows(self, sql: str, params: list, limit: int | None, batch_rows: int, doing: str) -> Iterator[pa.Table]:
+    @staticmethod
+    def _schema_version(c: sqlite3.Connection) -> int:
+        return c.execute("PRAGMA main.schema_version").fetchone()[0]
+
+    def pristine(self) -> bool:
+        """This thread is in its write transaction and has written nothing in it yet (no row, no table): the
+        last commit, which a reader process sees, is what the transaction sees (the write lock it holds
+        keeps every other writer from committing)."""
+        if self.owner != threading.get_ident() or self.depth != 1 or self.begun is None:
+            return False
+        with self.sql("reading the database") as c:
+            return (self.sqlite.total_changes, self._schema_version(c)) == self.begun
+
+    def rows(
+        self, sql: str, params: list, limit: int | None, batch_rows: int, doing: str, pristine: bool = False
+    ) -> Iterator[pa.Table]:
         """Raw result batches: from a reader process (Arrow, no Python objects) when one is ready, else
         through the sqlite3 module. ADBC guesses a column's type from its first rows: if a later value
-        contradicts the guess, the rest is read with sqlite3 from where the reader stopped."""
+        contradicts the guess, the rest is read with sqlite3 from where the reader stopped. Inside this
+        thread's write transaction through the sqlite3 module only, unless `pristine` says the caller has
+        checked that it wrote nothing yet (`pristine()`)."""
         done = 0
         batches = None
-        if self.readers is not None and self.owner != threading.get_ident():
+        if self.readers is not None and (self.owner != threading.get_ident() or pristine):
             limited = (f"{sql} LIMIT ?", [*params, limit]) if limit is not None else (sql, params)
             batches = self.readers.read(self.path, *limited, min(batch_rows, 1 << 16))
         if batches is not None:
