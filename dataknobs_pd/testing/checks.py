@@ -8,16 +8,13 @@ another process's writes are checked against; load checks what it reads.
 
 from __future__ import annotations
 
-import pickle
-import subprocess
-import sys
-import textwrap
-
 import pandas as pd
 import pytest
 from pandas.testing import assert_frame_equal
 
 import dataknobs_pd as dk
+
+from .elsewhere import elsewhere
 
 
 def _pandera():
@@ -147,16 +144,10 @@ def _append_elsewhere(store, table: str, df: pd.DataFrame) -> tuple[pd.DataFrame
     if address is None:
         return df.dk.save(store, table, if_exists="append").failures, store
     store.close()
-    code = textwrap.dedent(
-        """
-        import pickle, sys, dataknobs_pd as dk
-        url, options, table, df = pickle.loads(sys.stdin.buffer.read())
-        with dk.connect(url, **options) as s:
-            sys.stdout.buffer.write(pickle.dumps(df.dk.save(s, table, if_exists="append").failures))
-        """
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], input=pickle.dumps((*address, table, df)), capture_output=True, check=False
-    )
-    assert out.returncode == 0, out.stderr.decode()[-2000:]
-    return pickle.loads(out.stdout), dk.connect(address[0], **address[1])  # noqa: S301 - our own child
+    return elsewhere(_append, *address, table, df), dk.connect(address[0], **address[1])
+
+
+def _append(url: str, options: dict, table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """In the other process: the failures of appending `df` to `table`."""
+    with dk.connect(url, **options) as s:
+        return df.dk.save(s, table, if_exists="append").failures

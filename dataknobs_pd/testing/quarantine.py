@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import decimal
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pandas as pd
@@ -21,6 +18,8 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 import dataknobs_pd as dk
+
+from .elsewhere import elsewhere
 
 
 def _dirty() -> pd.DataFrame:
@@ -57,24 +56,15 @@ def _read_in_another_process(store, table: str) -> tuple[pd.DataFrame, pd.DataFr
     if address is None:  # only this process reaches the store (memory, a connection lent): read it here
         q = dk.quarantined(store, table)
         return q.failures, q.failed_rows()
-    url, options = address
     store.close()
-    code = textwrap.dedent(
-        """
-        import pickle, sys, dataknobs_pd as dk
-        url, options, table = pickle.loads(sys.stdin.buffer.read())
-        with dk.connect(url, **options) as s:
-            q = dk.quarantined(s, table)
-            sys.stdout.buffer.write(pickle.dumps((q.failures, q.failed_rows())))
-        """
-    )
-    import pickle
+    return elsewhere(_quarantined, *address, table)
 
-    out = subprocess.run(
-        [sys.executable, "-c", code], input=pickle.dumps((url, options, table)), capture_output=True, check=False
-    )
-    assert out.returncode == 0, out.stderr.decode()[-2000:]
-    return pickle.loads(out.stdout)  # noqa: S301 - our own child process
+
+def _quarantined(url: str, options: dict, table: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """In the other process: what dk.quarantined reads."""
+    with dk.connect(url, **options) as s:
+        q = dk.quarantined(s, table)
+        return q.failures, q.failed_rows()
 
 
 class QuarantineContract:
