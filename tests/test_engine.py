@@ -107,9 +107,13 @@ def test_outside_backend_from_an_entry_point_runs_the_contract(tmp_path):
         textwrap.dedent("""
         import uuid
         import pytest
+        from hypothesis import settings
         import dataknobs_pd as dk
         from dataknobs_pd.backends import registry
         from dataknobs_pd.testing import BackendContract
+        # the same examples every run, as the suite's own profile (tests/conftest.py) draws them
+        settings.register_profile("toy", max_examples=50, derandomize=True, database=None, deadline=None)
+        settings.load_profile("toy")
 
         def test_registered():
             assert registry()["toy"][0] == "toystore:ToyBackend"

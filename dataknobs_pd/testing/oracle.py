@@ -304,4 +304,8 @@ def typed_column(kind: str, like: pd.Series, value: Any) -> pd.Series:
         return pd.Series(pd.Categorical([value], categories=cats, ordered=like.cat.ordered))
     if like.dtype == object:
         return pd.Series([value], dtype=object)
+    if isinstance(value, pd.Timedelta) and like.dtype.kind == "m":
+        # pandas 2.2 builds a timedelta column from Timedelta objects through nanoseconds, which overflows
+        # beyond ±292 years even for a coarser unit: the value's own numpy form keeps its unit
+        return pd.Series(np.array([value.to_timedelta64()]).astype(like.dtype))
     return pd.Series([value], dtype=like.dtype)
