@@ -178,12 +178,12 @@ def classify(data: pa.Table, schema: TableSchema, mode: str, existed: np.ndarray
     if mode == "insert" and key:
         for i in np.flatnonzero(existed):
             out[int(i)] = RowFailure(
-                Stage.WRITE, RowError.KeyConflict, f"key {_key_text(key, data, int(i))} already exists in the table"
+                Stage.WRITE, RowError.KeyConflict, f"key {key_text(key, data, int(i))} already exists in the table"
             )
     if mode in ("update", "delete"):
         for i in np.flatnonzero(~existed):
             out[int(i)] = RowFailure(
-                Stage.MISSING, RowError.MissingKey, f"key {_key_text(key, data, int(i))} is not in the table"
+                Stage.MISSING, RowError.MissingKey, f"key {key_text(key, data, int(i))} is not in the table"
             )
     absent = absent_columns(schema, data) if mode in ("insert", "upsert") else []
     if absent:
@@ -214,14 +214,15 @@ def ambiguous(data: pa.Table, key: list[str], matches: dict[int, int]) -> Failur
         i: RowFailure(
             Stage.WRITE,
             RowError.AmbiguousKey,
-            f"key {_key_text(key, data, i)} matches {n} rows of the table, which has no key of its own; "
+            f"key {key_text(key, data, i)} matches {n} rows of the table, which has no key of its own; "
             f"rows are matched by key= only where the key picks out one row",
         )
         for i, n in matches.items()
     }
 
 
-def _key_text(key: list[str], data: pa.Table, i: int) -> str:
+def key_text(key: list[str], data: pa.Table, i: int) -> str:
+    """How a report names the key of row `i` of `data`: `id=5`, or `a=1, b='x'`."""
     return ", ".join(f"{k}={data.column(k)[i].as_py()!r}" for k in key)
 
 

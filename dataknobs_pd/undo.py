@@ -23,7 +23,7 @@ from .backends.base import conform
 from .backends.capabilities import StoreImages
 from .changes import CHANGE_COLUMNS
 from .errors import InvalidArgumentError, TableNotFoundError
-from .failures import RowError, RowFailure, Stage
+from .failures import RowError, RowFailure, Stage, key_text
 from .result import BatchResult
 from .schema import TableSchema
 from .store import Store, as_store
@@ -95,7 +95,7 @@ def _undo(store: Store, table: str, batch_id: str) -> dict:
         )
     imgs, now, at = kept
     action = np.asarray(imgs.column(images.ACTION).to_pylist(), dtype=object)
-    written = imgs.column(images.COLUMNS).to_pylist()
+    written = np.asarray(imgs.column(images.COLUMNS).to_pylist(), dtype=object)
     ok = _unchanged(imgs, now, at, action, written)
     me = batchlog.new_id()
     undo_table = images.ensure(backend, table, schema)
@@ -103,7 +103,7 @@ def _undo(store: Store, table: str, batch_id: str) -> dict:
     tracked: list[Callable[[], pd.DataFrame]] = []  # what each group put back, made when u.changes is read
     for cols_text in sorted(set(written)):
         cols = [c for c in json.loads(cols_text) if schema.get(c) is not None]
-        group = np.flatnonzero(ok & (np.asarray(written, dtype=object) == cols_text))
+        group = np.flatnonzero(ok & (written == cols_text))
         for act in ("insert", "update", "delete"):
             rows = group[action[group] == act]
             if len(rows):
@@ -117,7 +117,8 @@ def _undo(store: Store, table: str, batch_id: str) -> dict:
         int(i): RowFailure(
             Stage.UNDO,
             RowError.Conflict,
-            f"a later call changed the row with key {_key(imgs, key, int(i))} since {batch_id}, so the undo left it as it is",
+            f"a later call changed the row with key {key_text(key, imgs, int(i))} since {batch_id}, so the undo left it as "
+            "it is",
         )
         for i in failed
     }
@@ -136,14 +137,14 @@ def _undo(store: Store, table: str, batch_id: str) -> dict:
     }
 
 
-def _unchanged(imgs: pa.Table, now: pa.Table, at: np.ndarray, action: np.ndarray, written: list) -> np.ndarray:
+def _unchanged(imgs: pa.Table, now: pa.Table, at: np.ndarray, action: np.ndarray, written: np.ndarray) -> np.ndarray:
     """Which image rows still stand as the call left them: a deleted key still absent, an inserted or
     updated row present with the values it was given."""
     present = at >= 0
     ok = np.where(action == "delete", ~present, present)
     after = pc.fill_null(imgs.column(images.AFTER), 0).to_numpy()  # exact: no float for the nulls of deletes
     for cols_text in set(written):
-        rows = np.flatnonzero(present & (action != "delete") & (np.asarray(written, dtype=object) == cols_text))
+        rows = np.flatnonzero(present & (action != "delete") & (written == cols_text))
         if not len(rows):
             continue
         cols = json.loads(cols_text)
@@ -212,8 +213,3 @@ def _changes(tracked: list[Callable[[], pd.DataFrame]], imgs: pa.Table, key: lis
     labels = [r[key[0]] if len(key) == 1 else tuple(r[k] for k in key) for r in keys]
     out.insert(2, "key", pd.Series(labels, dtype=object))
     return out[CHANGE_COLUMNS]
-
-
-def _key(imgs: pa.Table, key: list[str], i: int) -> str:
-    row = imgs.select(key).slice(i, 1).to_pylist()[0]
-    return repr(row[key[0]]) if len(key) == 1 else repr(tuple(row[k] for k in key))
